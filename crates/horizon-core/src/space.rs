@@ -1,0 +1,191 @@
+//! Search spaces: the parameters a study varies, and the map from the unit cube to values.
+//!
+//! Samplers produce points in `[0, 1)^d`, one coordinate per varied parameter; the space turns
+//! a point into [`Params`]. Log-scaled parameters are uniform in the logarithm, so a sampler's
+//! evenness carries over to the scale the user reasons in.
+
+use crate::params::{ParamValue, Params};
+
+/// How a numeric range is sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scale {
+    #[default]
+    Linear,
+    Log,
+}
+
+/// What values one parameter can take.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ParamKind {
+    /// A real number in `[low, high]`.
+    Float { low: f64, high: f64, scale: Scale },
+    /// An integer in `[low, high]`, both ends included.
+    Int { low: i64, high: i64, scale: Scale },
+    /// An ordered list of numbers (e.g. batch sizes); each is equally likely.
+    Discrete { values: Vec<ParamValue> },
+    /// Unordered choices; each is equally likely.
+    Categorical { choices: Vec<ParamValue> },
+    /// Not searched: every trial gets this value.
+    Fixed { value: ParamValue },
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ParamDef {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: ParamKind,
+}
+
+impl ParamDef {
+    /// Whether the parameter takes a coordinate of the sampler's points.
+    pub fn is_varied(&self) -> bool {
+        !matches!(self.kind, ParamKind::Fixed { .. })
+    }
+
+    /// The value at unit coordinate `u` in `[0, 1)` (ignored for fixed parameters).
+    pub fn value_at(&self, u: f64) -> ParamValue {
+        let u = u.clamp(0.0, 1.0 - f64::EPSILON);
+        match &self.kind {
+            ParamKind::Float { low, high, scale: Scale::Linear } => {
+                ParamValue::Float((low + u * (high - low)).clamp(*low, *high))
+            }
+            ParamKind::Float { low, high, scale: Scale::Log } => {
+                let (a, b) = (low.ln(), high.ln());
+                let x = if u == 0.0 { *low } else { (a + u * (b - a)).exp() };
+                ParamValue::Float(x.clamp(*low, *high))
+            }
+            ParamKind::Int { low, high, scale: Scale::Linear } => {
+                let n = (high - low + 1) as f64;
+                ParamValue::Int((*low + (u * n).floor() as i64).clamp(*low, *high))
+            }
+            ParamKind::Int { low, high, scale: Scale::Log } => {
+                // Uniform in log over [low, high + 1), floored: each integer gets the share of the
+                // log range between it and its successor.
+                let (a, b) = ((*low as f64).ln(), ((*high + 1) as f64).ln());
+                ParamValue::Int(((a + u * (b - a)).exp().floor() as i64).clamp(*low, *high))
+            }
+            ParamKind::Discrete { values } => pick(values, u),
+            ParamKind::Categorical { choices } => pick(choices, u),
+            ParamKind::Fixed { value } => value.clone(),
+        }
+    }
+
+    /// The position of `value` in the parameter's sampling scale, in `[0, 1]`: linear or log
+    /// for ranges, the index for lists. `None` for fixed and categorical parameters (no order)
+    /// and for values that are not in the space.
+    pub fn unit_position(&self, value: &ParamValue) -> Option<f64> {
+        let x = value.as_f64();
+        match &self.kind {
+            ParamKind::Float { low, high, scale } => unit_of(x?, *low, *high, *scale),
+            ParamKind::Int { low, high, scale } => unit_of(x?, *low as f64, *high as f64, *scale),
+            ParamKind::Discrete { values } => {
+                let i = values.iter().position(|v| v == value)?;
+                Some(if values.len() == 1 { 0.5 } else { i as f64 / (values.len() - 1) as f64 })
+            }
+            ParamKind::Categorical { .. } | ParamKind::Fixed { .. } => None,
+        }
+    }
+}
+
+fn pick(values: &[ParamValue], u: f64) -> ParamValue {
+    let i = ((u * values.len() as f64).floor() as usize).min(values.len() - 1);
+    values[i].clone()
+}
+
+fn unit_of(x: f64, low: f64, high: f64, scale: Scale) -> Option<f64> {
+    if !(low..=high).contains(&x) {
+        return None;
+    }
+    Some(match scale {
+        Scale::Linear => (x - low) / (high - low),
+        Scale::Log => (x.ln() - low.ln()) / (high.ln() - low.ln()),
+    })
+}
+
+/// The parameters of a study, in declaration order.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct SearchSpace {
+    pub params: Vec<ParamDef>,
+}
+
+impl SearchSpace {
+    /// Number of varied parameters: the dimension of the sampler's points.
+    pub fn dims(&self) -> usize {
+        self.params.iter().filter(|p| p.is_varied()).count()
+    }
+
+    pub fn param(&self, name: &str) -> Option<&ParamDef> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// Map a point of the unit cube (one coordinate per varied parameter, in order) to values.
+    pub fn decode(&self, point: &[f64]) -> Params {
+        assert_eq!(point.len(), self.dims(), "point dimension must match the space");
+        let mut coords = point.iter();
+        Params(
+            self.params
+                .iter()
+                .map(|p| {
+                    let u = if p.is_varied() { *coords.next().unwrap() } else { 0.0 };
+                    (p.name.clone(), p.value_at(u))
+                })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn float(low: f64, high: f64, scale: Scale) -> ParamDef {
+        ParamDef { name: "x".into(), kind: ParamKind::Float { low, high, scale } }
+    }
+
+    #[test]
+    fn log_scale_is_uniform_in_the_logarithm() {
+        let p = float(1e-4, 1.0, Scale::Log);
+        assert_eq!(p.value_at(0.0), ParamValue::Float(1e-4));
+        let mid = p.value_at(0.5).as_f64().unwrap();
+        assert!((mid - 1e-2).abs() < 1e-12, "geometric midpoint, got {mid}");
+        assert!((p.unit_position(&ParamValue::Float(1e-3)).unwrap() - 0.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ints_cover_both_ends_equally() {
+        let p = ParamDef { name: "n".into(), kind: ParamKind::Int { low: 1, high: 4, scale: Scale::Linear } };
+        let mut counts = [0; 4];
+        for i in 0..4000 {
+            let v = p.value_at(i as f64 / 4000.0);
+            let ParamValue::Int(n) = v else { panic!() };
+            counts[(n - 1) as usize] += 1;
+        }
+        assert_eq!(counts, [1000; 4]);
+    }
+
+    #[test]
+    fn int_log_stays_in_range() {
+        let p = ParamDef { name: "h".into(), kind: ParamKind::Int { low: 16, high: 1024, scale: Scale::Log } };
+        for i in 0..1000 {
+            let ParamValue::Int(n) = p.value_at(i as f64 / 1000.0) else { panic!() };
+            assert!((16..=1024).contains(&n));
+        }
+        assert_eq!(p.value_at(0.999_999_9), ParamValue::Int(1024));
+    }
+
+    #[test]
+    fn fixed_parameters_take_no_coordinate() {
+        let space = SearchSpace {
+            params: vec![
+                float(0.0, 1.0, Scale::Linear),
+                ParamDef { name: "k".into(), kind: ParamKind::Fixed { value: ParamValue::Int(7) } },
+            ],
+        };
+        assert_eq!(space.dims(), 1);
+        let p = space.decode(&[0.25]);
+        assert_eq!(p.get("k"), Some(&ParamValue::Int(7)));
+        assert_eq!(p.get("x"), Some(&ParamValue::Float(0.25)));
+    }
+}

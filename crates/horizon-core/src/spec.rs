@@ -1,0 +1,773 @@
+//! Study files: TOML parsed into a checked [`StudySpec`].
+//!
+//! Parsing has two layers, as in ripgrep's flags: serde reads the file's shape (unknown fields
+//! and wrong types are refused with the line and column), then [`StudySpec::parse`] checks every
+//! value and returns a [`SpecError`] that names the file, the field and the fix. The format is
+//! documented field by field in `docs/study-spec.md`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::params::ParamValue;
+use crate::sampler::{DEFAULT_GRID_POINTS, DEFAULT_HALTON_SKIP, SamplerSpec};
+use crate::space::{ParamDef, ParamKind, Scale, SearchSpace};
+
+/// A problem in a study file: where it is, what is wrong, and how to fix it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{origin}: {field}: {problem}{}", if fix.is_empty() { String::new() } else { format!("\n  fix: {fix}") })]
+pub struct SpecError {
+    /// The file (or other origin) the text came from.
+    pub origin: String,
+    /// The dotted field path, e.g. `params.learning_rate.low`, or `(syntax)`.
+    pub field: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+/// Whether the objective is minimized or maximized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Minimize,
+    Maximize,
+}
+
+impl Direction {
+    /// Whether `a` is strictly better than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            Direction::Minimize => a < b,
+            Direction::Maximize => a > b,
+        }
+    }
+}
+
+/// The metric a study optimizes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Objective {
+    pub metric: String,
+    pub direction: Direction,
+}
+
+/// One piece of a command-line argument template.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Piece {
+    Text(String),
+    /// `{name}`: a parameter or a built-in placeholder.
+    Var(String),
+}
+
+/// Placeholders every command template may use besides the parameters.
+pub const BUILTIN_PLACEHOLDERS: &[&str] =
+    &["max_train_steps", "eval_every", "trial_dir", "trial_number", "seed", "metrics_file"];
+
+/// How horizon starts a trial's training program.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainerSpec {
+    /// The program and its arguments, each a template (`--lr={learning_rate}`), never a shell line.
+    pub command: Vec<Vec<Piece>>,
+    /// The template text as written, for display.
+    pub command_text: Vec<String>,
+    /// Working directory, relative to the study file's directory (default: that directory).
+    pub working_dir: Option<String>,
+    pub env: BTreeMap<String, String>,
+    /// The metric names the trainer reports; the objective must be one of them.
+    pub metrics: Vec<String>,
+    #[serde(with = "duration_opt")]
+    pub timeout: Option<Duration>,
+    #[serde(with = "duration")]
+    pub kill_grace: Duration,
+    /// How many times a failed trial is run again before it counts as failed.
+    pub retries: u32,
+    /// Devices handed out through `CUDA_VISIBLE_DEVICES`, one per running trial.
+    pub gpus: Vec<String>,
+    /// Stop a trial as soon as it reports a non-finite loss.
+    pub stop_on_divergence: bool,
+}
+
+/// Which checkpoints horizon keeps, and when it asks the trainer for them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckpointSpec {
+    /// Keep the `keep_best` checkpoints with the best objective value at their step.
+    pub keep_best: usize,
+    /// Also keep the most recent checkpoint (needed to resume).
+    pub keep_latest: bool,
+    /// Ask for a checkpoint every this many steps (`HORIZON_CHECKPOINT_STEPS`).
+    pub every: Option<u64>,
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        CheckpointSpec { keep_best: 1, keep_latest: true, every: None }
+    }
+}
+
+/// A checked study file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StudySpec {
+    pub name: String,
+    /// Where the study's database and trial directories live, relative to the study file.
+    pub directory: Option<String>,
+    pub notes: String,
+    /// How many trials the study runs.
+    pub trials: u64,
+    /// The one fixed budget every trial trains for.
+    pub max_train_steps: u64,
+    /// Evaluate every this many steps.
+    pub eval_every: u64,
+    pub seed: u64,
+    pub objective: Objective,
+    pub trainer: TrainerSpec,
+    pub sampler: SamplerSpec,
+    pub checkpoints: CheckpointSpec,
+    pub space: SearchSpace,
+}
+
+/// Top-level fields whose change would make earlier trials incomparable with new ones.
+pub const IDENTITY_FIELDS: &[&str] =
+    &["max_train_steps", "eval_every", "seed", "objective", "sampler", "space", "trainer.command", "trainer.env"];
+
+impl StudySpec {
+    /// Parse and check a study file's text. `origin` names the file in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<StudySpec, SpecError> {
+        let raw: RawSpec = toml::from_str(text).map_err(|e| SpecError {
+            origin: origin.to_string(),
+            field: e
+                .span()
+                .map(|s| format!("line {}", text[..s.start].matches('\n').count() + 1))
+                .unwrap_or_else(|| "(syntax)".into()),
+            problem: e.message().trim().to_string(),
+            fix: "see docs/study-spec.md for every field and a complete example".into(),
+        })?;
+        Checker { origin }.check(raw)
+    }
+
+    /// The fields that identify the study's results, as JSON, for comparing a study file with
+    /// the one a stored study was started from.
+    pub fn identity(&self) -> serde_json::Value {
+        let mut full = serde_json::to_value(self).expect("a spec is always representable in JSON");
+        let trainer = full["trainer"].take();
+        let mut id = serde_json::Map::new();
+        for field in IDENTITY_FIELDS {
+            let value = match field.strip_prefix("trainer.") {
+                Some(f) => trainer[f].clone(),
+                None => full[*field].take(),
+            };
+            id.insert(field.to_string(), value);
+        }
+        serde_json::Value::Object(id)
+    }
+
+    /// The identity fields that differ between two [`StudySpec::identity`] values.
+    pub fn identity_changes(stored: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+        IDENTITY_FIELDS.iter().filter(|f| stored.get(**f) != new.get(**f)).map(|f| f.to_string()).collect()
+    }
+
+    /// The names a command template may use: every parameter and the built-in placeholders.
+    pub fn placeholder_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.space.params.iter().map(|p| p.name.clone()).collect();
+        names.extend(BUILTIN_PLACEHOLDERS.iter().map(|s| s.to_string()));
+        names
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file's shape, as serde reads it.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    study: RawStudy,
+    objective: RawObjective,
+    trainer: RawTrainer,
+    #[serde(default)]
+    sampler: Option<RawSampler>,
+    #[serde(default)]
+    checkpoints: Option<RawCheckpoints>,
+    #[serde(default)]
+    params: IndexMap<String, RawParam>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStudy {
+    name: String,
+    directory: Option<String>,
+    #[serde(default)]
+    notes: String,
+    trials: i64,
+    max_train_steps: i64,
+    eval_every: i64,
+    #[serde(default)]
+    seed: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObjective {
+    metric: String,
+    direction: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrainer {
+    command: Vec<String>,
+    working_dir: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    metrics: Vec<String>,
+    timeout: Option<String>,
+    kill_grace: Option<String>,
+    #[serde(default)]
+    retries: i64,
+    #[serde(default)]
+    gpus: Vec<toml::Value>,
+    stop_on_divergence: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSampler {
+    kind: String,
+    skip: Option<i64>,
+    points: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheckpoints {
+    keep_best: Option<i64>,
+    keep_latest: Option<bool>,
+    every: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParam {
+    #[serde(rename = "type")]
+    kind: String,
+    low: Option<toml::Value>,
+    high: Option<toml::Value>,
+    scale: Option<String>,
+    values: Option<Vec<toml::Value>>,
+    choices: Option<Vec<toml::Value>>,
+    value: Option<toml::Value>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks.
+
+struct Checker<'a> {
+    origin: &'a str,
+}
+
+impl Checker<'_> {
+    fn err(&self, field: &str, problem: impl Into<String>, fix: impl Into<String>) -> SpecError {
+        SpecError { origin: self.origin.to_string(), field: field.into(), problem: problem.into(), fix: fix.into() }
+    }
+
+    fn positive(&self, field: &str, v: i64) -> Result<u64, SpecError> {
+        if v < 1 {
+            return Err(self.err(field, format!("must be at least 1, got {v}"), "use a positive integer"));
+        }
+        Ok(v as u64)
+    }
+
+    fn duration(&self, field: &str, text: &str) -> Result<Duration, SpecError> {
+        humantime::parse_duration(text).map_err(|e| {
+            self.err(field, format!("{text:?} is not a duration ({e})"), "write e.g. \"90s\", \"10m\" or \"2h 30m\"")
+        })
+    }
+
+    fn check(&self, raw: RawSpec) -> Result<StudySpec, SpecError> {
+        let s = &raw.study;
+        if s.name.trim().is_empty() || s.name.contains(['/', '\\']) {
+            return Err(self.err("study.name", format!("{:?} is not a usable study name", s.name),
+                "use a non-empty name without slashes, e.g. \"digits-lr-sweep\""));
+        }
+        let trials = self.positive("study.trials", s.trials)?;
+        let max_train_steps = self.positive("study.max_train_steps", s.max_train_steps)?;
+        let eval_every = self.positive("study.eval_every", s.eval_every)?;
+        if eval_every > max_train_steps {
+            return Err(self.err("study.eval_every",
+                format!("{eval_every} is larger than max_train_steps ({max_train_steps}): no evaluation would happen"),
+                "evaluate at least a few times per run, e.g. max_train_steps / 20"));
+        }
+        if s.seed < 0 {
+            return Err(self.err("study.seed", format!("must be >= 0, got {}", s.seed), "use a non-negative integer"));
+        }
+
+        let space = self.space(&raw.params)?;
+
+        let t = &raw.trainer;
+        if t.metrics.is_empty() {
+            return Err(self.err("trainer.metrics", "is empty",
+                "list the metric names the trainer reports, e.g. [\"train/loss\", \"valid/loss\"]"));
+        }
+        for (i, m) in t.metrics.iter().enumerate() {
+            if m.is_empty() || m.chars().any(char::is_whitespace) {
+                return Err(self.err(&format!("trainer.metrics[{i}]"), format!("{m:?} is not a metric name"),
+                    "use names without spaces, with their split, e.g. \"valid/loss\""));
+            }
+        }
+        let direction = match raw.objective.direction.as_str() {
+            "minimize" => Direction::Minimize,
+            "maximize" => Direction::Maximize,
+            other => return Err(self.err("objective.direction", format!("{other:?} is not a direction"),
+                "write \"minimize\" (losses, error rates) or \"maximize\" (accuracies)")),
+        };
+        if !t.metrics.contains(&raw.objective.metric) {
+            return Err(self.err("objective.metric",
+                format!("{:?} is not among the metrics the trainer reports ({})", raw.objective.metric, t.metrics.join(", ")),
+                "name one of trainer.metrics, or add the metric to trainer.metrics"));
+        }
+
+        if t.command.is_empty() || t.command[0].is_empty() {
+            return Err(self.err("trainer.command", "is empty",
+                "give the program and its arguments as a list, e.g. [\"python3\", \"train.py\", \"--lr={learning_rate}\"]"));
+        }
+        let mut allowed: Vec<&str> = space.params.iter().map(|p| p.name.as_str()).collect();
+        allowed.extend(BUILTIN_PLACEHOLDERS);
+        let mut command = Vec::new();
+        for (i, arg) in t.command.iter().enumerate() {
+            let field = format!("trainer.command[{i}]");
+            let pieces = parse_template(arg).map_err(|p| self.err(&field, p, "write {name} for a value and {{ or }} for a literal brace"))?;
+            for piece in &pieces {
+                if let Piece::Var(v) = piece {
+                    if !allowed.contains(&v.as_str()) {
+                        return Err(self.err(&field, format!("placeholder {{{v}}} is neither a parameter nor a built-in"),
+                            format!("use one of: {}", allowed.join(", "))));
+                    }
+                }
+            }
+            command.push(pieces);
+        }
+        for key in t.env.keys() {
+            if key.is_empty() || key.contains('=') || key.starts_with("HORIZON_") {
+                return Err(self.err(&format!("trainer.env.{key}"), "is not a variable horizon can set",
+                    "use a name without '=' that does not start with HORIZON_ (horizon sets those itself)"));
+            }
+        }
+        let timeout = t.timeout.as_deref().map(|x| self.duration("trainer.timeout", x)).transpose()?;
+        let kill_grace = self.duration("trainer.kill_grace", t.kill_grace.as_deref().unwrap_or("10s"))?;
+        if t.retries < 0 {
+            return Err(self.err("trainer.retries", format!("must be >= 0, got {}", t.retries), "use 0 to never retry"));
+        }
+        let mut gpus = Vec::new();
+        for (i, g) in t.gpus.iter().enumerate() {
+            gpus.push(match g {
+                toml::Value::Integer(n) if *n >= 0 => n.to_string(),
+                toml::Value::String(s) if !s.is_empty() && !s.contains(',') => s.clone(),
+                other => return Err(self.err(&format!("trainer.gpus[{i}]"), format!("{other} is not a device id"),
+                    "list device indices or UUIDs, e.g. gpus = [0, 1]")),
+            });
+        }
+
+        let sampler = match &raw.sampler {
+            None => SamplerSpec::default(),
+            Some(rs) => self.sampler(rs, &space)?,
+        };
+        if let Some(cap) = sampler.build(&space, 0).map_err(|e| self.err("sampler.kind", e, "use kind = \"halton\" for more than two dimensions"))?.capacity() {
+            if trials > cap {
+                return Err(self.err("study.trials", format!("{trials} trials but the grid has only {cap} points"),
+                    format!("set trials = {cap} or raise sampler.points")));
+            }
+        }
+
+        let mut checkpoints = CheckpointSpec::default();
+        if let Some(c) = &raw.checkpoints {
+            if let Some(k) = c.keep_best {
+                if k < 0 {
+                    return Err(self.err("checkpoints.keep_best", format!("must be >= 0, got {k}"), "use 0 to keep only the latest"));
+                }
+                checkpoints.keep_best = k as usize;
+            }
+            if let Some(l) = c.keep_latest {
+                checkpoints.keep_latest = l;
+            }
+            if let Some(e) = c.every {
+                checkpoints.every = Some(self.positive("checkpoints.every", e)?);
+            }
+        }
+
+        Ok(StudySpec {
+            name: s.name.clone(),
+            directory: s.directory.clone(),
+            notes: s.notes.clone(),
+            trials,
+            max_train_steps,
+            eval_every,
+            seed: s.seed as u64,
+            objective: Objective { metric: raw.objective.metric.clone(), direction },
+            trainer: TrainerSpec {
+                command,
+                command_text: t.command.clone(),
+                working_dir: t.working_dir.clone(),
+                env: t.env.clone(),
+                metrics: t.metrics.clone(),
+                timeout,
+                kill_grace,
+                retries: t.retries as u32,
+                gpus,
+                stop_on_divergence: t.stop_on_divergence.unwrap_or(true),
+            },
+            sampler,
+            checkpoints,
+            space,
+        })
+    }
+
+    fn sampler(&self, rs: &RawSampler, space: &SearchSpace) -> Result<SamplerSpec, SpecError> {
+        let unused = |field: &str, kind: &str| {
+            self.err(&format!("sampler.{field}"), format!("does not apply to kind = \"{kind}\""), format!("remove sampler.{field}"))
+        };
+        match rs.kind.as_str() {
+            "halton" => {
+                if rs.points.is_some() {
+                    return Err(unused("points", "halton"));
+                }
+                let skip = rs.skip.unwrap_or(DEFAULT_HALTON_SKIP as i64);
+                if skip < 0 {
+                    return Err(self.err("sampler.skip", format!("must be >= 0, got {skip}"), "use the default (100) unless you know why"));
+                }
+                Ok(SamplerSpec::Halton { skip: skip as u64 })
+            }
+            "random" => {
+                if rs.points.is_some() {
+                    return Err(unused("points", "random"));
+                }
+                if rs.skip.is_some() {
+                    return Err(unused("skip", "random"));
+                }
+                Ok(SamplerSpec::Random)
+            }
+            "grid" => {
+                if rs.skip.is_some() {
+                    return Err(unused("skip", "grid"));
+                }
+                let points = rs.points.unwrap_or(DEFAULT_GRID_POINTS as i64);
+                if points < 2 {
+                    return Err(self.err("sampler.points", format!("must be >= 2, got {points}"), "use e.g. points = 5"));
+                }
+                if space.dims() == 0 || space.dims() > 2 {
+                    return Err(self.err("sampler.kind",
+                        format!("grid search needs one or two varied parameters, this space varies {}", space.dims()),
+                        "use kind = \"halton\" (quasi-random search) for more dimensions"));
+                }
+                Ok(SamplerSpec::Grid { points: points as u32 })
+            }
+            other => Err(self.err("sampler.kind", format!("{other:?} is not a sampler"), "use \"halton\" (default), \"random\" or \"grid\"")),
+        }
+    }
+
+    fn space(&self, raw: &IndexMap<String, RawParam>) -> Result<SearchSpace, SpecError> {
+        let mut params = Vec::new();
+        for (name, p) in raw {
+            let f = |field: &str| format!("params.{name}.{field}");
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
+                return Err(self.err(&format!("params.{name}"), "is not a usable parameter name",
+                    "use letters, digits, '_', '-' and '.' only"));
+            }
+            if BUILTIN_PLACEHOLDERS.contains(&name.as_str()) {
+                return Err(self.err(&format!("params.{name}"), "is the name of a built-in placeholder",
+                    "rename the parameter; the built-ins are set by horizon"));
+            }
+            let allowed: &[&str] = match p.kind.as_str() {
+                "float" | "int" => &["low", "high", "scale"],
+                "discrete" => &["values"],
+                "categorical" => &["choices"],
+                "fixed" => &["value"],
+                other => return Err(self.err(&f("type"), format!("{other:?} is not a parameter type"),
+                    "use \"float\", \"int\", \"discrete\", \"categorical\" or \"fixed\"")),
+            };
+            let present = [("low", p.low.is_some()), ("high", p.high.is_some()), ("scale", p.scale.is_some()),
+                ("values", p.values.is_some()), ("choices", p.choices.is_some()), ("value", p.value.is_some())];
+            for (field, is_set) in present {
+                if is_set && !allowed.contains(&field) {
+                    return Err(self.err(&f(field), format!("does not apply to type = \"{}\"", p.kind),
+                        format!("a {} parameter takes {}", p.kind, allowed.join(", "))));
+                }
+            }
+            let kind = match p.kind.as_str() {
+                "float" | "int" => {
+                    let is_int = p.kind == "int";
+                    let bound = |field: &str, v: &Option<toml::Value>| -> Result<f64, SpecError> {
+                        match v {
+                            None => Err(self.err(&f(field), "is missing", format!("give the range, e.g. low = 0.001, high = 1.0"))),
+                            Some(toml::Value::Integer(i)) => Ok(*i as f64),
+                            Some(toml::Value::Float(x)) if !is_int && x.is_finite() => Ok(*x),
+                            Some(other) => Err(self.err(&f(field), format!("{other} is not {}", if is_int { "an integer" } else { "a finite number" }),
+                                "write a number")),
+                        }
+                    };
+                    let (low, high) = (bound("low", &p.low)?, bound("high", &p.high)?);
+                    let scale = match p.scale.as_deref() {
+                        None | Some("linear") => Scale::Linear,
+                        Some("log") => Scale::Log,
+                        Some(other) => return Err(self.err(&f("scale"), format!("{other:?} is not a scale"), "use \"linear\" (default) or \"log\"")),
+                    };
+                    if low >= high {
+                        return Err(self.err(&f("low"), format!("low ({low}) must be below high ({high})"),
+                            "swap them, or use type = \"fixed\" for a single value"));
+                    }
+                    if scale == Scale::Log && low <= 0.0 {
+                        return Err(self.err(&f("low"), format!("a log scale needs low > 0, got {low}"),
+                            "use a small positive low (e.g. 1e-6), or scale = \"linear\""));
+                    }
+                    if is_int {
+                        ParamKind::Int { low: low as i64, high: high as i64, scale }
+                    } else {
+                        ParamKind::Float { low, high, scale }
+                    }
+                }
+                "discrete" => {
+                    let values = self.list(&f("values"), p.values.as_deref())?;
+                    if values.iter().any(|v| v.as_f64().is_none()) {
+                        return Err(self.err(&f("values"), "discrete values must be numbers",
+                            "use type = \"categorical\" for strings or booleans"));
+                    }
+                    ParamKind::Discrete { values }
+                }
+                "categorical" => ParamKind::Categorical { choices: self.list(&f("choices"), p.choices.as_deref())? },
+                _ => {
+                    let v = p.value.as_ref().ok_or_else(|| self.err(&f("value"), "is missing", "give the value, e.g. value = 0.9"))?;
+                    ParamKind::Fixed { value: self.scalar(&f("value"), v)? }
+                }
+            };
+            params.push(ParamDef { name: name.clone(), kind });
+        }
+        Ok(SearchSpace { params })
+    }
+
+    fn list(&self, field: &str, values: Option<&[toml::Value]>) -> Result<Vec<ParamValue>, SpecError> {
+        let values = values.ok_or_else(|| self.err(field, "is missing", "give the list, e.g. values = [32, 64, 128]"))?;
+        if values.is_empty() {
+            return Err(self.err(field, "is empty", "give at least one value"));
+        }
+        let out = values.iter().enumerate().map(|(i, v)| self.scalar(&format!("{field}[{i}]"), v)).collect::<Result<Vec<_>, _>>()?;
+        for i in 0..out.len() {
+            if out[..i].contains(&out[i]) {
+                return Err(self.err(field, format!("{} appears twice", out[i]), "list each value once"));
+            }
+        }
+        Ok(out)
+    }
+
+    fn scalar(&self, field: &str, v: &toml::Value) -> Result<ParamValue, SpecError> {
+        Ok(match v {
+            toml::Value::Integer(i) => ParamValue::Int(*i),
+            toml::Value::Float(x) if x.is_finite() => ParamValue::Float(*x),
+            toml::Value::String(s) => ParamValue::Str(s.clone()),
+            toml::Value::Boolean(b) => ParamValue::Bool(*b),
+            other => return Err(self.err(field, format!("{other} is not a scalar value"), "use a number, string or boolean")),
+        })
+    }
+}
+
+/// Split an argument template into text and `{placeholders}`; `{{` and `}}` are literal braces.
+pub fn parse_template(arg: &str) -> Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut chars = arg.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                text.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                text.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(c) => name.push(c),
+                        None => return Err(format!("unclosed '{{' in {arg:?}")),
+                    }
+                }
+                if name.is_empty() {
+                    return Err(format!("empty placeholder {{}} in {arg:?}"));
+                }
+                if !text.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                pieces.push(Piece::Var(name));
+            }
+            '}' => return Err(format!("unmatched '}}' in {arg:?}")),
+            c => text.push(c),
+        }
+    }
+    if !text.is_empty() || pieces.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    Ok(pieces)
+}
+
+/// Expand a parsed template with `lookup` (which knows every name the checker allowed).
+pub fn expand_template(pieces: &[Piece], lookup: &dyn Fn(&str) -> String) -> String {
+    pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Text(t) => t.clone(),
+            Piece::Var(v) => lookup(v),
+        })
+        .collect()
+}
+
+mod duration {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+mod duration_opt {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[study]
+name = "t"
+trials = 10
+max_train_steps = 1000
+eval_every = 100
+
+[objective]
+metric = "valid/loss"
+direction = "minimize"
+
+[trainer]
+command = ["python3", "train.py", "--lr={learning_rate}", "--steps={max_train_steps}", "{{literal}}"]
+metrics = ["train/loss", "valid/loss"]
+timeout = "5m"
+retries = 2
+
+[params.learning_rate]
+type = "float"
+low = 1e-4
+high = 1
+scale = "log"
+
+[params.width]
+type = "int"
+low = 16
+high = 256
+
+[params.batch_size]
+type = "discrete"
+values = [32, 64]
+
+[params.optimizer]
+type = "categorical"
+choices = ["sgd", "adam"]
+
+[params.epochs]
+type = "fixed"
+value = 3
+"#;
+
+    fn err(text: &str) -> SpecError {
+        StudySpec::parse(text, "study.toml").unwrap_err()
+    }
+
+    #[test]
+    fn a_complete_file_parses() {
+        let s = StudySpec::parse(GOOD, "study.toml").unwrap();
+        assert_eq!(s.trials, 10);
+        assert_eq!(s.space.dims(), 4);
+        assert_eq!(s.space.params[0].name, "learning_rate", "declaration order is kept");
+        assert_eq!(s.trainer.timeout, Some(Duration::from_secs(300)));
+        assert_eq!(s.trainer.kill_grace, Duration::from_secs(10));
+        assert_eq!(s.trainer.command[4], vec![Piece::Text("{literal}".into())]);
+        assert_eq!(s.sampler, SamplerSpec::Halton { skip: DEFAULT_HALTON_SKIP });
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_line() {
+        let e = err(&GOOD.replace("retries = 2", "retires = 2"));
+        assert!(e.to_string().contains("retires"), "{e}");
+        assert!(e.field.starts_with("line "), "{e:?}");
+        assert!(e.to_string().starts_with("study.toml:"), "{e}");
+        let e = err(&GOOD.replace("scale = \"log\"", "scale = \"log\"\nstep = 2"));
+        assert!(e.to_string().contains("step"), "{e}");
+    }
+
+    #[test]
+    fn bad_ranges_name_the_field_and_the_fix() {
+        let e = err(&GOOD.replace("low = 1e-4", "low = 2"));
+        assert_eq!(e.field, "params.learning_rate.low");
+        assert!(e.problem.contains("below high"));
+        let e = err(&GOOD.replace("low = 1e-4", "low = 0"));
+        assert_eq!(e.field, "params.learning_rate.low");
+        assert!(e.problem.contains("log scale"), "{e}");
+        assert!(e.fix.contains("linear"));
+        let e = err(&GOOD.replace("low = 16", "low = 16.5"));
+        assert_eq!(e.field, "params.width.low");
+    }
+
+    #[test]
+    fn objective_must_be_a_reported_metric() {
+        let e = err(&GOOD.replace("metric = \"valid/loss\"", "metric = \"valid/acc\""));
+        assert_eq!(e.field, "objective.metric");
+        assert!(e.problem.contains("train/loss, valid/loss"), "{e}");
+    }
+
+    #[test]
+    fn unknown_placeholders_are_refused() {
+        let e = err(&GOOD.replace("--lr={learning_rate}", "--lr={lr}"));
+        assert_eq!(e.field, "trainer.command[2]");
+        assert!(e.fix.contains("learning_rate"));
+    }
+
+    #[test]
+    fn eval_interval_and_counts_are_checked() {
+        assert_eq!(err(&GOOD.replace("eval_every = 100", "eval_every = 5000")).field, "study.eval_every");
+        assert_eq!(err(&GOOD.replace("trials = 10", "trials = 0")).field, "study.trials");
+        assert_eq!(err(&GOOD.replace("timeout = \"5m\"", "timeout = \"soon\"")).field, "trainer.timeout");
+    }
+
+    #[test]
+    fn grid_is_limited_to_two_dimensions_and_its_size() {
+        let e = err(&format!("{GOOD}\n[sampler]\nkind = \"grid\"\n"));
+        assert_eq!(e.field, "sampler.kind");
+        let small = GOOD.split("[params.width]").next().unwrap().to_string() + "\n[sampler]\nkind = \"grid\"\npoints = 4\n";
+        let e = err(&small);
+        assert_eq!(e.field, "study.trials");
+        assert!(e.fix.contains("trials = 4"), "{e}");
+    }
+
+    #[test]
+    fn identity_ignores_operational_fields() {
+        let a = StudySpec::parse(GOOD, "a").unwrap();
+        let b = StudySpec::parse(&GOOD.replace("trials = 10", "trials = 20").replace("retries = 2", "retries = 0"), "b").unwrap();
+        assert_eq!(StudySpec::identity_changes(&a.identity(), &b.identity()), Vec::<String>::new());
+        let c = StudySpec::parse(&GOOD.replace("max_train_steps = 1000", "max_train_steps = 2000"), "c").unwrap();
+        assert_eq!(StudySpec::identity_changes(&a.identity(), &c.identity()), vec!["max_train_steps"]);
+    }
+
+    #[test]
+    fn templates_split_and_expand() {
+        let pieces = parse_template("--x={a}/{b}{{z}}").unwrap();
+        let out = expand_template(&pieces, &|n| n.to_uppercase());
+        assert_eq!(out, "--x=A/B{z}");
+        assert!(parse_template("{oops").is_err());
+        assert!(parse_template("a}b").is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! The trial state machine.
+//!
+//! ```text
+//!            claim                    completed
+//! Waiting ─────────▶ Running ─────────────────────▶ Complete
+//!    ▲                  │  ├── non-finite loss ───▶ Diverged   (infeasible; never retried)
+//!    │                  │  └── failed, no retries ▶ Failed
+//!    └──────────────────┘
+//!      failed with retries left, interrupted, or abandoned by a dead worker
+//! ```
+//!
+//! Storage enforces the arrows: only a `Waiting` trial (or a new one) can be claimed, only the
+//! worker holding the current attempt of a `Running` trial can write to it, and a finished trial
+//! is never written again. The functions here decide which arrow an attempt takes.
+
+use crate::params::Params;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrialState {
+    /// Created and queued: a retry, or an attempt that was interrupted.
+    Waiting,
+    Running,
+    Complete,
+    /// Infeasible: the loss became NaN or infinite.
+    Diverged,
+    /// The program failed (exit status, timeout, no objective) and has no retries left.
+    Failed,
+}
+
+impl TrialState {
+    pub const ALL: [TrialState; 5] =
+        [TrialState::Waiting, TrialState::Running, TrialState::Complete, TrialState::Diverged, TrialState::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialState::Waiting => "waiting",
+            TrialState::Running => "running",
+            TrialState::Complete => "complete",
+            TrialState::Diverged => "diverged",
+            TrialState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TrialState> {
+        TrialState::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Finished trials are never written again.
+    pub fn is_finished(self) -> bool {
+        matches!(self, TrialState::Complete | TrialState::Diverged | TrialState::Failed)
+    }
+}
+
+impl std::fmt::Display for TrialState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who runs a trial's current attempt, and when they last said so.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Lease {
+    /// Unique per `horizon run` process.
+    pub worker: String,
+    pub host: String,
+    pub pid: u32,
+    /// Seconds since the Unix epoch.
+    pub heartbeat_at: f64,
+}
+
+/// A trial as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrialRecord {
+    /// Storage's key.
+    pub id: i64,
+    /// 0-based, in order of creation within the study.
+    pub number: u64,
+    /// The sampler index the parameters came from (none for imported or promoted trials).
+    pub sample_index: Option<u64>,
+    pub params: Params,
+    /// The step budget of this trial.
+    pub max_train_steps: u64,
+    pub state: TrialState,
+    /// How many times the trial was launched.
+    pub attempt: u32,
+    /// How many attempts failed (interruptions do not count).
+    pub failures: u32,
+    /// Retrospectively selected best evaluation of the objective.
+    pub best_step: Option<u64>,
+    pub best_value: Option<f64>,
+    /// The last evaluation of the objective.
+    pub final_step: Option<u64>,
+    pub final_value: Option<f64>,
+    /// Why the trial failed or diverged, or the last interruption.
+    pub message: Option<String>,
+    pub created_at: f64,
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
+    pub lease: Option<Lease>,
+}
+
+/// How one attempt of a trial ended, as the runner saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptOutcome {
+    /// Exited with status 0 and reported the objective.
+    Completed,
+    /// Reported a non-finite loss.
+    Diverged { reason: String },
+    /// Non-zero exit, killed by a timeout, or no objective reported.
+    Failed { reason: String },
+    /// Stopped by horizon (Ctrl-C twice, SIGTERM): to be run again, not a failure.
+    Interrupted { reason: String },
+}
+
+/// The state a trial moves to after an attempt, given how many attempts failed before this one
+/// and how many retries the study allows.
+pub fn state_after(outcome: &AttemptOutcome, failures_before: u32, retries: u32) -> TrialState {
+    match outcome {
+        AttemptOutcome::Completed => TrialState::Complete,
+        AttemptOutcome::Diverged { .. } => TrialState::Diverged,
+        AttemptOutcome::Interrupted { .. } => TrialState::Waiting,
+        AttemptOutcome::Failed { .. } if failures_before < retries => TrialState::Waiting,
+        AttemptOutcome::Failed { .. } => TrialState::Failed,
+    }
+}
+
+/// Whether a running trial's worker is gone, so another worker may requeue it.
+///
+/// On the same host the worker's process is checked directly (`pid_alive`), so a study killed
+/// with `kill -9` resumes at once; a worker on another host is presumed dead once its heartbeat
+/// is older than `lease_timeout` seconds.
+pub fn is_abandoned(lease: &Lease, now: f64, this_host: &str, pid_alive: impl FnOnce(u32) -> bool, lease_timeout: f64) -> bool {
+    if lease.host == this_host && !pid_alive(lease.pid) {
+        return true;
+    }
+    now - lease.heartbeat_at > lease_timeout
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_are_spent_before_failing() {
+        let failed = AttemptOutcome::Failed { reason: "exit 1".into() };
+        assert_eq!(state_after(&failed, 0, 2), TrialState::Waiting);
+        assert_eq!(state_after(&failed, 1, 2), TrialState::Waiting);
+        assert_eq!(state_after(&failed, 2, 2), TrialState::Failed);
+        assert_eq!(state_after(&failed, 0, 0), TrialState::Failed);
+    }
+
+    #[test]
+    fn divergence_is_final_and_interruptions_requeue() {
+        assert_eq!(state_after(&AttemptOutcome::Diverged { reason: "nan".into() }, 0, 5), TrialState::Diverged);
+        assert_eq!(state_after(&AttemptOutcome::Interrupted { reason: "ctrl-c".into() }, 9, 0), TrialState::Waiting);
+        assert_eq!(state_after(&AttemptOutcome::Completed, 0, 0), TrialState::Complete);
+    }
+
+    #[test]
+    fn abandoned_leases() {
+        let lease = Lease { worker: "w".into(), host: "a".into(), pid: 10, heartbeat_at: 100.0 };
+        assert!(is_abandoned(&lease, 101.0, "a", |_| false, 60.0), "dead pid on this host");
+        assert!(!is_abandoned(&lease, 101.0, "a", |_| true, 60.0), "live pid, fresh heartbeat");
+        assert!(!is_abandoned(&lease, 150.0, "b", |_| panic!("other hosts are not probed"), 60.0));
+        assert!(is_abandoned(&lease, 161.0, "b", |_| true, 60.0), "stale heartbeat");
+    }
+
+    #[test]
+    fn states_round_trip_through_text() {
+        for s in TrialState::ALL {
+            assert_eq!(TrialState::parse(s.as_str()), Some(s));
+        }
+        assert!(!TrialState::Running.is_finished());
+        assert!(TrialState::Diverged.is_finished());
+    }
+}
