@@ -1,0 +1,196 @@
+//! Storage for horizon studies.
+//!
+//! [`Storage`] is the one interface the runner, the CLI and the analyses use; [`SqliteStorage`]
+//! implements it on an embedded SQLite database (bundled, WAL, versioned migrations). The trait
+//! is written so that a PostgreSQL backend and many workers on many machines can implement and
+//! share it without changes to callers: every method is a single transaction, claims are atomic,
+//! and nothing depends on a process-local cache.
+//!
+//! # Contract (every backend, checked by `tests/conformance.rs`)
+//! - **Atomic claim.** [`Storage::claim_trial`] takes the oldest `Waiting` trial, or else, while
+//!   the study has fewer than `max_trials` trials, allocates the next sample index and creates a
+//!   trial from it, in one transaction. Two workers never get the same trial, and sample indices
+//!   are allocated `0, 1, 2, ...` without gaps or reuse, whatever the interleaving.
+//! - **Leases.** A claim moves the trial to `Running`, increments its `attempt` and records the
+//!   worker's [`Lease`]. Only that attempt may write to the trial: metrics, warnings, checkpoints,
+//!   heartbeats and the finish all name `(trial, attempt)` and fail with
+//!   [`StoreError::NotWritable`] otherwise. A finished trial is never written again.
+//! - **Fresh attempts.** Claiming a `Waiting` trial deletes the metrics of its earlier attempts:
+//!   each attempt starts training from scratch.
+//! - **Unique metrics.** A metric is unique per `(trial, step, name)`; reporting it again
+//!   replaces the value.
+//! - **Abandoned trials.** [`Storage::requeue_abandoned`] moves a `Running` trial back to
+//!   `Waiting` only if its attempt and worker are still the ones the caller saw (compare and
+//!   set), so two workers cannot both requeue and re-run it. Deciding that a worker is dead is
+//!   policy ([`horizon_core::trial::is_abandoned`]), not storage.
+//! - Values that are NaN are stored and returned as NaN (SQLite stores them as NULL).
+//!
+//! ```
+//! use horizon_store::{NewStudy, SqliteStorage, Storage};
+//! let store = SqliteStorage::open_in_memory().unwrap();
+//! let study = store.open_or_create_study(&NewStudy {
+//!     name: "demo".into(), spec_json: "{}".into(), identity_json: "{}".into(),
+//! }).unwrap();
+//! assert_eq!(study.name, "demo");
+//! assert!(store.trials(study.id).unwrap().is_empty());
+//! ```
+
+mod sqlite;
+
+use horizon_core::selection::Selection;
+use horizon_core::trial::{Lease, TrialRecord, TrialState};
+use horizon_core::{MetricPoint, Params};
+
+pub use sqlite::SqliteStorage;
+
+pub type StudyId = i64;
+pub type TrialId = i64;
+
+/// Errors of every backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Sqlite { path: String, source: rusqlite::Error },
+    #[error("database {path} has schema version {found}, newer than this horizon knows ({known}); upgrade horizon")]
+    SchemaTooNew { path: String, found: i64, known: i64 },
+    #[error("trial {trial}: attempt {attempt} may not write to it (state {state}, attempt {current}); a finished trial is never written again")]
+    NotWritable { trial: TrialId, attempt: u32, state: TrialState, current: u32 },
+    #[error("no trial with id {0}")]
+    NoTrial(TrialId),
+    #[error("no study with id {0}")]
+    NoStudy(StudyId),
+    #[error("the sampler could not propose trial parameters: {0}")]
+    Sample(String),
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A study as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyRecord {
+    pub id: StudyId,
+    pub name: String,
+    /// The full study spec (JSON) it was last run with.
+    pub spec_json: String,
+    /// The identity fields of the spec it was created with ([`horizon_core::StudySpec::identity`]).
+    pub identity_json: String,
+    pub created_at: f64,
+    /// The next sample index the study will hand out.
+    pub next_sample_index: u64,
+}
+
+/// What [`Storage::open_or_create_study`] needs to create a study.
+#[derive(Debug, Clone)]
+pub struct NewStudy {
+    pub name: String,
+    pub spec_json: String,
+    pub identity_json: String,
+}
+
+/// A worker's request for a trial to run.
+pub struct ClaimRequest<'a> {
+    /// The claiming worker; `heartbeat_at` is the claim time.
+    pub lease: &'a Lease,
+    /// The study may hold at most this many trials; no new trial is created past it.
+    pub max_trials: u64,
+    /// The budget of a newly created trial.
+    pub max_train_steps: u64,
+    /// The parameters of the trial with a given sample index (called inside the transaction).
+    pub sample: &'a dyn Fn(u64) -> std::result::Result<Params, String>,
+}
+
+/// How an attempt ended, as the runner writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    /// `Waiting` to run the trial again, or a finished state.
+    pub state: TrialState,
+    /// Why it failed, diverged or was interrupted.
+    pub message: Option<String>,
+    /// Retrospective selection over the objective, if any value was finite.
+    pub selection: Option<Selection>,
+    /// Whether this attempt counts against the trial's retries.
+    pub counts_as_failure: bool,
+    /// The program's exit code, if it exited normally.
+    pub exit_code: Option<i32>,
+    /// Seconds since the Unix epoch.
+    pub at: f64,
+}
+
+/// A checkpoint a trial announced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointRecord {
+    pub trial: TrialId,
+    pub attempt: u32,
+    pub step: u64,
+    pub path: String,
+    /// Deleted by the retention policy.
+    pub deleted: bool,
+}
+
+/// A protocol line horizon could not understand, kept for the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WarningRecord {
+    pub trial: TrialId,
+    pub attempt: u32,
+    pub message: String,
+}
+
+/// One launch of a trial, for the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub trial: TrialId,
+    pub attempt: u32,
+    pub worker: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at: f64,
+    pub finished_at: Option<f64>,
+    /// The state the trial moved to after this attempt (none while running).
+    pub outcome: Option<TrialState>,
+    pub message: Option<String>,
+    pub exit_code: Option<i32>,
+}
+
+/// The storage interface. Every method is one transaction; see the crate docs for the contract.
+pub trait Storage: Send + Sync {
+    /// The study with this name, created if it does not exist. An existing study is returned as
+    /// is (the caller compares `identity_json`), with `spec_json` updated to the new spec.
+    fn open_or_create_study(&self, new: &NewStudy) -> Result<StudyRecord>;
+    /// The study with this name, if any.
+    fn study(&self, name: &str) -> Result<Option<StudyRecord>>;
+    /// Every study, oldest first.
+    fn studies(&self) -> Result<Vec<StudyRecord>>;
+
+    /// Atomically claim the next trial to run (see the contract). `None` when the study has no
+    /// waiting trial and already holds `max_trials` trials.
+    fn claim_trial(&self, study: StudyId, request: &ClaimRequest<'_>) -> Result<Option<TrialRecord>>;
+    /// Renew the lease of a running attempt.
+    fn heartbeat(&self, trial: TrialId, attempt: u32, at: f64) -> Result<()>;
+    /// Store evaluations of a running attempt (replacing earlier values at the same step and name).
+    fn append_metrics(&self, trial: TrialId, attempt: u32, points: &[MetricPoint]) -> Result<()>;
+    /// Store protocol warnings of a running attempt.
+    fn append_warnings(&self, trial: TrialId, attempt: u32, messages: &[String]) -> Result<()>;
+    /// Record a checkpoint announced by a running attempt.
+    fn record_checkpoint(&self, trial: TrialId, attempt: u32, step: u64, path: &str) -> Result<()>;
+    /// Mark a checkpoint as deleted by the retention policy (allowed while running or finished).
+    fn mark_checkpoint_deleted(&self, trial: TrialId, step: u64) -> Result<()>;
+    /// End a running attempt: the trial moves to `finish.state`.
+    fn finish_attempt(&self, trial: TrialId, attempt: u32, finish: &Finish) -> Result<()>;
+    /// Move a running trial whose worker is gone back to `Waiting`, if its attempt and worker
+    /// are still `attempt` and `worker`. Returns whether it did.
+    fn requeue_abandoned(&self, trial: TrialId, attempt: u32, worker: &str, reason: &str, at: f64) -> Result<bool>;
+
+    /// Every trial of a study, by number.
+    fn trials(&self, study: StudyId) -> Result<Vec<TrialRecord>>;
+    /// One trial.
+    fn trial(&self, trial: TrialId) -> Result<TrialRecord>;
+    /// A trial's evaluations, by step then name.
+    fn metrics(&self, trial: TrialId) -> Result<Vec<MetricPoint>>;
+    /// One metric of every trial of a study, as `(trial, step, value)` by trial then step.
+    fn study_metric(&self, study: StudyId, name: &str) -> Result<Vec<(TrialId, u64, f64)>>;
+    fn checkpoints(&self, trial: TrialId) -> Result<Vec<CheckpointRecord>>;
+    fn warnings(&self, trial: TrialId) -> Result<Vec<WarningRecord>>;
+    fn attempts(&self, trial: TrialId) -> Result<Vec<AttemptRecord>>;
+}
