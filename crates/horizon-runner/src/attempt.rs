@@ -1,0 +1,455 @@
+//! One attempt of one trial: launch, watch, record, finish.
+//!
+//! A subprocess attempt is a small state machine driven by one channel: the process's exit
+//! (from a waiter thread), a stop request (from the dispatcher), or a tick on which the metrics
+//! file is read, divergence and the timeout are checked, and the lease is renewed. Stopping
+//! escalates: SIGTERM to the whole process group, then SIGKILL after the grace period.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use horizon_core::params::Params;
+use horizon_core::protocol::Report;
+use horizon_core::rng::trial_seed;
+use horizon_core::selection::Selection;
+use horizon_core::trial::{AttemptOutcome, TrialRecord, TrialState, state_after};
+use horizon_core::StudySpec;
+use horizon_store::{Finish, Storage, StoreError};
+
+use crate::launch::{AttemptFiles, plan};
+use crate::process::{signal_group, signal_name, spawn_in_group};
+use crate::recorder::AttemptRecorder;
+
+/// How often a running subprocess's metrics file is read.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Lines of a failed trial's stderr shown to the user.
+pub const STDERR_TAIL_LINES: usize = 20;
+
+/// A training function run in-process (the library path): it reports through the trial handle
+/// and returns `Err` to fail the attempt.
+pub type TrainFn = dyn Fn(&mut InProcessTrial<'_>) -> Result<(), String> + Send + Sync;
+
+/// What runs a trial.
+#[derive(Clone)]
+pub enum Program {
+    /// The study's `trainer.command`, as a subprocess speaking trial protocol v1.
+    Subprocess,
+    /// A function in this process.
+    InProcess(Arc<TrainFn>),
+}
+
+/// Messages to a running attempt.
+#[derive(Debug)]
+pub enum AttemptMsg {
+    Exited(std::io::Result<ExitStatus>),
+    Stop(String),
+}
+
+/// The dispatcher's handle on a running attempt.
+#[derive(Clone)]
+pub struct StopHandle {
+    tx: Sender<AttemptMsg>,
+    flag: Arc<AtomicBool>,
+}
+
+impl StopHandle {
+    pub fn new() -> (StopHandle, Receiver<AttemptMsg>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        (StopHandle { tx, flag: Arc::new(AtomicBool::new(false)) }, rx)
+    }
+
+    /// Ask the attempt to stop (SIGTERM, grace period, SIGKILL); it is recorded as interrupted.
+    pub fn stop(&self, reason: &str) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = self.tx.send(AttemptMsg::Stop(reason.to_string()));
+    }
+}
+
+/// Everything an attempt needs.
+pub struct AttemptInput {
+    pub storage: Arc<dyn Storage>,
+    pub spec: Arc<StudySpec>,
+    pub trial: TrialRecord,
+    pub trial_dir: PathBuf,
+    pub working_dir: PathBuf,
+    pub gpu: Option<String>,
+    /// Called with the latest step whenever it advances.
+    pub on_progress: Box<dyn Fn(u64) + Send>,
+}
+
+/// How an attempt ended, after it was written to storage.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub trial: TrialRecord,
+    pub outcome: AttemptOutcome,
+    /// The trial's state after the attempt (`Waiting` when it will run again).
+    pub state: TrialState,
+    pub selection: Option<Selection>,
+    pub exit_code: Option<i32>,
+    /// The last lines of stderr of a failed subprocess.
+    pub stderr_tail: Option<String>,
+    pub stderr_path: Option<PathBuf>,
+    pub warnings: usize,
+    pub duration: Duration,
+    /// Storage refused the writes: another worker took the trial over. Nothing was finished.
+    pub lease_lost: bool,
+}
+
+/// Run one attempt with `program`, write its end to storage, and return how it went.
+pub fn run_attempt(program: &Program, input: AttemptInput, stop: (StopHandle, Receiver<AttemptMsg>)) -> Result<AttemptResult, StoreError> {
+    match program {
+        Program::Subprocess => run_subprocess(input, stop),
+        Program::InProcess(f) => run_in_process(f.as_ref(), input, stop.0.flag),
+    }
+}
+
+fn recorder_for(input: &AttemptInput) -> AttemptRecorder {
+    AttemptRecorder::new(
+        input.storage.clone(),
+        input.trial.id,
+        input.trial.attempt,
+        &input.spec.objective.metric,
+        input.spec.objective.direction,
+        input.spec.checkpoints.clone(),
+        &input.trial_dir,
+    )
+}
+
+/// Why horizon stopped a process.
+#[derive(Debug, Clone, PartialEq)]
+enum StopKind {
+    Interrupted(String),
+    Diverged,
+    TimedOut(Duration),
+    LeaseLost,
+}
+
+fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<AttemptMsg>)) -> Result<AttemptResult, StoreError> {
+    let started = Instant::now();
+    let files = AttemptFiles::new(&input.trial_dir, input.trial.attempt);
+    let mut recorder = recorder_for(&input);
+    let spec = input.spec.clone();
+
+    let prepared = (|| -> std::io::Result<(File, File)> {
+        std::fs::create_dir_all(&files.trial_dir)?;
+        File::create(&files.metrics)?;
+        Ok((File::create(&files.stdout)?, File::create(&files.stderr)?))
+    })();
+    let launch = plan(&spec, &input.trial, &files, &input.working_dir, input.gpu.as_deref());
+    let child = prepared.and_then(|(out, err)| {
+        let mut cmd = Command::new(&launch.argv[0]);
+        cmd.args(&launch.argv[1..])
+            .current_dir(&launch.working_dir)
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        spawn_in_group(&mut cmd)
+    });
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            let outcome = AttemptOutcome::Failed { reason: format!("could not start {:?}: {e}", launch.argv[0]) };
+            return finish(&input, &mut recorder, outcome, None, None, started, false);
+        }
+    };
+    let pgid = child.id();
+    let waiter_tx = handle.tx.clone();
+    let mut child = child;
+    std::thread::Builder::new()
+        .name(format!("wait-{pgid}"))
+        .spawn(move || {
+            let _ = waiter_tx.send(AttemptMsg::Exited(child.wait()));
+        })
+        .expect("spawning a waiter thread");
+
+    let mut tail = LineTail::new(&files.metrics);
+    let mut stopping: Option<(StopKind, Instant)> = None;
+    let mut killed = false;
+    let mut last_progress = None;
+    let grace = spec.trainer.kill_grace;
+    let exit = loop {
+        let msg = rx.recv_timeout(TICK);
+        let stop_now = |kind: StopKind, stopping: &mut Option<(StopKind, Instant)>| {
+            if stopping.is_none() {
+                signal_group(pgid, libc::SIGTERM);
+                *stopping = Some((kind, Instant::now() + grace));
+            }
+        };
+        match msg {
+            Ok(AttemptMsg::Exited(status)) => break status,
+            Ok(AttemptMsg::Stop(reason)) => stop_now(StopKind::Interrupted(reason), &mut stopping),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => unreachable!("the attempt holds a sender"),
+        }
+        tail.read_lines(|line| recorder.line(line));
+        if recorder.divergence().is_some() && spec.trainer.stop_on_divergence {
+            stop_now(StopKind::Diverged, &mut stopping);
+        }
+        if let Some(limit) = spec.trainer.timeout {
+            if started.elapsed() > limit {
+                stop_now(StopKind::TimedOut(limit), &mut stopping);
+            }
+        }
+        if let Some((_, deadline)) = &stopping {
+            if !killed && Instant::now() >= *deadline {
+                signal_group(pgid, libc::SIGKILL);
+                killed = true;
+            }
+        }
+        match recorder.flush() {
+            Ok(()) => {}
+            Err(StoreError::NotWritable { .. }) => {
+                signal_group(pgid, libc::SIGKILL);
+                killed = true;
+                stopping = Some((StopKind::LeaseLost, Instant::now()));
+            }
+            Err(e) => return Err(e),
+        }
+        if recorder.last_step() != last_progress {
+            last_progress = recorder.last_step();
+            (input.on_progress)(last_progress.unwrap_or(0));
+        }
+    };
+    // The leader is gone; take down whatever it left in its group.
+    signal_group(pgid, libc::SIGKILL);
+    tail.read_lines(|line| recorder.line(line));
+    tail.read_rest(|line| recorder.line(line));
+
+    let kind = stopping.map(|(k, _)| k);
+    if kind == Some(StopKind::LeaseLost) {
+        return Ok(lost(input, recorder, started));
+    }
+    let status = exit.ok();
+    let exit_code = status.and_then(|s| s.code());
+    let outcome = match (&kind, recorder.divergence()) {
+        (_, Some(why)) => AttemptOutcome::Diverged { reason: why.to_string() },
+        (Some(StopKind::Interrupted(reason)), _) => {
+            let finished = status.is_some_and(|s| s.success())
+                && recorder.last_step().is_some_and(|s| s >= input.trial.max_train_steps)
+                && recorder.selection().is_some();
+            if finished { AttemptOutcome::Completed } else { AttemptOutcome::Interrupted { reason: reason.clone() } }
+        }
+        (Some(StopKind::TimedOut(limit)), _) => AttemptOutcome::Failed {
+            reason: format!("timed out after {}", humanize(*limit)),
+        },
+        _ => exit_outcome(status, &spec.objective.metric, recorder.selection().is_some()),
+    };
+    let failed = matches!(outcome, AttemptOutcome::Failed { .. });
+    let stderr_tail = if failed { read_tail(&files.stderr, STDERR_TAIL_LINES) } else { None };
+    let mut result = finish(&input, &mut recorder, outcome, exit_code, stderr_tail, started, false)?;
+    result.stderr_path = Some(files.stderr);
+    Ok(result)
+}
+
+fn exit_outcome(status: Option<ExitStatus>, objective: &str, reported: bool) -> AttemptOutcome {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        None => AttemptOutcome::Failed { reason: "lost track of the process".into() },
+        Some(s) if s.success() && reported => AttemptOutcome::Completed,
+        Some(s) if s.success() => AttemptOutcome::Failed {
+            reason: format!("exited with status 0 but never reported a finite {objective}"),
+        },
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => AttemptOutcome::Failed { reason: format!("exited with status {code}") },
+            (None, Some(sig)) => AttemptOutcome::Failed { reason: format!("killed by {}", signal_name(sig)) },
+            (None, None) => AttemptOutcome::Failed { reason: format!("ended with {s}") },
+        },
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 120.0 { format!("{secs:.3}s").replace(".000s", "s") } else { format!("{}m", (secs / 60.0).round()) }
+}
+
+/// Write the end of an attempt and build its result.
+fn finish(
+    input: &AttemptInput,
+    recorder: &mut AttemptRecorder,
+    outcome: AttemptOutcome,
+    exit_code: Option<i32>,
+    stderr_tail: Option<String>,
+    started: Instant,
+    lease_lost: bool,
+) -> Result<AttemptResult, StoreError> {
+    recorder.finish()?;
+    let trial = &input.trial;
+    let state = state_after(&outcome, trial.failures, input.spec.trainer.retries);
+    let selection = recorder.selection();
+    let mut message = match &outcome {
+        AttemptOutcome::Completed => None,
+        AttemptOutcome::Diverged { reason } | AttemptOutcome::Failed { reason } | AttemptOutcome::Interrupted { reason } => Some(reason.clone()),
+    };
+    if outcome == AttemptOutcome::Completed {
+        if let Some(last) = recorder.last_step().filter(|s| *s < trial.max_train_steps) {
+            message = Some(format!("stopped at step {last} of {}", trial.max_train_steps));
+        }
+    }
+    input.storage.finish_attempt(trial.id, trial.attempt, &Finish {
+        state,
+        message,
+        selection,
+        counts_as_failure: matches!(outcome, AttemptOutcome::Failed { .. }),
+        exit_code,
+        at: crate::now(),
+    })?;
+    Ok(AttemptResult {
+        trial: trial.clone(),
+        outcome,
+        state,
+        selection,
+        exit_code,
+        stderr_tail,
+        stderr_path: None,
+        warnings: recorder.warnings_seen(),
+        duration: started.elapsed(),
+        lease_lost,
+    })
+}
+
+fn lost(input: AttemptInput, recorder: AttemptRecorder, started: Instant) -> AttemptResult {
+    AttemptResult {
+        trial: input.trial,
+        outcome: AttemptOutcome::Interrupted { reason: "another worker took the trial over".into() },
+        state: TrialState::Waiting,
+        selection: recorder.selection(),
+        exit_code: None,
+        stderr_tail: None,
+        stderr_path: None,
+        warnings: recorder.warnings_seen(),
+        duration: started.elapsed(),
+        lease_lost: true,
+    }
+}
+
+/// The handle an in-process training function reports through.
+pub struct InProcessTrial<'a> {
+    pub params: &'a Params,
+    pub number: u64,
+    pub attempt: u32,
+    pub max_train_steps: u64,
+    pub eval_every: u64,
+    pub seed: u64,
+    pub trial_dir: &'a Path,
+    recorder: &'a mut AttemptRecorder,
+    stop: Arc<AtomicBool>,
+    lease_lost: bool,
+}
+
+impl InProcessTrial<'_> {
+    /// Report metrics of one split at one step (names are stored as `split/name`).
+    pub fn report(&mut self, step: u64, split: &str, metrics: &[(&str, f64)]) {
+        let values = metrics.iter().map(|(n, v)| (format!("{split}/{n}"), *v)).collect();
+        self.recorder.report(Report::Metrics { step, values });
+        if let Err(e) = self.recorder.flush() {
+            if matches!(e, StoreError::NotWritable { .. }) {
+                self.lease_lost = true;
+            }
+            tracing::warn!("trial {}: {e}", self.number);
+        }
+    }
+
+    /// Whether the training function should return now: the user stopped the study, the
+    /// trial diverged, or another worker took it over.
+    pub fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) || self.recorder.divergence().is_some() || self.lease_lost
+    }
+}
+
+fn run_in_process(f: &TrainFn, input: AttemptInput, stop: Arc<AtomicBool>) -> Result<AttemptResult, StoreError> {
+    let started = Instant::now();
+    let mut recorder = recorder_for(&input);
+    let seed = trial_seed(input.spec.seed, input.trial.number);
+    let (ret, lease_lost) = {
+        let mut handle = InProcessTrial {
+            params: &input.trial.params,
+            number: input.trial.number,
+            attempt: input.trial.attempt,
+            max_train_steps: input.trial.max_train_steps,
+            eval_every: input.spec.eval_every,
+            seed,
+            trial_dir: &input.trial_dir,
+            recorder: &mut recorder,
+            stop: stop.clone(),
+            lease_lost: false,
+        };
+        let ret = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut handle)))
+            .unwrap_or_else(|_| Err("the training function panicked".into()));
+        (ret, handle.lease_lost)
+    };
+    if lease_lost {
+        return Ok(lost(input, recorder, started));
+    }
+    let outcome = if let Some(why) = recorder.divergence() {
+        AttemptOutcome::Diverged { reason: why.to_string() }
+    } else if stop.load(Ordering::SeqCst) && recorder.last_step().is_none_or(|s| s < input.trial.max_train_steps) {
+        AttemptOutcome::Interrupted { reason: "interrupted".into() }
+    } else {
+        match ret {
+            Err(reason) => AttemptOutcome::Failed { reason },
+            Ok(()) if recorder.selection().is_some() => AttemptOutcome::Completed,
+            Ok(()) => AttemptOutcome::Failed { reason: format!("never reported a finite {}", input.spec.objective.metric) },
+        }
+    };
+    finish(&input, &mut recorder, outcome, None, None, started, false)
+}
+
+/// Reads complete lines appended to a file since the last read.
+struct LineTail {
+    path: PathBuf,
+    file: Option<File>,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl LineTail {
+    fn new(path: &Path) -> LineTail {
+        LineTail { path: path.to_path_buf(), file: None, offset: 0, partial: Vec::new() }
+    }
+
+    fn read_lines(&mut self, mut each: impl FnMut(&str)) {
+        if self.file.is_none() {
+            self.file = File::open(&self.path).ok();
+        }
+        let Some(file) = self.file.as_mut() else { return };
+        let mut buf = Vec::new();
+        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut buf).is_err() {
+            return;
+        }
+        self.offset += buf.len() as u64;
+        self.partial.extend_from_slice(&buf);
+        let Some(last_newline) = self.partial.iter().rposition(|&b| b == b'\n') else { return };
+        let complete: Vec<u8> = self.partial.drain(..=last_newline).collect();
+        for line in complete[..complete.len() - 1].split(|&b| b == b'\n') {
+            each(&String::from_utf8_lossy(line));
+        }
+    }
+
+    /// A last line without its newline (the process is gone, so it is complete).
+    fn read_rest(&mut self, mut each: impl FnMut(&str)) {
+        if !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            each(&String::from_utf8_lossy(&rest));
+        }
+    }
+}
+
+/// The last `n` lines of a file (at most 8 KiB of it).
+pub fn read_tail(path: &Path, n: usize) -> Option<String> {
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(8192))).ok()?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(n)..].join("\n");
+    (!tail.trim().is_empty()).then_some(tail)
+}

@@ -1,0 +1,145 @@
+//! A study spec bound to the file system: where its database and trials live, where its
+//! trainer runs, and the checks only the file system can answer (missing programs and scripts).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use horizon_core::spec::{Piece, SpecError, StudySpec};
+use horizon_store::{NewStudy, SqliteStorage, Storage, StudyRecord};
+
+use crate::{RunError, io_err};
+
+/// The database file inside a study directory.
+pub const DATABASE_FILE: &str = "horizon.db";
+
+/// A checked study spec with its paths resolved.
+#[derive(Debug, Clone)]
+pub struct ResolvedStudy {
+    pub spec: Arc<StudySpec>,
+    /// The study file, absolute.
+    pub spec_path: PathBuf,
+    /// The study directory: database and `trials/`.
+    pub dir: PathBuf,
+    /// Where the trainer runs.
+    pub working_dir: PathBuf,
+}
+
+impl ResolvedStudy {
+    /// Read, parse and resolve a study file.
+    pub fn load(path: &Path) -> Result<ResolvedStudy, RunError> {
+        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+        let spec = StudySpec::parse(&text, &path.display().to_string())?;
+        ResolvedStudy::new(spec, path)
+    }
+
+    /// Resolve a parsed spec that came from `spec_path`. Relative paths in the spec are relative
+    /// to the study file's directory.
+    pub fn new(spec: StudySpec, spec_path: &Path) -> Result<ResolvedStudy, RunError> {
+        let spec_path = std::path::absolute(spec_path).map_err(io_err(spec_path))?;
+        let base = spec_path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let origin = spec_path.display().to_string();
+        let err = |field: &str, problem: String, fix: &str| {
+            RunError::Spec(SpecError { origin: origin.clone(), field: field.into(), problem, fix: fix.into() })
+        };
+        let dir = study_dir(&spec, &spec_path);
+        let working_dir = match &spec.trainer.working_dir {
+            Some(w) => base.join(w),
+            None => base.clone(),
+        };
+        if !working_dir.is_dir() {
+            return Err(err("trainer.working_dir", format!("{} is not a directory", working_dir.display()),
+                "give a directory relative to the study file, or leave the field out to use the study file's directory"));
+        }
+        // The program, and any literal argument that names a script, must exist.
+        for (i, pieces) in spec.trainer.command.iter().enumerate() {
+            let [Piece::Text(arg)] = pieces.as_slice() else { continue };
+            let field = format!("trainer.command[{i}]");
+            if i == 0 {
+                if arg.contains('/') {
+                    if !working_dir.join(arg).is_file() {
+                        return Err(err(&field, format!("program {arg} does not exist (looked in {})", working_dir.display()),
+                            "give a path relative to trainer.working_dir (default: the study file's directory), or a program on PATH"));
+                    }
+                } else if find_on_path(arg).is_none() {
+                    return Err(err(&field, format!("program {arg:?} is not on PATH"),
+                        "install it, or give its path (e.g. \"/usr/bin/python3\" or \"./train.sh\")"));
+                }
+            } else if looks_like_script(arg) && !working_dir.join(arg).is_file() {
+                return Err(err(&field, format!("{arg} does not exist (looked in {})", working_dir.display()),
+                    "give the script's path relative to trainer.working_dir (default: the study file's directory)"));
+            }
+        }
+        Ok(ResolvedStudy { spec: Arc::new(spec), spec_path, dir, working_dir })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join(DATABASE_FILE)
+    }
+
+    /// The directory of a trial: `trials/00042`.
+    pub fn trial_dir(&self, number: u64) -> PathBuf {
+        trial_dir(&self.dir, number)
+    }
+
+    /// Open (creating if needed) the study's SQLite database.
+    pub fn open_storage(&self) -> Result<SqliteStorage, RunError> {
+        std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        Ok(SqliteStorage::open(&self.db_path())?)
+    }
+
+    /// Create the study in storage, or check that the stored one was started from a compatible
+    /// spec: a study keeps one budget, one space and one objective for all its trials.
+    pub fn open_study(&self, storage: &dyn Storage) -> Result<StudyRecord, RunError> {
+        let spec = &self.spec;
+        let identity = spec.identity();
+        let record = storage.open_or_create_study(&NewStudy {
+            name: spec.name.clone(),
+            spec_json: serde_json::to_string(spec.as_ref()).expect("a spec is always representable in JSON"),
+            identity_json: identity.to_string(),
+        })?;
+        let stored: serde_json::Value = serde_json::from_str(&record.identity_json)
+            .map_err(|e| horizon_store::StoreError::Corrupt(format!("identity of study {}: {e}", record.name)))?;
+        let changes = StudySpec::identity_changes(&stored, &identity);
+        if !changes.is_empty() {
+            return Err(RunError::Incompatible(format!(
+                "{}: the stored study {:?} in {} was started with different {}; its trials would not be comparable.\n  \
+                 fix: restore those fields, or give the study a new [study] name (or directory) to start a new study",
+                self.spec_path.display(),
+                spec.name,
+                self.db_path().display(),
+                changes.join(", ")
+            )));
+        }
+        Ok(record)
+    }
+}
+
+/// The study directory of a spec read from `spec_path`: `directory` relative to the study
+/// file, or `horizon-runs/<name>` beside it.
+pub fn study_dir(spec: &StudySpec, spec_path: &Path) -> PathBuf {
+    let base = spec_path.parent().unwrap_or(Path::new("."));
+    match &spec.directory {
+        Some(d) => base.join(d),
+        None => base.join("horizon-runs").join(&spec.name),
+    }
+}
+
+/// The directory of trial `number` inside a study directory.
+pub fn trial_dir(study_dir: &Path, number: u64) -> PathBuf {
+    study_dir.join("trials").join(format!("{number:05}"))
+}
+
+fn looks_like_script(arg: &str) -> bool {
+    const EXTENSIONS: &[&str] = &["py", "sh", "bash", "jl", "R", "r", "lua", "js", "rb", "pl"];
+    !arg.starts_with('-')
+        && Path::new(arg).extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e))
+}
+
+/// The first executable named `program` on `PATH`.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}

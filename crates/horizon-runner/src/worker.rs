@@ -1,0 +1,341 @@
+//! The dispatcher: claims trials, runs up to `jobs` attempts at once, and reports events.
+//!
+//! Policy stays out of here: which trial to run next is the storage's atomic claim, what an
+//! attempt's outcome means is `horizon_core::trial`, and whether another worker is gone is
+//! `horizon_core::trial::is_abandoned`. The worker holds no state that storage does not have,
+//! so any number of workers (processes, machines) can share a study, and a killed one resumes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use horizon_core::params::Params;
+use horizon_core::sampler::Sampler;
+use horizon_core::selection::Selection;
+use horizon_core::trial::{Lease, TrialState, is_abandoned};
+use horizon_store::{ClaimRequest, Storage, StoreError, StudyRecord, TrialId};
+
+use crate::attempt::{AttemptInput, AttemptResult, Program, StopHandle, run_attempt};
+use crate::process::{hostname, pid_alive};
+use crate::resolve::ResolvedStudy;
+use crate::RunError;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Attempts running at once.
+    pub jobs: usize,
+    /// A worker on another host whose heartbeat is older than this is presumed dead.
+    pub lease_timeout: Duration,
+    /// How often running trials of other workers are checked for abandonment.
+    pub reclaim_every: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions { jobs: 1, lease_timeout: Duration::from_secs(60), reclaim_every: Duration::from_secs(2) }
+    }
+}
+
+/// What the user asks of a running worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Launch nothing new; let running trials finish. A second `Drain` terminates.
+    Drain,
+    /// Stop running trials now (SIGTERM, grace, SIGKILL); they will run again on resume.
+    Terminate,
+}
+
+/// Everything a reporter needs to show a study's progress.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started { study: String, database: PathBuf, total: u64, finished: u64, jobs: usize },
+    TrialStarted { number: u64, attempt: u32, params: Params },
+    Progress { number: u64, step: u64, max_train_steps: u64 },
+    TrialFinished(Box<AttemptResult>),
+    /// A trial abandoned by a dead worker was put back in the queue.
+    Requeued { number: u64, reason: String },
+    Draining,
+    Terminating,
+}
+
+/// What a worker did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerSummary {
+    pub attempts: usize,
+    pub completed: usize,
+    pub diverged: usize,
+    pub failed: usize,
+    /// Attempts that will run again (retries and interruptions).
+    pub requeued: usize,
+    /// The worker stopped because the user asked.
+    pub stopped_early: bool,
+}
+
+enum Msg {
+    Control(Control),
+    Progress { number: u64, step: u64, max_train_steps: u64 },
+    Finished { trial: TrialId, result: Box<Result<AttemptResult, StoreError>> },
+}
+
+/// A handle to send [`Control`]s to a running worker (e.g. from a signal thread).
+#[derive(Clone)]
+pub struct ControlHandle(Sender<Msg>);
+
+impl ControlHandle {
+    pub fn send(&self, control: Control) {
+        let _ = self.0.send(Msg::Control(control));
+    }
+}
+
+struct Running {
+    number: u64,
+    stop: StopHandle,
+    gpu: Option<String>,
+    thread: JoinHandle<()>,
+}
+
+/// One process's share of a study.
+pub struct Worker {
+    study: ResolvedStudy,
+    storage: Arc<dyn Storage>,
+    options: WorkerOptions,
+    events: Sender<Event>,
+    inbox: (Sender<Msg>, Receiver<Msg>),
+    record: StudyRecord,
+    sampler: Arc<dyn Sampler>,
+    program: Program,
+    lease: Lease,
+}
+
+impl Worker {
+    /// Open (or create) the study in storage and prepare to run it.
+    pub fn new(study: ResolvedStudy, storage: Arc<dyn Storage>, options: WorkerOptions, events: Sender<Event>) -> Result<Worker, RunError> {
+        let record = study.open_study(storage.as_ref())?;
+        let sampler: Arc<dyn Sampler> = Arc::from(
+            study.spec.sampler.build(&study.spec.space, study.spec.seed).map_err(RunError::Incompatible)?,
+        );
+        let host = hostname();
+        let pid = std::process::id();
+        let worker = format!("{host}:{pid}:{}", (crate::now() * 1e6) as u64);
+        Ok(Worker {
+            study,
+            storage,
+            options,
+            events,
+            inbox: channel(),
+            record,
+            sampler,
+            program: Program::Subprocess,
+            lease: Lease { worker, host, pid, heartbeat_at: 0.0 },
+        })
+    }
+
+    /// Run trials with a function in this process instead of the study's command.
+    pub fn with_program(mut self, program: Program) -> Worker {
+        self.program = program;
+        self
+    }
+
+    pub fn control_handle(&self) -> ControlHandle {
+        ControlHandle(self.inbox.0.clone())
+    }
+
+    pub fn study(&self) -> &StudyRecord {
+        &self.record
+    }
+
+    /// The number of attempts to run at once: `jobs`, capped by the number of GPUs if any.
+    fn slots(&self) -> usize {
+        let gpus = self.study.spec.trainer.gpus.len();
+        let jobs = self.options.jobs.max(1);
+        if gpus > 0 { jobs.min(gpus) } else { jobs }
+    }
+
+    /// Run until the study has no trial left for this worker, or the user stops it.
+    pub fn run(self) -> Result<WorkerSummary, RunError> {
+        let spec = self.study.spec.clone();
+        let trials = self.storage.trials(self.record.id)?;
+        let _ = self.events.send(Event::Started {
+            study: spec.name.clone(),
+            database: self.study.db_path(),
+            total: spec.trials.max(trials.len() as u64),
+            finished: trials.iter().filter(|t| t.state.is_finished()).count() as u64,
+            jobs: self.slots(),
+        });
+        let mut free_gpus: Vec<String> = spec.trainer.gpus.iter().rev().cloned().collect();
+        let mut running: HashMap<TrialId, Running> = HashMap::new();
+        let mut summary = WorkerSummary::default();
+        let mut draining = false;
+        let mut last_reclaim: Option<Instant> = None;
+        loop {
+            let mut exhausted = false;
+            while !draining && running.len() < self.slots() {
+                if last_reclaim.is_none_or(|t| t.elapsed() >= self.options.reclaim_every) {
+                    self.reclaim_abandoned()?;
+                    last_reclaim = Some(Instant::now());
+                }
+                let Some(trial) = self.claim()? else {
+                    exhausted = true;
+                    break;
+                };
+                let gpu = free_gpus.pop();
+                let _ = self.events.send(Event::TrialStarted { number: trial.number, attempt: trial.attempt, params: trial.params.clone() });
+                running.insert(trial.id, self.launch(trial, gpu));
+            }
+            if running.is_empty() && (draining || exhausted) {
+                // Before leaving, make sure no trial was abandoned by a worker that died meanwhile.
+                if !draining && self.reclaim_abandoned()? > 0 {
+                    continue;
+                }
+                break;
+            }
+            let msg = match self.inbox.1.recv_timeout(self.options.reclaim_every) {
+                Ok(msg) => msg,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => unreachable!("the worker holds a sender"),
+            };
+            match msg {
+                Msg::Control(Control::Drain) if !draining => {
+                    draining = true;
+                    summary.stopped_early = true;
+                    let _ = self.events.send(Event::Draining);
+                }
+                Msg::Control(_) => {
+                    draining = true;
+                    summary.stopped_early = true;
+                    let _ = self.events.send(Event::Terminating);
+                    for r in running.values() {
+                        r.stop.stop("interrupted: horizon was stopped");
+                    }
+                }
+                Msg::Progress { number, step, max_train_steps } => {
+                    let _ = self.events.send(Event::Progress { number, step, max_train_steps });
+                }
+                Msg::Finished { trial, result } => {
+                    let Some(done) = running.remove(&trial) else { continue };
+                    let _ = done.thread.join();
+                    if let Some(gpu) = done.gpu {
+                        free_gpus.push(gpu);
+                    }
+                    let result = match *result {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // Storage failed under a trial: stop the others cleanly and report.
+                            for r in running.values() {
+                                r.stop.stop("interrupted: storage error");
+                            }
+                            for (_, r) in running.drain() {
+                                let _ = r.thread.join();
+                            }
+                            return Err(RunError::Store(e));
+                        }
+                    };
+                    summary.attempts += 1;
+                    match result.state {
+                        TrialState::Complete => summary.completed += 1,
+                        TrialState::Diverged => summary.diverged += 1,
+                        TrialState::Failed => summary.failed += 1,
+                        _ => summary.requeued += 1,
+                    }
+                    tracing::debug!("trial {} attempt {} -> {}", done.number, result.trial.attempt, result.state);
+                    let _ = self.events.send(Event::TrialFinished(Box::new(result)));
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    fn claim(&self) -> Result<Option<horizon_core::TrialRecord>, RunError> {
+        let spec = &self.study.spec;
+        let lease = Lease { heartbeat_at: crate::now(), ..self.lease.clone() };
+        let sampler = self.sampler.clone();
+        let sample = move |index: u64| sampler.sample(index).map_err(|e| e.to_string());
+        Ok(self.storage.claim_trial(self.record.id, &ClaimRequest {
+            lease: &lease,
+            max_trials: spec.trials,
+            max_train_steps: spec.max_train_steps,
+            sample: &sample,
+        })?)
+    }
+
+    fn launch(&self, trial: horizon_core::TrialRecord, gpu: Option<String>) -> Running {
+        let (stop, rx) = StopHandle::new();
+        let inbox = self.inbox.0.clone();
+        let progress_tx = self.inbox.0.clone();
+        let (number, max_train_steps, id) = (trial.number, trial.max_train_steps, trial.id);
+        let input = AttemptInput {
+            storage: self.storage.clone(),
+            spec: self.study.spec.clone(),
+            trial_dir: self.study.trial_dir(trial.number),
+            working_dir: self.study.working_dir.clone(),
+            trial,
+            gpu: gpu.clone(),
+            on_progress: Box::new(move |step| {
+                let _ = progress_tx.send(Msg::Progress { number, step, max_train_steps });
+            }),
+        };
+        let program = self.program.clone();
+        let handle = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("trial-{number}"))
+            .spawn(move || {
+                let result = run_attempt(&program, input, (handle, rx));
+                let _ = inbox.send(Msg::Finished { trial: id, result: Box::new(result) });
+            })
+            .expect("spawning a trial thread");
+        Running { number, stop, gpu, thread }
+    }
+
+    /// Requeue running trials whose worker is gone. Returns how many were requeued.
+    fn reclaim_abandoned(&self) -> Result<usize, RunError> {
+        let now = crate::now();
+        let mut count = 0;
+        for t in self.storage.trials(self.record.id)? {
+            let Some(lease) = t.lease.as_ref().filter(|_| t.state == TrialState::Running) else { continue };
+            if lease.worker == self.lease.worker {
+                continue;
+            }
+            if is_abandoned(lease, now, &self.lease.host, pid_alive, self.options.lease_timeout.as_secs_f64()) {
+                let reason = format!("requeued: worker {} ({}, pid {}) is gone", lease.worker, lease.host, lease.pid);
+                if self.storage.requeue_abandoned(t.id, t.attempt, &lease.worker, &reason, now)? {
+                    count += 1;
+                    let _ = self.events.send(Event::Requeued { number: t.number, reason });
+                }
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// Trials of a study counted by state.
+pub fn count_states(trials: &[horizon_core::TrialRecord]) -> HashMap<TrialState, usize> {
+    let mut counts = HashMap::new();
+    for t in trials {
+        *counts.entry(t.state).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The best trial's selection among complete trials.
+pub fn best_of<'a>(trials: &'a [horizon_core::TrialRecord], direction: horizon_core::Direction) -> Option<(&'a horizon_core::TrialRecord, Selection)> {
+    trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(|t| {
+            Some((t, Selection {
+                best_step: t.best_step?,
+                best_value: t.best_value?,
+                final_step: t.final_step?,
+                final_value: t.final_value?,
+                evaluations: 0,
+            }))
+        })
+        .fold(None, |best: Option<(&horizon_core::TrialRecord, Selection)>, (t, s)| match best {
+            Some((_, b)) if !direction.better(s.best_value, b.best_value) => best,
+            _ => Some((t, s)),
+        })
+}

@@ -1,0 +1,62 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// horizon: how long to train. Runs tuning studies with one fixed step budget per trial,
+/// quasi-random search and retrospective best-checkpoint selection.
+#[derive(Parser, Debug)]
+#[command(name = "horizon", version, about, propagate_version = true)]
+pub struct Args {
+    /// More logging (-v info, -vv debug); HORIZON_LOG=<filter> overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run (or resume) a study: launch its trials and record everything in its database.
+    Run(RunArgs),
+    /// Summarize a study: trials by state, the best trial, where the data lives.
+    Status(ShowArgs),
+    /// List every trial: parameters, retrospectively selected best step and value, final value.
+    Trials(TrialsArgs),
+    /// Show the best trial and how to reproduce it.
+    Best(ShowArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The study file (TOML; see docs/study-spec.md).
+    pub study: PathBuf,
+    /// Trials to run at once in this process.
+    #[arg(short, long, default_value_t = 1)]
+    pub jobs: usize,
+    /// No progress bar (a line per finished trial is still printed).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    /// A study file, or a study directory (the one holding horizon.db).
+    pub study: PathBuf,
+    /// Which study, when the database holds several.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Machine-readable output (JSON).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrialsArgs {
+    #[command(flatten)]
+    pub show: ShowArgs,
+    /// Only trials in this state (waiting, running, complete, diverged, failed).
+    #[arg(long)]
+    pub state: Option<String>,
+}

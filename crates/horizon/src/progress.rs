@@ -1,0 +1,159 @@
+//! The terminal reporter: a progress bar (trials done, running, failed, best so far, ETA) and a
+//! line per finished trial, fed by the worker's event stream.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use horizon_core::spec::Direction;
+use horizon_core::trial::{AttemptOutcome, TrialState};
+use horizon_runner::worker::Event;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::table::num;
+
+struct Reporter {
+    bar: ProgressBar,
+    objective: String,
+    direction: Direction,
+    running: BTreeMap<u64, (u64, u64)>,
+    failed: usize,
+    diverged: usize,
+    best: Option<(u64, f64)>,
+    retries: u32,
+}
+
+/// Start the reporter on its own thread; it ends when the worker drops its event sender.
+pub fn spawn(events: Receiver<Event>, show_bar: bool, objective: String, direction: Direction, retries: u32) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let target = if show_bar { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let bar = ProgressBar::with_draw_target(Some(0), target);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:28.cyan/blue} {pos}/{len} trials  {msg}  ETA {eta}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        let mut r = Reporter { bar, objective, direction, running: BTreeMap::new(), failed: 0, diverged: 0, best: None, retries };
+        for event in events {
+            r.handle(event);
+        }
+        r.bar.finish_and_clear();
+    })
+}
+
+impl Reporter {
+    fn say(&self, line: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    fn refresh(&self) {
+        let mut msg = format!("running {}", self.running.len());
+        if let Some((&n, &(step, max))) = self.running.iter().next() {
+            if self.running.len() == 1 {
+                msg = format!("running trial {n} (step {step}/{max})");
+            }
+        }
+        if self.failed > 0 {
+            msg.push_str(&format!(" · failed {}", self.failed));
+        }
+        if self.diverged > 0 {
+            msg.push_str(&format!(" · diverged {}", self.diverged));
+        }
+        if let Some((n, v)) = self.best {
+            msg.push_str(&format!(" · best {} {} (trial {n})", self.objective, num(v)));
+        }
+        self.bar.set_message(msg);
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Started { study, database, total, finished, jobs } => {
+                self.bar.set_length(total);
+                self.bar.set_position(finished);
+                self.bar.reset_eta();
+                let resumed = if finished > 0 { format!(", {finished} already finished") } else { String::new() };
+                self.say(format!("study {study}: {total} trials{resumed}, {jobs} at a time; database {}", database.display()));
+            }
+            Event::TrialStarted { number, attempt, .. } => {
+                self.running.insert(number, (0, 0));
+                if attempt > 1 {
+                    self.say(format!("trial {number}: attempt {attempt}"));
+                }
+            }
+            Event::Progress { number, step, max_train_steps } => {
+                self.running.insert(number, (step, max_train_steps));
+            }
+            Event::TrialFinished(result) => {
+                let number = result.trial.number;
+                self.running.remove(&number);
+                let secs = result.duration.as_secs_f64();
+                if result.state.is_finished() {
+                    self.bar.inc(1);
+                }
+                match result.state {
+                    TrialState::Complete => {
+                        let s = result.selection.expect("a complete trial has a selection");
+                        if self.best.is_none_or(|(_, b)| self.direction.better(s.best_value, b)) {
+                            self.best = Some((number, s.best_value));
+                        }
+                        self.say(format!(
+                            "trial {number} complete: best {} {} at step {}/{} (final {}) in {secs:.1}s",
+                            self.objective, num(s.best_value), s.best_step, result.trial.max_train_steps, num(s.final_value)
+                        ));
+                    }
+                    TrialState::Diverged => {
+                        self.diverged += 1;
+                        self.say(format!("trial {number} diverged: {}", reason(&result.outcome)));
+                    }
+                    TrialState::Failed | TrialState::Waiting => {
+                        let failed = matches!(result.outcome, AttemptOutcome::Failed { .. });
+                        if result.state == TrialState::Failed {
+                            self.failed += 1;
+                        }
+                        let next = match (&result.outcome, result.state) {
+                            (_, TrialState::Failed) => String::new(),
+                            (AttemptOutcome::Failed { .. }, _) => format!("; retrying ({} of {} retries used)", result.trial.failures + 1, self.retries),
+                            _ => "; it runs again when the study resumes".to_string(),
+                        };
+                        let what = if failed { "failed" } else { "was interrupted" };
+                        let mut text = format!("trial {number} {what}: {}{next}", reason(&result.outcome));
+                        if let Some(tail) = &result.stderr_tail {
+                            let rule = "─".repeat(60);
+                            text.push_str(&format!("\n{rule} last lines of stderr\n{tail}\n{rule}"));
+                            if let Some(p) = &result.stderr_path {
+                                text.push_str(&format!("\n(full output: {})", p.display()));
+                            }
+                        }
+                        self.say(text);
+                    }
+                    TrialState::Running => {}
+                }
+                if result.warnings > 0 {
+                    self.say(format!("trial {number}: {} malformed metric line(s) ignored; see `horizon trials`", result.warnings));
+                }
+            }
+            Event::Requeued { number, reason } => self.say(format!("trial {number} {reason}")),
+            Event::Draining => self.say(format!(
+                "stopping: no new trials; waiting for {} running trial(s) to finish. Ctrl-C again to stop them now.",
+                self.running.len()
+            )),
+            Event::Terminating => {
+                self.say("stopping running trials (SIGTERM, then SIGKILL after the grace period); they run again on resume".into())
+            }
+        }
+        self.refresh();
+    }
+}
+
+fn reason(outcome: &AttemptOutcome) -> &str {
+    match outcome {
+        AttemptOutcome::Completed => "completed",
+        AttemptOutcome::Diverged { reason } | AttemptOutcome::Failed { reason } | AttemptOutcome::Interrupted { reason } => reason,
+    }
+}
