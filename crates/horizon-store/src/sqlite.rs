@@ -1,0 +1,760 @@
+//! The SQLite backend: one connection behind a mutex, WAL, versioned migrations.
+//!
+//! Several `horizon run` processes may share one database file. Every write is a single
+//! `BEGIN IMMEDIATE` transaction, so writers take SQLite's write lock up front and serialize (a
+//! busy writer waits up to [`BUSY_TIMEOUT`]); reads are deferred transactions, which in WAL mode
+//! see a consistent snapshot without blocking writers.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use horizon_core::selection::Selection;
+use horizon_core::trial::{Lease, TrialRecord, TrialState};
+use horizon_core::{MetricPoint, Params};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params};
+
+use crate::{
+    AttemptRecord, CheckpointRecord, ClaimRequest, Finish, NewStudy, Result, Storage, StoreError, StudyId,
+    StudyRecord, TrialId, WarningRecord,
+};
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The schema, one migration per version: `MIGRATIONS[i]` moves `user_version` from `i` to `i + 1`.
+/// Never edit a released migration; append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE studies (
+    id                INTEGER PRIMARY KEY,
+    name              TEXT NOT NULL UNIQUE,
+    spec_json         TEXT NOT NULL,
+    identity_json     TEXT NOT NULL,
+    created_at        REAL NOT NULL,
+    next_sample_index INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE trials (
+    id              INTEGER PRIMARY KEY,
+    study_id        INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+    number          INTEGER NOT NULL,
+    sample_index    INTEGER,
+    params_json     TEXT NOT NULL,
+    max_train_steps INTEGER NOT NULL,
+    state           TEXT NOT NULL
+                    CHECK (state IN ('waiting', 'running', 'complete', 'diverged', 'failed')),
+    attempt         INTEGER NOT NULL DEFAULT 0,
+    failures        INTEGER NOT NULL DEFAULT 0,
+    best_step       INTEGER,
+    best_value      REAL,
+    final_step      INTEGER,
+    final_value     REAL,
+    message         TEXT,
+    created_at      REAL NOT NULL,
+    started_at      REAL,
+    finished_at     REAL,
+    lease_worker    TEXT,
+    lease_host      TEXT,
+    lease_pid       INTEGER,
+    heartbeat_at    REAL,
+    UNIQUE (study_id, number),
+    UNIQUE (study_id, sample_index)
+);
+CREATE INDEX trials_by_state ON trials (study_id, state, number);
+
+CREATE TABLE metrics (
+    trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+    step     INTEGER NOT NULL,
+    name     TEXT NOT NULL,
+    value    REAL,
+    PRIMARY KEY (trial_id, step, name)
+) WITHOUT ROWID;
+
+CREATE TABLE checkpoints (
+    trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+    attempt  INTEGER NOT NULL,
+    step     INTEGER NOT NULL,
+    path     TEXT NOT NULL,
+    deleted  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (trial_id, step)
+) WITHOUT ROWID;
+
+CREATE TABLE warnings (
+    id       INTEGER PRIMARY KEY,
+    trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+    attempt  INTEGER NOT NULL,
+    message  TEXT NOT NULL
+);
+CREATE INDEX warnings_by_trial ON warnings (trial_id, id);
+
+CREATE TABLE attempts (
+    trial_id    INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+    attempt     INTEGER NOT NULL,
+    worker      TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    started_at  REAL NOT NULL,
+    finished_at REAL,
+    outcome     TEXT,
+    message     TEXT,
+    exit_code   INTEGER,
+    PRIMARY KEY (trial_id, attempt)
+) WITHOUT ROWID;
+"#];
+
+const MEMORY_PATH: &str = ":memory:";
+
+const TRIAL_COLUMNS: &str = "id, number, sample_index, params_json, max_train_steps, state, attempt, failures, \
+    best_step, best_value, final_step, final_value, message, created_at, started_at, finished_at, \
+    lease_worker, lease_host, lease_pid, heartbeat_at";
+
+const STUDY_COLUMNS: &str = "id, name, spec_json, identity_json, created_at, next_sample_index";
+
+/// Storage on an SQLite database file (or in memory).
+pub struct SqliteStorage {
+    conn: Mutex<Connection>,
+    path: String,
+}
+
+impl SqliteStorage {
+    /// Open (creating it and its directory if needed) the database at `path` and bring its
+    /// schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| cannot_open(&name, &format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite { path: name.clone(), source })?;
+        Self::init(conn, name, true)
+    }
+
+    /// A private database that lives as long as the value (for tests and dry runs).
+    pub fn open_in_memory() -> Result<Self> {
+        let conn = Connection::open_in_memory()
+            .map_err(|source| StoreError::Sqlite { path: MEMORY_PATH.into(), source })?;
+        Self::init(conn, MEMORY_PATH.into(), false)
+    }
+
+    /// The database file, or `:memory:`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn init(mut conn: Connection, path: String, wal: bool) -> Result<Self> {
+        configure(&conn, wal)
+            .map_err(Fail::from)
+            .and_then(|()| migrate(&mut conn, &path))
+            .map_err(|f| f.at(&path))?;
+        Ok(SqliteStorage { conn: Mutex::new(conn), path })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held dropped (rolled back) its transaction: the connection
+        // is still usable.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Run `f` in one `BEGIN IMMEDIATE` transaction, committed if it succeeds.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, Fail>) -> Result<T> {
+        let mut conn = self.lock();
+        let run = || {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        };
+        run().map_err(|f: Fail| f.at(&self.path))
+    }
+
+    /// Run `f` in one read (deferred) transaction, so that it sees one consistent snapshot.
+    fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, Fail>) -> Result<T> {
+        let mut conn = self.lock();
+        let run = || {
+            let tx = conn.transaction()?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        };
+        run().map_err(|f: Fail| f.at(&self.path))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// An error inside a transaction, before the database path is attached.
+enum Fail {
+    Sql(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Self {
+        Fail::Sql(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+impl Fail {
+    fn at(self, path: &str) -> StoreError {
+        use rusqlite::Error as E;
+        match self {
+            Fail::Store(e) => e,
+            Fail::Sql(e @ (E::FromSqlConversionFailure(..) | E::IntegralValueOutOfRange(..) | E::InvalidColumnType(..))) => {
+                StoreError::Corrupt(format!("database {path}: {e}"))
+            }
+            Fail::Sql(source) => StoreError::Sqlite { path: path.to_string(), source },
+        }
+    }
+}
+
+fn cannot_open(path: &str, why: &str) -> StoreError {
+    let code = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN);
+    StoreError::Sqlite { path: path.to_string(), source: rusqlite::Error::SqliteFailure(code, Some(why.to_string())) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection setup and migrations
+
+fn configure(conn: &Connection, wal: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if wal {
+        enable_wal(conn)?;
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Switch the file to WAL (persistent; a no-op once another process has done it).
+///
+/// The switch needs an exclusive lock, and SQLite reports `SQLITE_BUSY` for it at once instead
+/// of calling the busy handler, so processes opening a new database together retry here.
+fn enable_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Apply the migrations this database lacks, in one immediate transaction so that processes
+/// opening a new file at the same time migrate it exactly once.
+fn migrate(conn: &mut Connection, path: &str) -> Result<(), Fail> {
+    let known = MIGRATIONS.len() as i64;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > known {
+        return Err(StoreError::SchemaTooNew { path: path.to_string(), found, known }.into());
+    }
+    for sql in &MIGRATIONS[found as usize..] {
+        tx.execute_batch(sql)?;
+    }
+    if found < known {
+        tx.pragma_update(None, "user_version", known)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Column conversions
+
+/// A trial state stored as its lowercase name.
+struct State(TrialState);
+
+impl FromSql for State {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        TrialState::parse(text)
+            .map(State)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown trial state {text:?}").into()))
+    }
+}
+
+impl ToSql for State {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.0.as_str()))
+    }
+}
+
+/// Parameters stored as a JSON object.
+struct ParamsJson(Params);
+
+impl FromSql for ParamsJson {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        serde_json::from_str(value.as_str()?).map(ParamsJson).map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// A REAL column that may hold NULL for NaN (SQLite cannot store NaN).
+fn real(row: &Row<'_>, column: &str) -> rusqlite::Result<f64> {
+    Ok(row.get::<_, Option<f64>>(column)?.unwrap_or(f64::NAN))
+}
+
+/// An optional value whose presence is decided by a companion column (`step` for a value).
+fn real_if(row: &Row<'_>, column: &str, present: bool) -> rusqlite::Result<Option<f64>> {
+    Ok(if present { Some(real(row, column)?) } else { None })
+}
+
+fn study_from_row(row: &Row<'_>) -> rusqlite::Result<StudyRecord> {
+    Ok(StudyRecord {
+        id: row.get("id")?,
+        name: row.get("name")?,
+        spec_json: row.get("spec_json")?,
+        identity_json: row.get("identity_json")?,
+        created_at: row.get("created_at")?,
+        next_sample_index: row.get("next_sample_index")?,
+    })
+}
+
+fn trial_from_row(row: &Row<'_>) -> rusqlite::Result<TrialRecord> {
+    let best_step: Option<u64> = row.get("best_step")?;
+    let final_step: Option<u64> = row.get("final_step")?;
+    let lease = match row.get::<_, Option<String>>("lease_worker")? {
+        Some(worker) => Some(Lease {
+            worker,
+            host: row.get("lease_host")?,
+            pid: row.get("lease_pid")?,
+            heartbeat_at: row.get("heartbeat_at")?,
+        }),
+        None => None,
+    };
+    Ok(TrialRecord {
+        id: row.get("id")?,
+        number: row.get("number")?,
+        sample_index: row.get("sample_index")?,
+        params: row.get::<_, ParamsJson>("params_json")?.0,
+        max_train_steps: row.get("max_train_steps")?,
+        state: row.get::<_, State>("state")?.0,
+        attempt: row.get("attempt")?,
+        failures: row.get("failures")?,
+        best_step,
+        best_value: real_if(row, "best_value", best_step.is_some())?,
+        final_step,
+        final_value: real_if(row, "final_value", final_step.is_some())?,
+        message: row.get("message")?,
+        created_at: row.get("created_at")?,
+        started_at: row.get("started_at")?,
+        finished_at: row.get("finished_at")?,
+        lease,
+    })
+}
+
+fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
+    Ok(AttemptRecord {
+        trial: row.get("trial_id")?,
+        attempt: row.get("attempt")?,
+        worker: row.get("worker")?,
+        host: row.get("host")?,
+        pid: row.get("pid")?,
+        started_at: row.get("started_at")?,
+        finished_at: row.get("finished_at")?,
+        outcome: row.get::<_, Option<State>>("outcome")?.map(|s| s.0),
+        message: row.get("message")?,
+        exit_code: row.get("exit_code")?,
+    })
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries shared by several methods
+
+fn ensure_study(tx: &Transaction<'_>, study: StudyId) -> Result<(), Fail> {
+    let found = tx.query_row("SELECT 1 FROM studies WHERE id = ?1", [study], |_| Ok(())).optional()?;
+    found.ok_or(Fail::Store(StoreError::NoStudy(study)))
+}
+
+fn ensure_trial(tx: &Transaction<'_>, trial: TrialId) -> Result<(), Fail> {
+    let found = tx.query_row("SELECT 1 FROM trials WHERE id = ?1", [trial], |_| Ok(())).optional()?;
+    found.ok_or(Fail::Store(StoreError::NoTrial(trial)))
+}
+
+fn load_trial(tx: &Transaction<'_>, trial: TrialId) -> Result<TrialRecord, Fail> {
+    let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id = ?1");
+    let found = tx.prepare_cached(&sql)?.query_row([trial], trial_from_row).optional()?;
+    found.ok_or(Fail::Store(StoreError::NoTrial(trial)))
+}
+
+/// The write guard: `attempt` is the current attempt of a running trial.
+fn ensure_writable(tx: &Transaction<'_>, trial: TrialId, attempt: u32) -> Result<(), Fail> {
+    let current = tx
+        .prepare_cached("SELECT state, attempt FROM trials WHERE id = ?1")?
+        .query_row([trial], |r| Ok((r.get::<_, State>(0)?.0, r.get::<_, u32>(1)?)))
+        .optional()?;
+    match current {
+        None => Err(StoreError::NoTrial(trial).into()),
+        Some((TrialState::Running, current)) if current == attempt => Ok(()),
+        Some((state, current)) => Err(StoreError::NotWritable { trial, attempt, state, current }.into()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Claiming
+
+fn claim(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>) -> Result<Option<TrialRecord>, Fail> {
+    ensure_study(tx, study)?;
+    let trial = match oldest_waiting(tx, study)? {
+        Some(trial) => {
+            restart(tx, trial, request.lease)?;
+            trial
+        }
+        None => match create_trial(tx, study, request)? {
+            Some(trial) => trial,
+            None => return Ok(None),
+        },
+    };
+    open_attempt(tx, trial)?;
+    Ok(Some(load_trial(tx, trial)?))
+}
+
+fn oldest_waiting(tx: &Transaction<'_>, study: StudyId) -> rusqlite::Result<Option<TrialId>> {
+    tx.prepare_cached("SELECT id FROM trials WHERE study_id = ?1 AND state = 'waiting' ORDER BY number LIMIT 1")?
+        .query_row([study], |r| r.get(0))
+        .optional()
+}
+
+/// Start a fresh attempt of a waiting trial: the earlier attempts' metrics and selection go.
+fn restart(tx: &Transaction<'_>, trial: TrialId, lease: &Lease) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE trials SET state = 'running', attempt = attempt + 1, started_at = ?2, finished_at = NULL,
+            best_step = NULL, best_value = NULL, final_step = NULL, final_value = NULL,
+            lease_worker = ?3, lease_host = ?4, lease_pid = ?5, heartbeat_at = ?2
+         WHERE id = ?1",
+    )?
+    .execute(params![trial, lease.heartbeat_at, lease.worker, lease.host, lease.pid])?;
+    tx.prepare_cached("DELETE FROM metrics WHERE trial_id = ?1")?.execute([trial])?;
+    Ok(())
+}
+
+/// Create the study's next trial from the next sample index, unless it is full.
+fn create_trial(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>) -> Result<Option<TrialId>, Fail> {
+    let count: u64 = tx.prepare_cached("SELECT COUNT(*) FROM trials WHERE study_id = ?1")?.query_row([study], |r| r.get(0))?;
+    if count >= request.max_trials {
+        return Ok(None);
+    }
+    let index: u64 = tx
+        .prepare_cached(
+            "UPDATE studies SET next_sample_index = next_sample_index + 1 WHERE id = ?1
+             RETURNING next_sample_index - 1",
+        )?
+        .query_row([study], |r| r.get(0))?;
+    // An error drops the transaction, which rolls the index back.
+    let params = (request.sample)(index).map_err(StoreError::Sample)?;
+    let lease = request.lease;
+    tx.prepare_cached(
+        "INSERT INTO trials (study_id, number, sample_index, params_json, max_train_steps, state, attempt,
+            created_at, started_at, lease_worker, lease_host, lease_pid, heartbeat_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'running', 1, ?6, ?6, ?7, ?8, ?9, ?6)",
+    )?
+    .execute(params![
+        study,
+        count,
+        index,
+        params.to_json_string(),
+        request.max_train_steps,
+        lease.heartbeat_at,
+        lease.worker,
+        lease.host,
+        lease.pid,
+    ])?;
+    Ok(Some(tx.last_insert_rowid()))
+}
+
+/// Record the launch the trial's lease and attempt now describe.
+fn open_attempt(tx: &Transaction<'_>, trial: TrialId) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO attempts (trial_id, attempt, worker, host, pid, started_at)
+         SELECT id, attempt, lease_worker, lease_host, lease_pid, started_at FROM trials WHERE id = ?1",
+    )?
+    .execute([trial])?;
+    Ok(())
+}
+
+fn close_attempt(
+    tx: &Transaction<'_>,
+    trial: TrialId,
+    attempt: u32,
+    at: f64,
+    outcome: TrialState,
+    message: Option<&str>,
+    exit_code: Option<i32>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE attempts SET finished_at = ?3, outcome = ?4, message = ?5, exit_code = ?6
+         WHERE trial_id = ?1 AND attempt = ?2",
+    )?
+    .execute(params![trial, attempt, at, State(outcome), message, exit_code])?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes by the running attempt
+
+fn insert_metrics(tx: &Transaction<'_>, trial: TrialId, points: &[MetricPoint]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO metrics (trial_id, step, name, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (trial_id, step, name) DO UPDATE SET value = excluded.value",
+    )?;
+    for p in points {
+        // SQLite binds NaN as NULL; `real` reads it back as NaN.
+        let value = (!p.value.is_nan()).then_some(p.value);
+        insert.execute(params![trial, p.step, p.name, value])?;
+    }
+    Ok(())
+}
+
+fn end_attempt(tx: &Transaction<'_>, trial: TrialId, attempt: u32, finish: &Finish) -> rusqlite::Result<()> {
+    let s: Option<&Selection> = finish.selection.as_ref();
+    let finished_at = finish.state.is_finished().then_some(finish.at);
+    let keep_lease = finish.state == TrialState::Running;
+    tx.prepare_cached(
+        "UPDATE trials SET state = ?2, message = ?3,
+            best_step = ?4, best_value = ?5, final_step = ?6, final_value = ?7,
+            failures = failures + ?8, finished_at = ?9,
+            lease_worker = CASE WHEN ?10 THEN lease_worker END,
+            lease_host   = CASE WHEN ?10 THEN lease_host END,
+            lease_pid    = CASE WHEN ?10 THEN lease_pid END,
+            heartbeat_at = CASE WHEN ?10 THEN heartbeat_at END
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        trial,
+        State(finish.state),
+        finish.message,
+        s.map(|s| s.best_step),
+        s.map(|s| s.best_value),
+        s.map(|s| s.final_step),
+        s.map(|s| s.final_value),
+        u32::from(finish.counts_as_failure),
+        finished_at,
+        keep_lease,
+    ])?;
+    close_attempt(tx, trial, attempt, finish.at, finish.state, finish.message.as_deref(), finish.exit_code)
+}
+
+fn requeue(tx: &Transaction<'_>, trial: TrialId, attempt: u32, worker: &str, reason: &str, at: f64) -> rusqlite::Result<bool> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE trials SET state = 'waiting', message = ?4,
+                lease_worker = NULL, lease_host = NULL, lease_pid = NULL, heartbeat_at = NULL
+             WHERE id = ?1 AND state = 'running' AND attempt = ?2 AND lease_worker = ?3",
+        )?
+        .execute(params![trial, attempt, worker, reason])?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    close_attempt(tx, trial, attempt, at, TrialState::Waiting, Some(reason), None)?;
+    Ok(true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The trait
+
+impl Storage for SqliteStorage {
+    fn open_or_create_study(&self, new: &NewStudy) -> Result<StudyRecord> {
+        self.write(|tx| {
+            let sql = format!(
+                "INSERT INTO studies (name, spec_json, identity_json, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET spec_json = excluded.spec_json
+                 RETURNING {STUDY_COLUMNS}"
+            );
+            let params = params![new.name, new.spec_json, new.identity_json, now()];
+            Ok(tx.query_row(&sql, params, study_from_row)?)
+        })
+    }
+
+    fn study(&self, name: &str) -> Result<Option<StudyRecord>> {
+        self.read(|tx| {
+            let sql = format!("SELECT {STUDY_COLUMNS} FROM studies WHERE name = ?1");
+            Ok(tx.query_row(&sql, [name], study_from_row).optional()?)
+        })
+    }
+
+    fn studies(&self) -> Result<Vec<StudyRecord>> {
+        self.read(|tx| {
+            let sql = format!("SELECT {STUDY_COLUMNS} FROM studies ORDER BY id");
+            let mut stmt = tx.prepare(&sql)?;
+            let rows = stmt.query_map([], study_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn claim_trial(&self, study: StudyId, request: &ClaimRequest<'_>) -> Result<Option<TrialRecord>> {
+        self.write(|tx| claim(tx, study, request))
+    }
+
+    fn heartbeat(&self, trial: TrialId, attempt: u32, at: f64) -> Result<()> {
+        self.write(|tx| {
+            ensure_writable(tx, trial, attempt)?;
+            tx.prepare_cached("UPDATE trials SET heartbeat_at = ?2 WHERE id = ?1")?.execute(params![trial, at])?;
+            Ok(())
+        })
+    }
+
+    fn append_metrics(&self, trial: TrialId, attempt: u32, points: &[MetricPoint]) -> Result<()> {
+        self.write(|tx| {
+            ensure_writable(tx, trial, attempt)?;
+            Ok(insert_metrics(tx, trial, points)?)
+        })
+    }
+
+    fn append_warnings(&self, trial: TrialId, attempt: u32, messages: &[String]) -> Result<()> {
+        self.write(|tx| {
+            ensure_writable(tx, trial, attempt)?;
+            let mut insert = tx.prepare_cached("INSERT INTO warnings (trial_id, attempt, message) VALUES (?1, ?2, ?3)")?;
+            for message in messages {
+                insert.execute(params![trial, attempt, message])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn record_checkpoint(&self, trial: TrialId, attempt: u32, step: u64, path: &str) -> Result<()> {
+        self.write(|tx| {
+            ensure_writable(tx, trial, attempt)?;
+            tx.prepare_cached(
+                "INSERT INTO checkpoints (trial_id, attempt, step, path, deleted) VALUES (?1, ?2, ?3, ?4, 0)
+                 ON CONFLICT (trial_id, step) DO UPDATE
+                 SET attempt = excluded.attempt, path = excluded.path, deleted = 0",
+            )?
+            .execute(params![trial, attempt, step, path])?;
+            Ok(())
+        })
+    }
+
+    fn mark_checkpoint_deleted(&self, trial: TrialId, step: u64) -> Result<()> {
+        self.write(|tx| {
+            ensure_trial(tx, trial)?;
+            tx.prepare_cached("UPDATE checkpoints SET deleted = 1 WHERE trial_id = ?1 AND step = ?2")?
+                .execute(params![trial, step])?;
+            Ok(())
+        })
+    }
+
+    fn finish_attempt(&self, trial: TrialId, attempt: u32, finish: &Finish) -> Result<()> {
+        self.write(|tx| {
+            ensure_writable(tx, trial, attempt)?;
+            Ok(end_attempt(tx, trial, attempt, finish)?)
+        })
+    }
+
+    fn requeue_abandoned(&self, trial: TrialId, attempt: u32, worker: &str, reason: &str, at: f64) -> Result<bool> {
+        self.write(|tx| {
+            ensure_trial(tx, trial)?;
+            Ok(requeue(tx, trial, attempt, worker, reason, at)?)
+        })
+    }
+
+    fn trials(&self, study: StudyId) -> Result<Vec<TrialRecord>> {
+        self.read(|tx| {
+            ensure_study(tx, study)?;
+            let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ?1 ORDER BY number");
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let rows = stmt.query_map([study], trial_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn trial(&self, trial: TrialId) -> Result<TrialRecord> {
+        self.read(|tx| load_trial(tx, trial))
+    }
+
+    fn metrics(&self, trial: TrialId) -> Result<Vec<MetricPoint>> {
+        self.read(|tx| {
+            ensure_trial(tx, trial)?;
+            let mut stmt = tx.prepare_cached("SELECT step, name, value FROM metrics WHERE trial_id = ?1 ORDER BY step, name")?;
+            let rows = stmt.query_map([trial], |r| {
+                Ok(MetricPoint { step: r.get("step")?, name: r.get("name")?, value: real(r, "value")? })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn study_metric(&self, study: StudyId, name: &str) -> Result<Vec<(TrialId, u64, f64)>> {
+        self.read(|tx| {
+            ensure_study(tx, study)?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT m.trial_id, m.step, m.value FROM trials t JOIN metrics m ON m.trial_id = t.id
+                 WHERE t.study_id = ?1 AND m.name = ?2 ORDER BY t.number, m.step",
+            )?;
+            let rows = stmt.query_map(params![study, name], |r| Ok((r.get(0)?, r.get(1)?, real(r, "value")?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn checkpoints(&self, trial: TrialId) -> Result<Vec<CheckpointRecord>> {
+        self.read(|tx| {
+            ensure_trial(tx, trial)?;
+            let mut stmt =
+                tx.prepare_cached("SELECT trial_id, attempt, step, path, deleted FROM checkpoints WHERE trial_id = ?1 ORDER BY step")?;
+            let rows = stmt.query_map([trial], |r| {
+                Ok(CheckpointRecord {
+                    trial: r.get("trial_id")?,
+                    attempt: r.get("attempt")?,
+                    step: r.get("step")?,
+                    path: r.get("path")?,
+                    deleted: r.get("deleted")?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn warnings(&self, trial: TrialId) -> Result<Vec<WarningRecord>> {
+        self.read(|tx| {
+            ensure_trial(tx, trial)?;
+            let mut stmt = tx.prepare_cached("SELECT trial_id, attempt, message FROM warnings WHERE trial_id = ?1 ORDER BY id")?;
+            let rows = stmt.query_map([trial], |r| {
+                Ok(WarningRecord { trial: r.get("trial_id")?, attempt: r.get("attempt")?, message: r.get("message")? })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn attempts(&self, trial: TrialId) -> Result<Vec<AttemptRecord>> {
+        self.read(|tx| {
+            ensure_trial(tx, trial)?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT trial_id, attempt, worker, host, pid, started_at, finished_at, outcome, message, exit_code
+                 FROM attempts WHERE trial_id = ?1 ORDER BY attempt",
+            )?;
+            let rows = stmt.query_map([trial], attempt_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn storage_is_shareable_between_threads() {
+        assert_send_sync::<SqliteStorage>();
+    }
+
+    #[test]
+    fn migrations_set_the_schema_version() {
+        let store = SqliteStorage::open_in_memory().unwrap();
+        let version: i64 = store.lock().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(store.path(), ":memory:");
+    }
+}

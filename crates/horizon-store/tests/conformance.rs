@@ -1,0 +1,673 @@
+//! The storage contract (see the crate docs), checked for every backend.
+//!
+//! The checks in [`suite`] take a `&dyn Storage` and nothing else, so another backend runs the
+//! same suite by instantiating [`conformance!`] with its own constructor. [`concurrent_claims`]
+//! takes a factory instead, so that every worker gets its own connection (as separate
+//! `horizon run` processes do).
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Barrier};
+
+use horizon_core::selection::Selection;
+use horizon_core::trial::{Lease, TrialRecord, TrialState};
+use horizon_core::{MetricPoint, ParamValue, Params};
+use horizon_store::{ClaimRequest, Finish, NewStudy, SqliteStorage, Storage, StoreError, StudyRecord, TrialId};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn lease(worker: &str, at: f64) -> Lease {
+    Lease { worker: worker.into(), host: format!("host-of-{worker}"), pid: 4242, heartbeat_at: at }
+}
+
+fn params_for(index: u64) -> Params {
+    Params(vec![("x".into(), ParamValue::Int(index as i64)), ("opt".into(), ParamValue::Str("adam".into()))])
+}
+
+fn sample(index: u64) -> Result<Params, String> {
+    Ok(params_for(index))
+}
+
+fn study(s: &dyn Storage, name: &str) -> StudyRecord {
+    s.open_or_create_study(&NewStudy {
+        name: name.into(),
+        spec_json: format!(r#"{{"name":"{name}"}}"#),
+        identity_json: format!(r#"{{"id":"{name}"}}"#),
+    })
+    .unwrap()
+}
+
+fn claim_as(s: &dyn Storage, study: &StudyRecord, lease: &Lease, max_trials: u64) -> Option<TrialRecord> {
+    let request = ClaimRequest { lease, max_trials, max_train_steps: 1000, sample: &sample };
+    s.claim_trial(study.id, &request).unwrap()
+}
+
+fn claim(s: &dyn Storage, study: &StudyRecord, max_trials: u64) -> Option<TrialRecord> {
+    claim_as(s, study, &lease("w1", 100.0), max_trials)
+}
+
+fn finish(state: TrialState) -> Finish {
+    Finish { state, message: None, selection: None, counts_as_failure: false, exit_code: Some(0), at: 500.0 }
+}
+
+fn selection(best: (u64, f64), last: (u64, f64)) -> Selection {
+    Selection { best_step: best.0, best_value: best.1, final_step: last.0, final_value: last.1, evaluations: 3 }
+}
+
+fn point(step: u64, name: &str, value: f64) -> MetricPoint {
+    MetricPoint { step, name: name.into(), value }
+}
+
+fn assert_not_writable<T: std::fmt::Debug>(
+    result: horizon_store::Result<T>,
+    trial: TrialId,
+    attempt: u32,
+    state: TrialState,
+    current: u32,
+) {
+    match result {
+        Err(StoreError::NotWritable { trial: t, attempt: a, state: s, current: c }) => {
+            assert_eq!((t, a, s, c), (trial, attempt, state, current))
+        }
+        other => panic!("expected NotWritable for trial {trial} attempt {attempt}, got {other:?}"),
+    }
+}
+
+/// Every write a running attempt may make, each expected to be refused.
+fn assert_all_writes_refused(s: &dyn Storage, trial: TrialId, attempt: u32, state: TrialState, current: u32) {
+    assert_not_writable(s.heartbeat(trial, attempt, 1.0), trial, attempt, state, current);
+    assert_not_writable(s.append_metrics(trial, attempt, &[point(1, "m", 1.0)]), trial, attempt, state, current);
+    assert_not_writable(s.append_warnings(trial, attempt, &["w".into()]), trial, attempt, state, current);
+    assert_not_writable(s.record_checkpoint(trial, attempt, 1, "/ckpt"), trial, attempt, state, current);
+    assert_not_writable(s.finish_attempt(trial, attempt, &finish(TrialState::Complete)), trial, attempt, state, current);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The contract, backend-neutral
+
+mod suite {
+    use super::*;
+
+    pub fn studies_are_created_once_and_keep_their_identity(s: &dyn Storage) {
+        assert!(s.studies().unwrap().is_empty());
+        assert_eq!(s.study("a").unwrap(), None);
+        let a = study(s, "a");
+        assert_eq!((a.name.as_str(), a.next_sample_index), ("a", 0));
+        assert!(a.created_at > 1.6e9, "created_at is seconds since the epoch: {}", a.created_at);
+        let b = study(s, "b");
+        assert_ne!(a.id, b.id);
+
+        let again = s
+            .open_or_create_study(&NewStudy { name: "a".into(), spec_json: "{\"v\":2}".into(), identity_json: "{\"other\":1}".into() })
+            .unwrap();
+        assert_eq!(again.id, a.id);
+        assert_eq!(again.spec_json, "{\"v\":2}", "the spec is updated");
+        assert_eq!(again.identity_json, a.identity_json, "the identity is kept");
+        assert_eq!(again.created_at, a.created_at);
+        assert_eq!(s.study("a").unwrap(), Some(again.clone()));
+
+        let all = s.studies().unwrap();
+        assert_eq!(all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["a", "b"], "oldest first");
+        assert_eq!(all[0], again);
+    }
+
+    pub fn unknown_ids_are_errors(s: &dyn Storage) {
+        let st = study(s, "s");
+        let missing_study = st.id + 1000;
+        let l = lease("w", 1.0);
+        let request = ClaimRequest { lease: &l, max_trials: 5, max_train_steps: 10, sample: &sample };
+        assert!(matches!(s.claim_trial(missing_study, &request), Err(StoreError::NoStudy(id)) if id == missing_study));
+        assert!(matches!(s.trials(missing_study), Err(StoreError::NoStudy(_))));
+        assert!(matches!(s.study_metric(missing_study, "m"), Err(StoreError::NoStudy(_))));
+        assert!(s.trials(st.id).unwrap().is_empty());
+
+        let t = 987_654;
+        assert!(matches!(s.trial(t), Err(StoreError::NoTrial(id)) if id == t));
+        assert!(matches!(s.heartbeat(t, 1, 1.0), Err(StoreError::NoTrial(_))));
+        assert!(matches!(s.append_metrics(t, 1, &[point(1, "m", 1.0)]), Err(StoreError::NoTrial(_))));
+        assert!(matches!(s.append_warnings(t, 1, &["x".into()]), Err(StoreError::NoTrial(_))));
+        assert!(matches!(s.record_checkpoint(t, 1, 1, "/c"), Err(StoreError::NoTrial(_))));
+        assert!(matches!(s.mark_checkpoint_deleted(t, 1), Err(StoreError::NoTrial(_))));
+        assert!(matches!(s.finish_attempt(t, 1, &finish(TrialState::Complete)), Err(StoreError::NoTrial(_))));
+        assert!(matches!(s.requeue_abandoned(t, 1, "w", "gone", 1.0), Err(StoreError::NoTrial(_))));
+        assert!(matches!(s.metrics(t), Err(StoreError::NoTrial(_))));
+        assert!(matches!(s.checkpoints(t), Err(StoreError::NoTrial(_))));
+        assert!(matches!(s.warnings(t), Err(StoreError::NoTrial(_))));
+        assert!(matches!(s.attempts(t), Err(StoreError::NoTrial(_))));
+    }
+
+    pub fn claims_number_trials_and_allocate_indices_without_gaps(s: &dyn Storage) {
+        let st = study(s, "s");
+        let l = lease("w1", 123.5);
+        let mut ids = BTreeSet::new();
+        for n in 0..5u64 {
+            let t = claim_as(s, &st, &l, 5).expect("the study is not full");
+            assert_eq!((t.number, t.sample_index), (n, Some(n)));
+            assert_eq!(t.params, params_for(n), "the parameters come from the sample index");
+            assert_eq!((t.state, t.attempt, t.failures), (TrialState::Running, 1, 0));
+            assert_eq!(t.max_train_steps, 1000);
+            assert_eq!(t.lease.as_ref(), Some(&l));
+            assert_eq!(t.started_at, Some(123.5));
+            assert_eq!((t.best_step, t.final_step, t.finished_at, t.message.as_deref()), (None, None, None, None));
+            assert_eq!(s.trial(t.id).unwrap(), t, "the claim returns the stored record");
+            assert!(ids.insert(t.id), "trial ids are unique");
+        }
+        assert_eq!(claim(s, &st, 5), None, "full");
+        assert_eq!(s.study("s").unwrap().unwrap().next_sample_index, 5);
+        let numbers: Vec<u64> = s.trials(st.id).unwrap().iter().map(|t| t.number).collect();
+        assert_eq!(numbers, [0, 1, 2, 3, 4], "trials come by number");
+    }
+
+    pub fn max_trials_is_respected_per_study(s: &dyn Storage) {
+        let a = study(s, "a");
+        let b = study(s, "b");
+        assert_eq!(claim(s, &a, 0), None);
+        assert!(claim(s, &a, 2).is_some());
+        assert!(claim(s, &a, 2).is_some());
+        assert_eq!(claim(s, &a, 2), None);
+        assert_eq!(claim(s, &a, 1), None, "a lower budget creates nothing");
+        assert_eq!(s.trials(a.id).unwrap().len(), 2);
+
+        let t = claim(s, &b, 1).expect("studies are counted separately");
+        assert_eq!((t.number, t.sample_index), (0, Some(0)), "each study has its own numbers and indices");
+        assert_eq!(claim(s, &b, 1), None);
+
+        let t = claim(s, &a, 3).expect("a higher budget creates more");
+        assert_eq!((t.number, t.sample_index), (2, Some(2)));
+    }
+
+    pub fn waiting_trials_are_claimed_first_and_start_fresh(s: &dyn Storage) {
+        let st = study(s, "s");
+        let t0 = claim(s, &st, 10).unwrap();
+        let t1 = claim(s, &st, 10).unwrap();
+        let t2 = claim(s, &st, 10).unwrap();
+        s.append_metrics(t1.id, 1, &[point(10, "loss", 0.5), point(20, "loss", 0.4)]).unwrap();
+        s.append_metrics(t0.id, 1, &[point(10, "loss", 0.7)]).unwrap();
+        let interrupted = Finish {
+            state: TrialState::Waiting,
+            message: Some("interrupted".into()),
+            selection: Some(selection((20, 0.4), (20, 0.4))),
+            counts_as_failure: false,
+            exit_code: None,
+            at: 300.0,
+        };
+        // Requeue 2 before 1: the lowest number is claimed first, not the first requeued.
+        s.finish_attempt(t2.id, 1, &interrupted).unwrap();
+        s.finish_attempt(t1.id, 1, &interrupted).unwrap();
+        let waiting = s.trial(t1.id).unwrap();
+        assert_eq!((waiting.state, waiting.lease.as_ref(), waiting.best_step), (TrialState::Waiting, None, Some(20)));
+
+        let l2 = lease("w2", 400.0);
+        let again = claim_as(s, &st, &l2, 10).unwrap();
+        assert_eq!(again.id, t1.id, "the waiting trial with the lowest number comes first");
+        assert_eq!((again.number, again.sample_index, again.params.clone()), (1, Some(1), params_for(1)));
+        assert_eq!((again.state, again.attempt), (TrialState::Running, 2));
+        assert_eq!(again.lease.as_ref(), Some(&l2));
+        assert_eq!(again.started_at, Some(400.0));
+        assert!(s.metrics(t1.id).unwrap().is_empty(), "a fresh attempt starts without the old metrics");
+        assert_eq!(s.metrics(t0.id).unwrap().len(), 1, "other trials keep theirs");
+
+        let again2 = claim(s, &st, 10).unwrap();
+        assert_eq!((again2.id, again2.attempt), (t2.id, 2));
+        let new = claim(s, &st, 10).unwrap();
+        assert_eq!((new.number, new.sample_index, new.attempt), (3, Some(3), 1), "then new trials");
+        assert_eq!(s.study("s").unwrap().unwrap().next_sample_index, 4, "requeued trials consume no index");
+
+        // A waiting trial is claimed even when the study is full.
+        s.finish_attempt(new.id, 1, &interrupted).unwrap();
+        let full = claim(s, &st, 4).unwrap();
+        assert_eq!((full.id, full.attempt), (new.id, 2));
+        assert_eq!(claim(s, &st, 4), None);
+    }
+
+    pub fn finishing_records_the_outcome_and_closes_the_trial(s: &dyn Storage) {
+        let st = study(s, "s");
+        let t = claim(s, &st, 10).unwrap();
+        s.finish_attempt(
+            t.id,
+            1,
+            &Finish {
+                state: TrialState::Complete,
+                message: None,
+                selection: Some(selection((200, 0.25), (300, 0.5))),
+                counts_as_failure: false,
+                exit_code: Some(0),
+                at: 777.0,
+            },
+        )
+        .unwrap();
+        let done = s.trial(t.id).unwrap();
+        assert_eq!(done.state, TrialState::Complete);
+        assert_eq!((done.best_step, done.best_value), (Some(200), Some(0.25)));
+        assert_eq!((done.final_step, done.final_value), (Some(300), Some(0.5)));
+        assert_eq!((done.finished_at, done.lease.as_ref(), done.failures), (Some(777.0), None, 0));
+        assert_eq!(done.started_at, t.started_at);
+
+        let u = claim(s, &st, 10).unwrap();
+        s.finish_attempt(
+            u.id,
+            1,
+            &Finish {
+                state: TrialState::Failed,
+                message: Some("exit status 3".into()),
+                selection: None,
+                counts_as_failure: true,
+                exit_code: Some(3),
+                at: 800.0,
+            },
+        )
+        .unwrap();
+        let failed = s.trial(u.id).unwrap();
+        assert_eq!((failed.state, failed.failures, failed.message.as_deref()), (TrialState::Failed, 1, Some("exit status 3")));
+        assert_eq!((failed.best_step, failed.best_value, failed.final_value), (None, None, None));
+    }
+
+    pub fn a_finished_trial_is_never_written_again(s: &dyn Storage) {
+        let st = study(s, "s");
+        for state in [TrialState::Complete, TrialState::Diverged, TrialState::Failed] {
+            let t = claim(s, &st, 10).unwrap();
+            s.finish_attempt(t.id, 1, &finish(state)).unwrap();
+            assert_all_writes_refused(s, t.id, 1, state, 1);
+            assert_all_writes_refused(s, t.id, 2, state, 1);
+            assert!(!s.requeue_abandoned(t.id, 1, "w1", "gone", 1.0).unwrap(), "a finished trial is not requeued");
+            let after = s.trial(t.id).unwrap();
+            assert_eq!((after.state, after.attempt, after.finished_at), (state, 1, Some(500.0)));
+            assert!(s.metrics(t.id).unwrap().is_empty() && s.warnings(t.id).unwrap().is_empty());
+            assert!(s.checkpoints(t.id).unwrap().is_empty());
+        }
+        // Finished trials are not claimed again.
+        let ids: BTreeSet<TrialId> = s.trials(st.id).unwrap().iter().map(|t| t.id).collect();
+        let next = claim(s, &st, 10).unwrap();
+        assert!(!ids.contains(&next.id));
+        assert_eq!(next.number, 3);
+    }
+
+    pub fn only_the_current_attempt_may_write(s: &dyn Storage) {
+        let st = study(s, "s");
+        let t = claim(s, &st, 10).unwrap();
+        s.finish_attempt(t.id, 1, &finish(TrialState::Waiting)).unwrap();
+        assert_all_writes_refused(s, t.id, 1, TrialState::Waiting, 1);
+
+        let again = claim_as(s, &st, &lease("w2", 200.0), 10).unwrap();
+        assert_eq!((again.id, again.attempt), (t.id, 2));
+        assert_all_writes_refused(s, t.id, 1, TrialState::Running, 2);
+        assert_all_writes_refused(s, t.id, 3, TrialState::Running, 2);
+        assert!(!s.requeue_abandoned(t.id, 1, "w1", "stale", 1.0).unwrap(), "a stale attempt cannot requeue");
+
+        // The current attempt can still do everything.
+        s.heartbeat(t.id, 2, 250.0).unwrap();
+        assert_eq!(s.trial(t.id).unwrap().lease.unwrap().heartbeat_at, 250.0);
+        s.append_metrics(t.id, 2, &[point(1, "m", 1.0)]).unwrap();
+        s.append_warnings(t.id, 2, &["odd line".into()]).unwrap();
+        s.record_checkpoint(t.id, 2, 1, "/c/1").unwrap();
+        s.finish_attempt(t.id, 2, &finish(TrialState::Complete)).unwrap();
+        assert_eq!(s.trial(t.id).unwrap().state, TrialState::Complete);
+    }
+
+    pub fn metrics_are_unique_per_step_and_name(s: &dyn Storage) {
+        let st = study(s, "s");
+        let a = claim(s, &st, 10).unwrap();
+        let b = claim(s, &st, 10).unwrap();
+        s.append_metrics(b.id, 1, &[point(20, "loss", 2.0), point(10, "loss", 1.0)]).unwrap();
+        s.append_metrics(a.id, 1, &[point(10, "loss", 3.0), point(10, "acc", 0.1), point(5, "loss", 4.0)]).unwrap();
+        s.append_metrics(a.id, 1, &[point(10, "loss", 9.0), point(10, "loss", 8.0)]).unwrap();
+        s.append_metrics(a.id, 1, &[]).unwrap();
+        assert_eq!(
+            s.metrics(a.id).unwrap(),
+            [point(5, "loss", 4.0), point(10, "acc", 0.1), point(10, "loss", 8.0)],
+            "by step then name, the last report of a (step, name) wins"
+        );
+        assert_eq!(s.metrics(b.id).unwrap(), [point(10, "loss", 1.0), point(20, "loss", 2.0)]);
+        assert_eq!(
+            s.study_metric(st.id, "loss").unwrap(),
+            [(a.id, 5, 4.0), (a.id, 10, 8.0), (b.id, 10, 1.0), (b.id, 20, 2.0)],
+            "by trial number then step"
+        );
+        assert_eq!(s.study_metric(st.id, "acc").unwrap(), [(a.id, 10, 0.1)]);
+        assert!(s.study_metric(st.id, "nope").unwrap().is_empty());
+
+        let other = study(s, "other");
+        let c = claim(s, &other, 10).unwrap();
+        s.append_metrics(c.id, 1, &[point(1, "loss", 5.0)]).unwrap();
+        assert_eq!(s.study_metric(st.id, "loss").unwrap().len(), 4, "other studies are not mixed in");
+    }
+
+    pub fn non_finite_values_round_trip(s: &dyn Storage) {
+        let st = study(s, "s");
+        let t = claim(s, &st, 10).unwrap();
+        let values = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, f64::MIN_POSITIVE, 1e300];
+        let points: Vec<_> = values.iter().enumerate().map(|(i, &v)| point(i as u64, "loss", v)).collect();
+        s.append_metrics(t.id, 1, &points).unwrap();
+        let back = s.metrics(t.id).unwrap();
+        assert_eq!(back.len(), values.len());
+        for (p, v) in back.iter().zip(values) {
+            assert!(p.value.is_nan() && v.is_nan() || p.value == v, "step {}: {} != {v}", p.step, p.value);
+        }
+        let column = s.study_metric(st.id, "loss").unwrap();
+        assert!(column[0].2.is_nan());
+        assert_eq!(column[1].2, f64::INFINITY);
+        assert_eq!(column[2].2, f64::NEG_INFINITY);
+
+        // Replacing NaN by a number and back.
+        s.append_metrics(t.id, 1, &[point(0, "loss", 1.5)]).unwrap();
+        assert_eq!(s.metrics(t.id).unwrap()[0].value, 1.5);
+        s.append_metrics(t.id, 1, &[point(0, "loss", f64::NAN)]).unwrap();
+        assert!(s.metrics(t.id).unwrap()[0].value.is_nan());
+
+        // A diverged trial's last evaluation.
+        let f = Finish { selection: Some(selection((0, 1.5), (9, f64::NAN))), ..finish(TrialState::Diverged) };
+        s.finish_attempt(t.id, 1, &f).unwrap();
+        let done = s.trial(t.id).unwrap();
+        assert_eq!((done.best_step, done.best_value, done.final_step), (Some(0), Some(1.5), Some(9)));
+        assert!(done.final_value.unwrap().is_nan(), "final value NaN, not None: {:?}", done.final_value);
+
+        let u = claim(s, &st, 10).unwrap();
+        let f = Finish { selection: Some(selection((0, -1.0), (9, f64::INFINITY))), ..finish(TrialState::Complete) };
+        s.finish_attempt(u.id, 1, &f).unwrap();
+        assert_eq!(s.trial(u.id).unwrap().final_value, Some(f64::INFINITY));
+    }
+
+    pub fn requeue_abandoned_is_compare_and_set(s: &dyn Storage) {
+        let st = study(s, "s");
+        let t = claim(s, &st, 10).unwrap();
+        assert!(!s.requeue_abandoned(t.id, 1, "someone-else", "dead", 600.0).unwrap(), "wrong worker");
+        assert!(!s.requeue_abandoned(t.id, 2, "w1", "dead", 600.0).unwrap(), "wrong attempt");
+        assert_eq!(s.trial(t.id).unwrap(), t, "a failed compare changes nothing");
+
+        assert!(s.requeue_abandoned(t.id, 1, "w1", "worker w1 is gone", 600.0).unwrap());
+        let requeued = s.trial(t.id).unwrap();
+        assert_eq!((requeued.state, requeued.attempt, requeued.lease.as_ref()), (TrialState::Waiting, 1, None));
+        assert_eq!(requeued.message.as_deref(), Some("worker w1 is gone"));
+        assert_eq!(requeued.failures, 0, "abandonment is not a failure");
+        assert!(!s.requeue_abandoned(t.id, 1, "w1", "again", 601.0).unwrap(), "the second requeue does nothing");
+        assert_eq!(s.trial(t.id).unwrap().message.as_deref(), Some("worker w1 is gone"));
+
+        let attempts = s.attempts(t.id).unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].outcome, Some(TrialState::Waiting));
+        assert_eq!(attempts[0].finished_at, Some(600.0));
+        assert_eq!(attempts[0].message.as_deref(), Some("worker w1 is gone"));
+
+        // The old worker, still alive after all, is locked out; the new one runs the trial.
+        assert_all_writes_refused(s, t.id, 1, TrialState::Waiting, 1);
+        let again = claim_as(s, &st, &lease("w2", 700.0), 10).unwrap();
+        assert_eq!((again.id, again.attempt), (t.id, 2));
+        assert!(!s.requeue_abandoned(t.id, 1, "w1", "stale view", 701.0).unwrap());
+        assert!(!s.requeue_abandoned(t.id, 2, "w1", "wrong worker", 701.0).unwrap());
+        assert_eq!(s.trial(t.id).unwrap().state, TrialState::Running);
+    }
+
+    pub fn a_sampler_error_creates_nothing(s: &dyn Storage) {
+        let st = study(s, "s");
+        assert_eq!(claim(s, &st, 10).unwrap().sample_index, Some(0));
+        let l = lease("w1", 1.0);
+        let failing = |i: u64| -> Result<Params, String> { Err(format!("no point at index {i}")) };
+        let request = ClaimRequest { lease: &l, max_trials: 10, max_train_steps: 1000, sample: &failing };
+        match s.claim_trial(st.id, &request) {
+            Err(StoreError::Sample(message)) => assert_eq!(message, "no point at index 1"),
+            other => panic!("expected a sampler error, got {other:?}"),
+        }
+        assert_eq!(s.trials(st.id).unwrap().len(), 1, "no trial was created");
+        assert_eq!(s.study("s").unwrap().unwrap().next_sample_index, 1, "the index was not consumed");
+        let t = claim(s, &st, 10).unwrap();
+        assert_eq!((t.number, t.sample_index, t.params), (1, Some(1), params_for(1)));
+    }
+
+    pub fn attempts_are_recorded(s: &dyn Storage) {
+        let st = study(s, "s");
+        let l1 = lease("w1", 100.0);
+        let t = claim_as(s, &st, &l1, 10).unwrap();
+        let open = s.attempts(t.id).unwrap();
+        assert_eq!(open.len(), 1);
+        let a = &open[0];
+        assert_eq!((a.trial, a.attempt, a.worker.as_str(), a.host.as_str(), a.pid), (t.id, 1, "w1", "host-of-w1", 4242));
+        assert_eq!((a.started_at, a.finished_at, a.outcome, a.message.as_deref(), a.exit_code), (100.0, None, None, None, None));
+
+        let failed = Finish {
+            state: TrialState::Waiting,
+            message: Some("exit status 1".into()),
+            selection: None,
+            counts_as_failure: true,
+            exit_code: Some(1),
+            at: 150.0,
+        };
+        s.finish_attempt(t.id, 1, &failed).unwrap();
+        let after = s.trial(t.id).unwrap();
+        assert_eq!((after.state, after.failures, after.finished_at), (TrialState::Waiting, 1, None));
+
+        let l2 = Lease { worker: "w2".into(), host: "other".into(), pid: 7, heartbeat_at: 200.0 };
+        claim_as(s, &st, &l2, 10).unwrap();
+        s.finish_attempt(t.id, 2, &Finish { exit_code: Some(0), at: 260.0, ..finish(TrialState::Complete) }).unwrap();
+
+        let history = s.attempts(t.id).unwrap();
+        assert_eq!(history.len(), 2);
+        let (first, second) = (&history[0], &history[1]);
+        assert_eq!((first.attempt, first.worker.as_str(), first.started_at, first.finished_at), (1, "w1", 100.0, Some(150.0)));
+        assert_eq!((first.outcome, first.message.as_deref(), first.exit_code), (Some(TrialState::Waiting), Some("exit status 1"), Some(1)));
+        assert_eq!((second.attempt, second.worker.as_str(), second.host.as_str(), second.pid), (2, "w2", "other", 7));
+        assert_eq!((second.started_at, second.finished_at, second.outcome), (200.0, Some(260.0), Some(TrialState::Complete)));
+        assert_eq!(second.exit_code, Some(0));
+        let done = s.trial(t.id).unwrap();
+        assert_eq!((done.attempt, done.failures, done.finished_at), (2, 1, Some(260.0)));
+    }
+
+    pub fn a_later_finish_clears_an_earlier_selection(s: &dyn Storage) {
+        let st = study(s, "s");
+        let t = claim(s, &st, 10).unwrap();
+        let with = Finish { selection: Some(selection((1, 0.5), (2, 0.6))), ..finish(TrialState::Waiting) };
+        s.finish_attempt(t.id, 1, &with).unwrap();
+        assert_eq!(s.trial(t.id).unwrap().best_value, Some(0.5));
+        claim(s, &st, 10).unwrap();
+        s.finish_attempt(t.id, 2, &Finish { message: Some("no objective".into()), ..finish(TrialState::Failed) }).unwrap();
+        let done = s.trial(t.id).unwrap();
+        assert_eq!((done.best_step, done.best_value, done.final_step, done.final_value), (None, None, None, None));
+        assert_eq!(done.message.as_deref(), Some("no objective"));
+    }
+
+    pub fn checkpoints_and_warnings_are_kept(s: &dyn Storage) {
+        let st = study(s, "s");
+        let t = claim(s, &st, 10).unwrap();
+        s.record_checkpoint(t.id, 1, 200, "/c/200").unwrap();
+        s.record_checkpoint(t.id, 1, 100, "/c/100").unwrap();
+        s.append_warnings(t.id, 1, &["first".into(), "second".into()]).unwrap();
+        s.append_warnings(t.id, 1, &[]).unwrap();
+        s.mark_checkpoint_deleted(t.id, 100).unwrap();
+        s.finish_attempt(t.id, 1, &finish(TrialState::Waiting)).unwrap();
+
+        claim(s, &st, 10).unwrap();
+        s.append_warnings(t.id, 2, &["third".into()]).unwrap();
+        s.record_checkpoint(t.id, 2, 300, "/c2/300").unwrap();
+        s.finish_attempt(t.id, 2, &finish(TrialState::Complete)).unwrap();
+        s.mark_checkpoint_deleted(t.id, 200).unwrap(); // allowed on a finished trial
+        s.mark_checkpoint_deleted(t.id, 12345).unwrap(); // an unknown step is not an error
+
+        let ckpts: Vec<_> = s.checkpoints(t.id).unwrap().into_iter().map(|c| (c.trial, c.attempt, c.step, c.path, c.deleted)).collect();
+        assert_eq!(
+            ckpts,
+            [
+                (t.id, 1, 100, "/c/100".to_string(), true),
+                (t.id, 1, 200, "/c/200".to_string(), true),
+                (t.id, 2, 300, "/c2/300".to_string(), false),
+            ]
+        );
+        let warnings: Vec<_> = s.warnings(t.id).unwrap().into_iter().map(|w| (w.trial, w.attempt, w.message)).collect();
+        assert_eq!(warnings, [(t.id, 1, "first".into()), (t.id, 1, "second".into()), (t.id, 2, "third".into())]);
+    }
+}
+
+/// Workers with their own connections claim until the study is full; every trial is claimed
+/// exactly once and numbers and sample indices are `0..max_trials` without gaps.
+fn concurrent_claims(open: &(dyn Fn() -> Arc<dyn Storage> + Sync), workers: usize, max_trials: u64) {
+    let start = Barrier::new(workers);
+    let claimed: Vec<Vec<TrialRecord>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let start = &start;
+                scope.spawn(move || {
+                    let s = open();
+                    let st = study(&*s, "race");
+                    start.wait();
+                    let mut mine = Vec::new();
+                    let mut clock = 0.0;
+                    loop {
+                        clock += 1.0;
+                        let l = lease(&format!("worker-{w}"), clock);
+                        let Some(t) = claim_as(&*s, &st, &l, max_trials) else { break };
+                        s.append_metrics(t.id, t.attempt, &[point(1, "loss", t.number as f64)]).unwrap();
+                        s.finish_attempt(t.id, t.attempt, &finish(TrialState::Complete)).unwrap();
+                        mine.push(t);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a worker panicked")).collect()
+    });
+
+    eprintln!("claims per worker: {:?}", claimed.iter().map(Vec::len).collect::<Vec<_>>());
+    let all: Vec<&TrialRecord> = claimed.iter().flatten().collect();
+    assert_eq!(all.len() as u64, max_trials, "claims per worker: {:?}", claimed.iter().map(Vec::len).collect::<Vec<_>>());
+    let ids: BTreeSet<TrialId> = all.iter().map(|t| t.id).collect();
+    assert_eq!(ids.len(), all.len(), "a trial was claimed twice");
+    let numbers: Vec<u64> = all.iter().map(|t| t.number).collect::<BTreeSet<_>>().into_iter().collect();
+    assert_eq!(numbers, (0..max_trials).collect::<Vec<_>>());
+    let indices: Vec<u64> = all.iter().filter_map(|t| t.sample_index).collect::<BTreeSet<_>>().into_iter().collect();
+    assert_eq!(indices, (0..max_trials).collect::<Vec<_>>());
+    assert!(all.iter().all(|t| t.attempt == 1 && t.params == params_for(t.sample_index.unwrap())));
+
+    let s = open();
+    let st = s.study("race").unwrap().expect("one study");
+    assert_eq!(s.studies().unwrap().len(), 1, "the study was created once");
+    assert_eq!(st.next_sample_index, max_trials);
+    let stored = s.trials(st.id).unwrap();
+    assert_eq!(stored.len() as u64, max_trials);
+    for t in &stored {
+        assert_eq!((t.state, t.attempt), (TrialState::Complete, 1), "trial {}", t.number);
+        assert_eq!(s.attempts(t.id).unwrap().len(), 1);
+        assert_eq!(s.metrics(t.id).unwrap(), [point(1, "loss", t.number as f64)]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instantiation for SQLite
+
+/// Generates one test per suite function for a backend, from an expression that yields a
+/// `(guard, store)` pair: the guard (a temporary directory, say) lives as long as the test.
+macro_rules! conformance {
+    ($backend:ident, $make:expr, [$($check:ident),* $(,)?]) => {
+        mod $backend {
+            $(
+                #[test]
+                fn $check() {
+                    let (_guard, store) = $make;
+                    super::suite::$check(&store);
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! sqlite_conformance {
+    ($($check:ident),* $(,)?) => {
+        conformance!(sqlite_in_memory, ((), horizon_store::SqliteStorage::open_in_memory().unwrap()), [$($check),*]);
+        conformance!(sqlite_file, super::temp_file_store(), [$($check),*]);
+    };
+}
+
+sqlite_conformance!(
+    studies_are_created_once_and_keep_their_identity,
+    unknown_ids_are_errors,
+    claims_number_trials_and_allocate_indices_without_gaps,
+    max_trials_is_respected_per_study,
+    waiting_trials_are_claimed_first_and_start_fresh,
+    finishing_records_the_outcome_and_closes_the_trial,
+    a_finished_trial_is_never_written_again,
+    only_the_current_attempt_may_write,
+    metrics_are_unique_per_step_and_name,
+    non_finite_values_round_trip,
+    requeue_abandoned_is_compare_and_set,
+    a_sampler_error_creates_nothing,
+    attempts_are_recorded,
+    a_later_finish_clears_an_earlier_selection,
+    checkpoints_and_warnings_are_kept,
+);
+
+fn temp_file_store() -> (tempfile::TempDir, SqliteStorage) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStorage::open(&dir.path().join("horizon.db")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn sqlite_separate_connections_claim_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    // A fresh file: the workers also race to create the schema and the study.
+    let path = dir.path().join("shared").join("horizon.db");
+    let open = || Arc::new(SqliteStorage::open(&path).unwrap()) as Arc<dyn Storage>;
+    concurrent_claims(&open, 4, 200);
+}
+
+#[test]
+fn sqlite_one_connection_shared_by_threads() {
+    let store: Arc<dyn Storage> = Arc::new(SqliteStorage::open_in_memory().unwrap());
+    let open = || Arc::clone(&store);
+    concurrent_claims(&open, 4, 100);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite specifics
+
+#[test]
+fn sqlite_open_creates_the_directory_and_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a").join("b").join("study.db");
+    let store = SqliteStorage::open(&path).unwrap();
+    assert_eq!(store.path(), path.display().to_string());
+    let st = study(&store, "s");
+    let t = claim(&store, &st, 5).unwrap();
+    store.append_metrics(t.id, 1, &[point(1, "loss", f64::NAN)]).unwrap();
+    let st = store.study("s").unwrap().unwrap();
+    assert_eq!(st.next_sample_index, 1);
+    drop(store);
+
+    let reopened = SqliteStorage::open(&path).unwrap();
+    assert_eq!(reopened.study("s").unwrap(), Some(st));
+    assert_eq!(reopened.trial(t.id).unwrap(), t);
+    assert!(reopened.metrics(t.id).unwrap()[0].value.is_nan());
+
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = raw.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    let version: i64 = raw.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert!(version >= 1);
+}
+
+#[test]
+fn sqlite_refuses_a_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("horizon.db");
+    drop(SqliteStorage::open(&path).unwrap());
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let known: i64 = raw.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    raw.pragma_update(None, "user_version", known + 1).unwrap();
+    drop(raw);
+    match SqliteStorage::open(&path) {
+        Err(StoreError::SchemaTooNew { path: p, found, known: k }) => {
+            assert_eq!((p, found, k), (path.display().to_string(), known + 1, known));
+        }
+        Err(other) => panic!("expected SchemaTooNew, got {other}"),
+        Ok(_) => panic!("expected SchemaTooNew, got a store"),
+    }
+}
+
+#[test]
+fn sqlite_errors_name_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not-a-db");
+    std::fs::write(&path, "this is not an SQLite database, just some text long enough to have a header").unwrap();
+    match SqliteStorage::open(&path) {
+        Err(e @ StoreError::Sqlite { .. }) => assert!(e.to_string().contains(&path.display().to_string()), "{e}"),
+        Err(other) => panic!("expected an SQLite error, got {other}"),
+        Ok(_) => panic!("a text file opened as a database"),
+    }
+}
