@@ -29,7 +29,10 @@ pub fn to_delete(live: &[CheckpointInfo], policy: &CheckpointSpec, direction: Di
     let mut delete: Vec<u64> = live
         .iter()
         .map(|c| c.step)
-        .filter(|s| !keep_best.contains(s) && !(policy.keep_latest && Some(*s) == latest))
+        .filter(|s| {
+            let kept_as_latest = policy.keep_latest && Some(*s) == latest;
+            !keep_best.contains(s) && !kept_as_latest
+        })
         .collect();
     delete.sort_unstable();
     delete

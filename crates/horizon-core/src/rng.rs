@@ -49,6 +49,12 @@ impl SplitMix64 {
     }
 }
 
+/// The seed a trial's program receives (`HORIZON_SEED`): a function of the study's seed and the
+/// trial's number, the same on every attempt, below 2^31 so every framework accepts it.
+pub fn trial_seed(study_seed: u64, trial_number: u64) -> u64 {
+    SplitMix64::stream(study_seed, trial_number).next_u64() >> 33
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,10 +76,4 @@ mod tests {
             assert!(g.below(7) < 7);
         }
     }
-}
-
-/// The seed a trial's program receives (`HORIZON_SEED`): a function of the study's seed and the
-/// trial's number, the same on every attempt, below 2^31 so every framework accepts it.
-pub fn trial_seed(study_seed: u64, trial_number: u64) -> u64 {
-    SplitMix64::stream(study_seed, trial_number).next_u64() >> 33
 }

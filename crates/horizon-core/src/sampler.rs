@@ -140,7 +140,7 @@ pub struct Random {
 
 /// The unit-cube point of [`Random`] for an index.
 pub fn random_point(seed: u64, index: u64, dims: usize) -> Vec<f64> {
-    let mut rng = SplitMix64::stream(seed ^ 0x5EED_0F_5A3F1E, index);
+    let mut rng = SplitMix64::stream(seed ^ 0x5EED_0F5A_3F1E, index);
     (0..dims).map(|_| rng.next_f64()).collect()
 }
 
@@ -252,7 +252,7 @@ pub fn first_primes(n: usize) -> Vec<u64> {
     let mut primes = Vec::with_capacity(n);
     let mut candidate = 2u64;
     while primes.len() < n {
-        if primes.iter().take_while(|&&p| p * p <= candidate).all(|&p| candidate % p != 0) {
+        if primes.iter().take_while(|&&p| p * p <= candidate).all(|&p| !candidate.is_multiple_of(p)) {
             primes.push(candidate);
         }
         candidate += 1;

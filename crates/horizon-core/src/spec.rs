@@ -337,12 +337,11 @@ impl Checker<'_> {
             let field = format!("trainer.command[{i}]");
             let pieces = parse_template(arg).map_err(|p| self.err(&field, p, "write {name} for a value and {{ or }} for a literal brace"))?;
             for piece in &pieces {
-                if let Piece::Var(v) = piece {
-                    if !allowed.contains(&v.as_str()) {
+                if let Piece::Var(v) = piece
+                    && !allowed.contains(&v.as_str()) {
                         return Err(self.err(&field, format!("placeholder {{{v}}} is neither a parameter nor a built-in"),
                             format!("use one of: {}", allowed.join(", "))));
                     }
-                }
             }
             command.push(pieces);
         }
@@ -371,12 +370,11 @@ impl Checker<'_> {
             None => SamplerSpec::default(),
             Some(rs) => self.sampler(rs, &space)?,
         };
-        if let Some(cap) = sampler.build(&space, 0).map_err(|e| self.err("sampler.kind", e, "use kind = \"halton\" for more than two dimensions"))?.capacity() {
-            if trials > cap {
+        if let Some(cap) = sampler.build(&space, 0).map_err(|e| self.err("sampler.kind", e, "use kind = \"halton\" for more than two dimensions"))?.capacity()
+            && trials > cap {
                 return Err(self.err("study.trials", format!("{trials} trials but the grid has only {cap} points"),
                     format!("set trials = {cap} or raise sampler.points")));
             }
-        }
 
         let mut checkpoints = CheckpointSpec::default();
         if let Some(c) = &raw.checkpoints {
@@ -497,7 +495,7 @@ impl Checker<'_> {
                     let is_int = p.kind == "int";
                     let bound = |field: &str, v: &Option<toml::Value>| -> Result<f64, SpecError> {
                         match v {
-                            None => Err(self.err(&f(field), "is missing", format!("give the range, e.g. low = 0.001, high = 1.0"))),
+                            None => Err(self.err(&f(field), "is missing", "give the range, e.g. low = 0.001, high = 1.0".to_string())),
                             Some(toml::Value::Integer(i)) => Ok(*i as f64),
                             Some(toml::Value::Float(x)) if !is_int && x.is_finite() => Ok(*x),
                             Some(other) => Err(self.err(&f(field), format!("{other} is not {}", if is_int { "an integer" } else { "a finite number" }),

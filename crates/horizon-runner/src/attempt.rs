@@ -192,17 +192,15 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         if recorder.divergence().is_some() && spec.trainer.stop_on_divergence {
             stop_now(StopKind::Diverged, &mut stopping);
         }
-        if let Some(limit) = spec.trainer.timeout {
-            if started.elapsed() > limit {
+        if let Some(limit) = spec.trainer.timeout
+            && started.elapsed() > limit {
                 stop_now(StopKind::TimedOut(limit), &mut stopping);
             }
-        }
-        if let Some((_, deadline)) = &stopping {
-            if !killed && Instant::now() >= *deadline {
+        if let Some((_, deadline)) = &stopping
+            && !killed && Instant::now() >= *deadline {
                 signal_group(pgid, libc::SIGKILL);
                 killed = true;
             }
-        }
         match recorder.flush() {
             Ok(()) => {}
             Err(StoreError::NotWritable { .. }) => {
@@ -287,11 +285,10 @@ fn finish(
         AttemptOutcome::Completed => None,
         AttemptOutcome::Diverged { reason } | AttemptOutcome::Failed { reason } | AttemptOutcome::Interrupted { reason } => Some(reason.clone()),
     };
-    if outcome == AttemptOutcome::Completed {
-        if let Some(last) = recorder.last_step().filter(|s| *s < trial.max_train_steps) {
+    if outcome == AttemptOutcome::Completed
+        && let Some(last) = recorder.last_step().filter(|s| *s < trial.max_train_steps) {
             message = Some(format!("stopped at step {last} of {}", trial.max_train_steps));
         }
-    }
     input.storage.finish_attempt(trial.id, trial.attempt, &Finish {
         state,
         message,

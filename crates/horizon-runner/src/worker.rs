@@ -321,7 +321,7 @@ pub fn count_states(trials: &[horizon_core::TrialRecord]) -> HashMap<TrialState,
 }
 
 /// The best trial's selection among complete trials.
-pub fn best_of<'a>(trials: &'a [horizon_core::TrialRecord], direction: horizon_core::Direction) -> Option<(&'a horizon_core::TrialRecord, Selection)> {
+pub fn best_of(trials: &[horizon_core::TrialRecord], direction: horizon_core::Direction) -> Option<(&horizon_core::TrialRecord, Selection)> {
     trials
         .iter()
         .filter(|t| t.state == TrialState::Complete)

@@ -54,11 +54,10 @@ impl Reporter {
 
     fn refresh(&self) {
         let mut msg = format!("running {}", self.running.len());
-        if let Some((&n, &(step, max))) = self.running.iter().next() {
-            if self.running.len() == 1 {
+        if let Some((&n, &(step, max))) = self.running.iter().next()
+            && self.running.len() == 1 {
                 msg = format!("running trial {n} (step {step}/{max})");
             }
-        }
         if self.failed > 0 {
             msg.push_str(&format!(" · failed {}", self.failed));
         }
