@@ -75,3 +75,57 @@ pub fn plan(spec: &StudySpec, trial: &TrialRecord, files: &AttemptFiles, working
     }
     LaunchPlan { argv, env, working_dir: working_dir.to_path_buf() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use horizon_core::params::{ParamValue, Params};
+    use horizon_core::trial::{TrialRecord, TrialState};
+
+    #[test]
+    fn argv_and_environment_follow_protocol_v1() {
+        let spec = StudySpec::parse(
+            r#"
+[study]
+name = "p"
+trials = 1
+max_train_steps = 100
+eval_every = 10
+seed = 3
+[objective]
+metric = "valid/loss"
+direction = "minimize"
+[trainer]
+command = ["prog", "--lr={lr}", "--steps={max_train_steps}", "{trial_dir}/x", "{{lit}}"]
+metrics = ["valid/loss"]
+env = { EXTRA = "1" }
+[checkpoints]
+every = 40
+[params.lr]
+type = "float"
+low = 0.001
+high = 1.0
+"#,
+            "p.toml",
+        )
+        .unwrap();
+        let trial = TrialRecord {
+            id: 1, number: 7, sample_index: Some(7), params: Params(vec![("lr".into(), ParamValue::Float(0.05))]),
+            max_train_steps: 100, state: TrialState::Running, attempt: 2, failures: 1, best_step: None, best_value: None,
+            final_step: None, final_value: None, message: None, created_at: 0.0, started_at: None, finished_at: None, lease: None,
+        };
+        let files = AttemptFiles::new(Path::new("/s/trials/00007"), 2);
+        let p = plan(&spec, &trial, &files, Path::new("/w"), Some("1"));
+        assert_eq!(p.argv, ["prog", "--lr=0.05", "--steps=100", "/s/trials/00007/x", "{lit}"]);
+        let env = |k: &str| p.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(env("HORIZON_PROTOCOL"), Some("1"));
+        assert_eq!(env("HORIZON_PARAMS"), Some(r#"{"lr":0.05}"#));
+        assert_eq!(env("HORIZON_TRIAL_NUMBER"), Some("7"));
+        assert_eq!(env("HORIZON_ATTEMPT"), Some("2"));
+        assert_eq!(env("HORIZON_CHECKPOINT_STEPS"), Some("40,80"));
+        assert_eq!(env("HORIZON_METRICS_FILE"), Some("/s/trials/00007/attempt-2.metrics.jsonl"));
+        assert_eq!(env("HORIZON_SEED"), Some(horizon_core::rng::trial_seed(3, 7).to_string().as_str()));
+        assert_eq!(env("CUDA_VISIBLE_DEVICES"), Some("1"));
+        assert_eq!(env("EXTRA"), Some("1"));
+    }
+}

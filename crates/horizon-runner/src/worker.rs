@@ -78,7 +78,9 @@ pub struct WorkerSummary {
 enum Msg {
     Control(Control),
     Progress { number: u64, step: u64, max_train_steps: u64 },
-    Finished { trial: TrialId, result: Box<Result<AttemptResult, StoreError>> },
+    /// An attempt ended; keyed by trial and attempt, because a retried trial can be claimed
+    /// again before the dispatcher reads this message.
+    Finished { key: (TrialId, u32), result: Box<Result<AttemptResult, StoreError>> },
 }
 
 /// A handle to send [`Control`]s to a running worker (e.g. from a signal thread).
@@ -167,7 +169,7 @@ impl Worker {
             jobs: self.slots(),
         });
         let mut free_gpus: Vec<String> = spec.trainer.gpus.iter().rev().cloned().collect();
-        let mut running: HashMap<TrialId, Running> = HashMap::new();
+        let mut running: HashMap<(TrialId, u32), Running> = HashMap::new();
         let mut summary = WorkerSummary::default();
         let mut draining = false;
         let mut last_reclaim: Option<Instant> = None;
@@ -184,7 +186,7 @@ impl Worker {
                 };
                 let gpu = free_gpus.pop();
                 let _ = self.events.send(Event::TrialStarted { number: trial.number, attempt: trial.attempt, params: trial.params.clone() });
-                running.insert(trial.id, self.launch(trial, gpu));
+                running.insert((trial.id, trial.attempt), self.launch(trial, gpu));
             }
             if running.is_empty() && (draining || exhausted) {
                 // Before leaving, make sure no trial was abandoned by a worker that died meanwhile.
@@ -215,8 +217,8 @@ impl Worker {
                 Msg::Progress { number, step, max_train_steps } => {
                     let _ = self.events.send(Event::Progress { number, step, max_train_steps });
                 }
-                Msg::Finished { trial, result } => {
-                    let Some(done) = running.remove(&trial) else { continue };
+                Msg::Finished { key, result } => {
+                    let done = running.remove(&key).expect("every finished attempt was launched by this worker");
                     let _ = done.thread.join();
                     if let Some(gpu) = done.gpu {
                         free_gpus.push(gpu);
@@ -266,7 +268,7 @@ impl Worker {
         let (stop, rx) = StopHandle::new();
         let inbox = self.inbox.0.clone();
         let progress_tx = self.inbox.0.clone();
-        let (number, max_train_steps, id) = (trial.number, trial.max_train_steps, trial.id);
+        let (number, max_train_steps, key) = (trial.number, trial.max_train_steps, (trial.id, trial.attempt));
         let input = AttemptInput {
             storage: self.storage.clone(),
             spec: self.study.spec.clone(),
@@ -284,7 +286,7 @@ impl Worker {
             .name(format!("trial-{number}"))
             .spawn(move || {
                 let result = run_attempt(&program, input, (handle, rx));
-                let _ = inbox.send(Msg::Finished { trial: id, result: Box::new(result) });
+                let _ = inbox.send(Msg::Finished { key, result: Box::new(result) });
             })
             .expect("spawning a trial thread");
         Running { number, stop, gpu, thread }
