@@ -41,6 +41,7 @@ pub mod params;
 pub mod protocol;
 pub mod rng;
 pub mod sampler;
+pub mod schedule;
 pub mod selection;
 pub mod space;
 pub mod spec;

@@ -1,0 +1,194 @@
+//! Learning-rate schedules as pure functions of the step.
+//!
+//! A schedule is a validated config ([`Schedule`]); [`Schedule::lr`] gives the learning rate
+//! at any step, so a trial resumed from a checkpoint continues the very same schedule, and
+//! later rounds can transfer a schedule to a longer budget by the method's rules
+//! (method.md, section 3): keep the *decay length* of a linear decay and extend the constant
+//! period; keep the *base learning rate* of a cosine decay and extend `max_train_steps`.
+//!
+//! Every kind may start with a linear warmup from 0 to `base_lr` over `warmup_steps`.
+//! Steps count from 0: `lr(0)` is the rate of the first update.
+
+/// The shape after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Decay {
+    /// `base_lr` throughout.
+    Constant,
+    /// Linear from `base_lr` to `final_lr` at `total_steps`.
+    Linear,
+    /// Half a cosine from `base_lr` to `final_lr` at `total_steps`.
+    Cosine,
+    /// `base_lr * sqrt(max(warmup, 1) / max(step, warmup, 1))`: inverse square root after warmup.
+    Rsqrt,
+    /// Warmup-stable-decay: constant `base_lr`, then linear to `final_lr` over the last
+    /// `decay_steps` steps before `total_steps`.
+    ConstantThenLinear { decay_steps: u64 },
+}
+
+/// A learning-rate schedule for one run of `total_steps` steps.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Schedule {
+    pub base_lr: f64,
+    /// Where decaying schedules end (0 by default).
+    pub final_lr: f64,
+    pub warmup_steps: u64,
+    pub total_steps: u64,
+    pub decay: Decay,
+}
+
+/// Why a schedule's config is invalid.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ScheduleError(pub String);
+
+impl Schedule {
+    /// A checked schedule.
+    pub fn new(base_lr: f64, warmup_steps: u64, total_steps: u64, decay: Decay) -> Result<Schedule, ScheduleError> {
+        Schedule { base_lr, final_lr: 0.0, warmup_steps, total_steps, decay }.validated()
+    }
+
+    /// Check the fields: positive finite rates, warmup within the run, decay within the run.
+    pub fn validated(self) -> Result<Schedule, ScheduleError> {
+        if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
+            return Err(ScheduleError(format!("base learning rate must be positive and finite, got {}", self.base_lr)));
+        }
+        if !(self.final_lr.is_finite() && self.final_lr >= 0.0 && self.final_lr <= self.base_lr) {
+            return Err(ScheduleError(format!("final learning rate must be in [0, base], got {}", self.final_lr)));
+        }
+        if self.total_steps == 0 {
+            return Err(ScheduleError("total_steps must be at least 1".into()));
+        }
+        if self.warmup_steps > self.total_steps {
+            return Err(ScheduleError(format!(
+                "warmup ({} steps) is longer than the run ({} steps)",
+                self.warmup_steps, self.total_steps
+            )));
+        }
+        if let Decay::ConstantThenLinear { decay_steps } = self.decay {
+            if decay_steps == 0 || decay_steps + self.warmup_steps > self.total_steps {
+                return Err(ScheduleError(format!(
+                    "decay_steps must be in 1..={} (the run minus warmup), got {decay_steps}",
+                    self.total_steps - self.warmup_steps
+                )));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The learning rate of the update at `step` (0-based). Past `total_steps` the last rate
+    /// holds.
+    pub fn lr(&self, step: u64) -> f64 {
+        let step = step.min(self.total_steps);
+        if step < self.warmup_steps {
+            return self.base_lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let (base, end) = (self.base_lr, self.final_lr);
+        // Progress through the decay phase, 0 at its start and 1 at total_steps.
+        let progress = |start: u64| {
+            let span = self.total_steps.saturating_sub(start).max(1);
+            (step.saturating_sub(start)) as f64 / span as f64
+        };
+        match self.decay {
+            Decay::Constant => base,
+            Decay::Linear => base + (end - base) * progress(self.warmup_steps),
+            Decay::Cosine => end + (base - end) * 0.5 * (1.0 + (std::f64::consts::PI * progress(self.warmup_steps)).cos()),
+            Decay::Rsqrt => {
+                let w = self.warmup_steps.max(1) as f64;
+                base * (w / (step as f64).max(w)).sqrt()
+            }
+            Decay::ConstantThenLinear { decay_steps } => {
+                let start = self.total_steps - decay_steps;
+                if step < start { base } else { base + (end - base) * progress(start) }
+            }
+        }
+    }
+
+    /// The schedule for a longer (or shorter) run of `total_steps`, carried over by the method's
+    /// rules: linear decay keeps its decay *length* and extends the constant period before it
+    /// (becoming constant-then-linear); constant-then-linear keeps its decay length; cosine,
+    /// rsqrt and constant keep their base learning rate and warmup and stretch to the new end.
+    pub fn transfer(&self, total_steps: u64) -> Result<Schedule, ScheduleError> {
+        let decay = match self.decay {
+            Decay::Linear => Decay::ConstantThenLinear { decay_steps: self.total_steps - self.warmup_steps },
+            other => other,
+        };
+        Schedule { total_steps, decay, ..*self }.validated()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) {
+        assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    }
+
+    #[test]
+    fn warmup_is_linear_and_reaches_the_base_rate() {
+        let s = Schedule::new(0.1, 10, 100, Decay::Constant).unwrap();
+        close(s.lr(0), 0.01);
+        close(s.lr(4), 0.05);
+        close(s.lr(9), 0.1);
+        close(s.lr(10), 0.1);
+        close(s.lr(99), 0.1);
+    }
+
+    #[test]
+    fn linear_and_cosine_end_at_zero_and_halve_midway() {
+        let lin = Schedule::new(1.0, 0, 100, Decay::Linear).unwrap();
+        close(lin.lr(0), 1.0);
+        close(lin.lr(50), 0.5);
+        close(lin.lr(100), 0.0);
+        let cos = Schedule::new(1.0, 0, 100, Decay::Cosine).unwrap();
+        close(cos.lr(0), 1.0);
+        close(cos.lr(50), 0.5);
+        close(cos.lr(25), 0.5 * (1.0 + (std::f64::consts::PI / 4.0).cos()));
+        close(cos.lr(100), 0.0);
+        close(cos.lr(1000), 0.0);
+        let with_warmup = Schedule::new(1.0, 20, 120, Decay::Linear).unwrap();
+        close(with_warmup.lr(20), 1.0);
+        close(with_warmup.lr(70), 0.5);
+    }
+
+    #[test]
+    fn rsqrt_decays_as_the_inverse_square_root() {
+        let s = Schedule::new(1.0, 100, 10_000, Decay::Rsqrt).unwrap();
+        close(s.lr(100), 1.0);
+        close(s.lr(400), 0.5);
+        close(s.lr(10_000), 0.1);
+    }
+
+    #[test]
+    fn constant_then_linear_decays_only_at_the_end() {
+        let s = Schedule::new(1.0, 0, 1000, Decay::ConstantThenLinear { decay_steps: 200 }).unwrap();
+        close(s.lr(799), 1.0);
+        close(s.lr(800), 1.0);
+        close(s.lr(900), 0.5);
+        close(s.lr(1000), 0.0);
+    }
+
+    #[test]
+    fn transfer_follows_the_method() {
+        // Linear decay: keep the decay length (100 steps), extend the constant period.
+        let lin = Schedule::new(1.0, 0, 100, Decay::Linear).unwrap();
+        let long = lin.transfer(400).unwrap();
+        close(long.lr(299), 1.0);
+        close(long.lr(350), 0.5);
+        close(long.lr(400), 0.0);
+        // Cosine: keep the base rate, stretch to the new end.
+        let cos = Schedule::new(0.3, 10, 100, Decay::Cosine).unwrap();
+        let long = cos.transfer(1000).unwrap();
+        close(long.base_lr, 0.3);
+        close(long.lr(505), 0.15);
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        assert!(Schedule::new(0.0, 0, 10, Decay::Constant).is_err());
+        assert!(Schedule::new(0.1, 11, 10, Decay::Constant).is_err());
+        assert!(Schedule::new(0.1, 5, 10, Decay::ConstantThenLinear { decay_steps: 6 }).is_err());
+        assert!(Schedule::new(f64::NAN, 0, 10, Decay::Constant).is_err());
+    }
+}
