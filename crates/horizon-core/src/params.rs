@@ -33,12 +33,13 @@ impl ParamValue {
 
 impl fmt::Display for ParamValue {
     /// The text a command-line template receives: integers without a decimal point, floats in
-    /// Rust's shortest round-trip form (`0.001`, `1e-7`), strings verbatim.
+    /// the shortest form that reads back exactly and always looks like a float (`0.001`,
+    /// `3.0`, `1e-7`), strings verbatim.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ParamValue::Bool(b) => write!(f, "{b}"),
             ParamValue::Int(i) => write!(f, "{i}"),
-            ParamValue::Float(x) => write!(f, "{x}"),
+            ParamValue::Float(x) => write!(f, "{x:?}"),
             ParamValue::Str(s) => f.write_str(s),
         }
     }
@@ -128,6 +129,8 @@ mod tests {
     #[test]
     fn display_is_what_a_command_line_gets() {
         assert_eq!(ParamValue::Float(0.001).to_string(), "0.001");
+        assert_eq!(ParamValue::Float(3.0).to_string(), "3.0");
+        assert_eq!(ParamValue::Float(1e-7).to_string(), "1e-7");
         assert_eq!(ParamValue::Int(128).to_string(), "128");
         assert_eq!(ParamValue::Str("a b;c".into()).to_string(), "a b;c");
     }

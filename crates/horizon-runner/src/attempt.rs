@@ -160,6 +160,11 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         }
     };
     let pgid = child.id();
+    // Recorded so that, if horizon dies, the worker that requeues this trial can end whatever
+    // the trainer left in its process group (the parent-death signal reaches only the trainer).
+    if let Err(e) = std::fs::write(&files.pgid, pgid.to_string()) {
+        tracing::warn!("{}: {e}", files.pgid.display());
+    }
     let waiter_tx = handle.tx.clone();
     let mut child = child;
     std::thread::Builder::new()

@@ -24,6 +24,8 @@ pub struct AttemptFiles {
     pub metrics: PathBuf,
     pub stdout: PathBuf,
     pub stderr: PathBuf,
+    /// The trainer's process group id, while it runs.
+    pub pgid: PathBuf,
 }
 
 impl AttemptFiles {
@@ -33,6 +35,7 @@ impl AttemptFiles {
             metrics: trial_dir.join(format!("attempt-{attempt}.metrics.jsonl")),
             stdout: trial_dir.join(format!("attempt-{attempt}.stdout")),
             stderr: trial_dir.join(format!("attempt-{attempt}.stderr")),
+            pgid: trial_dir.join(format!("attempt-{attempt}.pgid")),
         }
     }
 }

@@ -19,7 +19,8 @@ use horizon_core::trial::{Lease, TrialState, is_abandoned};
 use horizon_store::{ClaimRequest, Storage, StoreError, StudyRecord, TrialId};
 
 use crate::attempt::{AttemptInput, AttemptResult, Program, StopHandle, run_attempt};
-use crate::process::{hostname, pid_alive};
+use crate::launch::AttemptFiles;
+use crate::process::{hostname, pid_alive, signal_group};
 use crate::resolve::ResolvedStudy;
 use crate::RunError;
 
@@ -292,6 +293,16 @@ impl Worker {
         Running { number, stop, gpu, thread }
     }
 
+    /// End what a dead worker's trainer left in its process group (e.g. data-loader processes).
+    fn kill_leftovers(&self, number: u64, attempt: u32) {
+        let files = AttemptFiles::new(&self.study.trial_dir(number), attempt);
+        if let Some(pgid) = std::fs::read_to_string(&files.pgid).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+            if pgid > 1 {
+                signal_group(pgid, libc::SIGKILL);
+            }
+        }
+    }
+
     /// Requeue running trials whose worker is gone. Returns how many were requeued.
     fn reclaim_abandoned(&self) -> Result<usize, RunError> {
         let now = crate::now();
@@ -305,6 +316,9 @@ impl Worker {
                 let reason = format!("requeued: worker {} ({}, pid {}) is gone", lease.worker, lease.host, lease.pid);
                 if self.storage.requeue_abandoned(t.id, t.attempt, &lease.worker, &reason, now)? {
                     count += 1;
+                    if lease.host == self.lease.host {
+                        self.kill_leftovers(t.number, t.attempt);
+                    }
                     let _ = self.events.send(Event::Requeued { number: t.number, reason });
                 }
             }

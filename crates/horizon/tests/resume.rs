@@ -43,6 +43,7 @@ fn kill_9_then_resume_loses_duplicates_and_skips_nothing() {
         let _ = std::fs::remove_file(s.trial_dir(n).join("started"));
     }
     let mut child = env_cmd(&["run", "study.toml", "-j", "2", "--no-progress"])
+        .env("FIXTURE_GRANDCHILD", "1")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -53,11 +54,16 @@ fn kill_9_then_resume_loses_duplicates_and_skips_nothing() {
     child.wait().unwrap();
     assert_eq!(s.count("SELECT COUNT(*) FROM trials WHERE state = 'running'"), 2, "left running by the dead worker");
     wait_for("the orphaned trainers to die with horizon", LONG, || pids.iter().all(|p| !pid_alive(*p)));
+    let grandchildren: Vec<i64> = [3, 4].iter().map(|n| s.argv_record(*n)["grandchild"].as_i64().unwrap()).collect();
+    assert!(grandchildren.iter().all(|p| pid_alive(*p)), "the parent-death signal reaches only the trainer");
 
     // Phase 3: resume.
     std::fs::write(gated(&s), "go").unwrap();
     let out = env_cmd(&["run", "study.toml", "-j", "2"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
+    wait_for("the resuming worker to end the dead trainers' process groups", LONG, || {
+        grandchildren.iter().all(|p| !pid_alive(*p))
+    });
     let trials = s.trials();
     assert_eq!(trials.len(), 6);
     for t in &trials {
