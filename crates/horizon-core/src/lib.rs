@@ -46,6 +46,7 @@ pub mod selection;
 pub mod space;
 pub mod spec;
 pub mod trial;
+pub mod workloads;
 
 pub use params::{ParamValue, Params};
 pub use spec::{Direction, StudySpec};

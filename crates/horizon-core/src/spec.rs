@@ -67,7 +67,10 @@ pub const BUILTIN_PLACEHOLDERS: &[&str] =
 /// How horizon starts a trial's training program.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrainerSpec {
+    /// A built-in workload (`horizon workload run NAME`) instead of a command.
+    pub workload: Option<String>,
     /// The program and its arguments, each a template (`--lr={learning_rate}`), never a shell line.
+    /// Empty for a built-in workload.
     pub command: Vec<Vec<Piece>>,
     /// The template text as written, for display.
     pub command_text: Vec<String>,
@@ -127,8 +130,17 @@ pub struct StudySpec {
 }
 
 /// Top-level fields whose change would make earlier trials incomparable with new ones.
-pub const IDENTITY_FIELDS: &[&str] =
-    &["max_train_steps", "eval_every", "seed", "objective", "sampler", "space", "trainer.command", "trainer.env"];
+pub const IDENTITY_FIELDS: &[&str] = &[
+    "max_train_steps",
+    "eval_every",
+    "seed",
+    "objective",
+    "sampler",
+    "space",
+    "trainer.workload",
+    "trainer.command",
+    "trainer.env",
+];
 
 impl StudySpec {
     /// Parse and check a study file's text. `origin` names the file in error messages.
@@ -215,11 +227,12 @@ struct RawObjective {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTrainer {
-    command: Vec<String>,
+    workload: Option<String>,
+    command: Option<Vec<String>>,
     working_dir: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
-    metrics: Vec<String>,
+    metrics: Option<Vec<String>>,
     timeout: Option<String>,
     kill_grace: Option<String>,
     #[serde(default)]
@@ -304,14 +317,44 @@ impl Checker<'_> {
         let space = self.space(&raw.params)?;
 
         let t = &raw.trainer;
-        if t.metrics.is_empty() {
+        let builtin = match (&t.workload, &t.command) {
+            (Some(_), Some(_)) => return Err(self.err("trainer.workload", "is set together with trainer.command",
+                "use either a built-in workload or your own command, not both")),
+            (None, None) => return Err(self.err("trainer.command", "is missing",
+                "give the program and its arguments, e.g. [\"python3\", \"train.py\", \"--lr={learning_rate}\"], or a built-in workload = \"digits-mlp\"")),
+            (Some(name), None) => Some(crate::workloads::workload(name).ok_or_else(|| self.err("trainer.workload",
+                format!("{name:?} is not a built-in workload"),
+                format!("use one of: {}", crate::workloads::WORKLOADS.iter().map(|w| w.name).collect::<Vec<_>>().join(", "))))?),
+            (None, Some(_)) => None,
+        };
+        let metrics: Vec<String> = match (&t.metrics, builtin) {
+            (Some(m), _) => m.clone(),
+            (None, Some(w)) => w.metrics.iter().map(|m| m.to_string()).collect(),
+            (None, None) => return Err(self.err("trainer.metrics", "is missing",
+                "list the metric names the trainer reports, e.g. [\"train/loss\", \"valid/loss\"]")),
+        };
+        if metrics.is_empty() {
             return Err(self.err("trainer.metrics", "is empty",
                 "list the metric names the trainer reports, e.g. [\"train/loss\", \"valid/loss\"]"));
         }
-        for (i, m) in t.metrics.iter().enumerate() {
+        for (i, m) in metrics.iter().enumerate() {
             if m.is_empty() || m.chars().any(char::is_whitespace) {
                 return Err(self.err(&format!("trainer.metrics[{i}]"), format!("{m:?} is not a metric name"),
                     "use names without spaces, with their split, e.g. \"valid/loss\""));
+            }
+            if let Some(w) = builtin {
+                if !w.metrics.contains(&m.as_str()) {
+                    return Err(self.err(&format!("trainer.metrics[{i}]"), format!("workload {} does not report {m:?}", w.name),
+                        format!("it reports: {}", w.metrics.join(", "))));
+                }
+            }
+        }
+        if let Some(w) = builtin {
+            for p in &space.params {
+                if crate::workloads::workload_param(w, &p.name).is_none() {
+                    return Err(self.err(&format!("params.{}", p.name), format!("workload {} has no parameter {:?}", w.name, p.name),
+                        format!("it takes: {}", crate::workloads::workload_param_names(w).join(", "))));
+                }
             }
         }
         let direction = match raw.objective.direction.as_str() {
@@ -320,20 +363,21 @@ impl Checker<'_> {
             other => return Err(self.err("objective.direction", format!("{other:?} is not a direction"),
                 "write \"minimize\" (losses, error rates) or \"maximize\" (accuracies)")),
         };
-        if !t.metrics.contains(&raw.objective.metric) {
+        if !metrics.contains(&raw.objective.metric) {
             return Err(self.err("objective.metric",
-                format!("{:?} is not among the metrics the trainer reports ({})", raw.objective.metric, t.metrics.join(", ")),
+                format!("{:?} is not among the metrics the trainer reports ({})", raw.objective.metric, metrics.join(", ")),
                 "name one of trainer.metrics, or add the metric to trainer.metrics"));
         }
 
-        if t.command.is_empty() || t.command[0].is_empty() {
+        let command_text = t.command.clone().unwrap_or_default();
+        if builtin.is_none() && (command_text.is_empty() || command_text[0].is_empty()) {
             return Err(self.err("trainer.command", "is empty",
                 "give the program and its arguments as a list, e.g. [\"python3\", \"train.py\", \"--lr={learning_rate}\"]"));
         }
         let mut allowed: Vec<&str> = space.params.iter().map(|p| p.name.as_str()).collect();
         allowed.extend(BUILTIN_PLACEHOLDERS);
         let mut command = Vec::new();
-        for (i, arg) in t.command.iter().enumerate() {
+        for (i, arg) in command_text.iter().enumerate() {
             let field = format!("trainer.command[{i}]");
             let pieces = parse_template(arg).map_err(|p| self.err(&field, p, "write {name} for a value and {{ or }} for a literal brace"))?;
             for piece in &pieces {
@@ -402,11 +446,12 @@ impl Checker<'_> {
             seed: s.seed as u64,
             objective: Objective { metric: raw.objective.metric.clone(), direction },
             trainer: TrainerSpec {
+                workload: builtin.map(|w| w.name.to_string()),
                 command,
-                command_text: t.command.clone(),
+                command_text,
                 working_dir: t.working_dir.clone(),
                 env: t.env.clone(),
-                metrics: t.metrics.clone(),
+                metrics,
                 timeout,
                 kill_grace,
                 retries: t.retries as u32,
@@ -758,6 +803,25 @@ value = 3
         assert_eq!(StudySpec::identity_changes(&a.identity(), &b.identity()), Vec::<String>::new());
         let c = StudySpec::parse(&GOOD.replace("max_train_steps = 1000", "max_train_steps = 2000"), "c").unwrap();
         assert_eq!(StudySpec::identity_changes(&a.identity(), &c.identity()), vec!["max_train_steps"]);
+    }
+
+    #[test]
+    fn built_in_workloads_are_checked_against_the_catalog() {
+        let base = GOOD.split("[params.width]").next().unwrap()
+            .replace("command = [\"python3\", \"train.py\", \"--lr={learning_rate}\", \"--steps={max_train_steps}\", \"{{literal}}\"]\n", "workload = \"digits-mlp\"\n")
+            .replace("metrics = [\"train/loss\", \"valid/loss\"]\n", "");
+        let s = StudySpec::parse(&base, "w.toml").unwrap();
+        assert_eq!(s.trainer.workload.as_deref(), Some("digits-mlp"));
+        assert!(s.trainer.metrics.contains(&"valid/error".to_string()), "metrics default to the workload's");
+        assert!(s.trainer.command.is_empty());
+        let e = err(&base.replace("digits-mlp", "imagenet"));
+        assert_eq!(e.field, "trainer.workload");
+        assert!(e.fix.contains("digits-mlp"));
+        let e = err(&base.replace("[params.learning_rate]", "[params.lr]"));
+        assert_eq!(e.field, "params.lr");
+        assert!(e.fix.contains("learning_rate"), "{e}");
+        let e = err(&base.replace("workload = \"digits-mlp\"\n", "workload = \"digits-mlp\"\ncommand = [\"x\"]\n"));
+        assert_eq!(e.field, "trainer.workload");
     }
 
     #[test]

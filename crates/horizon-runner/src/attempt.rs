@@ -78,6 +78,8 @@ pub struct AttemptInput {
     pub trial: TrialRecord,
     pub trial_dir: PathBuf,
     pub working_dir: PathBuf,
+    /// The executable that runs built-in workloads.
+    pub horizon_exe: PathBuf,
     pub gpu: Option<String>,
     /// Called with the latest step whenever it advances.
     pub on_progress: Box<dyn Fn(u64) + Send>,
@@ -141,7 +143,7 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         File::create(&files.metrics)?;
         Ok((File::create(&files.stdout)?, File::create(&files.stderr)?))
     })();
-    let launch = plan(&spec, &input.trial, &files, &input.working_dir, input.gpu.as_deref());
+    let launch = plan(&spec, &input.trial, &files, &input.working_dir, input.gpu.as_deref(), &input.horizon_exe);
     let child = prepared.and_then(|(out, err)| {
         let mut cmd = Command::new(&launch.argv[0]);
         cmd.args(&launch.argv[1..])

@@ -40,8 +40,9 @@ impl AttemptFiles {
     }
 }
 
-/// Build the argv and environment for an attempt. `gpu` becomes `CUDA_VISIBLE_DEVICES`.
-pub fn plan(spec: &StudySpec, trial: &TrialRecord, files: &AttemptFiles, working_dir: &Path, gpu: Option<&str>) -> LaunchPlan {
+/// Build the argv and environment for an attempt. `gpu` becomes `CUDA_VISIBLE_DEVICES`; a
+/// built-in workload runs as `<horizon> workload run NAME`.
+pub fn plan(spec: &StudySpec, trial: &TrialRecord, files: &AttemptFiles, working_dir: &Path, gpu: Option<&str>, horizon: &Path) -> LaunchPlan {
     let seed = trial_seed(spec.seed, trial.number);
     let checkpoint_steps: Vec<String> = match spec.checkpoints.every {
         Some(every) => (1..=trial.max_train_steps / every).map(|k| (k * every).to_string()).collect(),
@@ -58,7 +59,10 @@ pub fn plan(spec: &StudySpec, trial: &TrialRecord, files: &AttemptFiles, working
             param => trial.params.get(param).map(|v| v.to_string()).unwrap_or_default(),
         }
     };
-    let argv = spec.trainer.command.iter().map(|pieces| expand_template(pieces, &lookup)).collect();
+    let argv = match &spec.trainer.workload {
+        Some(name) => vec![horizon.display().to_string(), "workload".into(), "run".into(), name.clone()],
+        None => spec.trainer.command.iter().map(|pieces| expand_template(pieces, &lookup)).collect(),
+    };
     let mut env: Vec<(String, String)> = spec.trainer.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     env.extend([
         ("HORIZON_PROTOCOL".to_string(), PROTOCOL_VERSION.to_string()),
@@ -118,7 +122,7 @@ high = 1.0
             final_step: None, final_value: None, message: None, created_at: 0.0, started_at: None, finished_at: None, lease: None,
         };
         let files = AttemptFiles::new(Path::new("/s/trials/00007"), 2);
-        let p = plan(&spec, &trial, &files, Path::new("/w"), Some("1"));
+        let p = plan(&spec, &trial, &files, Path::new("/w"), Some("1"), Path::new("/bin/horizon"));
         assert_eq!(p.argv, ["prog", "--lr=0.05", "--steps=100", "/s/trials/00007/x", "{lit}"]);
         let env = |k: &str| p.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(env("HORIZON_PROTOCOL"), Some("1"));

@@ -22,6 +22,8 @@ pub struct ResolvedStudy {
     pub dir: PathBuf,
     /// Where the trainer runs.
     pub working_dir: PathBuf,
+    /// The `horizon` executable that runs built-in workloads (this process's own).
+    pub horizon_exe: PathBuf,
 }
 
 impl ResolvedStudy {
@@ -69,7 +71,8 @@ impl ResolvedStudy {
                     "give the script's path relative to trainer.working_dir (default: the study file's directory)"));
             }
         }
-        Ok(ResolvedStudy { spec: Arc::new(spec), spec_path, dir, working_dir })
+        let horizon_exe = std::env::current_exe().map_err(io_err(Path::new("the horizon executable")))?;
+        Ok(ResolvedStudy { spec: Arc::new(spec), spec_path, dir, working_dir, horizon_exe })
     }
 
     pub fn db_path(&self) -> PathBuf {

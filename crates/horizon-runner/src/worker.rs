@@ -275,6 +275,7 @@ impl Worker {
             spec: self.study.spec.clone(),
             trial_dir: self.study.trial_dir(trial.number),
             working_dir: self.study.working_dir.clone(),
+            horizon_exe: self.study.horizon_exe.clone(),
             trial,
             gpu: gpu.clone(),
             on_progress: Box::new(move |step| {

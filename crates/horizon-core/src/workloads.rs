@@ -1,0 +1,129 @@
+//! The catalog of built-in workloads: names, the metrics they report and the parameters they
+//! take, as plain data. The training code lives in `horizon-workloads`; the catalog lives here
+//! so that a study file naming a workload is checked (objective, parameter names) without
+//! loading any model code.
+
+use crate::params::ParamValue;
+
+/// One parameter a built-in workload takes.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkloadParam {
+    pub name: &'static str,
+    /// The value used when the study does not set the parameter.
+    pub default: Default,
+    pub doc: &'static str,
+}
+
+/// A default value (const-friendly mirror of [`ParamValue`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Default {
+    Float(f64),
+    Int(i64),
+    Bool(bool),
+    Str(&'static str),
+}
+
+impl Default {
+    pub fn value(self) -> ParamValue {
+        match self {
+            Default::Float(x) => ParamValue::Float(x),
+            Default::Int(i) => ParamValue::Int(i),
+            Default::Bool(b) => ParamValue::Bool(b),
+            Default::Str(s) => ParamValue::Str(s.to_string()),
+        }
+    }
+}
+
+/// A built-in workload.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkloadInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub metrics: &'static [&'static str],
+    pub params: &'static [WorkloadParam],
+}
+
+impl WorkloadInfo {
+    pub fn param(&self, name: &str) -> Option<&WorkloadParam> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
+
+const fn p(name: &'static str, default: Default, doc: &'static str) -> WorkloadParam {
+    WorkloadParam { name, default, doc }
+}
+
+/// Optimizer, schedule and regularization parameters every workload takes. "Off" values:
+/// `weight_decay = 0`, `dropout = 0`, `label_smoothing = 0`, `grad_clip = 0`, `warmup_steps = 0`.
+pub const COMMON_PARAMS: &[WorkloadParam] = &[
+    p("optimizer", Default::Str("sgd"), "\"sgd\" (with momentum), \"adam\" or \"adamw\""),
+    p("learning_rate", Default::Float(0.1), "base learning rate"),
+    p("momentum", Default::Float(0.9), "SGD momentum (0 = plain SGD)"),
+    p("nesterov", Default::Bool(false), "Nesterov momentum for SGD"),
+    p("beta1", Default::Float(0.9), "Adam/AdamW first-moment decay"),
+    p("beta2", Default::Float(0.999), "Adam/AdamW second-moment decay"),
+    p("epsilon", Default::Float(1e-8), "Adam/AdamW epsilon"),
+    p("weight_decay", Default::Float(0.0), "weight decay (0 = off); decoupled for AdamW, L2 otherwise"),
+    p("schedule", Default::Str("constant"), "\"constant\", \"linear\", \"cosine\", \"rsqrt\" or \"wsd\" (constant then linear decay)"),
+    p("warmup_steps", Default::Int(0), "linear warmup from 0 (0 = off)"),
+    p("decay_steps", Default::Int(0), "length of the final linear decay of \"wsd\""),
+    p("grad_clip", Default::Float(0.0), "clip the global gradient norm to this (0 = off)"),
+    p("batch_size", Default::Int(64), "training batch size"),
+    p("dropout", Default::Float(0.0), "dropout probability (0 = off)"),
+    p("label_smoothing", Default::Float(0.0), "label smoothing (0 = off)"),
+];
+
+/// Metrics every classification workload reports.
+pub const CLASSIFIER_METRICS: &[&str] =
+    &["train/loss", "train/error", "valid/loss", "valid/error", "train/lr", "train/grad_norm"];
+
+/// The built-in workloads. The common parameters are accepted by every one of them in addition
+/// to the ones listed here.
+pub const WORKLOADS: &[WorkloadInfo] = &[
+    WorkloadInfo {
+        name: "digits-mlp",
+        summary: "UCI handwritten digits (1,797 8x8 images), an MLP that can fit the training set perfectly; not compute-bound",
+        metrics: CLASSIFIER_METRICS,
+        params: &[
+            p("hidden", Default::Int(128), "width of each hidden layer"),
+            p("layers", Default::Int(2), "number of hidden layers"),
+        ],
+    },
+    WorkloadInfo {
+        name: "mnist-mlp",
+        summary: "5,000 MNIST digits (28x28), an MLP; harder, with optional random-shift augmentation",
+        metrics: CLASSIFIER_METRICS,
+        params: &[
+            p("hidden", Default::Int(256), "width of each hidden layer"),
+            p("layers", Default::Int(2), "number of hidden layers"),
+            p("augment", Default::Int(0), "random shifts of up to this many pixels (0 = off)"),
+        ],
+    },
+    WorkloadInfo {
+        name: "jargon-lm",
+        summary: "a character-level transformer language model on the Jargon File (public domain); compute-bound",
+        metrics: &["train/loss", "train/error", "valid/loss", "valid/error", "valid/perplexity", "train/lr", "train/grad_norm"],
+        params: &[
+            p("context", Default::Int(64), "characters of context"),
+            p("d_model", Default::Int(64), "model width"),
+            p("heads", Default::Int(4), "attention heads"),
+            p("layers", Default::Int(2), "transformer blocks"),
+        ],
+    },
+];
+
+/// The workload with this name.
+pub fn workload(name: &str) -> Option<&'static WorkloadInfo> {
+    WORKLOADS.iter().find(|w| w.name == name)
+}
+
+/// A parameter of a workload: its own, or a common one.
+pub fn workload_param(w: &WorkloadInfo, name: &str) -> Option<&'static WorkloadParam> {
+    let own = WORKLOADS.iter().find(|x| x.name == w.name).and_then(|x| x.params.iter().find(|p| p.name == name));
+    own.or_else(|| COMMON_PARAMS.iter().find(|p| p.name == name))
+}
+
+/// Every parameter name a workload accepts.
+pub fn workload_param_names(w: &WorkloadInfo) -> Vec<&'static str> {
+    w.params.iter().chain(COMMON_PARAMS).map(|p| p.name).collect()
+}
