@@ -653,6 +653,32 @@ pub fn parse_template(arg: &str) -> Result<Vec<Piece>, String> {
     Ok(pieces)
 }
 
+/// The values of the built-in placeholders for one attempt.
+#[derive(Debug, Clone)]
+pub struct Builtins {
+    pub max_train_steps: u64,
+    pub eval_every: u64,
+    pub trial_dir: String,
+    pub trial_number: u64,
+    pub seed: u64,
+    pub metrics_file: String,
+}
+
+impl Builtins {
+    /// The text of placeholder `name`: a built-in, else the trial's parameter (empty if absent).
+    pub fn value(&self, name: &str, params: &crate::Params) -> String {
+        match name {
+            "max_train_steps" => self.max_train_steps.to_string(),
+            "eval_every" => self.eval_every.to_string(),
+            "trial_dir" => self.trial_dir.clone(),
+            "trial_number" => self.trial_number.to_string(),
+            "seed" => self.seed.to_string(),
+            "metrics_file" => self.metrics_file.clone(),
+            param => params.get(param).map(|v| v.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
 /// Expand a parsed template with `lookup` (which knows every name the checker allowed).
 pub fn expand_template(pieces: &[Piece], lookup: &dyn Fn(&str) -> String) -> String {
     pieces

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use horizon_core::protocol::PROTOCOL_VERSION;
 use horizon_core::rng::trial_seed;
-use horizon_core::spec::expand_template;
+use horizon_core::spec::{Builtins, expand_template};
 use horizon_core::trial::TrialRecord;
 use horizon_core::StudySpec;
 
@@ -48,17 +48,15 @@ pub fn plan(spec: &StudySpec, trial: &TrialRecord, files: &AttemptFiles, working
         Some(every) => (1..=trial.max_train_steps / every).map(|k| (k * every).to_string()).collect(),
         None => Vec::new(),
     };
-    let lookup = |name: &str| -> String {
-        match name {
-            "max_train_steps" => trial.max_train_steps.to_string(),
-            "eval_every" => spec.eval_every.to_string(),
-            "trial_dir" => files.trial_dir.display().to_string(),
-            "trial_number" => trial.number.to_string(),
-            "seed" => seed.to_string(),
-            "metrics_file" => files.metrics.display().to_string(),
-            param => trial.params.get(param).map(|v| v.to_string()).unwrap_or_default(),
-        }
+    let builtins = Builtins {
+        max_train_steps: trial.max_train_steps,
+        eval_every: spec.eval_every,
+        trial_dir: files.trial_dir.display().to_string(),
+        trial_number: trial.number,
+        seed,
+        metrics_file: files.metrics.display().to_string(),
     };
+    let lookup = |name: &str| builtins.value(name, &trial.params);
     let argv = match &spec.trainer.workload {
         Some(name) => vec![horizon.display().to_string(), "workload".into(), "run".into(), name.clone()],
         None => spec.trainer.command.iter().map(|pieces| expand_template(pieces, &lookup)).collect(),

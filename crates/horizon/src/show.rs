@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{Result, bail};
 use horizon_core::rng::trial_seed;
-use horizon_core::spec::{expand_template, parse_template};
+use horizon_core::spec::{Builtins, expand_template, parse_template};
 use horizon_core::trial::{TrialRecord, TrialState};
 use horizon_runner::resolve::trial_dir;
 use horizon_runner::worker::{best_of, count_states};
@@ -116,15 +116,15 @@ pub fn best(args: ShowArgs) -> Result<()> {
 fn reproduce(t: &Target, trial: &TrialRecord, dir: &std::path::Path) -> Option<String> {
     let args = t.spec["trainer"]["command_text"].as_array()?;
     let seed = trial_seed(t.spec["seed"].as_u64().unwrap_or(0), trial.number);
-    let lookup = |name: &str| match name {
-        "max_train_steps" => trial.max_train_steps.to_string(),
-        "eval_every" => t.spec["eval_every"].to_string(),
-        "trial_dir" => dir.display().to_string(),
-        "trial_number" => trial.number.to_string(),
-        "seed" => seed.to_string(),
-        "metrics_file" => "metrics.jsonl".into(),
-        p => trial.params.get(p).map(|v| v.to_string()).unwrap_or_default(),
+    let builtins = Builtins {
+        max_train_steps: trial.max_train_steps,
+        eval_every: t.spec["eval_every"].as_u64().unwrap_or(0),
+        trial_dir: dir.display().to_string(),
+        trial_number: trial.number,
+        seed,
+        metrics_file: "metrics.jsonl".into(),
     };
+    let lookup = |name: &str| builtins.value(name, &trial.params);
     let words: Vec<String> = args
         .iter()
         .map(|a| {
