@@ -352,7 +352,7 @@ impl InProcessTrial<'_> {
     pub fn report(&mut self, step: u64, split: &str, metrics: &[(&str, f64)]) {
         let values = metrics.iter().map(|(n, v)| (format!("{split}/{n}"), *v)).collect();
         self.recorder.report(Report::Metrics { step, values });
-        if let Err(e) = self.recorder.flush() {
+        if let Err(e) = self.recorder.flush_if_due(TICK) {
             if matches!(e, StoreError::NotWritable { .. }) {
                 self.lease_lost = true;
             }

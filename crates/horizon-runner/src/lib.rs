@@ -15,7 +15,13 @@
 //! use horizon_runner::{resolve::ResolvedStudy, worker::{Worker, WorkerOptions}};
 //! let study = ResolvedStudy::load("examples/logreg.toml".as_ref()).unwrap();
 //! let storage = Arc::new(study.open_storage().unwrap());
-//! let (events, _rx) = mpsc::channel();
+//! let (events, rx) = mpsc::channel();
+//! // Every reporter reads the one event stream; here, a thread that logs finished trials.
+//! std::thread::spawn(move || for event in rx {
+//!     if let horizon_runner::worker::Event::TrialFinished(r) = event {
+//!         println!("trial {} -> {}", r.trial.number, r.state);
+//!     }
+//! });
 //! let worker = Worker::new(study, storage, WorkerOptions { jobs: 2, ..Default::default() }, events).unwrap();
 //! let summary = worker.run().unwrap();
 //! println!("{} trials ran", summary.attempts);

@@ -35,6 +35,7 @@ pub struct AttemptRecorder {
     divergence: Option<String>,
     last_step: Option<u64>,
     last_heartbeat: Instant,
+    last_flush: Instant,
 }
 
 impl AttemptRecorder {
@@ -65,6 +66,7 @@ impl AttemptRecorder {
             divergence: None,
             last_step: None,
             last_heartbeat: Instant::now(),
+            last_flush: Instant::now(),
         }
     }
 
@@ -154,6 +156,7 @@ impl AttemptRecorder {
     /// Write what is pending, and renew the lease when due. A [`StoreError::NotWritable`] means
     /// this worker lost the trial (another worker requeued it): the attempt must stop.
     pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.last_flush = Instant::now();
         if !self.pending_metrics.is_empty() {
             self.storage.append_metrics(self.trial, self.attempt, &self.pending_metrics)?;
             self.pending_metrics.clear();
@@ -165,6 +168,15 @@ impl AttemptRecorder {
         if self.last_heartbeat.elapsed() >= HEARTBEAT_EVERY {
             self.storage.heartbeat(self.trial, self.attempt, crate::now())?;
             self.last_heartbeat = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Flush when the last flush is older than `interval` (batches the writes of a trainer that
+    /// reports faster than storage needs to hear about it).
+    pub fn flush_if_due(&mut self, interval: Duration) -> Result<(), StoreError> {
+        if self.last_flush.elapsed() >= interval {
+            self.flush()?;
         }
         Ok(())
     }

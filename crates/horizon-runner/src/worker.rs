@@ -308,8 +308,8 @@ impl Worker {
     fn reclaim_abandoned(&self) -> Result<usize, RunError> {
         let now = crate::now();
         let mut count = 0;
-        for t in self.storage.trials(self.record.id)? {
-            let Some(lease) = t.lease.as_ref().filter(|_| t.state == TrialState::Running) else { continue };
+        for t in self.storage.trials_in_state(self.record.id, TrialState::Running)? {
+            let Some(lease) = t.lease.as_ref() else { continue };
             if lease.worker == self.lease.worker {
                 continue;
             }

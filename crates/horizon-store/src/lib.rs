@@ -184,6 +184,8 @@ pub trait Storage: Send + Sync {
 
     /// Every trial of a study, by number.
     fn trials(&self, study: StudyId) -> Result<Vec<TrialRecord>>;
+    /// The trials of a study in one state, by number.
+    fn trials_in_state(&self, study: StudyId, state: TrialState) -> Result<Vec<TrialRecord>>;
     /// One trial.
     fn trial(&self, trial: TrialId) -> Result<TrialRecord>;
     /// A trial's evaluations, by step then name.

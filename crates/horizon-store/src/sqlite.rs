@@ -443,7 +443,11 @@ fn restart(tx: &Transaction<'_>, trial: TrialId, lease: &Lease) -> rusqlite::Res
 
 /// Create the study's next trial from the next sample index, unless it is full.
 fn create_trial(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>) -> Result<Option<TrialId>, Fail> {
-    let count: u64 = tx.prepare_cached("SELECT COUNT(*) FROM trials WHERE study_id = ?1")?.query_row([study], |r| r.get(0))?;
+    // Numbers are 0, 1, 2, ... without gaps, so the next number is the count; MAX uses the
+    // (study_id, number) index where COUNT(*) would scan every trial of the study.
+    let count: u64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")?
+        .query_row([study], |r| r.get(0))?;
     if count >= request.max_trials {
         return Ok(None);
     }
@@ -666,6 +670,16 @@ impl Storage for SqliteStorage {
             let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ?1 ORDER BY number");
             let mut stmt = tx.prepare_cached(&sql)?;
             let rows = stmt.query_map([study], trial_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn trials_in_state(&self, study: StudyId, state: TrialState) -> Result<Vec<TrialRecord>> {
+        self.read(|tx| {
+            ensure_study(tx, study)?;
+            let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ?1 AND state = ?2 ORDER BY number");
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![study, state.as_str()], trial_from_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }

@@ -111,6 +111,21 @@ mod suite {
         assert_eq!(all[0], again);
     }
 
+    pub fn trials_can_be_listed_by_state(s: &dyn Storage) {
+        let st = study(s, "s");
+        let a = claim(s, &st, 3).unwrap();
+        let b = claim(s, &st, 3).unwrap();
+        let c = claim(s, &st, 3).unwrap();
+        s.finish_attempt(b.id, b.attempt, &finish(TrialState::Complete)).unwrap();
+        s.finish_attempt(c.id, c.attempt, &finish(TrialState::Waiting)).unwrap();
+        let numbers = |state| s.trials_in_state(st.id, state).unwrap().iter().map(|t| t.number).collect::<Vec<_>>();
+        assert_eq!(numbers(TrialState::Running), [a.number]);
+        assert_eq!(numbers(TrialState::Complete), [b.number]);
+        assert_eq!(numbers(TrialState::Waiting), [c.number]);
+        assert!(numbers(TrialState::Failed).is_empty());
+        assert!(matches!(s.trials_in_state(st.id + 1000, TrialState::Running), Err(StoreError::NoStudy(_))));
+    }
+
     pub fn unknown_ids_are_errors(s: &dyn Storage) {
         let st = study(s, "s");
         let missing_study = st.id + 1000;
@@ -577,6 +592,7 @@ macro_rules! sqlite_conformance {
 sqlite_conformance!(
     studies_are_created_once_and_keep_their_identity,
     unknown_ids_are_errors,
+    trials_can_be_listed_by_state,
     claims_number_trials_and_allocate_indices_without_gaps,
     max_trials_is_respected_per_study,
     waiting_trials_are_claimed_first_and_start_fresh,
