@@ -50,13 +50,14 @@ class Trial:
     """One run of a training program: its settings, and the channel to report through."""
 
     def __init__(self, params, max_train_steps, eval_every, seed, trial_dir, checkpoint_steps,
-                 resume_from, attempt, number, study, metrics_file, under_horizon):
+                 checkpoint_every, resume_from, attempt, number, study, metrics_file, under_horizon):
         self.params = params                      # dict, in declaration order
         self.max_train_steps = max_train_steps    # int: train for exactly this many steps
         self.eval_every = eval_every              # int
         self.seed = seed                          # int, the same on every attempt of a trial
         self.trial_dir = trial_dir                # Path, exists; write checkpoints here
         self.checkpoint_steps = checkpoint_steps  # set of int
+        self.checkpoint_every = checkpoint_every  # int, 0 = none
         self.resume_from = resume_from            # Path of a checkpoint to resume from, or None
         self.attempt = attempt                    # int, 1 for the first launch
         self.number = number                      # int, the trial's number in its study
@@ -85,7 +86,8 @@ class Trial:
 
     def should_checkpoint(self, step):
         """Whether horizon asked for a checkpoint at `step`."""
-        return step in self.checkpoint_steps
+        every = self.checkpoint_every
+        return step in self.checkpoint_steps or (every > 0 and step % every == 0)
 
     def report(self, step, split=None, metrics=None, **more):
         """Report metrics at `step`: ``report(100, "valid", loss=0.4)`` or
@@ -129,7 +131,7 @@ def _env(name, default=None):
 
 
 def trial(params=None, max_train_steps=100, eval_every=10, seed=0, trial_dir=None,
-          checkpoint_steps=(), resume_from=None, handle_sigterm=True):
+          checkpoint_steps=(), checkpoint_every=0, resume_from=None, handle_sigterm=True):
     """The current trial. Under horizon, read it from the environment; run directly, build it
     from the keyword arguments (`trial_dir` defaults to a new temporary directory) and report
     to stdout. With `handle_sigterm`, SIGTERM sets :attr:`Trial.stop_requested`."""
@@ -138,8 +140,8 @@ def trial(params=None, max_train_steps=100, eval_every=10, seed=0, trial_dir=Non
             trial_dir = tempfile.mkdtemp(prefix="horizon-trial-")
             print("horizon_report: not run by horizon; trial_dir is %s" % trial_dir, file=sys.stderr)
         ctx = Trial(dict(params or {}), int(max_train_steps), int(eval_every), int(seed), Path(trial_dir),
-                    set(int(s) for s in checkpoint_steps), Path(resume_from) if resume_from else None,
-                    1, 0, "standalone", None, False)
+                    set(int(s) for s in checkpoint_steps), int(checkpoint_every),
+                    Path(resume_from) if resume_from else None, 1, 0, "standalone", None, False)
     else:
         version = os.environ["HORIZON_PROTOCOL"]
         if version != str(PROTOCOL_VERSION):
@@ -154,6 +156,7 @@ def trial(params=None, max_train_steps=100, eval_every=10, seed=0, trial_dir=Non
                     int(_env("HORIZON_SEED", "0")),
                     trial_dir,
                     set(int(s) for s in steps.split(",") if s.strip()),
+                    int(_env("HORIZON_CHECKPOINT_EVERY", "") or 0),
                     trial_dir / resume if resume else None,  # an absolute path stays absolute
                     int(_env("HORIZON_ATTEMPT", "1")),
                     int(_env("HORIZON_TRIAL_NUMBER", "0")),

@@ -8,8 +8,8 @@ trainer (`examples/logreg.toml`) and shows every part of trial protocol v1 (docs
   the step budget, evaluation interval, seed and trial directory from horizon_report.trial();
 * every eval_every steps and at the last step it reports train/loss, train/error and train/lr
   (over the full training set) and valid/loss, valid/error (over the validation set);
-* checkpoints (JSON: weights, velocity, step, batch order and RNG state) at the steps in
-  HORIZON_CHECKPOINT_STEPS and when SIGTERM arrives, announced to horizon; HORIZON_RESUME_FROM
+* checkpoints (JSON: weights, velocity, step, batch order and RNG state) at multiples of
+  HORIZON_CHECKPOINT_EVERY and when SIGTERM arrives, announced to horizon; HORIZON_RESUME_FROM
   resumes exactly: the continued run reports what an uninterrupted one would;
 * divergence: a linear model's loss cannot overflow (its gradients are bounded), so a learning
   rate far too large makes the loss huge, not NaN. This trainer calls a run diverged when the
@@ -150,7 +150,7 @@ def main():
     ctx = horizon_report.trial(
         params={k: getattr(args, k) for k in ("learning_rate", "momentum", "weight_decay", "batch_size")},
         max_train_steps=args.max_train_steps, eval_every=args.eval_every, seed=args.seed,
-        checkpoint_steps=range(every, args.max_train_steps + 1, every) if every > 0 else (),
+        checkpoint_every=every,
         resume_from=args.resume_from)
     Xtr, Ytr, Xva, Yva = make_data()
     total, bs = ctx.max_train_steps, args.batch_size

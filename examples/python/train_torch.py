@@ -9,7 +9,7 @@ with some label noise. The model is an MLP (`--width`, `--depth`) trained with A
 Every eval_every steps and at the last step it reports train/loss, train/error, train/lr (over
 a fixed 4,096-point subset of the training set), valid/loss, valid/error and
 perf/steps_per_second. Checkpoints (torch.save of model, optimizer, step and RNG states) are
-written at the steps in HORIZON_CHECKPOINT_STEPS and when SIGTERM arrives, and announced;
+written at every multiple of HORIZON_CHECKPOINT_EVERY and when SIGTERM arrives, and announced;
 HORIZON_RESUME_FROM resumes from one. A learning rate that is far too large gives a NaN loss,
 which is reported as is: horizon records the trial as diverged.
 
@@ -91,7 +91,7 @@ def main():
     every = args.checkpoint_every
     ctx = horizon_report.trial(
         max_train_steps=args.max_train_steps, eval_every=args.eval_every,
-        seed=args.seed, checkpoint_steps=range(every, args.max_train_steps + 1, every) if every > 0 else (),
+        seed=args.seed, checkpoint_every=every,
         resume_from=args.resume_from)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -98,7 +98,7 @@ pub struct CheckpointSpec {
     pub keep_best: usize,
     /// Also keep the most recent checkpoint (needed to resume).
     pub keep_latest: bool,
-    /// Ask for a checkpoint every this many steps (`HORIZON_CHECKPOINT_STEPS`).
+    /// Ask for a checkpoint every this many steps (`HORIZON_CHECKPOINT_EVERY`).
     pub every: Option<u64>,
 }
 

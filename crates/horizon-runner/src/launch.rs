@@ -44,10 +44,6 @@ impl AttemptFiles {
 /// built-in workload runs as `<horizon> workload run NAME`.
 pub fn plan(spec: &StudySpec, trial: &TrialRecord, files: &AttemptFiles, working_dir: &Path, gpu: Option<&str>, horizon: &Path) -> LaunchPlan {
     let seed = trial_seed(spec.seed, trial.number);
-    let checkpoint_steps: Vec<String> = match spec.checkpoints.every {
-        Some(every) => (1..=trial.max_train_steps / every).map(|k| (k * every).to_string()).collect(),
-        None => Vec::new(),
-    };
     let builtins = Builtins {
         max_train_steps: trial.max_train_steps,
         eval_every: spec.eval_every,
@@ -73,7 +69,11 @@ pub fn plan(spec: &StudySpec, trial: &TrialRecord, files: &AttemptFiles, working
         ("HORIZON_EVAL_EVERY".to_string(), spec.eval_every.to_string()),
         ("HORIZON_SEED".to_string(), seed.to_string()),
         ("HORIZON_METRICS_FILE".to_string(), files.metrics.display().to_string()),
-        ("HORIZON_CHECKPOINT_STEPS".to_string(), checkpoint_steps.join(",")),
+        // Periodic checkpoints as one number: a list of every multiple would outgrow the
+        // kernel's limit on one environment string (128 KiB) for long runs.
+        ("HORIZON_CHECKPOINT_EVERY".to_string(), spec.checkpoints.every.map(|e| e.to_string()).unwrap_or_default()),
+        // Explicit extra steps (none yet: later schedulers ask for checkpoints at rung steps).
+        ("HORIZON_CHECKPOINT_STEPS".to_string(), String::new()),
     ]);
     if let Some(gpu) = gpu {
         env.push(("CUDA_VISIBLE_DEVICES".to_string(), gpu.to_string()));
@@ -127,7 +127,8 @@ high = 1.0
         assert_eq!(env("HORIZON_PARAMS"), Some(r#"{"lr":0.05}"#));
         assert_eq!(env("HORIZON_TRIAL_NUMBER"), Some("7"));
         assert_eq!(env("HORIZON_ATTEMPT"), Some("2"));
-        assert_eq!(env("HORIZON_CHECKPOINT_STEPS"), Some("40,80"));
+        assert_eq!(env("HORIZON_CHECKPOINT_EVERY"), Some("40"));
+        assert_eq!(env("HORIZON_CHECKPOINT_STEPS"), Some(""));
         assert_eq!(env("HORIZON_METRICS_FILE"), Some("/s/trials/00007/attempt-2.metrics.jsonl"));
         assert_eq!(env("HORIZON_SEED"), Some(horizon_core::rng::trial_seed(3, 7).to_string().as_str()));
         assert_eq!(env("CUDA_VISIBLE_DEVICES"), Some("1"));
