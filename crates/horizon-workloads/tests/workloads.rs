@@ -1,0 +1,384 @@
+//! The built-in workloads as horizon runs them: metric lines, checkpoints, resume, stop,
+//! determinism and parameter errors.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use horizon_core::protocol::{Report, parse_line};
+use horizon_core::workloads::workload;
+use horizon_core::{ParamValue, Params};
+use horizon_workloads::{RunEnd, TrialEnv, WorkloadError, run};
+
+fn params(pairs: &[(&str, ParamValue)]) -> Params {
+    let mut p = Params::default();
+    for (k, v) in pairs {
+        p.set(k, v.clone());
+    }
+    p
+}
+
+fn int(i: i64) -> ParamValue {
+    ParamValue::Int(i)
+}
+fn float(x: f64) -> ParamValue {
+    ParamValue::Float(x)
+}
+fn text(s: &str) -> ParamValue {
+    ParamValue::Str(s.into())
+}
+
+/// A trial directory with its metrics file.
+struct Trial {
+    dir: tempfile::TempDir,
+}
+
+impl Trial {
+    fn new() -> Trial {
+        Trial { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn env(&self, p: &Params, steps: u64, eval_every: u64, seed: u64, attempt: u32) -> TrialEnv {
+        TrialEnv {
+            params: p.clone(),
+            max_train_steps: steps,
+            eval_every,
+            seed,
+            trial_dir: self.path().to_path_buf(),
+            metrics_file: self.path().join(format!("attempt-{attempt}.metrics.jsonl")),
+            checkpoint_steps: vec![],
+            resume_from: None,
+        }
+    }
+
+    fn lines(&self, attempt: u32) -> Vec<String> {
+        let text = std::fs::read_to_string(self.path().join(format!("attempt-{attempt}.metrics.jsonl"))).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+}
+
+fn run_ok(name: &str, env: &TrialEnv) -> RunEnd {
+    run(name, env, &AtomicBool::new(false)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Every line parses as protocol v1; returns the metrics lines' (step, name, value).
+fn parsed(lines: &[String]) -> Vec<(u64, String, f64)> {
+    let mut out = Vec::new();
+    for line in lines {
+        match parse_line(line).unwrap_or_else(|e| panic!("{line}: {e}")) {
+            Report::Metrics { step, values } => out.extend(values.into_iter().map(|(n, v)| (step, n, v))),
+            Report::Checkpoint { .. } => {}
+        }
+    }
+    out
+}
+
+fn is_event(line: &str) -> bool {
+    line.contains("\"event\"")
+}
+
+/// A few steps with evaluations at every step: exactly the catalog's metrics, all finite, at
+/// every evaluation step.
+fn reports_the_catalog_metrics(name: &str, p: Params, steps: u64) {
+    let trial = Trial::new();
+    let env = trial.env(&p, steps, 1, 3, 1);
+    assert_eq!(run_ok(name, &env), RunEnd::Finished);
+    let values = parsed(&trial.lines(1));
+    let expected: BTreeSet<&str> = workload(name).unwrap().metrics.iter().copied().collect();
+    for step in 1..=steps {
+        let names: BTreeSet<&str> = values.iter().filter(|(s, _, _)| *s == step).map(|(_, n, _)| n.as_str()).collect();
+        assert_eq!(names, expected, "{name} step {step}");
+    }
+    for (step, n, v) in &values {
+        assert!(v.is_finite(), "{name}: {n} = {v} at step {step}");
+        if n.ends_with("error") {
+            assert!((0.0..=1.0).contains(v), "{name}: {n} = {v}");
+        }
+    }
+    assert_eq!(values.iter().map(|v| v.0).max(), Some(steps));
+}
+
+#[test]
+fn digits_mlp_reports_the_catalog_metrics() {
+    reports_the_catalog_metrics("digits-mlp", Params::default(), 3);
+}
+
+#[test]
+fn mnist_mlp_reports_the_catalog_metrics() {
+    reports_the_catalog_metrics("mnist-mlp", params(&[("augment", int(2))]), 3);
+}
+
+#[test]
+fn jargon_lm_reports_the_catalog_metrics_at_its_defaults() {
+    reports_the_catalog_metrics("jargon-lm", Params::default(), 2);
+}
+
+/// A small language model for the tests that run many steps.
+fn small_lm() -> Params {
+    params(&[
+        ("context", int(16)),
+        ("d_model", int(16)),
+        ("heads", int(2)),
+        ("layers", int(1)),
+        ("batch_size", int(8)),
+        ("optimizer", text("adam")),
+        ("learning_rate", float(3e-3)),
+        ("dropout", float(0.1)),
+        ("grad_clip", float(0.5)),
+        ("label_smoothing", float(0.1)),
+    ])
+}
+
+#[test]
+fn the_same_seed_gives_the_same_metrics_and_another_seed_does_not() {
+    for (name, p, steps) in [
+        ("digits-mlp", params(&[("dropout", float(0.2))]), 6),
+        ("mnist-mlp", params(&[("augment", int(2)), ("dropout", float(0.1)), ("batch_size", int(16))]), 4),
+        ("jargon-lm", small_lm(), 4),
+    ] {
+        let trial = Trial::new();
+        run_ok(name, &trial.env(&p, steps, 2, 11, 1));
+        run_ok(name, &trial.env(&p, steps, 2, 11, 2));
+        run_ok(name, &trial.env(&p, steps, 2, 12, 3));
+        assert_eq!(trial.lines(1), trial.lines(2), "{name}: same seed");
+        assert_ne!(trial.lines(1), trial.lines(3), "{name}: another seed");
+    }
+}
+
+/// Run `steps` straight; run again with a checkpoint at `half` (which must not change what is
+/// reported); resume a third attempt from that checkpoint: it reports the checkpoint's
+/// evaluation again and then exactly what the straight run reported.
+fn resume_is_bit_for_bit(name: &str, p: Params, steps: u64, half: u64, eval_every: u64) {
+    let trial = Trial::new();
+    run_ok(name, &trial.env(&p, steps, eval_every, 5, 1));
+    let straight = trial.lines(1);
+
+    let mut with_checkpoint = trial.env(&p, steps, eval_every, 5, 2);
+    with_checkpoint.checkpoint_steps = vec![half];
+    run_ok(name, &with_checkpoint);
+    let lines = trial.lines(2);
+    let announcement = format!("{{\"event\":\"checkpoint\",\"step\":{half},\"path\":\"ckpt-{half}\"}}");
+    let at = lines.iter().position(|l| *l == announcement).expect("the checkpoint is announced");
+    // After the step's metrics, before the next step's.
+    assert!(parsed(&lines[..at]).iter().all(|v| v.0 <= half) && parsed(&lines[at..]).iter().all(|v| v.0 > half));
+    assert_eq!(lines.iter().filter(|l| !is_event(l)).cloned().collect::<Vec<_>>(), straight, "{name}: checkpointing changes nothing");
+    let ckpt = trial.path().join(format!("ckpt-{half}"));
+    for file in ["model.safetensors", "optimizer.bpk", "state.json"] {
+        assert!(ckpt.join(file).is_file(), "{file} in the checkpoint");
+    }
+
+    let mut second = trial.env(&p, steps, eval_every, 5, 3);
+    second.resume_from = Some(trial.path().join(format!("ckpt-{half}")));
+    assert_eq!(run_ok(name, &second), RunEnd::Finished);
+    let second_lines = trial.lines(3);
+
+    let at = |lines: &[String], cmp: &dyn Fn(u64) -> bool| -> Vec<String> {
+        lines.iter().filter(|l| !is_event(l)).filter(|l| cmp(parsed(&[l.to_string()])[0].0)).cloned().collect()
+    };
+    // The checkpoint step's evaluation is reported again, identically.
+    assert_eq!(at(&second_lines, &|s| s == half), at(&straight, &|s| s == half), "{name}: re-reported evaluation");
+    assert!(!at(&straight, &|s| s == half).is_empty(), "{name}: the checkpoint step is an evaluation step");
+    // Then everything after it, bit for bit.
+    let after = at(&straight, &|s| s > half);
+    assert!(!after.is_empty());
+    assert_eq!(at(&second_lines, &|s| s > half), after, "{name}: after resuming");
+}
+
+#[test]
+fn digits_mlp_resumes_bit_for_bit() {
+    let p = params(&[("dropout", float(0.2)), ("nesterov", ParamValue::Bool(true)), ("weight_decay", float(1e-3)), ("schedule", text("cosine")), ("warmup_steps", int(3))]);
+    resume_is_bit_for_bit("digits-mlp", p, 40, 20, 10);
+}
+
+#[test]
+fn mnist_mlp_resumes_bit_for_bit() {
+    let p = params(&[
+        ("augment", int(2)),
+        ("optimizer", text("adamw")),
+        ("learning_rate", float(1e-3)),
+        ("weight_decay", float(0.01)),
+        ("batch_size", int(32)),
+        ("hidden", int(64)),
+        ("schedule", text("wsd")),
+        ("decay_steps", int(4)),
+        ("label_smoothing", float(0.1)),
+    ]);
+    resume_is_bit_for_bit("mnist-mlp", p, 12, 6, 3);
+}
+
+#[test]
+fn jargon_lm_resumes_bit_for_bit() {
+    resume_is_bit_for_bit("jargon-lm", small_lm(), 8, 4, 2);
+}
+
+#[test]
+fn a_stop_finishes_the_step_writes_a_checkpoint_and_a_resumed_run_continues() {
+    let p = params(&[("dropout", float(0.3)), ("optimizer", text("adam")), ("learning_rate", float(1e-3))]);
+    let trial = Trial::new();
+    run_ok("digits-mlp", &trial.env(&p, 10, 4, 9, 1));
+    let straight = trial.lines(1);
+
+    // Stop requested before the run starts: it trains one step (not an evaluation step),
+    // checkpoints it and announces it.
+    let stop = AtomicBool::new(true);
+    let end = run("digits-mlp", &trial.env(&p, 10, 4, 9, 2), &stop).unwrap();
+    assert_eq!(end, RunEnd::Stopped { step: 1 });
+    assert_eq!(trial.lines(2), vec![r#"{"event":"checkpoint","step":1,"path":"ckpt-1"}"#.to_string()]);
+    assert!(trial.path().join("ckpt-1/model.safetensors").is_file());
+    assert!(!trial.path().join("ckpt-1.tmp").exists());
+
+    // Resume by the announced (relative) path, as horizon would: through the environment.
+    let dir = trial.path().to_string_lossy().into_owned();
+    let metrics = trial.path().join("attempt-3.metrics.jsonl").to_string_lossy().into_owned();
+    let json = p.to_json_string();
+    let env = TrialEnv::from_lookup(|var| {
+        Some(match var {
+            "HORIZON_PARAMS" => json.clone(),
+            "HORIZON_MAX_TRAIN_STEPS" => "10".into(),
+            "HORIZON_EVAL_EVERY" => "4".into(),
+            "HORIZON_SEED" => "9".into(),
+            "HORIZON_TRIAL_DIR" => dir.clone(),
+            "HORIZON_METRICS_FILE" => metrics.clone(),
+            "HORIZON_CHECKPOINT_STEPS" => String::new(),
+            "HORIZON_RESUME_FROM" => "ckpt-1".into(),
+            _ => return None,
+        })
+    })
+    .unwrap();
+    assert_eq!(env.resume_from.as_deref(), Some(trial.path().join("ckpt-1").as_path()));
+    assert_eq!(run_ok("digits-mlp", &env), RunEnd::Finished);
+    assert_eq!(trial.lines(3), straight);
+}
+
+#[test]
+fn digits_mlp_fits_its_training_set_perfectly() {
+    // Plain SGD with momentum at a constant rate: about 30 epochs of 1,397 examples.
+    let p = params(&[("learning_rate", float(0.1)), ("batch_size", int(64))]);
+    let trial = Trial::new();
+    run_ok("digits-mlp", &trial.env(&p, 700, 50, 0, 1));
+    let values = parsed(&trial.lines(1));
+    let train_error = |step: u64| values.iter().find(|(s, n, _)| *s == step && n == "train/error").unwrap().2;
+    assert!(train_error(50) > 0.0, "not fitted after 50 steps");
+    assert_eq!(train_error(700), 0.0, "{values:?}");
+    let valid_error = values.iter().find(|(s, n, _)| *s == 700 && n == "valid/error").unwrap().2;
+    assert!(valid_error < 0.05, "valid/error {valid_error}");
+}
+
+#[test]
+fn a_diverging_run_reports_a_non_finite_loss_and_ends() {
+    // The first update makes the weights astronomically large; the next forward pass overflows.
+    let p = params(&[("learning_rate", float(1e30))]);
+    let trial = Trial::new();
+    assert_eq!(run_ok("digits-mlp", &trial.env(&p, 500, 50, 1, 1)), RunEnd::Finished);
+    let lines = trial.lines(1);
+    let values = parsed(&lines);
+    let last = values.iter().map(|v| v.0).max().unwrap();
+    assert!(last < 10, "stopped early, at step {last}: {lines:?}");
+    assert!(values.iter().any(|(s, n, v)| *s == last && n == "train/loss" && !v.is_finite()), "{lines:?}");
+    let last_line = lines.last().unwrap();
+    assert!(last_line.contains(r#""loss":"nan""#) || last_line.contains(r#""loss":"inf""#), "{last_line}");
+}
+
+fn error_of(name: &str, p: Params) -> WorkloadError {
+    let trial = Trial::new();
+    run(name, &trial.env(&p, 10, 5, 1, 1), &AtomicBool::new(false)).expect_err("refused")
+}
+
+#[test]
+fn bad_parameters_are_refused_by_name() {
+    let cases: Vec<(&str, Params, &str)> = vec![
+        ("digits-mlp", params(&[("optimizer", text("rmsprop"))]), "optimizer"),
+        ("digits-mlp", params(&[("batch_size", int(0))]), "batch_size"),
+        ("digits-mlp", params(&[("batch_size", int(5000))]), "batch_size"),
+        ("digits-mlp", params(&[("learning_rate", float(-1.0))]), "learning_rate"),
+        ("digits-mlp", params(&[("dropout", float(1.0))]), "dropout"),
+        ("digits-mlp", params(&[("hidden", float(1.5))]), "hidden"),
+        ("digits-mlp", params(&[("nesterov", text("yes"))]), "nesterov"),
+        ("digits-mlp", params(&[("schedule", text("wsd"))]), "decay_steps"),
+        ("digits-mlp", params(&[("warmup_steps", int(11))]), "warmup_steps"),
+        ("mnist-mlp", params(&[("augment", int(-1))]), "augment"),
+        ("jargon-lm", params(&[("d_model", int(30)), ("heads", int(4))]), "heads"),
+    ];
+    for (name, p, param) in cases {
+        let e = error_of(name, p.clone());
+        assert!(matches!(&e, WorkloadError::InvalidParam { name, .. } if name == param), "{p:?}: {e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains(param) && msg.contains("expected"), "{msg}");
+    }
+    let e = error_of("digits-mlp", params(&[("optimizer", text("rmsprop"))]));
+    assert_eq!(e.to_string(), r#"parameter optimizer = "rmsprop" is invalid: expected one of "sgd", "adam", "adamw""#);
+
+    let e = error_of("digits-mlp", params(&[("context", int(8))]));
+    assert!(matches!(e, WorkloadError::UnknownParam { .. }), "{e:?}");
+    assert!(e.to_string().contains("\"context\"") && e.to_string().contains("hidden"), "{e}");
+
+    let e = error_of("cifar-resnet", Params::default());
+    assert!(e.to_string().contains("digits-mlp"), "{e}");
+}
+
+#[test]
+fn a_checkpoint_resumes_only_the_run_it_came_from() {
+    let p = params(&[("hidden", int(32))]);
+    let trial = Trial::new();
+    let mut env = trial.env(&p, 2, 1, 1, 1);
+    env.checkpoint_steps = vec![2];
+    run_ok("digits-mlp", &env);
+    let mut other = trial.env(&params(&[("hidden", int(32)), ("dropout", float(0.5))]), 4, 1, 1, 2);
+    other.resume_from = Some(trial.path().join("ckpt-2"));
+    let e = run("digits-mlp", &other, &AtomicBool::new(false)).unwrap_err();
+    assert!(matches!(e, WorkloadError::Resume { .. }) && e.to_string().contains("parameters"), "{e}");
+    other.params = p.clone();
+    other.resume_from = Some(trial.path().join("ckpt-7"));
+    let e = run("digits-mlp", &other, &AtomicBool::new(false)).unwrap_err();
+    assert!(e.to_string().contains("ckpt-7"), "{e}");
+}
+
+#[test]
+fn the_environment_is_read_with_errors_that_name_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_string_lossy().into_owned();
+    let base = move |var: &str| -> Option<String> {
+        Some(match var {
+            "HORIZON_PARAMS" => r#"{"learning_rate": 0.05, "optimizer": "adam"}"#.into(),
+            "HORIZON_MAX_TRAIN_STEPS" => "100".into(),
+            "HORIZON_EVAL_EVERY" => "10".into(),
+            "HORIZON_SEED" => "42".into(),
+            "HORIZON_TRIAL_DIR" => d.clone(),
+            "HORIZON_METRICS_FILE" => format!("{d}/m.jsonl"),
+            "HORIZON_CHECKPOINT_STEPS" => "20, 40,60".into(),
+            "HORIZON_RESUME_FROM" => "/abs/ckpt-20".into(),
+            _ => return None,
+        })
+    };
+    let env = TrialEnv::from_lookup(&base).unwrap();
+    assert_eq!(env.max_train_steps, 100);
+    assert_eq!(env.eval_every, 10);
+    assert_eq!(env.seed, 42);
+    assert_eq!(env.checkpoint_steps, vec![20, 40, 60]);
+    assert_eq!(env.resume_from.as_deref(), Some(Path::new("/abs/ckpt-20")));
+    assert_eq!(env.params.get("optimizer"), Some(&text("adam")));
+
+    for (var, value, needle) in [
+        ("HORIZON_MAX_TRAIN_STEPS", Some("0"), "HORIZON_MAX_TRAIN_STEPS"),
+        ("HORIZON_EVAL_EVERY", Some("ten"), "HORIZON_EVAL_EVERY"),
+        ("HORIZON_PARAMS", Some("[1]"), "HORIZON_PARAMS"),
+        ("HORIZON_CHECKPOINT_STEPS", Some("10,x"), "HORIZON_CHECKPOINT_STEPS"),
+        ("HORIZON_TRIAL_DIR", Some("/no/such/dir"), "HORIZON_TRIAL_DIR"),
+        ("HORIZON_SEED", None, "HORIZON_SEED"),
+    ] {
+        let e = TrialEnv::from_lookup(|v| if v == var { value.map(str::to_string) } else { base(v) }).unwrap_err();
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+    // Unset or empty: no checkpoints, no resume.
+    let env = TrialEnv::from_lookup(|v| match v {
+        "HORIZON_CHECKPOINT_STEPS" => Some(String::new()),
+        "HORIZON_RESUME_FROM" => None,
+        _ => base(v),
+    })
+    .unwrap();
+    assert!(env.checkpoint_steps.is_empty() && env.resume_from.is_none());
+}
