@@ -40,6 +40,7 @@ fn main() {
         seed: std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1),
         trial_dir: dir.path().to_path_buf(),
         metrics_file: metrics_file.clone(),
+        checkpoint_every: 0,
         checkpoint_steps: vec![],
         resume_from: None,
     };

@@ -19,7 +19,10 @@ pub struct TrialEnv {
     pub trial_dir: PathBuf,
     /// `HORIZON_METRICS_FILE`: where metric lines and checkpoint announcements are appended.
     pub metrics_file: PathBuf,
-    /// `HORIZON_CHECKPOINT_STEPS`: the steps at which to write and announce a checkpoint.
+    /// `HORIZON_CHECKPOINT_EVERY`: write and announce a checkpoint at every multiple of this
+    /// step count; 0 = none.
+    pub checkpoint_every: u64,
+    /// `HORIZON_CHECKPOINT_STEPS`: further steps at which to write and announce a checkpoint.
     pub checkpoint_steps: Vec<u64>,
     /// `HORIZON_RESUME_FROM`: a checkpoint to continue from, already resolved against the trial
     /// directory when it was relative.
@@ -71,6 +74,14 @@ impl TrialEnv {
         }
         let metrics_file = PathBuf::from(metrics);
 
+        let checkpoint_every = match lookup("HORIZON_CHECKPOINT_EVERY") {
+            None => 0,
+            Some(text) if text.trim().is_empty() => 0,
+            Some(text) => match text.trim().parse::<u64>() {
+                Ok(n) if n >= 1 => n,
+                _ => return Err(invalid("HORIZON_CHECKPOINT_EVERY", &text, "expected an integer >= 1, or nothing for no periodic checkpoints")),
+            },
+        };
         let checkpoint_steps = match lookup("HORIZON_CHECKPOINT_STEPS") {
             None => Vec::new(),
             Some(text) => parse_steps(&text).ok_or_else(|| {
@@ -81,7 +92,12 @@ impl TrialEnv {
             Some(p) if !p.trim().is_empty() => Some(resolve(&trial_dir, Path::new(&p))),
             _ => None,
         };
-        Ok(TrialEnv { params, max_train_steps, eval_every, seed, trial_dir, metrics_file, checkpoint_steps, resume_from })
+        Ok(TrialEnv { params, max_train_steps, eval_every, seed, trial_dir, metrics_file, checkpoint_every, checkpoint_steps, resume_from })
+    }
+
+    /// Whether horizon asked for a checkpoint at `step`.
+    pub fn is_checkpoint_step(&self, step: u64) -> bool {
+        (self.checkpoint_every > 0 && step.is_multiple_of(self.checkpoint_every)) || self.checkpoint_steps.contains(&step)
     }
 
     /// Whether step `step` is evaluated: every multiple of `eval_every`, and the last step.

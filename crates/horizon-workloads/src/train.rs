@@ -111,7 +111,7 @@ pub fn run<T: Task>(task: &T, params: &ParamSet, common: &Common, env: &TrialEnv
             }
         }
         let stopping = stop.load(Ordering::SeqCst) && step < env.max_train_steps;
-        if stopping || env.checkpoint_steps.contains(&step) {
+        if stopping || env.is_checkpoint_step(step) {
             let name = checkpoint::save(&env.trial_dir, &model, &optim, &state)?;
             reporter.checkpoint(step, &name)?;
         }

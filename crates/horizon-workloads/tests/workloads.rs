@@ -50,6 +50,7 @@ impl Trial {
             seed,
             trial_dir: self.path().to_path_buf(),
             metrics_file: self.path().join(format!("attempt-{attempt}.metrics.jsonl")),
+            checkpoint_every: 0,
             checkpoint_steps: vec![],
             resume_from: None,
         }
@@ -158,11 +159,15 @@ fn resume_is_bit_for_bit(name: &str, p: Params, steps: u64, half: u64, eval_ever
     let straight = trial.lines(1);
 
     let mut with_checkpoint = trial.env(&p, steps, eval_every, 5, 2);
-    with_checkpoint.checkpoint_steps = vec![half];
+    // As horizon asks for periodic checkpoints: at every multiple of `half`.
+    with_checkpoint.checkpoint_every = half;
     run_ok(name, &with_checkpoint);
     let lines = trial.lines(2);
-    let announcement = format!("{{\"event\":\"checkpoint\",\"step\":{half},\"path\":\"ckpt-{half}\"}}");
-    let at = lines.iter().position(|l| *l == announcement).expect("the checkpoint is announced");
+    let announcement = |s: u64| format!("{{\"event\":\"checkpoint\",\"step\":{s},\"path\":\"ckpt-{s}\"}}");
+    let events: Vec<&String> = lines.iter().filter(|l| is_event(l)).collect();
+    let expected: Vec<String> = (1..=steps / half).map(|k| announcement(k * half)).collect();
+    assert_eq!(events, expected.iter().collect::<Vec<_>>(), "{name}: checkpoints at every multiple of {half}");
+    let at = lines.iter().position(|l| *l == announcement(half)).unwrap();
     // After the step's metrics, before the next step's.
     assert!(parsed(&lines[..at]).iter().all(|v| v.0 <= half) && parsed(&lines[at..]).iter().all(|v| v.0 > half));
     assert_eq!(lines.iter().filter(|l| !is_event(l)).cloned().collect::<Vec<_>>(), straight, "{name}: checkpointing changes nothing");
@@ -349,6 +354,7 @@ fn the_environment_is_read_with_errors_that_name_the_variable() {
             "HORIZON_SEED" => "42".into(),
             "HORIZON_TRIAL_DIR" => d.clone(),
             "HORIZON_METRICS_FILE" => format!("{d}/m.jsonl"),
+            "HORIZON_CHECKPOINT_EVERY" => "25".into(),
             "HORIZON_CHECKPOINT_STEPS" => "20, 40,60".into(),
             "HORIZON_RESUME_FROM" => "/abs/ckpt-20".into(),
             _ => return None,
@@ -359,6 +365,9 @@ fn the_environment_is_read_with_errors_that_name_the_variable() {
     assert_eq!(env.eval_every, 10);
     assert_eq!(env.seed, 42);
     assert_eq!(env.checkpoint_steps, vec![20, 40, 60]);
+    assert_eq!(env.checkpoint_every, 25);
+    let asked: Vec<u64> = (1..=100).filter(|&s| env.is_checkpoint_step(s)).collect();
+    assert_eq!(asked, vec![20, 25, 40, 50, 60, 75, 100]);
     assert_eq!(env.resume_from.as_deref(), Some(Path::new("/abs/ckpt-20")));
     assert_eq!(env.params.get("optimizer"), Some(&text("adam")));
 
@@ -367,6 +376,7 @@ fn the_environment_is_read_with_errors_that_name_the_variable() {
         ("HORIZON_EVAL_EVERY", Some("ten"), "HORIZON_EVAL_EVERY"),
         ("HORIZON_PARAMS", Some("[1]"), "HORIZON_PARAMS"),
         ("HORIZON_CHECKPOINT_STEPS", Some("10,x"), "HORIZON_CHECKPOINT_STEPS"),
+        ("HORIZON_CHECKPOINT_EVERY", Some("0"), "HORIZON_CHECKPOINT_EVERY"),
         ("HORIZON_TRIAL_DIR", Some("/no/such/dir"), "HORIZON_TRIAL_DIR"),
         ("HORIZON_SEED", None, "HORIZON_SEED"),
     ] {
@@ -375,10 +385,11 @@ fn the_environment_is_read_with_errors_that_name_the_variable() {
     }
     // Unset or empty: no checkpoints, no resume.
     let env = TrialEnv::from_lookup(|v| match v {
-        "HORIZON_CHECKPOINT_STEPS" => Some(String::new()),
+        "HORIZON_CHECKPOINT_STEPS" | "HORIZON_CHECKPOINT_EVERY" => Some(String::new()),
         "HORIZON_RESUME_FROM" => None,
         _ => base(v),
     })
     .unwrap();
-    assert!(env.checkpoint_steps.is_empty() && env.resume_from.is_none());
+    assert!(env.checkpoint_steps.is_empty() && env.checkpoint_every == 0 && env.resume_from.is_none());
+    assert!(!(1..=100).any(|s| env.is_checkpoint_step(s)));
 }
