@@ -1,0 +1,272 @@
+//! The budget verdict (method.md section 2): where the retrospectively selected best steps fall
+//! relative to each trial's own `max_train_steps`.
+
+use serde::Serialize;
+
+use crate::config::AnalysisConfig;
+use crate::stats::{self, Summary};
+use crate::text::{num, pct};
+use crate::trials::TrialAnalysis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Best steps essentially always in the first 10% of training: max_train_steps is far too high.
+    TooHigh,
+    /// Best steps consistently in the last 25%: train longer and re-tune the decay schedule.
+    TooLow,
+    Adequate,
+    InsufficientEvidence,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::TooHigh => "too high",
+            Verdict::TooLow => "too low",
+            Verdict::Adequate => "adequate",
+            Verdict::InsufficientEvidence => "insufficient evidence",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    Low,
+    Medium,
+    High,
+}
+
+impl Confidence {
+    pub fn label(self) -> &'static str {
+        match self {
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+        }
+    }
+}
+
+/// The verdict over one group of trials.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetVerdict {
+    /// "feasible" or "top".
+    pub group: String,
+    /// Trial numbers in the group, best first.
+    pub trial_numbers: Vec<u64>,
+    pub trials: usize,
+    pub verdict: Verdict,
+    /// Trials whose best step is within the first `early_fraction` of their budget.
+    pub early: usize,
+    pub early_share: Option<f64>,
+    /// Trials whose best step is within the last `1 - late_fraction` of their budget.
+    pub late: usize,
+    pub late_share: Option<f64>,
+    pub best_fraction: Option<Summary>,
+    pub best_step: Option<Summary>,
+    pub max_train_steps: Option<Summary>,
+    /// The group's budget the suggestion starts from: the median of its trials' budgets.
+    pub reference_max_train_steps: Option<u64>,
+    pub rule: String,
+    pub suggested_max_train_steps: Option<u64>,
+    pub suggestion_rule: String,
+    pub confidence: Confidence,
+    pub confidence_reason: String,
+    pub evidence: Vec<String>,
+}
+
+/// Size of the top group: the best `top_share` of `n`, at least `top_min` when there are that many.
+pub(crate) fn top_size(n: usize, config: &AnalysisConfig) -> usize {
+    ((config.top_share * n as f64).ceil() as usize).max(config.top_min.min(n)).min(n)
+}
+
+pub(crate) fn verdict(group: &str, members: &[&TrialAnalysis], config: &AnalysisConfig) -> BudgetVerdict {
+    let n = members.len();
+    let fractions: Vec<f64> = members.iter().filter_map(|t| t.best_fraction).collect();
+    let steps: Vec<f64> = members.iter().filter_map(|t| t.best_step).map(|s| s as f64).collect();
+    let budgets: Vec<f64> = members.iter().map(|t| t.max_train_steps as f64).collect();
+    let early = fractions.iter().filter(|&&f| f <= config.early_fraction).count();
+    let late = fractions.iter().filter(|&&f| f >= config.late_fraction).count();
+    let share = |c: usize| (n > 0).then(|| c as f64 / n as f64);
+    let (early_share, late_share) = (share(early), share(late));
+    let reference = stats::median(&budgets).map(|b| b.round() as u64);
+    let mixed = budgets.iter().any(|&b| b != budgets[0]);
+
+    let rule = format!(
+        "too_high when >= {} of the group has best_step <= {} x max_train_steps (\"always in the first {}\"); \
+         too_low when >= {} has best_step >= {} x max_train_steps (\"consistently in the last {}\"); \
+         otherwise adequate; insufficient_evidence below {} trials. Each trial is judged against its own budget.",
+        pct(config.too_high_share),
+        config.early_fraction,
+        pct(config.early_fraction),
+        pct(config.too_low_share),
+        config.late_fraction,
+        pct(1.0 - config.late_fraction),
+        config.min_group
+    );
+
+    let verdict = if n < config.min_group {
+        Verdict::InsufficientEvidence
+    } else if early_share.unwrap() >= config.too_high_share {
+        Verdict::TooHigh
+    } else if late_share.unwrap() >= config.too_low_share {
+        Verdict::TooLow
+    } else {
+        Verdict::Adequate
+    };
+
+    let budget_word = if mixed { "median budget" } else { "budget" };
+    let (suggested, suggestion_rule) = match (verdict, reference) {
+        (Verdict::TooHigh, Some(r)) => {
+            let q = stats::nearest_rank(&steps, config.too_high_quantile).unwrap_or(0.0);
+            let s = stats::round_up_2sig(config.too_high_safety * q).min(r).max(1);
+            (
+                Some(s),
+                format!(
+                    "{} x the {} percentile of the group's best steps ({}), rounded up to 2 significant digits, \
+                     at most the current {budget_word} {r}",
+                    config.too_high_safety,
+                    ordinal(config.too_high_quantile),
+                    q as u64
+                ),
+            )
+        }
+        (Verdict::TooLow, Some(r)) => (
+            Some(stats::round_up_2sig(config.too_low_factor * r as f64)),
+            format!(
+                "{} x the group's {budget_word} ({r}), rounded up to 2 significant digits; re-tune the learning-rate \
+                 decay schedule for the new budget",
+                config.too_low_factor
+            ),
+        ),
+        (Verdict::Adequate, Some(r)) => (Some(r), format!("keep the group's {budget_word} ({r})")),
+        _ => (None, "no suggestion without enough trials".to_string()),
+    };
+
+    // Confidence: the smaller of what the group size and the spread of best fractions allow.
+    let fs = Summary::of(&fractions);
+    let size_level = match n {
+        n if n < 5 => Confidence::Low,
+        n if n < 10 => Confidence::Medium,
+        _ => Confidence::High,
+    };
+    let size_text = format!("{n} trials ({} for this size)", size_level.label());
+    let (confidence, confidence_reason) = match verdict {
+        Verdict::InsufficientEvidence => (Confidence::Low, format!("only {n} trials (needs {})", config.min_group)),
+        Verdict::TooHigh | Verdict::TooLow => {
+            let iqr = fs.map_or(1.0, |s| s.iqr());
+            let spread_level = if iqr <= 0.10 {
+                Confidence::High
+            } else if iqr <= 0.25 {
+                Confidence::Medium
+            } else {
+                Confidence::Low
+            };
+            (
+                size_level.min(spread_level),
+                format!(
+                    "{size_text}; interquartile range of best fractions {:.2} ({} for <= 0.10, medium for <= 0.25)",
+                    iqr,
+                    spread_level.label()
+                ),
+            )
+        }
+        Verdict::Adequate => {
+            let near_high = early_share.unwrap() >= config.too_high_share - 0.15;
+            let near_low = late_share.unwrap() >= config.too_low_share - 0.15;
+            if near_high || near_low {
+                (
+                    Confidence::Low,
+                    format!(
+                        "{size_text}; but within 15 points of the {} threshold",
+                        if near_high { "too_high" } else { "too_low" }
+                    ),
+                )
+            } else {
+                (size_level, size_text)
+            }
+        }
+    };
+
+    let mut evidence = Vec::new();
+    if n > 0 {
+        evidence.push(format!(
+            "{early} of {n} trials ({}) have their best step in the first {} of their budget",
+            pct(early_share.unwrap()),
+            pct(config.early_fraction)
+        ));
+        evidence.push(format!(
+            "{late} of {n} trials ({}) have their best step in the last {} of their budget",
+            pct(late_share.unwrap()),
+            pct(1.0 - config.late_fraction)
+        ));
+    }
+    if let Some(s) = fs {
+        evidence.push(format!(
+            "best_step / max_train_steps: median {:.2}, quartiles {:.2}..{:.2}, range {:.2}..{:.2}",
+            s.median, s.q1, s.q3, s.min, s.max
+        ));
+    }
+    if let Some(s) = Summary::of(&budgets)
+        && mixed {
+            evidence.push(format!(
+                "budgets differ (max_train_steps {}..{}, median {}): each trial is judged against its own",
+                num(s.min),
+                num(s.max),
+                num(s.median)
+            ));
+        }
+    // Resolution: with coarse evaluations the first 10% may contain no evaluation at all.
+    let mut confidence = confidence;
+    let mut confidence_reason = confidence_reason;
+    let first_fracs: Vec<f64> = members
+        .iter()
+        .filter_map(|t| t.first_step.map(|s| s as f64 / t.max_train_steps.max(1) as f64))
+        .collect();
+    if let Some(f) = stats::median(&first_fracs)
+        && f > config.early_fraction {
+            evidence.push(format!(
+                "caution: the first evaluation comes at {} of the budget (median), so a best step in the first {} \
+                 cannot be seen: evaluate more often",
+                pct(f),
+                pct(config.early_fraction)
+            ));
+            if verdict == Verdict::Adequate {
+                confidence = Confidence::Low;
+                confidence_reason.push_str("; evaluations too coarse to see a too-high budget");
+            }
+        }
+
+    BudgetVerdict {
+        group: group.to_string(),
+        trial_numbers: members.iter().map(|t| t.number).collect(),
+        trials: n,
+        verdict,
+        early,
+        early_share,
+        late,
+        late_share,
+        best_fraction: fs,
+        best_step: Summary::of(&steps),
+        max_train_steps: Summary::of(&budgets),
+        reference_max_train_steps: reference,
+        rule,
+        suggested_max_train_steps: suggested,
+        suggestion_rule,
+        confidence,
+        confidence_reason,
+        evidence,
+    }
+}
+
+fn ordinal(q: f64) -> String {
+    let p = (q * 100.0).round() as u64;
+    let suffix = match (p % 10, p % 100) {
+        (1, x) if x != 11 => "st",
+        (2, x) if x != 12 => "nd",
+        (3, x) if x != 13 => "rd",
+        _ => "th",
+    };
+    format!("{p}{suffix}")
+}

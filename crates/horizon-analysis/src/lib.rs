@@ -1,0 +1,203 @@
+//! Analysis of a study's trials: is `max_train_steps` right, what do the best curves say, and
+//! are the best trials at an edge of the search space (method.md sections 1, 2 and 4).
+//!
+//! Everything here is a pure function of its input except the import parsers, which read the
+//! files they are given and return data (nothing is written anywhere):
+//!
+//! - [`analyze`]: [`StudyData`] in, [`Analysis`] out. The analysis is `Serialize` with a
+//!   versioned schema ([`SCHEMA`], documented field by field in `docs/analysis.md`).
+//! - [`render_text`]: the terminal summary of an analysis.
+//! - [`import::parse_jsonl`] and [`import::parse_csv_dir`]: runs made without horizon, as
+//!   [`import::ImportedRun`]s; [`import::study_from_runs`] turns them into [`StudyData`].
+//!
+//! Every threshold lives in [`AnalysisConfig`], with defaults argued in `docs/analysis.md`.
+//!
+//! ```
+//! use horizon_analysis::{analyze, render_text, AnalysisConfig, StudyData, TrialData};
+//! use horizon_core::{Direction, MetricPoint, Params, TrialRecord, TrialState};
+//!
+//! let trial = |number: u64, best_at: u64| {
+//!     let metrics = (1..=10)
+//!         .map(|i| MetricPoint {
+//!             step: i * 100,
+//!             name: "valid/loss".into(),
+//!             value: 1.0 + (i as f64 - best_at as f64).abs() / 10.0,
+//!         })
+//!         .collect();
+//!     let record = TrialRecord {
+//!         id: number as i64, number, sample_index: None, params: Params::default(),
+//!         max_train_steps: 1000, state: TrialState::Complete, attempt: 1, failures: 0,
+//!         best_step: None, best_value: None, final_step: None, final_value: None,
+//!         message: None, created_at: 0.0, started_at: None, finished_at: None, lease: None,
+//!     };
+//!     TrialData { record, metrics }
+//! };
+//! let study = StudyData {
+//!     objective: "valid/loss".into(),
+//!     direction: Direction::Minimize,
+//!     space: None,
+//!     trials: (0..6).map(|n| trial(n, 10)).collect(),
+//! };
+//! let analysis = analyze(&study, &AnalysisConfig::default());
+//! assert_eq!(analysis.budget.feasible.verdict, horizon_analysis::budget::Verdict::TooLow);
+//! assert!(render_text(&analysis).contains("too low"));
+//! ```
+
+pub mod boundary;
+pub mod budget;
+pub mod config;
+pub mod curves;
+pub mod import;
+pub mod stats;
+pub mod text;
+pub mod trials;
+
+use horizon_core::space::SearchSpace;
+use horizon_core::{Direction, MetricPoint, TrialRecord};
+use serde::Serialize;
+
+pub use boundary::SpaceReport;
+pub use budget::{BudgetVerdict, Confidence, Verdict};
+pub use config::AnalysisConfig;
+pub use curves::CurveReport;
+pub use import::{ImportError, ImportedRun, parse_csv_dir, parse_jsonl, study_from_runs};
+pub use text::render_text;
+pub use trials::{HighLossRule, InfeasibleReason, TrialAnalysis};
+
+/// The schema identifier of [`Analysis`]'s JSON. Bumped on any incompatible change.
+pub const SCHEMA: &str = "horizon.analysis/1";
+
+/// What the analysis reads: a study's objective, its search space when known, and its trials
+/// with their metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyData {
+    /// The objective's metric name (e.g. `valid/loss`).
+    pub objective: String,
+    pub direction: Direction,
+    /// The study's search space; `None` for imported runs (ranges are then inferred).
+    pub space: Option<SearchSpace>,
+    pub trials: Vec<TrialData>,
+}
+
+/// One trial and every metric it reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialData {
+    pub record: TrialRecord,
+    pub metrics: Vec<MetricPoint>,
+}
+
+/// How many trials are in each state of judgement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Counts {
+    pub trials: usize,
+    /// Complete, diverged or failed.
+    pub finished: usize,
+    /// Waiting or running: shown, never judged.
+    pub unfinished: usize,
+    pub feasible: usize,
+    pub infeasible: usize,
+    pub failed: usize,
+    pub diverged: usize,
+    pub high_loss: usize,
+    pub no_objective: usize,
+    /// Whether the trials' budgets differ (each is judged against its own).
+    pub mixed_budgets: bool,
+}
+
+/// The two budget verdicts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetReport {
+    /// Over every feasible trial.
+    pub feasible: BudgetVerdict,
+    /// Over the top trials: the best quarter by objective, at least 5 when there are that many.
+    pub top: BudgetVerdict,
+}
+
+/// The result of [`analyze`]; its JSON is documented in `docs/analysis.md`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Analysis {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    pub objective: String,
+    pub direction: Direction,
+    /// The thresholds this analysis ran with.
+    pub config: AnalysisConfig,
+    pub counts: Counts,
+    pub high_loss: HighLossRule,
+    /// Every trial, in input order.
+    pub trials: Vec<TrialAnalysis>,
+    /// Feasible trial numbers, best first.
+    pub ranking: Vec<u64>,
+    /// The top group (numbers, best first): the best quarter, at least `top_min`.
+    pub top_trials: Vec<u64>,
+    pub budget: BudgetReport,
+    pub curves: CurveReport,
+    pub space: SpaceReport,
+    /// Things the reader should know that are not verdicts.
+    pub notes: Vec<String>,
+}
+
+/// Analyze a study. Pure: the same input gives the same analysis.
+pub fn analyze(input: &StudyData, config: &AnalysisConfig) -> Analysis {
+    let (trials, high_loss) = trials::judge(input, config);
+    let mut ranked: Vec<usize> = (0..trials.len()).filter(|&i| trials[i].rank.is_some()).collect();
+    ranked.sort_by_key(|&i| trials[i].rank);
+    let top_n = budget::top_size(ranked.len(), config);
+    let top = &ranked[..top_n];
+
+    let feasible_refs: Vec<&TrialAnalysis> = ranked.iter().map(|&i| &trials[i]).collect();
+    let budget = BudgetReport {
+        feasible: budget::verdict("feasible", &feasible_refs, config),
+        top: budget::verdict("top", &feasible_refs[..top_n], config),
+    };
+    let curves = curves::report(input, &trials, top, &budget.top, config);
+    let space = boundary::report(input, &trials, &ranked, config);
+
+    let count = |r: InfeasibleReason| trials.iter().filter(|t| t.infeasible == Some(r)).count();
+    let finished = trials.iter().filter(|t| t.finished).count();
+    let mixed_budgets = trials.windows(2).any(|w| w[0].max_train_steps != w[1].max_train_steps);
+    let counts = Counts {
+        trials: trials.len(),
+        finished,
+        unfinished: trials.len() - finished,
+        feasible: ranked.len(),
+        infeasible: finished - ranked.len(),
+        failed: count(InfeasibleReason::Failed),
+        diverged: count(InfeasibleReason::Diverged),
+        high_loss: count(InfeasibleReason::HighLoss),
+        no_objective: count(InfeasibleReason::NoObjective),
+        mixed_budgets,
+    };
+
+    let mut notes = Vec::new();
+    if counts.unfinished > 0 {
+        notes.push(format!("{} trials are waiting or running: shown, not judged", counts.unfinished));
+    }
+    if mixed_budgets {
+        notes.push("trials have different budgets: each is judged against its own max_train_steps".into());
+    }
+    if finished > 0 && ranked.is_empty() {
+        notes.push(format!(
+            "no feasible trial among {finished} finished: the search space needs adjusting, or there is a bug"
+        ));
+    }
+    if input.space.is_none() && !space.parameters.is_empty() {
+        notes.push("no search space given: parameter ranges are inferred from the observed values".into());
+    }
+
+    Analysis {
+        schema: SCHEMA.to_string(),
+        objective: input.objective.clone(),
+        direction: input.direction,
+        config: config.clone(),
+        counts,
+        high_loss,
+        ranking: ranked.iter().map(|&i| trials[i].number).collect(),
+        top_trials: top.iter().map(|&i| trials[i].number).collect(),
+        trials,
+        budget,
+        curves,
+        space,
+        notes,
+    }
+}
