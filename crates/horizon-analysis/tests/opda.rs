@@ -157,7 +157,7 @@ fn opda_alexnet_import_and_analysis() {
     assert_eq!(top1.best_fraction, Some(1.0));
 
     // 4. Budget: in the raw data, the feasible runs' best epochs sit in the last quarter of their
-    //    own budgets (a linear decay to the end of training), so both verdicts are "too low".
+    //    own budgets (still improving when they stop), so both verdicts are "too low".
     let late = |i: usize| {
         let (e, _) = raw[i].best().unwrap();
         e as f64 >= 0.75 * raw[i].epochs as f64
