@@ -375,6 +375,11 @@ fn advice(axis: &Axis, low: &EdgeTest, high: &EdgeTest, best_pos: f64, config: &
             (Edge::Low, false, RangeSource::Observed) => format!("try values below the smallest tried ({})", num(lo)),
             (Edge::High, false, RangeSource::Observed) => format!("try values above the largest tried ({})", num(hi)),
         };
+        let what = if e.edge == Edge::Low && lo == 0.0 && !discrete {
+            format!("{what} if negative values make sense; 0 is often the natural bound, and then the best trials simply prefer {name} off")
+        } else {
+            what
+        };
         parts.push(format!("widen {name} {}: {what}; {why}", if e.edge == Edge::Low { "downward" } else { "upward" }));
     }
     if !parts.is_empty() {
