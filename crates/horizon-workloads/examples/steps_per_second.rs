@@ -31,8 +31,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let metrics_file = dir.path().join("metrics.jsonl");
     let stop = AtomicBool::new(false);
-    // A run with a single evaluation at its last step, and one with evaluations every step but
-    // no training beyond the first: their difference is the training time.
+    // A run of 1 step and one of STEPS + 1 steps, each evaluated at its last step (and loading
+    // its data): their difference is the time of STEPS training steps.
     let env = |steps: u64, eval_every: u64| TrialEnv {
         params: params.clone(),
         max_train_steps: steps,
@@ -64,6 +64,14 @@ fn main() {
     );
     println!("threads: {}", std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0));
     let text = std::fs::read_to_string(&metrics_file).unwrap();
+    // One evaluation: 3 steps evaluated at steps 1, 2, 3, minus 3 steps evaluated at step 3.
+    let c = cpu_seconds();
+    run(name, &env(3, 1), &stop).unwrap();
+    let three_evals = cpu_seconds() - c;
+    let c = cpu_seconds();
+    run(name, &env(3, 3), &stop).unwrap();
+    let one_eval = cpu_seconds() - c;
+    println!("one evaluation: {:.1} ms CPU", (three_evals - one_eval) / 2.0 * 1e3);
     let shown = if every <= steps { usize::MAX } else { 2 };
     for line in text.lines().skip(2).collect::<Vec<_>>().into_iter().rev().take(shown).collect::<Vec<_>>().into_iter().rev() {
         println!("{line}");

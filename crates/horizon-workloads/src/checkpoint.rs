@@ -228,3 +228,47 @@ pub fn model_from_safetensors<M: Module>(model: M, bytes: &[u8]) -> Result<M, St
 pub fn path_in(trial_dir: &Path, name: &str) -> PathBuf {
     trial_dir.join(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::nn::{Init, Lm, LmShape, Mlp};
+
+    fn names(bytes: &[u8]) -> Vec<String> {
+        let mut n: Vec<String> = SafeTensors::deserialize(bytes).unwrap().names().into_iter().map(str::to_string).collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn models_are_stored_by_module_path_and_load_back_exactly() {
+        let device = Device::flex().autodiff();
+        let mlp = Mlp::new(&mut Init::new(&device, Rng::stream(1, 1)), 4, 3, 1, 2);
+        let bytes = model_to_safetensors(&mlp).unwrap();
+        assert_eq!(names(&bytes), ["layers.0.bias", "layers.0.weight", "layers.1.bias", "layers.1.weight"]);
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("layers.0.weight").unwrap().shape(), [4, 3]);
+
+        // Into a model initialized differently: every value comes back, ids stay.
+        let other = Mlp::new(&mut Init::new(&device, Rng::stream(2, 1)), 4, 3, 1, 2);
+        let ids: Vec<_> = other.layers.iter().map(|l| l.weight.id).collect();
+        let loaded = model_from_safetensors(other, &bytes).unwrap();
+        assert_eq!(loaded.layers.iter().map(|l| l.weight.id).collect::<Vec<_>>(), ids);
+        assert_eq!(model_to_safetensors(&loaded).unwrap(), bytes);
+        assert!(loaded.layers[0].weight.val().is_require_grad());
+
+        // A model of another shape is refused, naming the tensor.
+        let wider = Mlp::new(&mut Init::new(&device, Rng::stream(2, 1)), 4, 5, 1, 2);
+        let e = model_from_safetensors(wider, &bytes).unwrap_err();
+        assert!(e.contains("layers.0.weight has shape [4, 3]"), "{e}");
+
+        let shape = LmShape { vocab: 7, context: 5, d_model: 4, heads: 2, layers: 1 };
+        let lm = Lm::new(&mut Init::new(&device, Rng::stream(1, 1)), shape);
+        let n = names(&model_to_safetensors(&lm).unwrap());
+        for expected in ["tok", "pos", "blocks.0.qkv.weight", "blocks.0.ln1.gamma", "blocks.0.out.bias", "ln_f.beta", "head.weight"] {
+            assert!(n.iter().any(|x| x == expected), "{expected} in {n:?}");
+        }
+    }
+}
