@@ -16,7 +16,7 @@ pub enum Scale {
 }
 
 /// What values one parameter can take.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ParamKind {
     /// A real number in `[low, high]`.
@@ -31,7 +31,7 @@ pub enum ParamKind {
     Fixed { value: ParamValue },
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ParamDef {
     pub name: String,
     #[serde(flatten)]
@@ -105,7 +105,7 @@ fn unit_of(x: f64, low: f64, high: f64, scale: Scale) -> Option<f64> {
 }
 
 /// The parameters of a study, in declaration order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SearchSpace {
     pub params: Vec<ParamDef>,
 }
@@ -173,6 +173,22 @@ mod tests {
             assert!((16..=1024).contains(&n));
         }
         assert_eq!(p.value_at(0.999_999_9), ParamValue::Int(1024));
+    }
+
+    #[test]
+    fn spaces_round_trip_through_json() {
+        let space = SearchSpace {
+            params: vec![
+                float(1e-4, 1.0, Scale::Log),
+                ParamDef { name: "n".into(), kind: ParamKind::Int { low: 1, high: 9, scale: Scale::Linear } },
+                ParamDef { name: "c".into(), kind: ParamKind::Categorical { choices: vec![ParamValue::Str("a".into()), ParamValue::Int(2)] } },
+                ParamDef { name: "k".into(), kind: ParamKind::Fixed { value: ParamValue::Float(0.5) } },
+            ],
+        };
+        let json = serde_json::to_string(&space).unwrap();
+        assert!(json.contains(r#""type":"float""#), "{json}");
+        let back: SearchSpace = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, space);
     }
 
     #[test]

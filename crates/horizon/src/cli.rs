@@ -26,6 +26,25 @@ pub enum Command {
     Trials(TrialsArgs),
     /// Show the best trial and how to reproduce it.
     Best(ShowArgs),
+    /// Is max_train_steps right? Budget verdicts, curve diagnostics and search-space edges,
+    /// with the numbers behind each (docs/analysis.md).
+    Analyze(ShowArgs),
+    /// Built-in workloads: list them, or run one as a trial (what `horizon run` launches).
+    Workload {
+        #[command(subcommand)]
+        command: WorkloadCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkloadCommand {
+    /// The built-in workloads, their parameters (with defaults) and metrics.
+    List,
+    /// Run a built-in workload as a trial process (trial protocol v1; started by `horizon run`).
+    Run {
+        /// The workload's name (see `horizon workload list`).
+        name: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]

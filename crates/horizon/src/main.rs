@@ -4,12 +4,14 @@
 //! could not do it (bad study file, storage error); 2 bad command-line usage; 130 a run was
 //! stopped by Ctrl-C or SIGTERM before the study finished (`horizon run` again resumes it).
 
+mod analyze;
 mod cli;
 mod progress;
 mod run;
 mod show;
 mod table;
 mod target;
+mod workload;
 
 use std::process::ExitCode;
 
@@ -26,6 +28,8 @@ fn main() -> ExitCode {
         cli::Command::Status(a) => show::status(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Trials(a) => show::trials(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Best(a) => show::best(a).map(|()| ExitCode::SUCCESS),
+        cli::Command::Analyze(a) => analyze::analyze(a).map(|()| ExitCode::SUCCESS),
+        cli::Command::Workload { command } => workload::workload(command),
     };
     match result {
         Ok(code) => code,

@@ -114,8 +114,14 @@ pub fn best(args: ShowArgs) -> Result<()> {
 
 /// The trial's command line, with its values filled in, for the user to rerun by hand.
 fn reproduce(t: &Target, trial: &TrialRecord, dir: &std::path::Path) -> Option<String> {
-    let args = t.spec["trainer"]["command_text"].as_array()?;
     let seed = trial_seed(t.spec["seed"].as_u64().unwrap_or(0), trial.number);
+    if let Some(workload) = t.spec["trainer"]["workload"].as_str() {
+        return Some(format!(
+            "built-in workload {workload} with these parameters, {} steps and HORIZON_SEED={seed} (same seed, same curve)",
+            trial.max_train_steps
+        ));
+    }
+    let args = t.spec["trainer"]["command_text"].as_array()?;
     let builtins = Builtins {
         max_train_steps: trial.max_train_steps,
         eval_every: t.spec["eval_every"].as_u64().unwrap_or(0),

@@ -252,3 +252,26 @@ fn changing_the_budget_of_a_stored_study_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("max_train_steps") && err.contains("new [study] name"), "{err}");
 }
+
+#[test]
+fn analyze_judges_the_stored_trials_and_agrees_with_them() {
+    let s = TestStudy::new(StudyOptions { trials: 6, ..Default::default() });
+    assert!(s.run(&["-j", "2"]).status.success());
+    let out = s.horizon(&["analyze", "study.toml", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(a["schema"], "horizon.analysis/1");
+    assert_eq!(a["objective"], "valid/loss");
+    let analyzed = a["trials"].as_array().unwrap();
+    let stored = s.trials();
+    assert_eq!(analyzed.len(), stored.len());
+    for (x, y) in analyzed.iter().zip(&stored) {
+        assert_eq!(x["number"], y["number"]);
+        assert_eq!(x["best_step"], y["best_step"], "analysis and run select the same step");
+    }
+    // The verdict must be one of the documented ones, with a suggestion.
+    let verdict = a["budget"]["feasible"]["verdict"].as_str().unwrap();
+    assert!(["too_high", "too_low", "adequate", "insufficient_evidence"].contains(&verdict), "{verdict}");
+    let text_out = String::from_utf8(s.horizon(&["analyze", "study.toml"]).stdout).unwrap();
+    assert!(text_out.contains("max_train_steps"), "{text_out}");
+}
