@@ -9,6 +9,7 @@
 //! - [`protocol`]: parsing of the metric lines a trainer writes (trial protocol v1).
 //! - [`selection`]: retrospective best-checkpoint selection over a trial's evaluations.
 //! - [`checkpoint`]: which announced checkpoints to keep and which to delete.
+//! - [`lr_sweep`]: the constant-learning-rate sweep that picks an initial `max_train_steps`.
 //!
 //! ```
 //! use horizon_core::spec::StudySpec;
@@ -37,6 +38,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod lr_sweep;
 pub mod params;
 pub mod protocol;
 pub mod rng;

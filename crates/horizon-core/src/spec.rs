@@ -11,6 +11,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::lr_sweep::{Criterion, LrSweepSpec};
 use crate::params::ParamValue;
 use crate::sampler::{DEFAULT_GRID_POINTS, DEFAULT_HALTON_SKIP, SamplerSpec};
 use crate::space::{ParamDef, ParamKind, Scale, SearchSpace};
@@ -89,6 +90,8 @@ pub struct TrainerSpec {
     pub gpus: Vec<String>,
     /// Stop a trial as soon as it reports a non-finite loss.
     pub stop_on_divergence: bool,
+    /// Stop a trial (as complete) as soon as this holds, e.g. the LR sweep's fit criterion.
+    pub stop_when: Option<Criterion>,
 }
 
 /// Which checkpoints horizon keeps, and when it asks the trainer for them.
@@ -127,6 +130,12 @@ pub struct StudySpec {
     pub sampler: SamplerSpec,
     pub checkpoints: CheckpointSpec,
     pub space: SearchSpace,
+    /// The "off" value of each regularization or augmentation parameter (`[params.NAME] off`,
+    /// or the built-in workload's), used by the learning-rate sweep.
+    pub off: BTreeMap<String, ParamValue>,
+    /// The `[lr_sweep]` section, checked; `None` when the file has none (see
+    /// [`StudySpec::lr_sweep_spec`] for the defaults).
+    pub lr_sweep: Option<LrSweepSpec>,
 }
 
 /// Top-level fields whose change would make earlier trials incomparable with new ones.
@@ -178,6 +187,22 @@ impl StudySpec {
         IDENTITY_FIELDS.iter().filter(|f| stored.get(**f) != new.get(**f)).map(|f| f.to_string()).collect()
     }
 
+    /// The learning-rate sweep's settings: the `[lr_sweep]` section as checked, or the defaults
+    /// it implies when the file has none (`origin` names the file in errors).
+    pub fn lr_sweep_spec(&self, origin: &str) -> Result<LrSweepSpec, SpecError> {
+        match &self.lr_sweep {
+            Some(sweep) => Ok(sweep.clone()),
+            None => Checker { origin }.lr_sweep(&RawLrSweep::default(), self),
+        }
+    }
+
+    fn with_lr_sweep(mut self, raw: Option<&RawLrSweep>, checker: &Checker) -> Result<StudySpec, SpecError> {
+        if let Some(raw) = raw {
+            self.lr_sweep = Some(checker.lr_sweep(raw, &self)?);
+        }
+        Ok(self)
+    }
+
     /// The names a command template may use: every parameter and the built-in placeholders.
     pub fn placeholder_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.space.params.iter().map(|p| p.name.clone()).collect();
@@ -201,6 +226,27 @@ struct RawSpec {
     checkpoints: Option<RawCheckpoints>,
     #[serde(default)]
     params: IndexMap<String, RawParam>,
+    #[serde(default)]
+    lr_sweep: Option<RawLrSweep>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLrSweep {
+    param: Option<String>,
+    low: Option<f64>,
+    high: Option<f64>,
+    points: Option<i64>,
+    fit: Option<String>,
+    steps: Option<i64>,
+    start_steps: Option<i64>,
+    max_steps: Option<i64>,
+    find_lr: Option<f64>,
+    extensions: Option<i64>,
+    extend_by: Option<i64>,
+    eval_every: Option<i64>,
+    #[serde(default)]
+    set: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -240,6 +286,7 @@ struct RawTrainer {
     #[serde(default)]
     gpus: Vec<toml::Value>,
     stop_on_divergence: Option<bool>,
+    stop_when: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -269,6 +316,7 @@ struct RawParam {
     values: Option<Vec<toml::Value>>,
     choices: Option<Vec<toml::Value>>,
     value: Option<toml::Value>,
+    off: Option<toml::Value>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -410,6 +458,26 @@ impl Checker<'_> {
             });
         }
 
+        let stop_when = match &t.stop_when {
+            None => None,
+            Some(text) => {
+                let c = Criterion::parse(text).map_err(|p| self.err("trainer.stop_when", p, "write e.g. \"train/error <= 0\""))?;
+                if !metrics.contains(&c.metric) {
+                    return Err(self.err("trainer.stop_when", format!("{:?} is not among trainer.metrics", c.metric),
+                        format!("use one of: {}", metrics.join(", "))));
+                }
+                Some(c)
+            }
+        };
+        let mut off = BTreeMap::new();
+        for (name, p) in &raw.params {
+            if let Some(v) = &p.off {
+                off.insert(name.clone(), self.scalar(&format!("params.{name}.off"), v)?);
+            } else if let Some(v) = builtin.and_then(|_| crate::workloads::regularization_off(name)) {
+                off.insert(name.clone(), v);
+            }
+        }
+
         let sampler = match &raw.sampler {
             None => SamplerSpec::default(),
             Some(rs) => self.sampler(rs, &space)?,
@@ -436,7 +504,7 @@ impl Checker<'_> {
             }
         }
 
-        Ok(StudySpec {
+        StudySpec {
             name: s.name.clone(),
             directory: s.directory.clone(),
             notes: s.notes.clone(),
@@ -457,10 +525,96 @@ impl Checker<'_> {
                 retries: t.retries as u32,
                 gpus,
                 stop_on_divergence: t.stop_on_divergence.unwrap_or(true),
+                stop_when,
             },
             sampler,
             checkpoints,
             space,
+            off,
+            lr_sweep: None,
+        }
+        .with_lr_sweep(raw.lr_sweep.as_ref(), self)
+    }
+
+    fn lr_sweep(&self, r: &RawLrSweep, spec: &StudySpec) -> Result<LrSweepSpec, SpecError> {
+        let builtin = spec.trainer.workload.as_deref().and_then(crate::workloads::workload);
+        let known = |name: &str| {
+            spec.space.param(name).is_some() || builtin.is_some_and(|w| crate::workloads::workload_param(w, name).is_some())
+        };
+        let param = r.param.clone().unwrap_or_else(|| "learning_rate".into());
+        if !known(&param) {
+            return Err(self.err("lr_sweep.param", format!("{param:?} is not a parameter of this study"),
+                "name the learning-rate parameter (param = \"learning_rate\") and declare it under [params]"));
+        }
+        let range = spec.space.param(&param).and_then(|d| match &d.kind {
+            ParamKind::Float { low, high, .. } => Some((*low, *high)),
+            ParamKind::Int { low, high, .. } => Some((*low as f64, *high as f64)),
+            ParamKind::Discrete { values } => {
+                let xs: Vec<f64> = values.iter().filter_map(ParamValue::as_f64).collect();
+                Some((xs.iter().copied().fold(f64::INFINITY, f64::min), xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)))
+            }
+            _ => None,
+        });
+        let (low, high) = match (r.low, r.high, range) {
+            (Some(l), Some(h), _) => (l, h),
+            (l, h, Some((a, b))) => (l.unwrap_or(a), h.unwrap_or(b)),
+            _ => return Err(self.err("lr_sweep.low", format!("is missing, and params.{param} has no range to take it from"),
+                "give the grid's range, e.g. low = 0.001 and high = 1.0")),
+        };
+        if !(low > 0.0 && high > low && high.is_finite()) {
+            return Err(self.err("lr_sweep.low", format!("the grid needs 0 < low < high, got low = {low}, high = {high}"),
+                "give a positive range, e.g. low = 0.001 and high = 1.0 (learning rates are swept in log scale)"));
+        }
+        let count = |field: &str, v: Option<i64>, default: i64, min: i64| -> Result<u32, SpecError> {
+            let v = v.unwrap_or(default);
+            if v < min || v > 1000 {
+                return Err(self.err(&format!("lr_sweep.{field}"), format!("must be between {min} and 1000, got {v}"), format!("use e.g. {field} = {default}")));
+            }
+            Ok(v as u32)
+        };
+        let points = count("points", r.points, 5, 1)?;
+        let extensions = count("extensions", r.extensions, 2, 0)?;
+        let extend_by = count("extend_by", r.extend_by, 2, 1)?;
+        let fit = match &r.fit {
+            Some(text) => Criterion::parse(text).map_err(|p| self.err("lr_sweep.fit", p, "write e.g. fit = \"train/error <= 0\" or \"train/loss <= 0.001\""))?,
+            None if spec.trainer.metrics.iter().any(|m| m == "train/error") => Criterion::parse("train/error <= 0").expect("a valid criterion"),
+            None => return Err(self.err("lr_sweep.fit", "is missing, and the trainer reports no train/error to default to",
+                "say when the training set counts as fit, e.g. fit = \"train/loss <= 0.001\"")),
+        };
+        if !spec.trainer.metrics.contains(&fit.metric) {
+            return Err(self.err("lr_sweep.fit", format!("{:?} is not among the metrics the trainer reports ({})", fit.metric, spec.trainer.metrics.join(", ")),
+                "use a training metric the trainer reports, e.g. train/error or train/loss"));
+        }
+        let eval_every = r.eval_every.map(|v| self.positive("lr_sweep.eval_every", v)).transpose()?.unwrap_or(spec.eval_every);
+        let steps = r.steps.map(|v| self.positive("lr_sweep.steps", v)).transpose()?;
+        let start_steps = r.start_steps.map(|v| self.positive("lr_sweep.start_steps", v)).transpose()?.unwrap_or(10 * eval_every);
+        let max_steps = r.max_steps.map(|v| self.positive("lr_sweep.max_steps", v)).transpose()?.unwrap_or(16 * spec.max_train_steps);
+        if max_steps < start_steps {
+            return Err(self.err("lr_sweep.max_steps", format!("{max_steps} is below start_steps ({start_steps})"),
+                "the cap must allow at least the first budget; raise max_steps or lower start_steps"));
+        }
+        if eval_every > steps.unwrap_or(start_steps) {
+            return Err(self.err("lr_sweep.eval_every", format!("{eval_every} is larger than the sweep's first budget ({})", steps.unwrap_or(start_steps)),
+                "evaluate often enough to see the step of the fit, e.g. every 1-5% of the budget"));
+        }
+        if let Some(lr) = r.find_lr
+            && !(lr > 0.0 && lr.is_finite()) {
+                return Err(self.err("lr_sweep.find_lr", format!("must be a positive learning rate, got {lr}"), "leave it out to use the grid's geometric middle"));
+            }
+        let mut set = BTreeMap::new();
+        for (name, v) in &r.set {
+            let field = format!("lr_sweep.set.{name}");
+            if *name == param {
+                return Err(self.err(&field, "sets the swept learning rate", format!("remove it; the sweep varies {param}")));
+            }
+            if !known(name) {
+                return Err(self.err(&field, format!("{name:?} is not a parameter of this study"), "set only parameters declared under [params] (or the workload's)"));
+            }
+            set.insert(name.clone(), self.scalar(&field, v)?);
+        }
+        Ok(LrSweepSpec {
+            param, low, high, points, fit, steps, start_steps, max_steps,
+            find_lr: r.find_lr, extensions, extend_by, eval_every, set,
         })
     }
 
@@ -527,6 +681,10 @@ impl Checker<'_> {
                 other => return Err(self.err(&f("type"), format!("{other:?} is not a parameter type"),
                     "use \"float\", \"int\", \"discrete\", \"categorical\" or \"fixed\"")),
             };
+            if p.off.is_some() && p.kind == "fixed" {
+                return Err(self.err(&f("off"), "does not apply to a fixed parameter",
+                    "a fixed parameter keeps its value in every study; remove off, or make the parameter searched"));
+            }
             let present = [("low", p.low.is_some()), ("high", p.high.is_some()), ("scale", p.scale.is_some()),
                 ("values", p.values.is_some()), ("choices", p.choices.is_some()), ("value", p.value.is_some())];
             for (field, is_set) in present {

@@ -127,3 +127,17 @@ pub fn workload_param(w: &WorkloadInfo, name: &str) -> Option<&'static WorkloadP
 pub fn workload_param_names(w: &WorkloadInfo) -> Vec<&'static str> {
     w.params.iter().chain(COMMON_PARAMS).map(|p| p.name).collect()
 }
+
+/// The regularization and augmentation parameters of the built-in workloads, with their "off"
+/// values (what the learning-rate sweep sets them to).
+pub const REGULARIZATION_OFF: &[(&str, Default)] = &[
+    ("weight_decay", Default::Float(0.0)),
+    ("dropout", Default::Float(0.0)),
+    ("label_smoothing", Default::Float(0.0)),
+    ("augment", Default::Int(0)),
+];
+
+/// The "off" value of a built-in workload's regularization or augmentation parameter.
+pub fn regularization_off(name: &str) -> Option<ParamValue> {
+    REGULARIZATION_OFF.iter().find(|(n, _)| *n == name).map(|(_, v)| v.value())
+}

@@ -121,6 +121,7 @@ fn recorder_for(input: &AttemptInput) -> AttemptRecorder {
         input.spec.checkpoints.clone(),
         &input.trial_dir,
     )
+    .with_stop_when(input.spec.trainer.stop_when.clone())
 }
 
 /// Why horizon stopped a process.
@@ -128,6 +129,8 @@ fn recorder_for(input: &AttemptInput) -> AttemptRecorder {
 enum StopKind {
     Interrupted(String),
     Diverged,
+    /// `trainer.stop_when` held: the trial is complete.
+    Reached,
     TimedOut(Duration),
     LeaseLost,
 }
@@ -199,6 +202,9 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         if recorder.divergence().is_some() && spec.trainer.stop_on_divergence {
             stop_now(StopKind::Diverged, &mut stopping);
         }
+        if recorder.reached().is_some() {
+            stop_now(StopKind::Reached, &mut stopping);
+        }
         if let Some(limit) = spec.trainer.timeout
             && started.elapsed() > limit {
                 stop_now(StopKind::TimedOut(limit), &mut stopping);
@@ -241,6 +247,7 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
                 && recorder.selection().is_some();
             if finished { AttemptOutcome::Completed } else { AttemptOutcome::Interrupted { reason: reason.clone() } }
         }
+        (Some(StopKind::Reached), _) if recorder.selection().is_some() => AttemptOutcome::Completed,
         (Some(StopKind::TimedOut(limit)), _) => AttemptOutcome::Failed {
             reason: format!("timed out after {}", humanize(*limit)),
         },
@@ -294,7 +301,10 @@ fn finish(
     };
     if outcome == AttemptOutcome::Completed
         && let Some(last) = recorder.last_step().filter(|s| *s < trial.max_train_steps) {
-            message = Some(format!("stopped at step {last} of {}", trial.max_train_steps));
+            message = Some(match recorder.reached() {
+                Some(why) => format!("stopped at step {last} of {}: {why}", trial.max_train_steps),
+                None => format!("stopped at step {last} of {}", trial.max_train_steps),
+            });
         }
     input.storage.finish_attempt(trial.id, trial.attempt, &Finish {
         state,
@@ -361,9 +371,12 @@ impl InProcessTrial<'_> {
     }
 
     /// Whether the training function should return now: the user stopped the study, the
-    /// trial diverged, or another worker took it over.
+    /// trial diverged, its `stop_when` criterion held, or another worker took it over.
     pub fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::SeqCst) || self.recorder.divergence().is_some() || self.lease_lost
+        self.stop.load(Ordering::SeqCst)
+            || self.recorder.divergence().is_some()
+            || self.recorder.reached().is_some()
+            || self.lease_lost
     }
 }
 
@@ -393,6 +406,8 @@ fn run_in_process(f: &TrainFn, input: AttemptInput, stop: Arc<AtomicBool>) -> Re
     }
     let outcome = if let Some(why) = recorder.divergence() {
         AttemptOutcome::Diverged { reason: why.to_string() }
+    } else if recorder.reached().is_some() && recorder.selection().is_some() {
+        AttemptOutcome::Completed
     } else if stop.load(Ordering::SeqCst) && recorder.last_step().is_none_or(|s| s < input.trial.max_train_steps) {
         AttemptOutcome::Interrupted { reason: "interrupted".into() }
     } else {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use horizon_core::checkpoint::{CheckpointInfo, to_delete};
+use horizon_core::lr_sweep::Criterion;
 use horizon_core::protocol::{Report, is_loss_like, parse_line};
 use horizon_core::selection::{Selection, select};
 use horizon_core::spec::{CheckpointSpec, Direction};
@@ -33,6 +34,8 @@ pub struct AttemptRecorder {
     objective_points: Vec<(u64, f64)>,
     live_checkpoints: Vec<(u64, String)>,
     divergence: Option<String>,
+    stop_when: Option<Criterion>,
+    reached: Option<String>,
     last_step: Option<u64>,
     last_heartbeat: Instant,
     last_flush: Instant,
@@ -64,10 +67,18 @@ impl AttemptRecorder {
             objective_points: Vec::new(),
             live_checkpoints: Vec::new(),
             divergence: None,
+            stop_when: None,
+            reached: None,
             last_step: None,
             last_heartbeat: Instant::now(),
             last_flush: Instant::now(),
         }
+    }
+
+    /// Watch for a criterion that ends the attempt early as complete (`trainer.stop_when`).
+    pub fn with_stop_when(mut self, criterion: Option<Criterion>) -> AttemptRecorder {
+        self.stop_when = criterion;
+        self
     }
 
     /// One line of the metrics channel. Malformed lines become warnings.
@@ -101,6 +112,13 @@ impl AttemptRecorder {
                 for (name, value) in values {
                     if !value.is_finite() && self.divergence.is_none() && is_loss_like(&name, &self.objective) {
                         self.divergence = Some(format!("{name} was {value} at step {step}"));
+                    }
+                    if self.reached.is_none()
+                        && let Some(c) = &self.stop_when
+                        && c.metric == name
+                        && c.holds(value)
+                    {
+                        self.reached = Some(format!("{c} held at step {step}"));
                     }
                     if name == self.objective {
                         match self.objective_points.iter_mut().find(|(s, _)| *s == step) {
@@ -196,6 +214,11 @@ impl AttemptRecorder {
     /// Why the attempt diverged: the first non-finite loss.
     pub fn divergence(&self) -> Option<&str> {
         self.divergence.as_deref()
+    }
+
+    /// Which `stop_when` criterion held, and where.
+    pub fn reached(&self) -> Option<&str> {
+        self.reached.as_deref()
     }
 
     /// Retrospective selection over the objective so far.

@@ -80,3 +80,61 @@ fn closures_run_as_trials_with_the_same_recording_rules() {
     assert!(trials.iter().any(|t| t.state == TrialState::Failed) && trials.iter().any(|t| t.state == TrialState::Diverged),
         "40 Halton points in [-1, 1] reach both ends");
 }
+
+/// `trainer.stop_when`: a trial stops at the first evaluation where the criterion holds, and
+/// counts as complete (what the learning-rate sweep relies on).
+#[test]
+fn stop_when_ends_a_trial_as_complete_at_the_first_step_it_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = r#"
+[study]
+name = "fit"
+trials = 4
+max_train_steps = 100
+eval_every = 5
+[objective]
+metric = "valid/loss"
+direction = "minimize"
+[trainer]
+command = ["true"]
+metrics = ["valid/loss", "train/error"]
+stop_when = "train/error <= 0"
+[params.speed]
+type = "discrete"
+values = [0, 2, 3, 4]
+"#;
+    let path = tmp.path().join("study.toml");
+    std::fs::write(&path, text).unwrap();
+    let study = ResolvedStudy::new(StudySpec::parse(text, "study.toml").unwrap(), &path).unwrap();
+    let storage = Arc::new(study.open_storage().unwrap());
+    let (tx, _rx) = channel();
+    // Train error falls by `speed` percent per step; speed 0 never fits.
+    let train = |t: &mut InProcessTrial<'_>| -> Result<(), String> {
+        let speed = t.params.get("speed").unwrap().as_f64().unwrap();
+        let mut step = t.eval_every;
+        while step <= t.max_train_steps && !t.should_stop() {
+            let error = (1.0 - speed * step as f64 / 100.0).max(0.0);
+            t.report(step, "train", &[("error", error)]);
+            t.report(step, "valid", &[("loss", error + 0.1)]);
+            step += t.eval_every;
+        }
+        Ok(())
+    };
+    let worker = Worker::new(study, storage.clone(), WorkerOptions::default(), tx).unwrap().with_program(Program::InProcess(Arc::new(train)));
+    let id = worker.study().id;
+    worker.run().unwrap();
+    for t in storage.trials(id).unwrap() {
+        let speed = t.params.get("speed").unwrap().as_f64().unwrap();
+        assert_eq!(t.state, TrialState::Complete, "speed {speed}: {:?}", t.message);
+        let last = storage.metrics(t.id).unwrap().iter().map(|m| m.step).max().unwrap();
+        if speed == 0.0 {
+            assert_eq!((last, t.message.as_deref()), (100, None), "never fits: trains the whole budget");
+        } else {
+            // The first multiple of 5 at which speed * step >= 100.
+            let fit = (100.0 / speed / 5.0).ceil() as u64 * 5;
+            assert_eq!(last, fit, "speed {speed} stops where it fits");
+            let message = t.message.unwrap();
+            assert!(message.contains(&format!("stopped at step {fit} of 100")) && message.contains("train/error <= 0 held"), "{message}");
+        }
+    }
+}
