@@ -4,11 +4,16 @@
 //! upgrade must continue the very sequence it started. A general-purpose crate is free to change
 //! its streams between versions, so the samplers use SplitMix64 (Steele, Lea, Flood 2014), whose
 //! output is fixed by its eight lines below.
+//!
+//! The built-in workloads use it too (initial weights, data order, augmentation, dropout): its
+//! state is one public `u64`, so a checkpoint can store it and a resumed run continues the very
+//! same stream.
 
 /// SplitMix64: a 64-bit generator with a 64-bit state, good enough for sampling and permutations.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SplitMix64 {
-    state: u64,
+    /// The whole state: store it to resume the stream.
+    pub state: u64,
 }
 
 impl SplitMix64 {
@@ -34,6 +39,26 @@ impl SplitMix64 {
     /// Uniform in `[0, 1)` with 53 bits of precision.
     pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform in `[0, 1)` with 24 bits.
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 * (1.0 / (1u32 << 24) as f32)
+    }
+
+    /// Standard normal (Box-Muller; one draw per call).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.next_f64(); // (0, 1]
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    /// Fisher-Yates shuffle.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
     }
 
     /// Uniform in `0..n` (n > 0), without modulo bias.
@@ -75,5 +100,23 @@ mod tests {
             assert!((0.0..1.0).contains(&x));
             assert!(g.below(7) < 7);
         }
+    }
+
+    #[test]
+    fn normals_have_unit_variance_and_shuffles_are_permutations() {
+        let mut g = SplitMix64::stream(7, 1);
+        let n = 20_000;
+        let xs: Vec<f64> = (0..n).map(|_| g.normal()).collect();
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
+        assert!(mean.abs() < 0.03, "{mean}");
+        assert!((var - 1.0).abs() < 0.05, "{var}");
+        let mut p: Vec<usize> = (0..100).collect();
+        g.shuffle(&mut p);
+        assert_ne!(p, (0..100).collect::<Vec<_>>());
+        p.sort();
+        assert_eq!(p, (0..100).collect::<Vec<_>>());
+        let f = g.next_f32();
+        assert!((0.0..1.0).contains(&f));
     }
 }
