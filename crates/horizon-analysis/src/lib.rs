@@ -49,6 +49,7 @@ pub mod config;
 pub mod curves;
 pub mod import;
 pub mod stats;
+pub mod tensorboard;
 pub mod text;
 pub mod trials;
 
@@ -61,6 +62,7 @@ pub use budget::{BudgetVerdict, Confidence, Verdict};
 pub use config::AnalysisConfig;
 pub use curves::CurveReport;
 pub use import::{ImportError, ImportedRun, parse_csv_dir, parse_jsonl, study_from_runs};
+pub use tensorboard::parse_tensorboard_dir;
 pub use text::render_text;
 pub use trials::{HighLossRule, InfeasibleReason, TrialAnalysis};
 

@@ -1,0 +1,809 @@
+//! TensorBoard event files as imported runs: one run per directory of `events.out.tfevents.*`
+//! files, scalar summaries only (format documented in `docs/analysis.md`, section 7).
+//!
+//! Why no TensorBoard crate: `tfrecord` (the one maintained reader) pins `prost` 0.12 and
+//! brings generated code for all of TensorFlow's protos plus `num`, `itertools`, `noisy_float`
+//! and more; `tboard` pins `prost` 0.12 and needs `protoc` at build time; `tensorboard-rs` only
+//! writes. What we need is the TFRecord framing (a few lines) and six protobuf messages, declared
+//! below by hand with `prost`'s derive (no `protoc`, no build script).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, ErrorKind, Read};
+use std::path::{Path, PathBuf};
+
+use horizon_core::{MetricPoint, ParamValue, Params, TrialState};
+use prost::Message;
+use serde_json::Value as Json;
+
+use crate::import::{ImportError, ImportedRun};
+
+const EVENT_PREFIX: &str = "events.out.tfevents.";
+const PARAM_FILES: &[&str] = &["params.json", "hparams.json", "params.yaml", "hparams.yaml"];
+const BUDGET: &str = "max_train_steps";
+const DT_FLOAT: i32 = 1;
+const DT_DOUBLE: i32 = 2;
+
+// The subset of TensorFlow's `event.proto`, `summary.proto`, `tensor.proto` and
+// `tensor_shape.proto` that scalars use; every other field is skipped as unknown.
+
+#[derive(Clone, PartialEq, Message)]
+struct Event {
+    #[prost(int64, tag = "2")]
+    step: i64,
+    #[prost(message, optional, tag = "5")]
+    summary: Option<Summary>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Summary {
+    #[prost(message, repeated, tag = "1")]
+    value: Vec<SummaryValue>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct SummaryValue {
+    #[prost(string, tag = "1")]
+    tag: String,
+    /// A member of the `value` oneof: present only when written.
+    #[prost(float, optional, tag = "2")]
+    simple_value: Option<f32>,
+    #[prost(message, optional, tag = "8")]
+    tensor: Option<TensorProto>,
+    #[prost(message, optional, tag = "9")]
+    metadata: Option<SummaryMetadata>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct SummaryMetadata {
+    #[prost(message, optional, tag = "1")]
+    plugin_data: Option<PluginData>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct PluginData {
+    #[prost(string, tag = "1")]
+    plugin_name: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TensorProto {
+    #[prost(int32, tag = "1")]
+    dtype: i32,
+    #[prost(message, optional, tag = "2")]
+    tensor_shape: Option<TensorShape>,
+    #[prost(bytes = "vec", tag = "4")]
+    tensor_content: Vec<u8>,
+    #[prost(float, repeated, tag = "5")]
+    float_val: Vec<f32>,
+    #[prost(double, repeated, tag = "6")]
+    double_val: Vec<f64>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TensorShape {
+    #[prost(message, repeated, tag = "2")]
+    dim: Vec<Dim>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Dim {
+    #[prost(int64, tag = "1")]
+    size: i64,
+}
+
+/// The checksum of a TFRecord frame: CRC-32C "masked", `((crc >> 15) | (crc << 17)) + 0xa282ead8`.
+fn masked_crc(data: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(data);
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
+}
+
+fn err(
+    file: &Path,
+    line: Option<u64>,
+    field: Option<String>,
+    problem: impl Into<String>,
+    fix: impl Into<String>,
+) -> ImportError {
+    ImportError {
+        file: file.to_path_buf(),
+        line,
+        field,
+        problem: problem.into(),
+        fix: fix.into(),
+    }
+}
+
+/// Read every TensorBoard run under `root`: `root` itself when it holds event files, and every
+/// directory below it that holds some, sorted by relative path.
+///
+/// A run's name is its directory's path relative to `root` (starting with `root`'s own name
+/// when `root` is a run). Parameters come from `params.json`, `hparams.json`, `params.yaml` or
+/// `hparams.yaml` beside the event files, else from `key=value` directory names; the budget from
+/// a `max_train_steps` parameter, else the largest step. Every `events.out.tfevents.*` file of a
+/// run is read in name order; a truncated last record (a file still being written) is ignored.
+pub fn parse_tensorboard_dir(root: impl AsRef<Path>) -> Result<Vec<ImportedRun>, ImportError> {
+    let root = root.as_ref();
+    if !root.is_dir() {
+        return Err(err(
+            root,
+            None,
+            None,
+            "not a directory",
+            "give a run directory (it holds events.out.tfevents.* files) or a directory of runs",
+        ));
+    }
+    let mut found = Vec::new();
+    find_runs(root, PathBuf::new(), &mut found)?;
+    if found.is_empty() {
+        return Err(err(
+            root,
+            None,
+            None,
+            "no TensorBoard event files (events.out.tfevents.*) in the directory or below it",
+            "give the log directory your SummaryWriter wrote to",
+        ));
+    }
+    // When the root is itself a run, names start with its own name rather than being empty.
+    let base = if found[0].0.as_os_str().is_empty() {
+        let name = root.file_name().map(PathBuf::from).or_else(|| {
+            std::fs::canonicalize(root)
+                .ok()?
+                .file_name()
+                .map(PathBuf::from)
+        });
+        name.unwrap_or_else(|| PathBuf::from("."))
+    } else {
+        PathBuf::new()
+    };
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+        .into_iter()
+        .map(|(rel, files)| read_run(root, &base.join(rel), &files))
+        .collect()
+}
+
+/// Depth first: each directory that holds event files is a run (its event files sorted by
+/// name). Symbolic links to directories are not followed (no cycles).
+fn find_runs(
+    dir: &Path,
+    rel: PathBuf,
+    out: &mut Vec<(PathBuf, Vec<PathBuf>)>,
+) -> Result<(), ImportError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        err(
+            dir,
+            None,
+            None,
+            format!("cannot list: {e}"),
+            "check the directory's permissions",
+        )
+    })?;
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| {
+            err(
+                dir,
+                None,
+                None,
+                format!("cannot list: {e}"),
+                "check the directory's permissions",
+            )
+        })?;
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            dirs.push(entry.file_name());
+        } else if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(EVENT_PREFIX)
+            && path.is_file()
+        {
+            files.push(path);
+        }
+    }
+    files.sort();
+    dirs.sort();
+    if !files.is_empty() {
+        out.push((rel.clone(), files));
+    }
+    for d in dirs {
+        find_runs(&dir.join(&d), rel.join(&d), out)?;
+    }
+    Ok(())
+}
+
+fn read_run(root: &Path, rel: &Path, files: &[PathBuf]) -> Result<ImportedRun, ImportError> {
+    let dir = files[0].parent().unwrap_or(root);
+    let name: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let (mut params, params_from) = match param_file(dir)? {
+        Some(path) => (read_params(&path)?, path),
+        None => (name_params(dir, &name)?, dir.to_path_buf()),
+    };
+    let budget = take_budget(&mut params, &params_from)?;
+
+    let mut points: BTreeMap<u64, Vec<(String, f64)>> = BTreeMap::new();
+    let mut plugins: HashMap<String, String> = HashMap::new();
+    for file in files {
+        read_records(file, |index, offset, data| {
+            let at = |problem: String, fix: &str| {
+                err(
+                    file,
+                    Some(index),
+                    None,
+                    format!("record {index} at byte offset {offset}: {problem}"),
+                    fix,
+                )
+            };
+            let event = Event::decode(data).map_err(|e| {
+                at(
+                    format!("not a TensorBoard event ({e})"),
+                    "the file is damaged or not an event file: move it out of the run directory",
+                )
+            })?;
+            let Some(summary) = event.summary else {
+                return Ok(());
+            };
+            for value in summary.value {
+                // Metadata (the plugin) is written with a tag's first value only.
+                if let Some(plugin) = value
+                    .metadata
+                    .and_then(|m| m.plugin_data)
+                    .map(|p| p.plugin_name)
+                    .filter(|p| !p.is_empty())
+                {
+                    plugins.entry(value.tag.clone()).or_insert(plugin);
+                }
+                if plugins.get(&value.tag).is_some_and(|p| p != "scalars") {
+                    continue;
+                }
+                let x = match (value.simple_value, &value.tensor) {
+                    (Some(x), _) => widen(x),
+                    (None, Some(t)) => match scalar(t) {
+                        Some(x) => x,
+                        None => continue,
+                    },
+                    (None, None) => continue,
+                };
+                let step = u64::try_from(event.step).map_err(|_| {
+                    at(
+                        format!("negative step {}", event.step),
+                        "steps are non-negative: fix the writer's global_step",
+                    )
+                })?;
+                if let Some(b) = budget
+                    && step > b
+                {
+                    return Err(at(
+                        format!("{}: step {step} is beyond max_train_steps {b}", value.tag),
+                        &format!(
+                            "raise max_train_steps in the parameters to at least {step}, or remove it (the largest step is then the budget)"
+                        ),
+                    ));
+                }
+                let row = points.entry(step).or_default();
+                match row.iter_mut().find(|(tag, _)| *tag == value.tag) {
+                    Some(slot) => slot.1 = x,
+                    None => row.push((value.tag, x)),
+                }
+            }
+            Ok(())
+        })?;
+    }
+
+    let largest = points.keys().next_back().copied().unwrap_or(0);
+    let max_train_steps = match budget {
+        Some(b) => b,
+        None if largest > 0 => largest,
+        None => {
+            return Err(err(
+                dir,
+                None,
+                None,
+                "no scalar at a positive step, so the budget cannot be inferred",
+                "give it in params.json (\"max_train_steps\": N), or move the run out if it never reported",
+            ));
+        }
+    };
+    let curve: Vec<MetricPoint> = points
+        .into_iter()
+        .flat_map(|(step, row)| {
+            row.into_iter()
+                .map(move |(name, value)| MetricPoint { step, name, value })
+        })
+        .collect();
+    let state = if curve.iter().any(|m| !m.value.is_finite()) {
+        TrialState::Diverged
+    } else {
+        TrialState::Complete
+    };
+    Ok(ImportedRun {
+        name: Some(name.join("/")),
+        params,
+        max_train_steps,
+        state,
+        curve,
+        message: None,
+        source: None,
+        origin: files[0].display().to_string(),
+    })
+}
+
+/// Call `each(index, offset, data)` for every record of a TFRecord file, `index` 1-based.
+/// A record cut short by the end of the file ends the reading without error.
+fn read_records(
+    path: &Path,
+    mut each: impl FnMut(u64, u64, &[u8]) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    let file = File::open(path).map_err(|e| {
+        err(
+            path,
+            None,
+            None,
+            format!("cannot read: {e}"),
+            "check the path and its permissions",
+        )
+    })?;
+    let mut reader = BufReader::new(file);
+    let io = |e: std::io::Error| {
+        err(
+            path,
+            None,
+            None,
+            format!("cannot read: {e}"),
+            "check the file and its permissions",
+        )
+    };
+    let damaged = "the file is damaged: restore it, or move it out of the run directory (its scalars are then not imported)";
+    let mut offset = 0u64;
+    let mut data = Vec::new();
+    let mut index = 0u64;
+    loop {
+        index += 1;
+        let mut header = [0u8; 12];
+        match reader.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(io(e)),
+        }
+        let at = |problem: &str| {
+            err(
+                path,
+                Some(index),
+                None,
+                format!("record {index} at byte offset {offset}: {problem}"),
+                damaged,
+            )
+        };
+        let len = u64::from_le_bytes(header[..8].try_into().unwrap());
+        if masked_crc(&header[..8]) != u32::from_le_bytes(header[8..].try_into().unwrap()) {
+            return Err(at("the length's checksum does not match"));
+        }
+        data.clear();
+        (&mut reader).take(len).read_to_end(&mut data).map_err(io)?;
+        let mut footer = [0u8; 4];
+        if data.len() as u64 != len || reader.read_exact(&mut footer).is_err() {
+            return Ok(());
+        }
+        if masked_crc(&data) != u32::from_le_bytes(footer) {
+            return Err(at("the data's checksum does not match"));
+        }
+        each(index, offset, &data)?;
+        offset += 16 + len;
+    }
+}
+
+/// A float32 as the shortest decimal that reads back as it (`0.1`, not `0.10000000149011612`).
+fn widen(x: f32) -> f64 {
+    if x.is_finite() {
+        x.to_string().parse().unwrap_or(f64::from(x))
+    } else {
+        f64::from(x)
+    }
+}
+
+/// The value of a one-element float32 or float64 tensor; `None` for anything else.
+fn scalar(t: &TensorProto) -> Option<f64> {
+    if !t
+        .tensor_shape
+        .as_ref()
+        .is_none_or(|s| s.dim.iter().all(|d| d.size == 1))
+    {
+        return None;
+    }
+    let content = &t.tensor_content;
+    match t.dtype {
+        DT_FLOAT if content.is_empty() => t.float_val.first().copied().map(widen),
+        DT_FLOAT => Some(widen(f32::from_le_bytes(
+            content.as_slice().try_into().ok()?,
+        ))),
+        DT_DOUBLE if content.is_empty() => t.double_val.first().copied(),
+        DT_DOUBLE => Some(f64::from_le_bytes(content.as_slice().try_into().ok()?)),
+        _ => None,
+    }
+}
+
+fn param_file(dir: &Path) -> Result<Option<PathBuf>, ImportError> {
+    let present: Vec<&str> = PARAM_FILES
+        .iter()
+        .copied()
+        .filter(|f| dir.join(f).is_file())
+        .collect();
+    match present.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(dir.join(one))),
+        many => Err(err(
+            dir,
+            None,
+            None,
+            format!("several parameter files: {}", many.join(", ")),
+            "keep one of them",
+        )),
+    }
+}
+
+fn read_params(path: &Path) -> Result<Params, ImportError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        err(
+            path,
+            None,
+            None,
+            format!("cannot read: {e}"),
+            "check the file and that it is UTF-8 text",
+        )
+    })?;
+    if path.extension().is_some_and(|x| x == "json") {
+        json_params(path, &text)
+    } else {
+        yaml_params(path, &text)
+    }
+}
+
+fn json_params(path: &Path, text: &str) -> Result<Params, ImportError> {
+    let value: Json = serde_json::from_str(text).map_err(|e| {
+        err(
+            path,
+            Some(e.line() as u64),
+            None,
+            format!("not valid JSON: {e}"),
+            "write one flat JSON object: {\"lr\": 0.1, \"optimizer\": \"sgd\"}",
+        )
+    })?;
+    let Json::Object(obj) = value else {
+        return Err(err(
+            path,
+            None,
+            None,
+            "must be a JSON object",
+            "write one flat JSON object: {\"lr\": 0.1, \"optimizer\": \"sgd\"}",
+        ));
+    };
+    let mut params = Params::default();
+    for (k, v) in obj {
+        let value = match &v {
+            Json::Null => continue,
+            Json::Bool(b) => ParamValue::Bool(*b),
+            Json::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => ParamValue::Int(i),
+                (None, Some(f)) if n.is_f64() => ParamValue::Float(f),
+                _ => {
+                    return Err(err(
+                        path,
+                        None,
+                        Some(k),
+                        format!("number {n} out of range"),
+                        "use a value that fits a 64-bit integer or float",
+                    ));
+                }
+            },
+            Json::String(s) => ParamValue::Str(s.clone()),
+            other => {
+                return Err(err(
+                    path,
+                    None,
+                    Some(k),
+                    format!("must be a number, string, boolean or null, found {other}"),
+                    "flatten nested parameters into dotted names (\"optimizer.lr\": 0.1)",
+                ));
+            }
+        };
+        params.set(&k, value);
+    }
+    Ok(params)
+}
+
+/// A flat YAML mapping, one `key: value` per line: the subset hyperparameter files use.
+fn yaml_params(path: &Path, text: &str) -> Result<Params, ImportError> {
+    let flat = "write one `key: value` per line (no nesting, no lists), or use params.json";
+    let mut params = Params::default();
+    for (i, raw) in text.lines().enumerate() {
+        let line = Some(i as u64 + 1);
+        let content = strip_comment(raw);
+        if content.trim().is_empty() || content.trim() == "---" {
+            continue;
+        }
+        if content.starts_with(char::is_whitespace) || content.starts_with('-') {
+            return Err(err(
+                path,
+                line,
+                None,
+                "nested values and lists are not supported",
+                flat,
+            ));
+        }
+        let content = content.trim_end();
+        let (key, value) = match content.split_once(": ") {
+            Some((k, v)) => (k, v.trim()),
+            None => match content.strip_suffix(':') {
+                Some(k) => (k, ""),
+                None => return Err(err(path, line, None, "expected `key: value`", flat)),
+            },
+        };
+        let key = unquote(key.trim()).unwrap_or_else(|| key.trim().to_string());
+        if key.is_empty() {
+            return Err(err(path, line, None, "empty key", flat));
+        }
+        if params.get(&key).is_some() {
+            return Err(err(
+                path,
+                line,
+                Some(key),
+                "duplicate key",
+                "give each parameter once",
+            ));
+        }
+        let value = match value {
+            "" | "~" | "null" | "Null" | "NULL" => continue,
+            "true" | "True" | "TRUE" => ParamValue::Bool(true),
+            "false" | "False" | "FALSE" => ParamValue::Bool(false),
+            v if v.starts_with(['[', '{', '|', '>', '&', '*', '!']) => {
+                return Err(err(
+                    path,
+                    line,
+                    Some(key),
+                    format!("unsupported YAML value {v:?}"),
+                    flat,
+                ));
+            }
+            v => match unquote(v) {
+                Some(s) => ParamValue::Str(s),
+                None => typed(v).map_err(|problem| {
+                    err(
+                        path,
+                        line,
+                        Some(key.clone()),
+                        problem,
+                        "give a finite number, or quote text",
+                    )
+                })?,
+            },
+        };
+        params.set(&key, value);
+    }
+    Ok(params)
+}
+
+/// The line without a `#` comment (a `#` at the start or after a space, outside quotes; `''`
+/// inside single quotes and `\"` inside double quotes do not end them).
+fn strip_comment(line: &str) -> &str {
+    let mut quote = None;
+    let mut prev = ' ';
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match quote {
+            Some('"') if c == '\\' => {
+                chars.next();
+            }
+            Some('\'') if c == '\'' && chars.peek().is_some_and(|&(_, n)| n == '\'') => {
+                chars.next();
+            }
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '#' && prev.is_whitespace() => return &line[..i],
+            None if (c == '"' || c == '\'') && prev.is_whitespace() => quote = Some(c),
+            None => {}
+        }
+        prev = c;
+    }
+    line
+}
+
+/// The text of a quoted YAML scalar, `None` when `s` is not quoted.
+fn unquote(s: &str) -> Option<String> {
+    if s.len() >= 2 && s.starts_with('\'') && s.ends_with('\'') {
+        return Some(s[1..s.len() - 1].replace("''", "'"));
+    }
+    if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
+        let mut out = String::new();
+        let mut chars = s[1..s.len() - 1].chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            out.push(match chars.next() {
+                Some('n') => '\n',
+                Some('t') => '\t',
+                Some(other) => other,
+                None => '\\',
+            });
+        }
+        return Some(out);
+    }
+    None
+}
+
+/// Unquoted text as a parameter: a boolean, an integer, a finite float, or else text.
+fn typed(v: &str) -> Result<ParamValue, String> {
+    match v {
+        "true" => return Ok(ParamValue::Bool(true)),
+        "false" => return Ok(ParamValue::Bool(false)),
+        _ => {}
+    }
+    if let Ok(i) = v.parse::<i64>() {
+        return Ok(ParamValue::Int(i));
+    }
+    match v.parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(ParamValue::Float(f)),
+        Ok(_) => Err(format!("parameter value {v:?} is not finite")),
+        Err(_) => Ok(ParamValue::Str(v.to_string())),
+    }
+}
+
+/// Parameters from the `key=value` components of the run's name: `lr=0.1,wd=1e-4` or
+/// `lr=0.1_wd=1e-4` (with `_`, a value ends at its first `_`, so keys may hold `_` but values
+/// cannot). Components without `=` hold none.
+fn name_params(dir: &Path, components: &[String]) -> Result<Params, ImportError> {
+    let mut params = Params::default();
+    for component in components.iter().filter(|c| c.contains('=')) {
+        let bad = |problem: String| {
+            err(
+                dir,
+                None,
+                Some(component.clone()),
+                problem,
+                "name the directory key=value,key=value (or key=value_key=value), or write the parameters in a params.json beside the event files",
+            )
+        };
+        for token in component.split(',') {
+            let mut pieces = token.split('=');
+            let mut key = pieces.next().unwrap_or_default().to_string();
+            let mut rest: Vec<&str> = pieces.collect();
+            let last = rest
+                .pop()
+                .ok_or_else(|| bad(format!("{token:?} is not key=value")))?;
+            let mut pairs = Vec::new();
+            for middle in rest {
+                let (value, next) = middle.split_once('_').ok_or_else(|| {
+                    bad(format!("{token:?}: cannot tell where {key:?}'s value ends"))
+                })?;
+                pairs.push((
+                    std::mem::replace(&mut key, next.to_string()),
+                    value.to_string(),
+                ));
+            }
+            pairs.push((key, last.to_string()));
+            for (k, v) in pairs {
+                if k.is_empty() || v.is_empty() {
+                    return Err(bad(format!("{token:?}: empty key or value")));
+                }
+                if params.get(&k).is_some() {
+                    return Err(bad(format!("parameter {k:?} given twice")));
+                }
+                params.set(&k, typed(&v).map_err(bad)?);
+            }
+        }
+    }
+    Ok(params)
+}
+
+/// Remove `max_train_steps` from the parameters: the run's budget when given.
+fn take_budget(params: &mut Params, from: &Path) -> Result<Option<u64>, ImportError> {
+    let Some(pos) = params.0.iter().position(|(k, _)| k == BUDGET) else {
+        return Ok(None);
+    };
+    let (_, value) = params.0.remove(pos);
+    match value {
+        ParamValue::Int(n) if n > 0 => Ok(Some(n as u64)),
+        other => Err(err(
+            from,
+            None,
+            Some(BUDGET.into()),
+            format!("must be a positive integer, found {other}"),
+            "give the run's step budget as a whole number of steps, or leave it out (the largest step is then used)",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32c_test_vectors() {
+        // RFC 3720 (iSCSI), B.4: 32 bytes of zeros; and the standard check value.
+        assert_eq!(crc32c::crc32c(&[0u8; 32]), 0x8a91_36aa);
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn directory_names() {
+        let p = |s: &str| name_params(Path::new("x"), &[s.to_string()]);
+        let got = p("lr=1_weight_decay=1e-4_opt=adam").unwrap();
+        assert_eq!(got.get("lr"), Some(&ParamValue::Int(1)));
+        assert_eq!(got.get("weight_decay"), Some(&ParamValue::Float(1e-4)));
+        assert_eq!(got.get("opt"), Some(&ParamValue::Str("adam".into())));
+        assert_eq!(
+            p("lr=0.1,nesterov=true").unwrap().get("nesterov"),
+            Some(&ParamValue::Bool(true))
+        );
+        assert!(p("version_0").unwrap().is_empty());
+        assert!(p("lr=").is_err());
+        assert!(p("lr=0.1=2").is_err());
+        assert!(p("lr=1,lr=2").is_err());
+    }
+
+    #[test]
+    fn flat_yaml() {
+        let text = "---\n# c\nlr: 0.1  # comment\nname: 'it''s # not a comment'\nq: \"a\\\" #b\"\nn: 3\nb: True\nnone: ~\nplain: cosine\n";
+        let got = yaml_params(Path::new("h.yaml"), text).unwrap();
+        assert_eq!(got.get("lr"), Some(&ParamValue::Float(0.1)));
+        assert_eq!(
+            got.get("name"),
+            Some(&ParamValue::Str("it's # not a comment".into()))
+        );
+        assert_eq!(got.get("q"), Some(&ParamValue::Str("a\" #b".into())));
+        assert_eq!(got.get("n"), Some(&ParamValue::Int(3)));
+        assert_eq!(got.get("b"), Some(&ParamValue::Bool(true)));
+        assert_eq!(got.get("none"), None);
+        assert_eq!(got.get("plain"), Some(&ParamValue::Str("cosine".into())));
+        let e = yaml_params(Path::new("h.yaml"), "lr: 0.1\noptim:\n  lr: 0.2\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(yaml_params(Path::new("h.yaml"), "layers: [1, 2]\n").is_err());
+        assert!(yaml_params(Path::new("h.yaml"), "lr 0.1\n").is_err());
+    }
+
+    #[test]
+    fn tensor_scalars() {
+        let t = |dtype, dims: &[i64], content: Vec<u8>, f: Vec<f32>, d: Vec<f64>| TensorProto {
+            dtype,
+            tensor_shape: Some(TensorShape {
+                dim: dims.iter().map(|&size| Dim { size }).collect(),
+            }),
+            tensor_content: content,
+            float_val: f,
+            double_val: d,
+        };
+        assert_eq!(
+            scalar(&t(DT_FLOAT, &[], vec![], vec![0.1], vec![])),
+            Some(0.1)
+        );
+        assert_eq!(
+            scalar(&t(
+                DT_DOUBLE,
+                &[1, 1],
+                0.3f64.to_le_bytes().to_vec(),
+                vec![],
+                vec![]
+            )),
+            Some(0.3)
+        );
+        assert_eq!(
+            scalar(&t(DT_FLOAT, &[2], vec![], vec![1.0, 2.0], vec![])),
+            None
+        );
+        assert_eq!(
+            scalar(&t(DT_FLOAT, &[], vec![1, 2, 3], vec![], vec![])),
+            None
+        );
+        assert_eq!(
+            scalar(&t(7, &[], vec![], vec![], vec![])),
+            None,
+            "DT_STRING"
+        );
+    }
+}
