@@ -96,6 +96,22 @@ impl Criterion {
         }
     }
 
+    /// How far a value is from meeting the criterion, in its own direction (lower is closer;
+    /// NaN is infinitely far). Ranks learning rates when none of them fits.
+    pub fn distance(&self, value: f64) -> f64 {
+        let d = match self.op {
+            Op::Le | Op::Lt => value,
+            Op::Ge | Op::Gt => -value,
+            Op::Eq => (value - self.threshold).abs(),
+        };
+        if d.is_nan() { f64::INFINITY } else { d }
+    }
+
+    /// The value of a curve that came closest to meeting the criterion.
+    pub fn closest(&self, curve: &[(u64, f64)]) -> Option<f64> {
+        curve.iter().map(|(_, v)| *v).filter(|v| v.is_finite()).min_by(|a, b| self.distance(*a).total_cmp(&self.distance(*b)))
+    }
+
     /// The first evaluated step at which the criterion holds (`curve` in any order).
     pub fn first_step(&self, curve: &[(u64, f64)]) -> Option<u64> {
         curve.iter().filter(|(_, v)| self.holds(*v)).map(|(s, _)| *s).min()
@@ -138,7 +154,8 @@ pub struct LrSweepSpec {
     pub start_steps: u64,
     /// The cap on `N`: the find-steps trial trains at most this long.
     pub max_steps: u64,
-    /// The learning rate the find-steps stage uses (default: the grid's geometric middle).
+    /// The learning rate the find-steps stage uses (default: the grid's middle point, the lower
+    /// of the two middle ones for an even number of points).
     pub find_lr: Option<f64>,
     /// How many times the grid may be extended past an edge.
     pub extensions: u32,
@@ -153,7 +170,10 @@ pub struct LrSweepSpec {
 impl LrSweepSpec {
     /// The find-steps stage's learning rate.
     pub fn find_lr(&self) -> f64 {
-        self.find_lr.unwrap_or_else(|| round_sig((self.low * self.high).sqrt()))
+        self.find_lr.unwrap_or_else(|| {
+            let grid = log_grid(self.low, self.high, self.points);
+            grid[(grid.len() - 1) / 2]
+        })
     }
 }
 
@@ -205,8 +225,9 @@ impl fmt::Display for Side {
 pub enum LrOutcome {
     /// The fit criterion first held at this step.
     Fit { steps: u64 },
-    /// Trained the whole budget without meeting the criterion.
-    Never,
+    /// Trained the whole budget without meeting the criterion; `best` is the fit metric's
+    /// value closest to meeting it (none when it was never finite).
+    Never { best: Option<f64> },
     /// A loss became NaN or infinite.
     Diverged { message: String },
     /// The trial failed (crash, timeout) or has not finished.
@@ -305,6 +326,20 @@ pub enum Next {
     Done(SweepReport),
 }
 
+/// The learning rate whose `Never` outcome came closest to the fit (the largest of ties).
+fn closest_to_fit(results: &[(f64, LrOutcome)], fit: &Criterion) -> Option<f64> {
+    let mut best: Option<(f64, f64)> = None;
+    for (lr, o) in results {
+        if let LrOutcome::Never { best: Some(v) } = o {
+            let d = fit.distance(*v);
+            if best.is_none_or(|(_, bd)| d <= bd) {
+                best = Some((*lr, d));
+            }
+        }
+    }
+    best.map(|(lr, _)| lr)
+}
+
 /// The first budget of `start, 2 start, 4 start, ...` that is at least `fit_step`.
 pub fn doubled_budget(start: u64, fit_step: u64) -> u64 {
     let mut n = start.max(1);
@@ -340,7 +375,7 @@ pub fn next_stage(spec: &LrSweepSpec, observed: &Observed) -> Next {
                     start_steps: spec.start_steps,
                     steps: doubled_budget(spec.start_steps, *fit_step),
                 },
-                Some(outcome @ LrOutcome::Never) => {
+                Some(outcome @ LrOutcome::Never { .. }) => {
                     return done(None, vec![(lr, outcome.clone())], Verdict::CannotFit { lr, max_steps: spec.max_steps });
                 }
                 Some(outcome @ (LrOutcome::Diverged { message } | LrOutcome::Failed { message })) => {
@@ -378,9 +413,14 @@ pub fn next_stage(spec: &LrSweepSpec, observed: &Observed) -> Next {
         if fastest.contains(&highest) {
             edges.push(Side::High);
         }
-    } else if results[results.len() - 1].1 == LrOutcome::Never {
-        // Nothing fit and the largest rate trained stably: the rates may all be too small.
-        edges.push(Side::High);
+    } else if let Some(closest) = closest_to_fit(&results, &spec.fit) {
+        // Nothing fit: if the rate that came closest is an edge, the fastest may lie beyond it
+        // (e.g. every rate too small); if it is inside, the rates bracket it and N is too short.
+        if closest == lowest {
+            edges.push(Side::Low);
+        } else if closest == highest {
+            edges.push(Side::High);
+        }
     } else if matches!(results[0].1, LrOutcome::Diverged { .. }) {
         // Nothing fit and even the smallest rate diverged: they may all be too large.
         edges.push(Side::Low);
@@ -548,6 +588,10 @@ mod tests {
         LrOutcome::Fit { steps }
     }
 
+    fn never(best: f64) -> LrOutcome {
+        LrOutcome::Never { best: Some(best) }
+    }
+
     #[test]
     fn criteria_parse_compare_and_print() {
         let c = Criterion::parse("train/loss  <  1e-3").unwrap();
@@ -582,7 +626,8 @@ mod tests {
     #[test]
     fn finds_steps_first_then_runs_the_grid_at_that_budget() {
         let s = spec();
-        assert_eq!(next_stage(&s, &Observed::default()), Next::Run(Stage::FindSteps { lr: 0.0316, max_steps: 3200 }));
+        // The middle of the grid 0.001, 0.01, 0.1, 1.0 (the lower one of two).
+        assert_eq!(next_stage(&s, &Observed::default()), Next::Run(Stage::FindSteps { lr: 0.01, max_steps: 3200 }));
         let obs = Observed { find_steps: Some(fit(250)), grids: vec![] };
         assert_eq!(next_stage(&s, &obs), Next::Run(Stage::Grid { index: 0, lrs: vec![0.001, 0.01, 0.1, 1.0], steps: 400 }));
         let given = LrSweepSpec { steps: Some(700), ..spec() };
@@ -594,7 +639,7 @@ mod tests {
         let s = LrSweepSpec { steps: Some(400), ..spec() };
         let obs = Observed {
             find_steps: None,
-            grids: vec![vec![(0.001, LrOutcome::Never), (0.01, fit(300)), (0.1, fit(120)), (1.0, LrOutcome::Diverged { message: "nan".into() })]],
+            grids: vec![vec![(0.001, never(0.2)), (0.01, fit(300)), (0.1, fit(120)), (1.0, LrOutcome::Diverged { message: "nan".into() })]],
         };
         let Next::Done(r) = next_stage(&s, &obs) else { panic!("expected a report") };
         assert_eq!(r.verdict, Verdict::Found);
@@ -606,7 +651,7 @@ mod tests {
     #[test]
     fn an_edge_fastest_rate_extends_the_grid_in_its_direction_until_the_limit() {
         let s = LrSweepSpec { steps: Some(400), ..spec() };
-        let first = vec![(0.001, LrOutcome::Never), (0.01, fit(300)), (0.1, fit(200)), (1.0, fit(100))];
+        let first = vec![(0.001, never(0.2)), (0.01, fit(300)), (0.1, fit(200)), (1.0, fit(100))];
         let obs = Observed { find_steps: None, grids: vec![first.clone()] };
         assert_eq!(next_stage(&s, &obs), Next::Run(Stage::Grid { index: 1, lrs: vec![10.0, 100.0], steps: 400 }));
         // Still fastest at the new edge: extend again.
@@ -654,14 +699,14 @@ mod tests {
     #[test]
     fn nothing_fitting_is_reported_not_guessed() {
         let s = spec();
-        let Next::Done(r) = next_stage(&s, &Observed { find_steps: Some(LrOutcome::Never), grids: vec![] }) else { panic!() };
-        assert_eq!(r.verdict, Verdict::CannotFit { lr: 0.0316, max_steps: 3200 });
+        let Next::Done(r) = next_stage(&s, &Observed { find_steps: Some(never(0.01)), grids: vec![] }) else { panic!() };
+        assert_eq!(r.verdict, Verdict::CannotFit { lr: 0.01, max_steps: 3200 });
         assert_eq!(r.suggested_max_train_steps, None);
         let failed = Observed { find_steps: Some(LrOutcome::Diverged { message: "train/loss was NaN".into() }), grids: vec![] };
         let Next::Done(r) = next_stage(&s, &failed) else { panic!() };
         assert!(matches!(r.verdict, Verdict::FindStepsFailed { .. }));
         let s = LrSweepSpec { steps: Some(400), ..spec() };
-        let none = Observed { find_steps: None, grids: vec![vec![(0.001, LrOutcome::Never), (1.0, LrOutcome::Failed { message: "exit 1".into() })]] };
+        let none = Observed { find_steps: None, grids: vec![vec![(0.001, LrOutcome::Never { best: None }), (1.0, LrOutcome::Failed { message: "exit 1".into() })]] };
         assert!(matches!(next_stage(&s, &none), Next::Done(_)), "a failed top rate is no evidence that rates are too small");
         let Next::Done(r) = next_stage(&s, &none) else { panic!() };
         assert_eq!(r.verdict, Verdict::NothingFit { steps: 400 });
@@ -671,13 +716,17 @@ mod tests {
     #[test]
     fn when_nothing_fits_the_grid_moves_towards_stable_larger_or_smaller_rates() {
         let s = LrSweepSpec { steps: Some(400), extensions: 1, ..spec() };
-        let small = Observed { find_steps: None, grids: vec![vec![(0.001, LrOutcome::Never), (1.0, LrOutcome::Never)]] };
+        let small = Observed { find_steps: None, grids: vec![vec![(0.001, never(0.5)), (1.0, never(0.1))]] };
         assert_eq!(next_stage(&s, &small), Next::Run(Stage::Grid { index: 1, lrs: vec![10.0, 100.0], steps: 400 }));
         let nan = || LrOutcome::Diverged { message: "nan".into() };
         let large = Observed { find_steps: None, grids: vec![vec![(0.001, nan()), (1.0, nan())]] };
         assert_eq!(next_stage(&s, &large), Next::Run(Stage::Grid { index: 1, lrs: vec![0.00001, 0.0001], steps: 400 }));
+        // The closest rate inside the grid: the grid brackets it, N is too short.
+        let inside = Observed { find_steps: None, grids: vec![vec![(0.001, never(0.5)), (0.01, never(0.05)), (1.0, never(0.3))]] };
+        let Next::Done(r) = next_stage(&s, &inside) else { panic!() };
+        assert_eq!(r.verdict, Verdict::NothingFit { steps: 400 });
         // After the last extension, still nothing: report it.
-        let after = Observed { find_steps: None, grids: vec![small.grids[0].clone(), vec![(10.0, LrOutcome::Never), (100.0, nan())]] };
+        let after = Observed { find_steps: None, grids: vec![small.grids[0].clone(), vec![(10.0, never(0.3)), (100.0, nan())]] };
         let Next::Done(r) = next_stage(&s, &after) else { panic!() };
         assert_eq!(r.verdict, Verdict::NothingFit { steps: 400 });
         assert_eq!(r.extensions, vec![(Side::High, vec![10.0, 100.0])]);

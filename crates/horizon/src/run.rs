@@ -2,13 +2,13 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use horizon_runner::resolve::ResolvedStudy;
-use horizon_runner::worker::{Control, ControlHandle, Worker, WorkerOptions, best_of};
-use horizon_store::Storage;
+use horizon_runner::worker::{Control, ControlHandle, Worker, WorkerOptions, WorkerSummary, best_of};
+use horizon_store::{SqliteStorage, Storage, StudyId};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::cli::RunArgs;
@@ -17,17 +17,10 @@ use crate::table::num;
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let study = ResolvedStudy::load(&args.study)?;
     let storage = Arc::new(study.open_storage()?);
-    let (events_tx, events_rx) = channel();
-    let options = WorkerOptions { jobs: args.jobs.max(1), ..WorkerOptions::default() };
-    let worker = Worker::new(study.clone(), storage.clone(), options, events_tx)?;
-    let study_id = worker.study().id;
-    watch_signals(worker.control_handle())?;
-    let spec = study.spec.clone();
+    let relay = SignalRelay::install()?;
     let show_bar = !args.no_progress && std::io::stderr().is_terminal();
-    let reporter = crate::progress::spawn(events_rx, show_bar, spec.objective.metric.clone(), spec.objective.direction, spec.trainer.retries);
-    let summary = worker.run();
-    let _ = reporter.join();
-    let summary = summary?;
+    let (summary, study_id) = run_study(&study, storage.clone(), args.jobs, show_bar, &relay)?;
+    let spec = &study.spec;
 
     let trials = storage.trials(study_id)?;
     let mut out = std::io::stdout().lock();
@@ -54,17 +47,73 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// First Ctrl-C drains (no new trials), a second one terminates; SIGTERM terminates.
-fn watch_signals(control: ControlHandle) -> Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    std::thread::spawn(move || {
-        let mut interrupts = 0;
-        for signal in signals.forever() {
-            if signal == SIGINT {
-                interrupts += 1;
+/// Run one study with `jobs` trials at once, showing progress, until it is done or the user
+/// stops it. Returns what the worker did and the study's id.
+pub fn run_study(
+    study: &ResolvedStudy,
+    storage: Arc<SqliteStorage>,
+    jobs: usize,
+    show_bar: bool,
+    relay: &SignalRelay,
+) -> Result<(WorkerSummary, StudyId)> {
+    let (events_tx, events_rx) = channel();
+    let options = WorkerOptions { jobs: jobs.max(1), ..WorkerOptions::default() };
+    let worker = Worker::new(study.clone(), storage, options, events_tx)?;
+    let study_id = worker.study().id;
+    relay.attach(worker.control_handle());
+    let spec = &study.spec;
+    let reporter = crate::progress::spawn(events_rx, show_bar, spec.objective.metric.clone(), spec.objective.direction, spec.trainer.retries);
+    let summary = worker.run();
+    let _ = reporter.join();
+    Ok((summary?, study_id))
+}
+
+/// Ctrl-C and SIGTERM, relayed to whichever worker runs now: the first Ctrl-C drains (no new
+/// trials), a second one terminates; SIGTERM terminates. A worker attached after a signal
+/// gets it at once, so a multi-stage command stops between stages too.
+pub struct SignalRelay {
+    state: Arc<Mutex<RelayState>>,
+}
+
+#[derive(Default)]
+struct RelayState {
+    current: Option<ControlHandle>,
+    last: Option<Control>,
+}
+
+impl SignalRelay {
+    pub fn install() -> Result<SignalRelay> {
+        let state = Arc::new(Mutex::new(RelayState::default()));
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            let mut interrupts = 0;
+            for signal in signals.forever() {
+                if signal == SIGINT {
+                    interrupts += 1;
+                }
+                let control = if signal == SIGINT && interrupts == 1 { Control::Drain } else { Control::Terminate };
+                let mut st = shared.lock().expect("relay lock");
+                st.last = Some(control);
+                if let Some(h) = &st.current {
+                    h.send(control);
+                }
             }
-            control.send(if signal == SIGINT && interrupts == 1 { Control::Drain } else { Control::Terminate });
+        });
+        Ok(SignalRelay { state })
+    }
+
+    /// Relay signals to this worker from now on.
+    pub fn attach(&self, handle: ControlHandle) {
+        let mut st = self.state.lock().expect("relay lock");
+        if let Some(control) = st.last {
+            handle.send(control);
         }
-    });
-    Ok(())
+        st.current = Some(handle);
+    }
+
+    /// Whether the user asked to stop.
+    pub fn stopped(&self) -> bool {
+        self.state.lock().expect("relay lock").last.is_some()
+    }
 }
