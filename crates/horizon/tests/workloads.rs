@@ -114,3 +114,48 @@ fn stopping_a_workload_trial_writes_its_checkpoint_first() {
     let path = s.trial_dir(0).join(last["path"].as_str().unwrap());
     assert!(path.exists(), "kept by retention as the latest: {}", path.display());
 }
+
+/// `horizon analyze` on a real digits-mlp study: the verdict follows the documented rule from
+/// the stored best steps (recomputed here from `horizon trials`), and every number it reports
+/// about a trial is that trial's.
+#[test]
+fn analyze_on_a_real_workload_study_follows_its_documented_rule() {
+    let s = TestStudy::new(StudyOptions { name: "an", ..Default::default() });
+    let spec = workload_study("an", 8, 1500, 50).replace("[checkpoints]\nevery = 50\n", "");
+    write_study(&s, &spec);
+    assert!(s.run(&["-j", "2", "--no-progress"]).status.success());
+    let out = s.horizon(&["analyze", "study.toml", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored = s.trials();
+    let analyzed = a["trials"].as_array().unwrap();
+    assert_eq!(analyzed.len(), 8);
+    for (x, y) in analyzed.iter().zip(&stored) {
+        assert_eq!(x["best_step"], y["best_step"]);
+        let fraction = y["best_step"].as_f64().unwrap() / 1500.0;
+        assert!((x["best_fraction"].as_f64().unwrap() - fraction).abs() < 1e-9);
+    }
+    // The rule of docs/analysis.md with its defaults, on the feasible group.
+    let group = &a["budget"]["feasible"];
+    let numbers: Vec<u64> = group["trial_numbers"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+    let fractions: Vec<f64> = stored
+        .iter()
+        .filter(|t| numbers.contains(&t["number"].as_u64().unwrap()))
+        .map(|t| t["best_step"].as_f64().unwrap() / 1500.0)
+        .collect();
+    let share = |f: &dyn Fn(f64) -> bool| fractions.iter().filter(|x| f(**x)).count() as f64 / fractions.len() as f64;
+    let (early, late) = (share(&|x| x <= 0.10), share(&|x| x >= 0.75));
+    let expected = if fractions.len() < 3 {
+        "insufficient_evidence"
+    } else if early >= 0.90 {
+        "too_high"
+    } else if late >= 0.75 {
+        "too_low"
+    } else {
+        "adequate"
+    };
+    assert_eq!(group["verdict"], expected, "early {early}, late {late}: {group}");
+    assert!((group["early_share"].as_f64().unwrap() - early).abs() < 1e-9);
+    assert!((group["late_share"].as_f64().unwrap() - late).abs() < 1e-9);
+    assert!(group["suggested_max_train_steps"].as_u64().is_some_and(|n| n > 0), "{group}");
+}
