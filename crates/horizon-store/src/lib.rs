@@ -8,9 +8,10 @@
 //!
 //! # Contract (every backend, checked by `tests/conformance.rs`)
 //! - **Atomic claim.** [`Storage::claim_trial`] takes the oldest `Waiting` trial, or else, while
-//!   the study has fewer than `max_trials` trials, allocates the next sample index and creates a
-//!   trial from it, in one transaction. Two workers never get the same trial, and sample indices
-//!   are allocated `0, 1, 2, ...` without gaps or reuse, whatever the interleaving.
+//!   the study has allocated fewer than `max_trials` sample indices, allocates the next one and
+//!   creates a trial from it, in one transaction. Two workers never get the same trial, and
+//!   sample indices are allocated `0, 1, 2, ...` without gaps or reuse, whatever the
+//!   interleaving. Trial numbers are `0, 1, 2, ...` in creation order, sampled or imported.
 //! - **Leases.** A claim moves the trial to `Running`, increments its `attempt` and records the
 //!   worker's [`Lease`]. Only that attempt may write to the trial: metrics, warnings, checkpoints,
 //!   heartbeats and the finish all name `(trial, attempt)` and fail with
@@ -23,6 +24,11 @@
 //!   `Waiting` only if its attempt and worker are still the ones the caller saw (compare and
 //!   set), so two workers cannot both requeue and re-run it. Deciding that a worker is dead is
 //!   policy ([`horizon_core::trial::is_abandoned`]), not storage.
+//! - **Imports.** [`Storage::import_trials`] stores finished runs made without horizon in one
+//!   transaction: all of them or none. They get the next trial numbers, no sample index (so they
+//!   neither consume nor count against the sampler's `max_trials`), attempt 1, and are never
+//!   writable by an attempt. Each names its origin (`file:line`), unique within a study: the
+//!   same run is not imported twice ([`StoreError::AlreadyImported`]).
 //! - Values that are NaN are stored and returned as NaN (SQLite stores them as NULL).
 //!
 //! ```
@@ -63,6 +69,10 @@ pub enum StoreError {
     Sample(String),
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+    #[error("{origin}: a run in state {state} cannot be imported; only finished runs (complete, diverged or failed) can")]
+    NotImportable { origin: String, state: TrialState },
+    #[error("{origin} is already imported into study {study} as trial {number}; importing it again would count the run twice")]
+    AlreadyImported { origin: String, study: StudyId, number: u64 },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -118,6 +128,29 @@ pub struct Finish {
     pub at: f64,
 }
 
+/// A finished run made without horizon, as [`Storage::import_trials`] stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedTrial {
+    pub params: Params,
+    /// The run's own step budget.
+    pub max_train_steps: u64,
+    /// `Complete`, `Diverged` or `Failed`; any other state is refused.
+    pub state: TrialState,
+    /// Why it failed or diverged.
+    pub message: Option<String>,
+    /// Retrospective selection over the objective, if any value was finite.
+    pub selection: Option<Selection>,
+    /// Every evaluation of the run.
+    pub metrics: Vec<MetricPoint>,
+    /// Where the run was read from (`file:line`, the file's absolute path); unique within a
+    /// study, so that the same run is never imported twice.
+    pub origin: String,
+    /// Provenance and attribution of the data, as given.
+    pub source: Option<String>,
+    /// When it was imported (seconds since the Unix epoch): the trial's creation and finish time.
+    pub at: f64,
+}
+
 /// A checkpoint a trial announced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckpointRecord {
@@ -164,7 +197,8 @@ pub trait Storage: Send + Sync {
     fn studies(&self) -> Result<Vec<StudyRecord>>;
 
     /// Atomically claim the next trial to run (see the contract). `None` when the study has no
-    /// waiting trial and already holds `max_trials` trials.
+    /// waiting trial and has already allocated `max_trials` sample indices (imported trials do
+    /// not count).
     fn claim_trial(&self, study: StudyId, request: &ClaimRequest<'_>) -> Result<Option<TrialRecord>>;
     /// Renew the lease of a running attempt.
     fn heartbeat(&self, trial: TrialId, attempt: u32, at: f64) -> Result<()>;
@@ -181,6 +215,11 @@ pub trait Storage: Send + Sync {
     /// Move a running trial whose worker is gone back to `Waiting`, if its attempt and worker
     /// are still `attempt` and `worker`. Returns whether it did.
     fn requeue_abandoned(&self, trial: TrialId, attempt: u32, worker: &str, reason: &str, at: f64) -> Result<bool>;
+
+    /// Store finished runs made without horizon as trials of `study`, all or none (see the
+    /// contract), in the given order; returns them as stored. Their `attempt` is 1 and they have
+    /// no sample index and no attempt record.
+    fn import_trials(&self, study: StudyId, trials: &[ImportedTrial]) -> Result<Vec<TrialRecord>>;
 
     /// Every trial of a study, by number.
     fn trials(&self, study: StudyId) -> Result<Vec<TrialRecord>>;

@@ -16,8 +16,8 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRe
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params};
 
 use crate::{
-    AttemptRecord, CheckpointRecord, ClaimRequest, Finish, NewStudy, Result, Storage, StoreError, StudyId,
-    StudyRecord, TrialId, WarningRecord,
+    AttemptRecord, CheckpointRecord, ClaimRequest, Finish, ImportedTrial, NewStudy, Result, Storage, StoreError,
+    StudyId, StudyRecord, TrialId, WarningRecord,
 };
 
 /// How long a writer waits for another process's transaction before giving up.
@@ -101,6 +101,14 @@ CREATE TABLE attempts (
     exit_code   INTEGER,
     PRIMARY KEY (trial_id, attempt)
 ) WITHOUT ROWID;
+"#, r#"
+CREATE TABLE imports (
+    trial_id INTEGER PRIMARY KEY REFERENCES trials(id) ON DELETE CASCADE,
+    study_id INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+    origin   TEXT NOT NULL,
+    source   TEXT,
+    UNIQUE (study_id, origin)
+);
 "#];
 
 const MEMORY_PATH: &str = ":memory:";
@@ -441,42 +449,95 @@ fn restart(tx: &Transaction<'_>, trial: TrialId, lease: &Lease) -> rusqlite::Res
     Ok(())
 }
 
-/// Create the study's next trial from the next sample index, unless it is full.
+/// Create the study's next trial from the next sample index, unless `max_trials` indices are
+/// already allocated.
 fn create_trial(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>) -> Result<Option<TrialId>, Fail> {
-    // Numbers are 0, 1, 2, ... without gaps, so the next number is the count; MAX uses the
-    // (study_id, number) index where COUNT(*) would scan every trial of the study.
-    let count: u64 = tx
-        .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")?
-        .query_row([study], |r| r.get(0))?;
-    if count >= request.max_trials {
-        return Ok(None);
-    }
-    let index: u64 = tx
+    // Imported trials have no sample index: the sampler's quota counts allocated indices, not
+    // trials, so an import neither shrinks nor breaks the sequence.
+    let max_trials = i64::try_from(request.max_trials).unwrap_or(i64::MAX);
+    let index: Option<u64> = tx
         .prepare_cached(
-            "UPDATE studies SET next_sample_index = next_sample_index + 1 WHERE id = ?1
+            "UPDATE studies SET next_sample_index = next_sample_index + 1
+             WHERE id = ?1 AND next_sample_index < ?2
              RETURNING next_sample_index - 1",
         )?
-        .query_row([study], |r| r.get(0))?;
+        .query_row(params![study, max_trials], |r| r.get(0))
+        .optional()?;
+    let Some(index) = index else { return Ok(None) };
     // An error drops the transaction, which rolls the index back.
     let params = (request.sample)(index).map_err(StoreError::Sample)?;
     let lease = request.lease;
+    let row = TrialRow {
+        number: next_number(tx, study)?,
+        sample_index: Some(index),
+        params: &params,
+        max_train_steps: request.max_train_steps,
+        state: TrialState::Running,
+        failures: 0,
+        selection: None,
+        message: None,
+        created_at: lease.heartbeat_at,
+        started_at: Some(lease.heartbeat_at),
+        finished_at: None,
+        lease: Some(lease),
+    };
+    Ok(Some(insert_trial(tx, study, &row)?))
+}
+
+/// The study's next trial number: numbers are 0, 1, 2, ... without gaps, so it is the count;
+/// MAX uses the (study_id, number) index where COUNT(*) would scan every trial of the study.
+fn next_number(tx: &Transaction<'_>, study: StudyId) -> rusqlite::Result<u64> {
+    tx.prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")?
+        .query_row([study], |r| r.get(0))
+}
+
+/// A trial as first written, claimed (running, with a lease) or imported (finished).
+struct TrialRow<'a> {
+    number: u64,
+    sample_index: Option<u64>,
+    params: &'a Params,
+    max_train_steps: u64,
+    state: TrialState,
+    failures: u32,
+    selection: Option<&'a Selection>,
+    message: Option<&'a str>,
+    created_at: f64,
+    started_at: Option<f64>,
+    finished_at: Option<f64>,
+    lease: Option<&'a Lease>,
+}
+
+/// Insert a trial at attempt 1.
+fn insert_trial(tx: &Transaction<'_>, study: StudyId, row: &TrialRow<'_>) -> rusqlite::Result<TrialId> {
+    let (s, lease) = (row.selection, row.lease);
     tx.prepare_cached(
-        "INSERT INTO trials (study_id, number, sample_index, params_json, max_train_steps, state, attempt,
-            created_at, started_at, lease_worker, lease_host, lease_pid, heartbeat_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'running', 1, ?6, ?6, ?7, ?8, ?9, ?6)",
+        "INSERT INTO trials (study_id, number, sample_index, params_json, max_train_steps, state, attempt, failures,
+            best_step, best_value, final_step, final_value, message, created_at, started_at, finished_at,
+            lease_worker, lease_host, lease_pid, heartbeat_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
     )?
     .execute(params![
         study,
-        count,
-        index,
-        params.to_json_string(),
-        request.max_train_steps,
-        lease.heartbeat_at,
-        lease.worker,
-        lease.host,
-        lease.pid,
+        row.number,
+        row.sample_index,
+        row.params.to_json_string(),
+        row.max_train_steps,
+        State(row.state),
+        row.failures,
+        s.map(|s| s.best_step),
+        s.map(|s| s.best_value),
+        s.map(|s| s.final_step),
+        s.map(|s| s.final_value),
+        row.message,
+        row.created_at,
+        row.started_at,
+        row.finished_at,
+        lease.map(|l| &l.worker),
+        lease.map(|l| &l.host),
+        lease.map(|l| l.pid),
+        lease.map(|l| l.heartbeat_at),
     ])?;
-    Ok(Some(tx.last_insert_rowid()))
+    Ok(tx.last_insert_rowid())
 }
 
 /// Record the launch the trial's lease and attempt now describe.
@@ -564,6 +625,54 @@ fn requeue(tx: &Transaction<'_>, trial: TrialId, attempt: u32, worker: &str, rea
     }
     close_attempt(tx, trial, attempt, at, TrialState::Waiting, Some(reason), None)?;
     Ok(true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Imports
+
+/// Store finished runs made elsewhere: the next numbers, no sample index, their metrics, and
+/// their origin (unique per study). The caller's transaction makes it all or nothing.
+fn import(tx: &Transaction<'_>, study: StudyId, trials: &[ImportedTrial]) -> Result<Vec<TrialRecord>, Fail> {
+    ensure_study(tx, study)?;
+    let first = next_number(tx, study)?;
+    let mut ids = Vec::with_capacity(trials.len());
+    for (number, t) in (first..).zip(trials) {
+        if !t.state.is_finished() {
+            return Err(StoreError::NotImportable { origin: t.origin.clone(), state: t.state }.into());
+        }
+        if let Some(number) = imported_as(tx, study, &t.origin)? {
+            return Err(StoreError::AlreadyImported { origin: t.origin.clone(), study, number }.into());
+        }
+        let row = TrialRow {
+            number,
+            sample_index: None,
+            params: &t.params,
+            max_train_steps: t.max_train_steps,
+            state: t.state,
+            failures: u32::from(t.state == TrialState::Failed),
+            selection: t.selection.as_ref(),
+            message: t.message.as_deref(),
+            created_at: t.at,
+            started_at: None,
+            finished_at: Some(t.at),
+            lease: None,
+        };
+        let id = insert_trial(tx, study, &row)?;
+        tx.prepare_cached("INSERT INTO imports (trial_id, study_id, origin, source) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![id, study, t.origin, t.source])?;
+        insert_metrics(tx, id, &t.metrics)?;
+        ids.push(id);
+    }
+    ids.into_iter().map(|id| load_trial(tx, id)).collect()
+}
+
+/// The number of the trial of `study` imported from `origin`, if any.
+fn imported_as(tx: &Transaction<'_>, study: StudyId, origin: &str) -> rusqlite::Result<Option<u64>> {
+    tx.prepare_cached(
+        "SELECT t.number FROM imports i JOIN trials t ON t.id = i.trial_id WHERE i.study_id = ?1 AND i.origin = ?2",
+    )?
+    .query_row(params![study, origin], |r| r.get(0))
+    .optional()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -662,6 +771,10 @@ impl Storage for SqliteStorage {
             ensure_trial(tx, trial)?;
             Ok(requeue(tx, trial, attempt, worker, reason, at)?)
         })
+    }
+
+    fn import_trials(&self, study: StudyId, trials: &[ImportedTrial]) -> Result<Vec<TrialRecord>> {
+        self.write(|tx| import(tx, study, trials))
     }
 
     fn trials(&self, study: StudyId) -> Result<Vec<TrialRecord>> {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier};
 use horizon_core::selection::Selection;
 use horizon_core::trial::{Lease, TrialRecord, TrialState};
 use horizon_core::{MetricPoint, ParamValue, Params};
-use horizon_store::{ClaimRequest, Finish, NewStudy, SqliteStorage, Storage, StoreError, StudyRecord, TrialId};
+use horizon_store::{ClaimRequest, Finish, ImportedTrial, NewStudy, SqliteStorage, Storage, StoreError, StudyRecord, TrialId};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -56,6 +56,28 @@ fn selection(best: (u64, f64), last: (u64, f64)) -> Selection {
 
 fn point(step: u64, name: &str, value: f64) -> MetricPoint {
     MetricPoint { step, name: name.into(), value }
+}
+
+/// A finished run made elsewhere, read from line `line` of `runs.jsonl`.
+fn imported(line: u64, state: TrialState, metrics: Vec<MetricPoint>) -> ImportedTrial {
+    ImportedTrial {
+        params: Params(vec![("lr".into(), ParamValue::Float(0.1 * line as f64))]),
+        max_train_steps: 300,
+        state,
+        message: (state != TrialState::Complete).then(|| format!("{state} elsewhere")),
+        selection: Some(selection((100, line as f64), (300, 2.0 * line as f64))),
+        metrics,
+        origin: format!("/data/runs.jsonl:{line}"),
+        source: Some("a colleague's sweep".into()),
+        at: 900.0 + line as f64,
+    }
+}
+
+/// Everything a failed write could have changed in a study: its record, trials and metrics.
+fn snapshot(s: &dyn Storage, st: &StudyRecord) -> (StudyRecord, Vec<TrialRecord>, Vec<Vec<MetricPoint>>) {
+    let trials = s.trials(st.id).unwrap();
+    let metrics = trials.iter().map(|t| s.metrics(t.id).unwrap()).collect();
+    (s.study(&st.name).unwrap().unwrap(), trials, metrics)
 }
 
 fn assert_not_writable<T: std::fmt::Debug>(
@@ -508,6 +530,145 @@ mod suite {
         let warnings: Vec<_> = s.warnings(t.id).unwrap().into_iter().map(|w| (w.trial, w.attempt, w.message)).collect();
         assert_eq!(warnings, [(t.id, 1, "first".into()), (t.id, 1, "second".into()), (t.id, 2, "third".into())]);
     }
+
+    pub fn imported_trials_are_stored_finished_with_their_metrics(s: &dyn Storage) {
+        let st = study(s, "s");
+        let a = claim(s, &st, 10).unwrap();
+        s.finish_attempt(a.id, 1, &finish(TrialState::Complete)).unwrap();
+        claim(s, &st, 10).unwrap();
+        assert!(s.import_trials(st.id, &[]).unwrap().is_empty(), "an empty import stores nothing");
+
+        let runs = vec![
+            imported(1, TrialState::Complete, vec![point(300, "loss", 2.0), point(100, "loss", 1.0), point(100, "acc", 0.5)]),
+            imported(2, TrialState::Diverged, vec![point(100, "loss", 2.0), point(300, "loss", f64::NAN)]),
+            imported(3, TrialState::Failed, vec![]),
+        ];
+        let stored = s.import_trials(st.id, &runs).unwrap();
+        assert_eq!(stored.len(), 3);
+        for ((t, run), number) in stored.iter().zip(&runs).zip(2..) {
+            assert_eq!((t.number, t.sample_index, t.attempt), (number, None, 1), "numbers continue after the study's trials");
+            assert_eq!((t.state, &t.params, t.max_train_steps), (run.state, &run.params, 300));
+            let sel = run.selection.unwrap();
+            assert_eq!((t.best_step, t.best_value), (Some(sel.best_step), Some(sel.best_value)));
+            assert_eq!((t.final_step, t.final_value), (Some(sel.final_step), Some(sel.final_value)));
+            assert_eq!(t.message, run.message);
+            assert_eq!((t.created_at, t.started_at, t.finished_at, t.lease.as_ref()), (run.at, None, Some(run.at), None));
+            assert_eq!(t.failures, u32::from(run.state == TrialState::Failed));
+            assert_eq!(s.trial(t.id).unwrap(), *t, "the import returns the stored records");
+            assert!(s.attempts(t.id).unwrap().is_empty(), "no attempt was launched");
+        }
+        assert_eq!(s.metrics(stored[0].id).unwrap(), [point(100, "acc", 0.5), point(100, "loss", 1.0), point(300, "loss", 2.0)]);
+        let diverged = s.metrics(stored[1].id).unwrap();
+        assert_eq!((diverged[1].step, diverged[1].value.is_nan()), (300, true));
+        assert!(s.metrics(stored[2].id).unwrap().is_empty());
+        assert_eq!(s.study_metric(st.id, "acc").unwrap(), [(stored[0].id, 100, 0.5)]);
+
+        let numbers: Vec<u64> = s.trials(st.id).unwrap().iter().map(|t| t.number).collect();
+        assert_eq!(numbers, [0, 1, 2, 3, 4]);
+        let in_state = |state| s.trials_in_state(st.id, state).unwrap().iter().map(|t| t.number).collect::<Vec<_>>();
+        assert_eq!(in_state(TrialState::Complete), [0, 2]);
+        assert_eq!(in_state(TrialState::Diverged), [3]);
+        assert_eq!(in_state(TrialState::Failed), [4]);
+        assert_eq!(in_state(TrialState::Running), [1]);
+
+        let more = s.import_trials(st.id, &[imported(4, TrialState::Complete, vec![])]).unwrap();
+        assert_eq!(more[0].number, 5, "a second import continues the numbers");
+        let other = study(s, "other");
+        let elsewhere = s.import_trials(other.id, &[imported(1, TrialState::Complete, vec![])]).unwrap();
+        assert_eq!(elsewhere[0].number, 0, "the same origin may be imported into another study");
+        assert!(matches!(s.import_trials(other.id + 1000, &runs), Err(StoreError::NoStudy(_))));
+    }
+
+    pub fn a_failed_import_leaves_the_study_unchanged(s: &dyn Storage) {
+        let st = study(s, "s");
+        let t = claim(s, &st, 10).unwrap();
+        s.append_metrics(t.id, 1, &[point(10, "loss", 1.0)]).unwrap();
+        s.import_trials(st.id, &[imported(1, TrialState::Complete, vec![point(100, "loss", 1.0)])]).unwrap();
+        let before = snapshot(s, &st);
+
+        let metrics = || vec![point(100, "loss", 3.0), point(200, "loss", 2.5)];
+        // An unfinished state, after a good run: refused with the run's origin.
+        for state in [TrialState::Running, TrialState::Waiting] {
+            let runs = [imported(2, TrialState::Complete, metrics()), imported(3, state, metrics())];
+            match s.import_trials(st.id, &runs) {
+                Err(StoreError::NotImportable { origin, state: found }) => {
+                    assert_eq!((origin.as_str(), found), ("/data/runs.jsonl:3", state));
+                }
+                other => panic!("expected NotImportable, got {other:?}"),
+            }
+            assert_eq!(snapshot(s, &st), before, "the good run before it was rolled back");
+        }
+        // The same origin twice in one import: the second violates the uniqueness of origins.
+        let runs = [
+            imported(2, TrialState::Complete, metrics()),
+            imported(3, TrialState::Complete, metrics()),
+            imported(2, TrialState::Failed, vec![]),
+        ];
+        match s.import_trials(st.id, &runs) {
+            Err(StoreError::AlreadyImported { origin, study, number }) => {
+                assert_eq!((origin.as_str(), study, number), ("/data/runs.jsonl:2", st.id, 2));
+            }
+            other => panic!("expected AlreadyImported, got {other:?}"),
+        }
+        assert_eq!(snapshot(s, &st), before);
+        // An origin stored by an earlier import: refused, naming the trial that holds it.
+        let runs = [imported(2, TrialState::Complete, metrics()), imported(1, TrialState::Complete, metrics())];
+        match s.import_trials(st.id, &runs) {
+            Err(e @ StoreError::AlreadyImported { .. }) => {
+                assert!(matches!(e, StoreError::AlreadyImported { number: 1, .. }), "{e:?}");
+                assert!(e.to_string().contains("/data/runs.jsonl:1") && e.to_string().contains("trial 1"), "{e}");
+            }
+            other => panic!("expected AlreadyImported, got {other:?}"),
+        }
+        assert_eq!(snapshot(s, &st), before);
+
+        // Nothing was consumed: the next import and claim get the numbers they would have.
+        let ok = s.import_trials(st.id, &[imported(2, TrialState::Complete, metrics())]).unwrap();
+        assert_eq!(ok[0].number, 2);
+        assert_eq!(s.metrics(ok[0].id).unwrap(), metrics());
+        let next = claim(s, &st, 10).unwrap();
+        assert_eq!((next.number, next.sample_index), (3, Some(1)));
+    }
+
+    pub fn imported_trials_are_never_writable(s: &dyn Storage) {
+        let st = study(s, "s");
+        let runs = [
+            imported(1, TrialState::Complete, vec![point(100, "loss", 1.0)]),
+            imported(2, TrialState::Diverged, vec![]),
+            imported(3, TrialState::Failed, vec![]),
+        ];
+        for t in s.import_trials(st.id, &runs).unwrap() {
+            for attempt in [0, 1, 2] {
+                assert_all_writes_refused(s, t.id, attempt, t.state, 1);
+            }
+            assert!(!s.requeue_abandoned(t.id, 1, "w1", "gone", 1.0).unwrap(), "an imported trial is not requeued");
+            assert_eq!(s.trial(t.id).unwrap(), t, "unchanged");
+            assert!(s.warnings(t.id).unwrap().is_empty() && s.checkpoints(t.id).unwrap().is_empty());
+        }
+        assert_eq!(s.metrics(s.trials(st.id).unwrap()[0].id).unwrap(), [point(100, "loss", 1.0)]);
+    }
+
+    pub fn claims_after_an_import_start_the_sample_sequence(s: &dyn Storage) {
+        let st = study(s, "s");
+        let runs: Vec<_> = (1..=3).map(|line| imported(line, TrialState::Complete, vec![])).collect();
+        s.import_trials(st.id, &runs).unwrap();
+        assert_eq!(s.study("s").unwrap().unwrap().next_sample_index, 0, "imports allocate no sample index");
+
+        // Imported trials do not count against max_trials: the sampler's sequence is unchanged.
+        let a = claim(s, &st, 2).expect("imported trials leave the sampler's quota alone");
+        assert_eq!((a.number, a.sample_index, a.params.clone()), (3, Some(0), params_for(0)));
+        let b = claim(s, &st, 2).unwrap();
+        assert_eq!((b.number, b.sample_index), (4, Some(1)));
+        assert_eq!(claim(s, &st, 2), None, "full after max_trials sampled trials");
+
+        // Imports between claims keep numbers and indices without gaps or reuse.
+        s.finish_attempt(a.id, 1, &finish(TrialState::Complete)).unwrap();
+        let more = s.import_trials(st.id, &[imported(4, TrialState::Complete, vec![])]).unwrap();
+        assert_eq!(more[0].number, 5);
+        let c = claim(s, &st, 3).unwrap();
+        assert_eq!((c.number, c.sample_index), (6, Some(2)));
+        assert_eq!(s.study("s").unwrap().unwrap().next_sample_index, 3);
+    }
 }
 
 /// Workers with their own connections claim until the study is full; every trial is claimed
@@ -606,6 +767,10 @@ sqlite_conformance!(
     attempts_are_recorded,
     a_later_finish_clears_an_earlier_selection,
     checkpoints_and_warnings_are_kept,
+    imported_trials_are_stored_finished_with_their_metrics,
+    a_failed_import_leaves_the_study_unchanged,
+    imported_trials_are_never_writable,
+    claims_after_an_import_start_the_sample_sequence,
 );
 
 fn temp_file_store() -> (tempfile::TempDir, SqliteStorage) {

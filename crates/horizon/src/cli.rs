@@ -29,6 +29,9 @@ pub enum Command {
     /// Is max_train_steps right? Budget verdicts, curve diagnostics and search-space edges,
     /// with the numbers behind each (docs/analysis.md).
     Analyze(ShowArgs),
+    /// Store runs made without horizon (JSON Lines, CSV, TensorBoard) in a study database,
+    /// all or nothing, to analyze them (docs/analysis.md section 7).
+    Import(ImportArgs),
     /// Built-in workloads: list them, or run one as a trial (what `horizon run` launches).
     Workload {
         #[command(subcommand)]
@@ -78,4 +81,41 @@ pub struct TrialsArgs {
     /// Only trials in this state (waiting, running, complete, diverged, failed).
     #[arg(long)]
     pub state: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The runs: a JSON Lines file (.jsonl), a directory of CSV files (runs.csv and one curve
+    /// per run), or a directory with TensorBoard event files below it.
+    pub source: PathBuf,
+    /// The study directory to store them in; its horizon.db is created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub into: PathBuf,
+    /// The study's name in the database (default: SOURCE's name without its extension).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The metric to judge the runs by (retrospective selection and analysis), e.g. valid/loss.
+    #[arg(long, value_name = "METRIC")]
+    pub objective: String,
+    /// Whether the objective is minimized or maximized (default: the existing study's, else
+    /// minimize).
+    #[arg(long, value_enum)]
+    pub direction: Option<DirectionArg>,
+    /// The source's format (default: detected: a .jsonl file, a directory holding *.csv, a
+    /// directory with events.out.tfevents.* files below it).
+    #[arg(long, value_enum)]
+    pub format: Option<ImportFormat>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirectionArg {
+    Minimize,
+    Maximize,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportFormat {
+    Jsonl,
+    Csv,
+    Tensorboard,
 }

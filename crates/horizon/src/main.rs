@@ -6,6 +6,7 @@
 
 mod analyze;
 mod cli;
+mod import;
 mod progress;
 mod run;
 mod show;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         cli::Command::Trials(a) => show::trials(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Best(a) => show::best(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Analyze(a) => analyze::analyze(a).map(|()| ExitCode::SUCCESS),
+        cli::Command::Import(a) => import::import(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Workload { command } => workload::workload(command),
     };
     match result {

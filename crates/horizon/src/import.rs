@@ -1,0 +1,471 @@
+//! `horizon import`: runs made without horizon, stored as finished trials of a study so that
+//! `horizon analyze` judges them like its own. Parsing is `horizon_analysis`'s (all or nothing,
+//! errors with file, line, field and fix); storing is one transaction
+//! (`Storage::import_trials`). Every trial records its origin (`file:line`, absolute), unique in
+//! its study: importing the same source twice into one study is refused, not duplicated.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use horizon_analysis::{ImportedRun, parse_csv_dir, parse_jsonl, parse_tensorboard_dir};
+use horizon_core::selection::select;
+use horizon_core::{Direction, TrialState};
+use horizon_runner::resolve::DATABASE_FILE;
+use horizon_store::{ImportedTrial, NewStudy, SqliteStorage, Storage, StoreError, StudyRecord};
+use serde_json::json;
+
+use crate::cli::{DirectionArg, ImportArgs, ImportFormat};
+
+const EVENT_PREFIX: &str = "events.out.tfevents.";
+
+pub fn import(args: ImportArgs) -> Result<()> {
+    let source = &args.source;
+    let format = match args.format {
+        Some(f) => f,
+        None => detect(source)?,
+    };
+    let runs = match format {
+        ImportFormat::Jsonl => parse_jsonl(source)?,
+        ImportFormat::Csv => parse_csv_dir(source)?,
+        ImportFormat::Tensorboard => parse_tensorboard_dir(source)?,
+    };
+    let objective = args.objective.as_str();
+    check_objective(&runs, objective, source)?;
+    let canonical =
+        std::fs::canonicalize(source).with_context(|| format!("reading {}", source.display()))?;
+    let name = match &args.name {
+        Some(n) if n.trim().is_empty() => {
+            bail!("--name is empty\n  fix: give the study a name, or leave --name out")
+        }
+        Some(n) => n.clone(),
+        None => default_name(&canonical),
+    };
+
+    let db = args.into.join(DATABASE_FILE);
+    let storage = SqliteStorage::open(&db)?;
+    let (study, direction) = match storage.study(&name)? {
+        Some(existing) => {
+            let direction = check_stored_objective(&existing, objective, args.direction, &db)?;
+            (existing, direction)
+        }
+        None => {
+            let direction = args.direction.map_or(Direction::Minimize, direction_of);
+            let new = new_study(&name, objective, direction, &canonical, format);
+            (storage.open_or_create_study(&new)?, direction)
+        }
+    };
+
+    let at = horizon_runner::now();
+    let trials: Vec<ImportedTrial> = runs
+        .iter()
+        .map(|run| imported_trial(run, objective, direction, at))
+        .collect();
+    let stored = storage.import_trials(study.id, &trials).map_err(|e| match e {
+        StoreError::AlreadyImported { origin, number, .. } => anyhow::anyhow!(
+            "{origin} is already imported into study {name:?} in {} (trial {number}); importing it again would count its \
+             runs twice, so nothing was imported\n  fix: to import a changed source, import it into a new study (--name NEW, \
+             or another --into directory); to add new runs to this study, put only them in a new file",
+            db.display()
+        ),
+        other => other.into(),
+    })?;
+
+    let mut next = format!(
+        "horizon analyze {}",
+        quote(&args.into.display().to_string())
+    );
+    if storage.studies()?.len() > 1 {
+        next.push_str(&format!(" --name {}", quote(&name)));
+    }
+    let mut out = std::io::stdout().lock();
+    write_summary(&mut out, &args, format, &name, &runs, &stored, &next)?;
+    Ok(())
+}
+
+/// The format of `source`: a `.jsonl` file, a directory holding `*.csv`, or a directory with
+/// TensorBoard event files anywhere below it.
+fn detect(source: &Path) -> Result<ImportFormat> {
+    let fix = "pass --format jsonl, csv or tensorboard";
+    if source.is_file() {
+        if source
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("jsonl"))
+        {
+            return Ok(ImportFormat::Jsonl);
+        }
+        bail!(
+            "{}: cannot tell the format from the file's name (JSON Lines files end in .jsonl)\n  fix: {fix}",
+            source.display()
+        );
+    }
+    if !source.is_dir() {
+        bail!(
+            "{}: no such file or directory\n  fix: give a JSON Lines file, a directory of CSV files, or a TensorBoard log directory",
+            source.display()
+        );
+    }
+    let has_csv = std::fs::read_dir(source)
+        .with_context(|| format!("listing {}", source.display()))?
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.path().is_file()
+                && e.path()
+                    .extension()
+                    .is_some_and(|x| x.eq_ignore_ascii_case("csv"))
+        });
+    let has_events = has_event_files(source);
+    match (has_csv, has_events) {
+        (true, false) => Ok(ImportFormat::Csv),
+        (false, true) => Ok(ImportFormat::Tensorboard),
+        (true, true) => bail!(
+            "{}: holds both CSV files and TensorBoard event files\n  fix: {fix}",
+            source.display()
+        ),
+        (false, false) => bail!(
+            "{}: holds neither CSV files (runs.csv and one curve per run) nor TensorBoard event files ({EVENT_PREFIX}*)\n  fix: {fix}, or give the right directory",
+            source.display()
+        ),
+    }
+}
+
+/// Whether `dir` or a directory below it holds an event file (symbolic links not followed).
+fn has_event_files(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.filter_map(|e| e.ok()).any(|e| {
+        let Ok(kind) = e.file_type() else {
+            return false;
+        };
+        if kind.is_dir() {
+            has_event_files(&e.path())
+        } else {
+            e.file_name().to_string_lossy().starts_with(EVENT_PREFIX)
+        }
+    })
+}
+
+/// The origins of the runs without any evaluation of `objective`.
+fn lacking<'a>(runs: &'a [ImportedRun], objective: &str) -> Vec<&'a str> {
+    runs.iter()
+        .filter(|r| !r.curve.iter().any(|m| m.name == objective))
+        .map(|r| r.origin.as_str())
+        .collect()
+}
+
+/// Refuses runs none of which has the objective (naming the metrics they do have).
+fn check_objective(runs: &[ImportedRun], objective: &str, source: &Path) -> Result<()> {
+    let missing = lacking(runs, objective);
+    if missing.len() == runs.len() {
+        let metrics: BTreeSet<&str> = runs
+            .iter()
+            .flat_map(|r| r.curve.iter().map(|m| m.name.as_str()))
+            .collect();
+        let Some(first) = metrics.first() else {
+            bail!(
+                "{}: none of its {} runs has any evaluation, so there is no {objective:?} to judge them by; nothing was imported\n  \
+                 fix: add the runs' curves (the format is in docs/analysis.md section 7)",
+                source.display(),
+                runs.len()
+            );
+        };
+        let list: Vec<String> = metrics.iter().map(|m| format!("{m:?}")).collect();
+        bail!(
+            "{}: none of its {} runs has the objective metric {objective:?}; the metrics they have are {}; nothing was imported\n  \
+             fix: pass one of them, e.g. --objective {first}",
+            source.display(),
+            runs.len(),
+            list.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The direction to import with into an existing study, whose objective must be this one.
+fn check_stored_objective(
+    study: &StudyRecord,
+    objective: &str,
+    given: Option<DirectionArg>,
+    db: &Path,
+) -> Result<Direction> {
+    let spec: serde_json::Value =
+        serde_json::from_str(&study.spec_json).context("reading the stored study spec")?;
+    let metric = spec["objective"]["metric"].as_str();
+    let stored = match spec["objective"]["direction"].as_str() {
+        Some("minimize") => Some(Direction::Minimize),
+        Some("maximize") => Some(Direction::Maximize),
+        _ => None,
+    };
+    let wanted = given.map(direction_of).or(stored);
+    if let (Some(m), Some(d)) = (metric, stored)
+        && m == objective
+        && wanted == Some(d)
+    {
+        return Ok(d);
+    }
+    let show = |m: Option<&str>, d: Option<Direction>| {
+        format!(
+            "{} ({})",
+            m.unwrap_or("none"),
+            d.map_or("no direction", direction_name)
+        )
+    };
+    bail!(
+        "study {:?} in {} judges its trials by {}, not {}; its trials and these runs would not be comparable; nothing was imported\n  \
+         fix: import into a new study (--name NEW, or another --into directory){}",
+        study.name,
+        db.display(),
+        show(metric, stored),
+        show(Some(objective), wanted),
+        match (metric, stored) {
+            (Some(m), Some(d)) => format!(
+                ", or judge the runs as it does: --objective {m} --direction {}",
+                direction_name(d)
+            ),
+            _ => String::new(),
+        }
+    )
+}
+
+fn new_study(
+    name: &str,
+    objective: &str,
+    direction: Direction,
+    source: &Path,
+    format: ImportFormat,
+) -> NewStudy {
+    let objective = json!({"metric": objective, "direction": direction_name(direction)});
+    NewStudy {
+        name: name.to_string(),
+        spec_json: json!({
+            "name": name,
+            "objective": objective,
+            "imported_from": source.display().to_string(),
+            "format": format_name(format),
+        })
+        .to_string(),
+        // No run spec has this identity, so `horizon run` refuses to mix its trials into it.
+        identity_json: json!({"imported": true, "objective": objective}).to_string(),
+    }
+}
+
+fn imported_trial(
+    run: &ImportedRun,
+    objective: &str,
+    direction: Direction,
+    at: f64,
+) -> ImportedTrial {
+    let evals: Vec<(u64, f64)> = run
+        .curve
+        .iter()
+        .filter(|m| m.name == objective)
+        .map(|m| (m.step, m.value))
+        .collect();
+    ImportedTrial {
+        params: run.params.clone(),
+        max_train_steps: run.max_train_steps,
+        state: run.state,
+        message: run.message.clone(),
+        selection: select(&evals, direction),
+        metrics: run.curve.clone(),
+        origin: absolute_origin(&run.origin),
+        source: run.source.clone(),
+        at,
+    }
+}
+
+/// `file:line` with the file made absolute, so that the same run reads the same from any
+/// working directory.
+fn absolute_origin(origin: &str) -> String {
+    let (file, line) = match origin.rsplit_once(':') {
+        Some((f, l)) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => (f, Some(l)),
+        _ => (origin, None),
+    };
+    let file =
+        std::fs::canonicalize(file).map_or_else(|_| file.to_string(), |p| p.display().to_string());
+    match line {
+        Some(l) => format!("{file}:{l}"),
+        None => file,
+    }
+}
+
+/// The source's name without its extension (a directory's whole name).
+fn default_name(canonical: &Path) -> String {
+    let name = if canonical.is_dir() {
+        canonical.file_name()
+    } else {
+        canonical.file_stem()
+    };
+    name.map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "imported".into())
+}
+
+fn direction_of(d: DirectionArg) -> Direction {
+    match d {
+        DirectionArg::Minimize => Direction::Minimize,
+        DirectionArg::Maximize => Direction::Maximize,
+    }
+}
+
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Minimize => "minimize",
+        Direction::Maximize => "maximize",
+    }
+}
+
+fn format_name(f: ImportFormat) -> &'static str {
+    match f {
+        ImportFormat::Jsonl => "jsonl",
+        ImportFormat::Csv => "csv",
+        ImportFormat::Tensorboard => "tensorboard",
+    }
+}
+
+fn write_summary(
+    out: &mut impl Write,
+    args: &ImportArgs,
+    format: ImportFormat,
+    study: &str,
+    runs: &[ImportedRun],
+    stored: &[horizon_core::TrialRecord],
+    next: &str,
+) -> std::io::Result<()> {
+    let numbers = match (stored.first(), stored.last()) {
+        (Some(a), Some(b)) if a.number != b.number => format!("trials {}-{}", a.number, b.number),
+        (Some(a), _) => format!("trial {}", a.number),
+        _ => "no trials".into(),
+    };
+    writeln!(
+        out,
+        "imported {} run(s) from {} ({}) into study {:?} as {numbers}",
+        stored.len(),
+        args.source.display(),
+        format_name(format),
+        study,
+    )?;
+    let count = |s: TrialState| runs.iter().filter(|r| r.state == s).count();
+    writeln!(
+        out,
+        "  states   {} complete, {} diverged, {} failed",
+        count(TrialState::Complete),
+        count(TrialState::Diverged),
+        count(TrialState::Failed)
+    )?;
+    let mut budgets: BTreeMap<u64, usize> = BTreeMap::new();
+    for r in runs {
+        *budgets.entry(r.max_train_steps).or_default() += 1;
+    }
+    let budget_text = if budgets.len() <= 6 {
+        budgets
+            .iter()
+            .map(|(b, n)| format!("{b} ({n} run{})", if *n == 1 { "" } else { "s" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        let (lo, hi) = (
+            budgets.keys().next().unwrap_or(&0),
+            budgets.keys().next_back().unwrap_or(&0),
+        );
+        format!("{} different budgets from {lo} to {hi}", budgets.len())
+    };
+    writeln!(out, "  budgets  max_train_steps {budget_text}")?;
+    writeln!(out, "  study    {} ({DATABASE_FILE})", args.into.display())?;
+    let missing = lacking(runs, &args.objective);
+    if let Some(first) = missing.first() {
+        writeln!(
+            out,
+            "  note     {} run(s) have no {} evaluation (first: {first}); analyze counts them as no_objective",
+            missing.len(),
+            args.objective
+        )?;
+    }
+    writeln!(out, "next: {next}")
+}
+
+/// `s` as one shell word.
+fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_become_absolute_and_keep_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("runs.jsonl");
+        std::fs::write(&file, "").unwrap();
+        let canonical = std::fs::canonicalize(&file).unwrap().display().to_string();
+        assert_eq!(
+            absolute_origin(&format!("{}:12", file.display())),
+            format!("{canonical}:12")
+        );
+        assert_eq!(
+            absolute_origin(&file.display().to_string()),
+            canonical,
+            "no line: the whole path"
+        );
+        assert_eq!(
+            absolute_origin("/no/such/file:3"),
+            "/no/such/file:3",
+            "kept as given when missing"
+        );
+    }
+
+    #[test]
+    fn the_default_name_is_the_source_without_its_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sweep.v2.jsonl");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(default_name(&file), "sweep.v2");
+        let sub = dir.path().join("logs.d");
+        std::fs::create_dir(&sub).unwrap();
+        assert_eq!(
+            default_name(&sub),
+            "logs.d",
+            "a directory keeps its whole name"
+        );
+    }
+
+    #[test]
+    fn formats_are_detected_from_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = dir.path().join("runs.JSONL");
+        std::fs::write(&jsonl, "").unwrap();
+        assert_eq!(detect(&jsonl).unwrap(), ImportFormat::Jsonl);
+        let txt = dir.path().join("runs.txt");
+        std::fs::write(&txt, "").unwrap();
+        assert!(detect(&txt).unwrap_err().to_string().contains("--format"));
+
+        let csv = dir.path().join("csv");
+        std::fs::create_dir(&csv).unwrap();
+        assert!(detect(&csv).unwrap_err().to_string().contains("neither"));
+        std::fs::write(csv.join("runs.csv"), "").unwrap();
+        assert_eq!(detect(&csv).unwrap(), ImportFormat::Csv);
+
+        let tb = dir.path().join("tb");
+        std::fs::create_dir_all(tb.join("a/b")).unwrap();
+        std::fs::write(tb.join("a/b/events.out.tfevents.1.host"), "").unwrap();
+        assert_eq!(detect(&tb).unwrap(), ImportFormat::Tensorboard);
+        std::fs::write(tb.join("x.csv"), "").unwrap();
+        assert!(detect(&tb).unwrap_err().to_string().contains("both"));
+        assert!(
+            detect(&dir.path().join("missing"))
+                .unwrap_err()
+                .to_string()
+                .contains("no such")
+        );
+    }
+}
