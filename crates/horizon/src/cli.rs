@@ -32,6 +32,9 @@ pub enum Command {
     /// Store runs made without horizon (JSON Lines, CSV, TensorBoard) in a study database,
     /// all or nothing, to analyze them (docs/analysis.md section 7).
     Import(ImportArgs),
+    /// Pick an initial max_train_steps: a constant-learning-rate grid sweep, regularization off,
+    /// to the step of a perfect fit of the training set, extended past its edges (method.md §2).
+    SweepLr(SweepArgs),
     /// Built-in workloads: list them, or run one as a trial (what `horizon run` launches).
     Workload {
         #[command(subcommand)]
@@ -81,6 +84,21 @@ pub struct TrialsArgs {
     /// Only trials in this state (waiting, running, complete, diverged, failed).
     #[arg(long)]
     pub state: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SweepArgs {
+    /// The study file; its [lr_sweep] section (optional) sets the grid and the fit criterion.
+    pub study: PathBuf,
+    /// Trials to run at once.
+    #[arg(short, long, default_value_t = 1)]
+    pub jobs: usize,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Print the report as JSON (schema horizon.lr-sweep/1) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]

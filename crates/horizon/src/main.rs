@@ -10,6 +10,7 @@ mod import;
 mod progress;
 mod run;
 mod show;
+mod sweep;
 mod table;
 mod target;
 mod workload;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Best(a) => show::best(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Analyze(a) => analyze::analyze(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Import(a) => import::import(a).map(|()| ExitCode::SUCCESS),
+        cli::Command::SweepLr(a) => sweep::sweep_lr(a),
         cli::Command::Workload { command } => workload::workload(command),
     };
     match result {
