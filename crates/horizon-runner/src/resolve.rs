@@ -95,25 +95,27 @@ impl ResolvedStudy {
     pub fn open_study(&self, storage: &dyn Storage) -> Result<StudyRecord, RunError> {
         let spec = &self.spec;
         let identity = spec.identity();
-        let record = storage.open_or_create_study(&NewStudy {
+        // Compare before opening: opening stores the new spec, which a refused run must not do.
+        if let Some(existing) = storage.study(&spec.name)? {
+            let stored: serde_json::Value = serde_json::from_str(&existing.identity_json)
+                .map_err(|e| horizon_store::StoreError::Corrupt(format!("identity of study {}: {e}", existing.name)))?;
+            let changes = StudySpec::identity_changes(&stored, &identity);
+            if !changes.is_empty() {
+                return Err(RunError::Incompatible(format!(
+                    "{}: the stored study {:?} in {} was started with different {}; its trials would not be comparable.\n  \
+                     fix: restore those fields, or give the study a new [study] name (or directory) to start a new study",
+                    self.spec_path.display(),
+                    spec.name,
+                    self.db_path().display(),
+                    changes.join(", ")
+                )));
+            }
+        }
+        Ok(storage.open_or_create_study(&NewStudy {
             name: spec.name.clone(),
             spec_json: serde_json::to_string(spec.as_ref()).expect("a spec is always representable in JSON"),
             identity_json: identity.to_string(),
-        })?;
-        let stored: serde_json::Value = serde_json::from_str(&record.identity_json)
-            .map_err(|e| horizon_store::StoreError::Corrupt(format!("identity of study {}: {e}", record.name)))?;
-        let changes = StudySpec::identity_changes(&stored, &identity);
-        if !changes.is_empty() {
-            return Err(RunError::Incompatible(format!(
-                "{}: the stored study {:?} in {} was started with different {}; its trials would not be comparable.\n  \
-                 fix: restore those fields, or give the study a new [study] name (or directory) to start a new study",
-                self.spec_path.display(),
-                spec.name,
-                self.db_path().display(),
-                changes.join(", ")
-            )));
-        }
-        Ok(record)
+        })?)
     }
 }
 

@@ -39,7 +39,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         )?;
     }
     let unfinished = trials.iter().filter(|t| !t.state.is_finished()).count() as u64
-        + spec.trials.saturating_sub(trials.len() as u64);
+        + spec.trials.saturating_sub(trials.iter().filter(|t| t.sample_index.is_some()).count() as u64);
     if summary.stopped_early && unfinished > 0 {
         writeln!(out, "stopped with {unfinished} trial(s) left; `horizon run {}` resumes the study", args.study.display())?;
         return Ok(ExitCode::from(crate::EXIT_STOPPED));

@@ -51,11 +51,21 @@ pub fn status(args: ShowArgs) -> Result<()> {
         n(TrialState::Running),
         n(TrialState::Waiting),
     )?;
-    writeln!(
-        out,
-        "budget   max_train_steps {}, evaluated every {} steps; objective {} ({})",
-        t.spec["max_train_steps"], t.spec["eval_every"], t.objective, t.spec["objective"]["direction"].as_str().unwrap_or("?")
-    )?;
+    let direction = t.spec["objective"]["direction"].as_str().unwrap_or("?");
+    match (t.spec["max_train_steps"].as_u64(), t.spec["eval_every"].as_u64()) {
+        (Some(steps), Some(every)) => writeln!(
+            out,
+            "budget   max_train_steps {steps}, evaluated every {every} steps; objective {} ({direction})",
+            t.objective
+        )?,
+        // Imported runs: each keeps its own budget.
+        _ => {
+            let low = trials.iter().map(|t| t.max_train_steps).min().unwrap_or(0);
+            let high = trials.iter().map(|t| t.max_train_steps).max().unwrap_or(0);
+            let budgets = if low == high { low.to_string() } else { format!("{low} to {high}") };
+            writeln!(out, "budget   each run its own (imported): {budgets} steps; objective {} ({direction})", t.objective)?
+        }
+    }
     match best {
         Some((trial, s)) => writeln!(
             out,

@@ -179,6 +179,11 @@ fn a_jsonl_import_is_analyzed_with_the_best_steps_of_its_curves() {
         [300, 700, 1000, 1200],
         "the best steps the curves were built with"
     );
+
+    // `status` shows the runs' own budgets, not a study budget they never had.
+    let out = w.horizon(&["status", "study"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("each run its own (imported): 1000 to 2000 steps"), "{status}");
 }
 
 #[test]

@@ -275,3 +275,18 @@ fn analyze_judges_the_stored_trials_and_agrees_with_them() {
     let text_out = String::from_utf8(s.horizon(&["analyze", "study.toml"]).stdout).unwrap();
     assert!(text_out.contains("max_train_steps"), "{text_out}");
 }
+
+#[test]
+fn a_changed_budget_is_refused_and_leaves_the_stored_study_as_it_was() {
+    let s = TestStudy::new(StudyOptions { trials: 2, ..Default::default() });
+    assert!(s.run(&[]).status.success());
+    s.write_spec(&StudyOptions { trials: 3, max_train_steps: 200, ..Default::default() });
+    let out = s.run(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_train_steps") && err.contains("new [study] name"), "{err}");
+    // Nothing ran and the stored spec is still the one the trials were run with.
+    assert_eq!(s.trials().len(), 2);
+    let status: serde_json::Value = serde_json::from_slice(&s.horizon(&["status", "study.toml", "--json"]).stdout).unwrap();
+    assert_eq!((status["max_train_steps"].as_u64(), status["planned_trials"].as_u64()), (Some(100), Some(2)));
+}
