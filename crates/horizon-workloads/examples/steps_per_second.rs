@@ -10,6 +10,10 @@ use std::time::Instant;
 use horizon_core::{ParamValue, Params};
 use horizon_workloads::{TrialEnv, run};
 
+// The same allocator as the `horizon` binary that runs the workloads as trials.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let name = args.first().map(String::as_str).unwrap_or("digits-mlp");

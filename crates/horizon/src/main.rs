@@ -19,6 +19,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// mimalloc: the built-in workloads run in this binary (`horizon workload run`) and burn
+// allocates for every tensor operation; measured 30% more jargon-lm steps/s than glibc's
+// allocator (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code of a run stopped by the user.
 pub const EXIT_STOPPED: u8 = 130;
 
