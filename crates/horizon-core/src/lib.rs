@@ -38,6 +38,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod criterion;
 pub mod lr_sweep;
 pub mod params;
 pub mod protocol;

@@ -22,120 +22,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::criterion::Criterion;
 use crate::params::ParamValue;
 use crate::sampler::SamplerSpec;
 use crate::space::{ParamDef, ParamKind, SearchSpace};
 use crate::spec::{CheckpointSpec, StudySpec};
-
-/// A comparison that decides whether a metric value meets a threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Op {
-    #[serde(rename = "<=")]
-    Le,
-    #[serde(rename = "<")]
-    Lt,
-    #[serde(rename = ">=")]
-    Ge,
-    #[serde(rename = ">")]
-    Gt,
-    #[serde(rename = "==")]
-    Eq,
-}
-
-impl Op {
-    fn symbol(self) -> &'static str {
-        match self {
-            Op::Le => "<=",
-            Op::Lt => "<",
-            Op::Ge => ">=",
-            Op::Gt => ">",
-            Op::Eq => "==",
-        }
-    }
-}
-
-/// "`metric` `op` `threshold`", e.g. `train/error <= 0`: the fit criterion of the sweep, and the
-/// rule of a trainer's `stop_when`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Criterion {
-    pub metric: String,
-    pub op: Op,
-    pub threshold: f64,
-}
-
-impl Criterion {
-    /// Parse `"train/error <= 0"`. Operators: `<=`, `<`, `>=`, `>`, `==`.
-    pub fn parse(text: &str) -> Result<Criterion, String> {
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let [metric, op, threshold] = words.as_slice() else {
-            return Err(format!("{text:?} is not \"METRIC OP VALUE\""));
-        };
-        let op = match *op {
-            "<=" => Op::Le,
-            "<" => Op::Lt,
-            ">=" => Op::Ge,
-            ">" => Op::Gt,
-            "==" => Op::Eq,
-            other => return Err(format!("{other:?} is not a comparison (use <=, <, >=, > or ==)")),
-        };
-        let threshold: f64 = threshold.parse().map_err(|_| format!("{threshold:?} is not a number"))?;
-        if !threshold.is_finite() {
-            return Err(format!("the threshold must be finite, got {threshold}"));
-        }
-        Ok(Criterion { metric: metric.to_string(), op, threshold })
-    }
-
-    /// Whether a value meets the criterion (never for NaN).
-    pub fn holds(&self, value: f64) -> bool {
-        match self.op {
-            Op::Le => value <= self.threshold,
-            Op::Lt => value < self.threshold,
-            Op::Ge => value >= self.threshold,
-            Op::Gt => value > self.threshold,
-            Op::Eq => value == self.threshold,
-        }
-    }
-
-    /// How far a value is from meeting the criterion, in its own direction (lower is closer;
-    /// NaN is infinitely far). Ranks learning rates when none of them fits.
-    pub fn distance(&self, value: f64) -> f64 {
-        let d = match self.op {
-            Op::Le | Op::Lt => value,
-            Op::Ge | Op::Gt => -value,
-            Op::Eq => (value - self.threshold).abs(),
-        };
-        if d.is_nan() { f64::INFINITY } else { d }
-    }
-
-    /// The value of a curve that came closest to meeting the criterion.
-    pub fn closest(&self, curve: &[(u64, f64)]) -> Option<f64> {
-        curve.iter().map(|(_, v)| *v).filter(|v| v.is_finite()).min_by(|a, b| self.distance(*a).total_cmp(&self.distance(*b)))
-    }
-
-    /// The first evaluated step at which the criterion holds (`curve` in any order).
-    pub fn first_step(&self, curve: &[(u64, f64)]) -> Option<u64> {
-        curve.iter().filter(|(_, v)| self.holds(*v)).map(|(s, _)| *s).min()
-    }
-}
-
-impl fmt::Display for Criterion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.metric, self.op.symbol(), self.threshold)
-    }
-}
-
-impl Serialize for Criterion {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Criterion {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Criterion::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
 
 /// A checked `[lr_sweep]` section (or its defaults); see docs/study-spec.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +59,13 @@ pub struct LrSweepSpec {
 }
 
 impl LrSweepSpec {
+    /// `N` from the find-steps trial's fit step: the first budget of `start_steps, 2
+    /// start_steps, ...` that contains it, capped at `max_steps` (the find-steps trial trained at
+    /// most that long, so the fit step is within the cap).
+    pub fn found_budget(&self, fit_step: u64) -> u64 {
+        doubled_budget(self.start_steps, fit_step).min(self.max_steps)
+    }
+
     /// The find-steps stage's learning rate.
     pub fn find_lr(&self) -> f64 {
         self.find_lr.unwrap_or_else(|| {
@@ -291,8 +189,9 @@ pub enum Verdict {
     /// `max_train_steps`.
     Found,
     /// The fastest learning rate is still at an edge after every allowed extension: the
-    /// suggestion is an upper bound, the true fastest rate lies beyond `side`.
-    EdgeUnresolved { side: Side },
+    /// suggestion is an upper bound, the true fastest rate may lie beyond `sides` (both when
+    /// the fastest rates tie across the whole range).
+    EdgeUnresolved { sides: Vec<Side> },
     /// The find-steps trial never met the criterion within the cap: the training set cannot be
     /// fit perfectly under this setup.
     CannotFit { lr: f64, max_steps: u64 },
@@ -373,7 +272,7 @@ pub fn next_stage(spec: &LrSweepSpec, observed: &Observed) -> Next {
                     lr,
                     fit_step: *fit_step,
                     start_steps: spec.start_steps,
-                    steps: doubled_budget(spec.start_steps, *fit_step),
+                    steps: spec.found_budget(*fit_step),
                 },
                 Some(outcome @ LrOutcome::Never { .. }) => {
                     return done(None, vec![(lr, outcome.clone())], Verdict::CannotFit { lr, max_steps: spec.max_steps });
@@ -392,9 +291,10 @@ pub fn next_stage(spec: &LrSweepSpec, observed: &Observed) -> Next {
     let mut results: Vec<(f64, LrOutcome)> = observed.grids.iter().flatten().cloned().collect();
     results.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut extensions: Vec<(Side, Vec<f64>)> = Vec::new();
-    for g in &observed.grids[1..] {
-        let below: Vec<f64> = g.iter().map(|(lr, _)| *lr).filter(|lr| *lr < spec.low).collect();
-        let above: Vec<f64> = g.iter().map(|(lr, _)| *lr).filter(|lr| *lr >= spec.low).collect();
+    for (i, g) in observed.grids.iter().enumerate().skip(1) {
+        let before = observed.grids[..i].iter().flatten().map(|(lr, _)| *lr).fold(f64::INFINITY, f64::min);
+        let below: Vec<f64> = g.iter().map(|(lr, _)| *lr).filter(|lr| *lr < before).collect();
+        let above: Vec<f64> = g.iter().map(|(lr, _)| *lr).filter(|lr| *lr >= before).collect();
         extensions.extend([(Side::Low, below), (Side::High, above)].into_iter().filter(|(_, lrs)| !lrs.is_empty()));
     }
 
@@ -404,7 +304,20 @@ pub fn next_stage(spec: &LrSweepSpec, observed: &Observed) -> Next {
         .filter(|(_, o)| matches!(o, LrOutcome::Fit { steps } if Some(*steps) == best))
         .map(|(lr, _)| *lr)
         .collect();
-    let (lowest, highest) = (results[0].0, results[results.len() - 1].0);
+    // The edges of what was swept, among the rates that gave evidence: a trial that failed
+    // (crash, timeout) says nothing about its learning rate, so it neither closes an edge nor is one.
+    let evidence: Vec<f64> = results.iter().filter(|(_, o)| !matches!(o, LrOutcome::Failed { .. })).map(|(lr, _)| *lr).collect();
+    let (Some(&lowest), Some(&highest)) = (evidence.first(), evidence.last()) else {
+        return Next::Done(SweepReport {
+            fit,
+            budget: Some(budget),
+            results,
+            fastest,
+            extensions,
+            verdict: Verdict::NothingFit { steps },
+            suggested_max_train_steps: None,
+        });
+    };
     let mut edges = Vec::new();
     if best.is_some() {
         if fastest.contains(&lowest) {
@@ -421,12 +334,11 @@ pub fn next_stage(spec: &LrSweepSpec, observed: &Observed) -> Next {
         } else if closest == highest {
             edges.push(Side::High);
         }
-    } else if matches!(results[0].1, LrOutcome::Diverged { .. }) {
+    } else if results.iter().find(|(lr, _)| *lr == lowest).is_some_and(|(_, o)| matches!(o, LrOutcome::Diverged { .. })) {
         // Nothing fit and even the smallest rate diverged: they may all be too large.
         edges.push(Side::Low);
     }
-    let extend = !edges.is_empty() && observed.grids.len() <= spec.extensions as usize;
-    if extend {
+    if !edges.is_empty() && observed.grids.len() <= spec.extensions as usize {
         let ratio = grid_ratio(spec);
         let mut lrs = Vec::new();
         for side in &edges {
@@ -437,14 +349,17 @@ pub fn next_stage(spec: &LrSweepSpec, observed: &Observed) -> Next {
                 });
             }
         }
+        lrs.retain(|lr| !results.iter().any(|(swept, _)| swept == lr));
         lrs.sort_by(f64::total_cmp);
         lrs.dedup();
-        return Next::Run(Stage::Grid { index: observed.grids.len() as u32, lrs, steps });
+        if !lrs.is_empty() {
+            return Next::Run(Stage::Grid { index: observed.grids.len() as u32, lrs, steps });
+        }
     }
-    let verdict = match (best, edges.first()) {
-        (None, _) => Verdict::NothingFit { steps },
-        (Some(_), None) => Verdict::Found,
-        (Some(_), Some(&side)) => Verdict::EdgeUnresolved { side },
+    let verdict = match best {
+        None => Verdict::NothingFit { steps },
+        Some(_) if edges.is_empty() => Verdict::Found,
+        Some(_) => Verdict::EdgeUnresolved { sides: edges },
     };
     Next::Done(SweepReport {
         fit,
@@ -494,12 +409,12 @@ pub fn held_params(base: &StudySpec, sweep: &LrSweepSpec) -> Vec<Held> {
                 (v.clone(), HeldBy::Set)
             } else if let Some(v) = base.off.get(&p.name) {
                 (v.clone(), HeldBy::Off)
-            } else if let ParamKind::Fixed { value } = &p.kind {
-                (value.clone(), HeldBy::Fixed)
             } else if workload && p.name == "schedule" {
                 (ParamValue::Str("constant".into()), HeldBy::Constant)
             } else if workload && p.name == "warmup_steps" {
                 (ParamValue::Int(0), HeldBy::Constant)
+            } else if let ParamKind::Fixed { value } = &p.kind {
+                (value.clone(), HeldBy::Fixed)
             } else {
                 (p.value_at(0.5), HeldBy::Middle)
             };
@@ -593,21 +508,6 @@ mod tests {
     }
 
     #[test]
-    fn criteria_parse_compare_and_print() {
-        let c = Criterion::parse("train/loss  <  1e-3").unwrap();
-        assert_eq!((c.metric.as_str(), c.op, c.threshold), ("train/loss", Op::Lt, 1e-3));
-        assert!(c.holds(5e-4) && !c.holds(1e-3) && !c.holds(f64::NAN));
-        assert_eq!(c.to_string(), "train/loss < 0.001");
-        assert_eq!(Criterion::parse(&c.to_string()).unwrap(), c);
-        assert!(Criterion::parse("train/error = 0").unwrap_err().contains("comparison"));
-        assert!(Criterion::parse("train/error <= zero").unwrap_err().contains("number"));
-        assert!(Criterion::parse("train/error<=0").is_err());
-        let e = Criterion::parse("train/error == 0").unwrap();
-        assert_eq!(e.first_step(&[(30, 0.0), (10, 0.2), (20, 0.0)]), Some(20));
-        assert_eq!(e.first_step(&[(10, 0.1)]), None);
-    }
-
-    #[test]
     fn grids_are_log_spaced_rounded_and_include_both_ends() {
         assert_eq!(log_grid(0.001, 1.0, 4), vec![0.001, 0.01, 0.1, 1.0]);
         assert_eq!(log_grid(0.01, 1.0, 5), vec![0.01, 0.0316, 0.1, 0.316, 1.0]);
@@ -662,7 +562,7 @@ mod tests {
         let third = vec![(1000.0, fit(30)), (10000.0, fit(20))];
         let obs = Observed { find_steps: None, grids: vec![first, second, third] };
         let Next::Done(r) = next_stage(&s, &obs) else { panic!("expected a report") };
-        assert_eq!(r.verdict, Verdict::EdgeUnresolved { side: Side::High });
+        assert_eq!(r.verdict, Verdict::EdgeUnresolved { sides: vec![Side::High] });
         assert_eq!(r.suggested_max_train_steps, Some(20));
         assert_eq!(r.extensions.len(), 2);
         assert!(r.extensions.iter().all(|(side, _)| *side == Side::High));
@@ -737,7 +637,33 @@ mod tests {
         let s = LrSweepSpec { steps: Some(400), points: 1, extensions: 0, ..spec() };
         let obs = Observed { find_steps: None, grids: vec![vec![(0.001, fit(100))]] };
         let Next::Done(r) = next_stage(&s, &obs) else { panic!() };
-        assert_eq!(r.verdict, Verdict::EdgeUnresolved { side: Side::Low });
+        assert_eq!(r.verdict, Verdict::EdgeUnresolved { sides: vec![Side::Low, Side::High] });
+    }
+
+    #[test]
+    fn the_found_budget_never_exceeds_the_cap() {
+        let s = LrSweepSpec { start_steps: 1000, max_steps: 48_000, ..spec() };
+        // 40,000 doubles past the cap (64,000): N is the cap, which still contains the fit.
+        let obs = Observed { find_steps: Some(fit(40_000)), grids: vec![] };
+        let Next::Run(Stage::Grid { steps, .. }) = next_stage(&s, &obs) else { panic!() };
+        assert_eq!(steps, 48_000);
+        assert_eq!(s.found_budget(48_000), 48_000);
+        assert_eq!(s.found_budget(3_000), 4_000);
+    }
+
+    #[test]
+    fn a_failed_rate_neither_is_an_edge_nor_closes_one() {
+        let s = LrSweepSpec { steps: Some(400), ..spec() };
+        let failed = || LrOutcome::Failed { message: "killed by SIGKILL".into() };
+        // The low edge crashed; the fastest real evidence is the lowest informative rate, so the
+        // grid extends below the crashed rate, not from it.
+        let obs = Observed { find_steps: None, grids: vec![vec![(0.001, failed()), (0.01, fit(100)), (0.1, fit(200)), (1.0, never(0.2))]] };
+        let Next::Run(Stage::Grid { index: 1, lrs, .. }) = next_stage(&s, &obs) else { panic!("{:?}", next_stage(&s, &obs)) };
+        assert!(lrs.iter().all(|lr| *lr < 0.01 && *lr != 0.001), "{lrs:?}");
+        // Only failures: no evidence at all.
+        let none = Observed { find_steps: None, grids: vec![vec![(0.01, failed()), (0.1, failed())]] };
+        let Next::Done(r) = next_stage(&s, &none) else { panic!() };
+        assert_eq!(r.verdict, Verdict::NothingFit { steps: 400 });
     }
 
     const DIGITS: &str = r#"
@@ -821,6 +747,18 @@ mod tests {
     }
 
     #[test]
+    fn a_fixed_schedule_of_a_workload_still_becomes_constant() {
+        let text = DIGITS.replace("type = \"categorical\"\n        choices = [\"cosine\", \"linear\"]", "type = \"fixed\"\n        value = \"cosine\"")
+            + "[params.warmup_steps]\ntype = \"fixed\"\nvalue = 200\n";
+        let base = StudySpec::parse(&text, "digits.toml").unwrap();
+        assert!(matches!(base.space.param("schedule").unwrap().kind, ParamKind::Fixed { .. }), "the test must fix the schedule");
+        let held = held_params(&base, &base.lr_sweep_spec("digits.toml").unwrap());
+        let get = |n: &str| held.iter().find(|h| h.name == n).map(|h| (h.value.clone(), h.by)).unwrap();
+        assert_eq!(get("schedule"), (ParamValue::Str("constant".into()), HeldBy::Constant));
+        assert_eq!(get("warmup_steps"), (ParamValue::Int(0), HeldBy::Constant));
+    }
+
+    #[test]
     fn bad_sweep_sections_name_the_field_and_the_fix() {
         let bad = |extra: &str| StudySpec::parse(&format!("{DIGITS}\n[lr_sweep]\n{extra}\n"), "d.toml").unwrap_err();
         let e = bad("fit = \"valid/nonsense <= 0\"");
@@ -835,7 +773,10 @@ mod tests {
         assert_eq!(e.field, "lr_sweep.max_steps");
         let e = bad("colour = 1");
         assert!(e.problem.contains("colour"), "{e}");
-        let e = StudySpec::parse(&DIGITS.replace("value = 64", "value = 64\noff = 1"), "d.toml").unwrap_err();
+        // `off` applies to fixed parameters too: the sweep switches a fixed regularizer off.
+        let fixed_off = StudySpec::parse(&DIGITS.replace("value = 64", "value = 64\noff = 1"), "d.toml").unwrap();
+        assert_eq!(fixed_off.off.get("batch_size"), Some(&ParamValue::Int(1)));
+        let e = StudySpec::parse(&DIGITS.replace("value = 64", "value = 64\noff = [1]"), "d.toml").unwrap_err();
         assert_eq!(e.field, "params.batch_size.off");
     }
 }

@@ -65,14 +65,13 @@ impl Schedule {
                 self.warmup_steps, self.total_steps
             )));
         }
-        if let Decay::ConstantThenLinear { decay_steps } = self.decay {
-            if decay_steps == 0 || decay_steps + self.warmup_steps > self.total_steps {
+        if let Decay::ConstantThenLinear { decay_steps } = self.decay
+            && (decay_steps == 0 || decay_steps + self.warmup_steps > self.total_steps) {
                 return Err(ScheduleError(format!(
                     "decay_steps must be in 1..={} (the run minus warmup), got {decay_steps}",
                     self.total_steps - self.warmup_steps
                 )));
             }
-        }
         Ok(self)
     }
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use crate::lr_sweep::{Criterion, LrSweepSpec};
+use crate::criterion::Criterion;
+use crate::lr_sweep::LrSweepSpec;
 use crate::params::ParamValue;
 use crate::sampler::{DEFAULT_GRID_POINTS, DEFAULT_HALTON_SKIP, SamplerSpec};
 use crate::space::{ParamDef, ParamKind, Scale, SearchSpace};
@@ -149,6 +150,7 @@ pub const IDENTITY_FIELDS: &[&str] = &[
     "trainer.workload",
     "trainer.command",
     "trainer.env",
+    "trainer.stop_when",
 ];
 
 impl StudySpec {
@@ -183,8 +185,11 @@ impl StudySpec {
     }
 
     /// The identity fields that differ between two [`StudySpec::identity`] values.
-    pub fn identity_changes(stored: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
-        IDENTITY_FIELDS.iter().filter(|f| stored.get(**f) != new.get(**f)).map(|f| f.to_string()).collect()
+    pub fn identity_changes<'a>(stored: &'a serde_json::Value, new: &'a serde_json::Value) -> Vec<String> {
+        // A field that an older horizon did not store reads as null: studies stored before a
+        // field joined the identity keep resuming while the field is unset.
+        let get = |v: &'a serde_json::Value, f: &str| v.get(f).unwrap_or(&serde_json::Value::Null);
+        IDENTITY_FIELDS.iter().filter(|f| get(stored, f) != get(new, f)).map(|f| f.to_string()).collect()
     }
 
     /// The learning-rate sweep's settings: the `[lr_sweep]` section as checked, or the defaults
@@ -390,12 +395,11 @@ impl Checker<'_> {
                 return Err(self.err(&format!("trainer.metrics[{i}]"), format!("{m:?} is not a metric name"),
                     "use names without spaces, with their split, e.g. \"valid/loss\""));
             }
-            if let Some(w) = builtin {
-                if !w.metrics.contains(&m.as_str()) {
+            if let Some(w) = builtin
+                && !w.metrics.contains(&m.as_str()) {
                     return Err(self.err(&format!("trainer.metrics[{i}]"), format!("workload {} does not report {m:?}", w.name),
                         format!("it reports: {}", w.metrics.join(", "))));
                 }
-            }
         }
         if let Some(w) = builtin {
             for p in &space.params {
@@ -558,7 +562,8 @@ impl Checker<'_> {
         let (low, high) = match (r.low, r.high, range) {
             (Some(l), Some(h), _) => (l, h),
             (l, h, Some((a, b))) => (l.unwrap_or(a), h.unwrap_or(b)),
-            _ => return Err(self.err("lr_sweep.low", format!("is missing, and params.{param} has no range to take it from"),
+            (l, _, None) => return Err(self.err(if l.is_none() { "lr_sweep.low" } else { "lr_sweep.high" },
+                format!("is missing, and params.{param} has no range to take it from"),
                 "give the grid's range, e.g. low = 0.001 and high = 1.0")),
         };
         if !(low > 0.0 && high > low && high.is_finite()) {
@@ -681,10 +686,6 @@ impl Checker<'_> {
                 other => return Err(self.err(&f("type"), format!("{other:?} is not a parameter type"),
                     "use \"float\", \"int\", \"discrete\", \"categorical\" or \"fixed\"")),
             };
-            if p.off.is_some() && p.kind == "fixed" {
-                return Err(self.err(&f("off"), "does not apply to a fixed parameter",
-                    "a fixed parameter keeps its value in every study; remove off, or make the parameter searched"));
-            }
             let present = [("low", p.low.is_some()), ("high", p.high.is_some()), ("scale", p.scale.is_some()),
                 ("values", p.values.is_some()), ("choices", p.choices.is_some()), ("value", p.value.is_some())];
             for (field, is_set) in present {

@@ -53,8 +53,9 @@ const fn p(name: &'static str, default: Default, doc: &'static str) -> WorkloadP
     WorkloadParam { name, default, doc }
 }
 
-/// Optimizer, schedule and regularization parameters every workload takes. "Off" values:
-/// `weight_decay = 0`, `dropout = 0`, `label_smoothing = 0`, `grad_clip = 0`, `warmup_steps = 0`.
+/// Optimizer, schedule and regularization parameters every workload takes. Each default is the
+/// feature's "off" where it has one; the ones the learning-rate sweep switches off are
+/// [`REGULARIZATION_OFF`].
 pub const COMMON_PARAMS: &[WorkloadParam] = &[
     p("optimizer", Default::Str("sgd"), "\"sgd\" (with momentum), \"adam\" or \"adamw\""),
     p("learning_rate", Default::Float(0.1), "base learning rate"),

@@ -202,7 +202,7 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         if recorder.divergence().is_some() && spec.trainer.stop_on_divergence {
             stop_now(StopKind::Diverged, &mut stopping);
         }
-        if recorder.reached().is_some() {
+        if recorder.stop_when_done() {
             stop_now(StopKind::Reached, &mut stopping);
         }
         if let Some(limit) = spec.trainer.timeout
@@ -375,7 +375,7 @@ impl InProcessTrial<'_> {
     pub fn should_stop(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
             || self.recorder.divergence().is_some()
-            || self.recorder.reached().is_some()
+            || self.recorder.stop_when_done()
             || self.lease_lost
     }
 }
@@ -406,7 +406,7 @@ fn run_in_process(f: &TrainFn, input: AttemptInput, stop: Arc<AtomicBool>) -> Re
     }
     let outcome = if let Some(why) = recorder.divergence() {
         AttemptOutcome::Diverged { reason: why.to_string() }
-    } else if recorder.reached().is_some() && recorder.selection().is_some() {
+    } else if recorder.stop_when_done() {
         AttemptOutcome::Completed
     } else if stop.load(Ordering::SeqCst) && recorder.last_step().is_none_or(|s| s < input.trial.max_train_steps) {
         AttemptOutcome::Interrupted { reason: "interrupted".into() }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use horizon_core::checkpoint::{CheckpointInfo, to_delete};
-use horizon_core::lr_sweep::Criterion;
+use horizon_core::criterion::Criterion;
 use horizon_core::protocol::{Report, is_loss_like, parse_line};
 use horizon_core::selection::{Selection, select};
 use horizon_core::spec::{CheckpointSpec, Direction};
@@ -219,6 +219,13 @@ impl AttemptRecorder {
     /// Which `stop_when` criterion held, and where.
     pub fn reached(&self) -> Option<&str> {
         self.reached.as_deref()
+    }
+
+    /// Whether the trial may stop for its `stop_when`: the criterion held and the objective has
+    /// been reported, so that the stopped trial completes with a selection. (A trainer that
+    /// reports `train/*` before `valid/*` is not stopped between the two.)
+    pub fn stop_when_done(&self) -> bool {
+        self.reached.is_some() && self.selection().is_some()
     }
 
     /// Retrospective selection over the objective so far.

@@ -299,11 +299,10 @@ impl Worker {
     /// End what a dead worker's trainer left in its process group (e.g. data-loader processes).
     fn kill_leftovers(&self, number: u64, attempt: u32) {
         let files = AttemptFiles::new(&self.study.trial_dir(number), attempt);
-        if let Some(pgid) = std::fs::read_to_string(&files.pgid).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
-            if pgid > 1 {
+        if let Some(pgid) = std::fs::read_to_string(&files.pgid).ok().and_then(|s| s.trim().parse::<u32>().ok())
+            && pgid > 1 {
                 signal_group(pgid, libc::SIGKILL);
             }
-        }
     }
 
     /// Requeue running trials whose worker is gone. Returns how many were requeued.

@@ -89,7 +89,7 @@ fn stop_when_ends_a_trial_as_complete_at_the_first_step_it_holds() {
     let text = r#"
 [study]
 name = "fit"
-trials = 4
+trials = 5
 max_train_steps = 100
 eval_every = 5
 [objective]
@@ -101,20 +101,25 @@ metrics = ["valid/loss", "train/error"]
 stop_when = "train/error <= 0"
 [params.speed]
 type = "discrete"
-values = [0, 2, 3, 4]
+values = [0, 2, 3, 4, 20]
 "#;
     let path = tmp.path().join("study.toml");
     std::fs::write(&path, text).unwrap();
     let study = ResolvedStudy::new(StudySpec::parse(text, "study.toml").unwrap(), &path).unwrap();
     let storage = Arc::new(study.open_storage().unwrap());
     let (tx, _rx) = channel();
-    // Train error falls by `speed` percent per step; speed 0 never fits.
+    // Train error falls by `speed` percent per step; speed 0 never fits, speed 20 fits at the
+    // first evaluation, before any objective value exists: it must not be stopped until its
+    // objective arrives, or the trial would have no selection.
     let train = |t: &mut InProcessTrial<'_>| -> Result<(), String> {
         let speed = t.params.get("speed").unwrap().as_f64().unwrap();
         let mut step = t.eval_every;
         while step <= t.max_train_steps && !t.should_stop() {
             let error = (1.0 - speed * step as f64 / 100.0).max(0.0);
             t.report(step, "train", &[("error", error)]);
+            if step == t.eval_every && t.should_stop() {
+                return Err("told to stop before the objective was reported".into());
+            }
             t.report(step, "valid", &[("loss", error + 0.1)]);
             step += t.eval_every;
         }

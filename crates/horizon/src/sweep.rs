@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use horizon_core::lr_sweep::{
     BudgetSource, HeldBy, LrOutcome, LrSweepSpec, Next, Observed, Side, Stage, SweepReport, Verdict, held_params,
     next_stage, stage_study,
@@ -63,12 +63,12 @@ pub fn sweep_lr(args: SweepArgs) -> Result<ExitCode> {
             eprintln!("stopped; `horizon sweep-lr {}` resumes the sweep", args.study.display());
             return Ok(ExitCode::from(crate::EXIT_STOPPED));
         }
-        let outcomes = stage_outcomes(storage.as_ref(), study_id, &sweep)?;
+        let outcomes = stage_outcomes(storage.as_ref(), study_id, &sweep, &study.dir)?;
         match stage {
             Stage::FindSteps { .. } => {
                 let outcome = outcomes.into_iter().next().map(|(_, o)| o).context("the find-steps stage ran no trial")?;
                 if let LrOutcome::Fit { steps } = outcome {
-                    eprintln!("  fit at step {steps}: N = {}", horizon_core::lr_sweep::doubled_budget(sweep.start_steps, steps));
+                    eprintln!("  fit at step {steps}: N = {}", sweep.found_budget(steps));
                 }
                 observed.find_steps = Some(outcome);
             }
@@ -113,11 +113,22 @@ fn explain_incompatible(e: anyhow::Error, root: &Path) -> anyhow::Error {
     }
 }
 
-/// Each trial's learning rate and what it did, from storage.
-fn stage_outcomes(storage: &dyn Storage, study: horizon_store::StudyId, sweep: &LrSweepSpec) -> Result<Vec<(f64, LrOutcome)>> {
+/// Each trial's learning rate and what it did, from storage. A stage whose trials have not all
+/// finished (another process still holds one) is not judged: half a grid could move an edge.
+fn stage_outcomes(storage: &dyn Storage, study: horizon_store::StudyId, sweep: &LrSweepSpec, dir: &Path) -> Result<Vec<(f64, LrOutcome)>> {
+    let trials = storage.trials(study)?;
+    let unfinished: Vec<String> =
+        trials.iter().filter(|t| matches!(t.state, TrialState::Waiting | TrialState::Running)).map(|t| t.number.to_string()).collect();
+    if !unfinished.is_empty() {
+        bail!(
+            "trial(s) {} of the sweep stage in {} have not finished (another horizon may be running them).\n  fix: let it finish, or run `horizon sweep-lr` again once it has stopped: the stage resumes",
+            unfinished.join(", "),
+            dir.display()
+        );
+    }
     let curves = storage.study_metric(study, &sweep.fit.metric)?;
     let mut out = Vec::new();
-    for t in storage.trials(study)? {
+    for t in trials {
         let lr = t.params.get(&sweep.param).and_then(|v| v.as_f64()).context("a sweep trial without its learning rate")?;
         let message = || t.message.clone().unwrap_or_else(|| t.state.to_string());
         let outcome = match t.state {
@@ -230,23 +241,30 @@ pub fn render_report(sweep: &LrSweepSpec, r: &SweepReport, root: &Path) -> Strin
             line("  (method.md section 2: the steps the fastest constant learning rate needs to fit the training set perfectly,".into());
             line("   without regularization or augmentation; tune the real study at this budget)".into());
         }
-        Verdict::EdgeUnresolved { side } => {
-            let edge = match side {
-                Side::Low => r.results.first().map(|x| x.0),
-                Side::High => r.results.last().map(|x| x.0),
+        Verdict::EdgeUnresolved { sides } => {
+            let edge = |side: &Side| {
+                let rate = match side {
+                    Side::Low => r.fastest.first(),
+                    Side::High => r.fastest.last(),
+                };
+                rate.map(|x| x.to_string()).unwrap_or_default()
             };
+            let at: Vec<String> = sides.iter().map(|side| format!("the {side} edge ({})", edge(side))).collect();
             line(format!(
-                "fastest: {} = {fastest}, still at the {side} edge ({}) after {} extension(s): a faster learning rate may lie beyond it.",
+                "fastest: {} = {fastest}, still at {} after {} extension(s): a faster learning rate may lie beyond.",
                 sweep.param,
-                edge.map(|x| x.to_string()).unwrap_or_default(),
+                at.join(" and "),
                 r.extensions.len()
             ));
             line(format!("upper bound on the initial max_train_steps: {suggested}"));
-            line(format!(
-                "  fix: move lr_sweep.{} past {} or raise lr_sweep.extensions, then run sweep-lr again",
-                if *side == Side::Low { "low" } else { "high" },
-                edge.map(|x| x.to_string()).unwrap_or_default()
-            ));
+            let moves: Vec<String> = sides
+                .iter()
+                .map(|side| match side {
+                    Side::Low => format!("lr_sweep.low below {}", edge(side)),
+                    Side::High => format!("lr_sweep.high above {}", edge(side)),
+                })
+                .collect();
+            line(format!("  fix: move {} or raise lr_sweep.extensions, then run sweep-lr again", moves.join(" and ")));
         }
         Verdict::CannotFit { lr, max_steps } => {
             line(format!(
@@ -258,12 +276,26 @@ pub fn render_report(sweep: &LrSweepSpec, r: &SweepReport, root: &Path) -> Strin
             line("  help little. Or loosen lr_sweep.fit, raise lr_sweep.max_steps, or try another lr_sweep.find_lr.".into());
         }
         Verdict::FindStepsFailed { lr, message } => {
-            line(format!("the find-steps trial at {} = {lr} did not finish: {message}", sweep.param));
-            line("  fix: choose a smaller lr_sweep.find_lr (it defaults to the grid's geometric middle), or give N as lr_sweep.steps".into());
+            let diverged = matches!(r.results.first(), Some((_, LrOutcome::Diverged { .. })));
+            line(format!(
+                "the find-steps trial at {} = {lr} {}: {message}",
+                sweep.param,
+                if diverged { "diverged" } else { "failed" }
+            ));
+            if diverged {
+                line("  fix: choose a smaller lr_sweep.find_lr (it defaults to the grid's geometric middle), or give N as lr_sweep.steps".into());
+            } else {
+                line(format!("  fix: read the trial's log in {}/find-steps/ and fix the trainer, or give N as lr_sweep.steps", root.display()));
+            }
         }
         Verdict::NothingFit { steps } => {
             line(format!("no learning rate fit the training set ({}) within N = {steps} steps.", r.fit));
-            line("  fix: raise lr_sweep.steps, or widen lr_sweep.low/high".into());
+            match r.budget {
+                Some(BudgetSource::Found { .. }) => line(format!(
+                    "  fix: give a longer N as lr_sweep.steps (above {steps}), or widen lr_sweep.low/high"
+                )),
+                _ => line("  fix: raise lr_sweep.steps, or widen lr_sweep.low/high".into()),
+            }
         }
     }
     line(format!("trials and curves: {}/<stage> (`horizon trials DIR` works on each)", root.display()));
@@ -273,7 +305,7 @@ pub fn render_report(sweep: &LrSweepSpec, r: &SweepReport, root: &Path) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use horizon_core::lr_sweep::Criterion;
+    use horizon_core::criterion::Criterion;
 
     #[test]
     fn the_report_names_the_fastest_rate_and_the_budget() {

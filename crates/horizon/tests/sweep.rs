@@ -175,6 +175,17 @@ fn a_range_below_the_fastest_rate_is_extended_upwards() {
     assert_eq!(extensions[0][0], "high");
     let added = extensions[0][1][0].as_f64().unwrap();
     assert!(added > 0.004 && (added / 0.004 - 4.0).abs() < 0.01, "same spacing as the grid: {added}");
+    // The reason, from the evidence: 0.004 fit fastest, or nothing fit and it came closest.
+    let rows = results(&report);
+    let (low, high) = (&rows[0], &rows[1]);
+    assert_eq!((low.0, high.0), (0.001, 0.004), "{rows:?}");
+    match (low.2, high.2) {
+        (Some(a), Some(b)) => assert!(b <= a, "{rows:?}"),
+        (None, Some(_)) => {}
+        (Some(_), None) => panic!("the low edge fit and the high did not, yet the grid went up: {rows:?}"),
+        (None, None) => assert!(high.3.unwrap() <= low.3.unwrap(), "the high edge came closest: {rows:?}"),
+    }
+    assert_eq!(rows.len(), 3, "grid-1 ran its one rate: {rows:?}");
     assert!(s.study_dir().join("lr-sweep/grid-1/horizon.db").is_file());
     assert!(!s.study_dir().join("lr-sweep/find-steps").exists(), "N was given");
 }
@@ -189,4 +200,11 @@ fn a_changed_sweep_is_refused_with_the_way_out() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("run with other settings") && err.contains("lr-sweep"), "{err}");
+
+    // A changed fit criterion is refused too: the stored curves were cut short at the old one.
+    std::fs::write(&s.spec, sweep_study("chg", "low = 0.01\nhigh = 1.0\npoints = 2\nsteps = 40\neval_every = 20\nfit = \"train/loss <= 0.001\"")).unwrap();
+    let out = s.horizon(&["sweep-lr", "study.toml", "--no-progress"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run with other settings") && err.contains("stop_when"), "{err}");
 }
