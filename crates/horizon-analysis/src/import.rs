@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
-use horizon_core::selection::select;
+use horizon_core::selection::{Selection, select};
 use horizon_core::{Direction, MetricPoint, ParamValue, Params, TrialRecord, TrialState};
 use serde_json::{Map, Value};
 
@@ -30,6 +30,59 @@ pub struct ImportedRun {
     pub source: Option<String>,
     /// Where the run was read from: `file:line`.
     pub origin: String,
+}
+
+impl ImportedRun {
+    /// What makes this run this run, whatever file or line it is read from: a fingerprint
+    /// (FNV-1a, 64 bits) of its parameters (by name), its budget and its curve. Storage keeps it
+    /// unique within a study, so that importing an edited or renamed file does not count a run
+    /// twice. Its name, state, message and source are not part of it.
+    pub fn run_key(&self) -> String {
+        let mut h = Fnv1a::default();
+        let mut params: Vec<(&str, &ParamValue)> = self.params.iter().collect();
+        params.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, value) in params {
+            h.write(name.as_bytes());
+            h.write(&[0]);
+            match value {
+                ParamValue::Bool(b) => h.write(&[1, u8::from(*b)]),
+                ParamValue::Int(i) => h.write(&[2]).write(&i.to_le_bytes()),
+                ParamValue::Float(x) => h.write(&[3]).write(&x.to_bits().to_le_bytes()),
+                ParamValue::Str(t) => h.write(&[4]).write(t.as_bytes()).write(&[0]),
+            };
+        }
+        h.write(&[0xff]).write(&self.max_train_steps.to_le_bytes());
+        let mut curve: Vec<&MetricPoint> = self.curve.iter().collect();
+        curve.sort_by(|a, b| (a.step, &a.name).cmp(&(b.step, &b.name)));
+        for m in curve {
+            h.write(&m.step.to_le_bytes()).write(m.name.as_bytes()).write(&[0]).write(&m.value.to_bits().to_le_bytes());
+        }
+        format!("fnv1a64:{:016x}", h.0)
+    }
+
+    /// Retrospective selection over the objective's evaluations, if any value was finite.
+    pub fn selection(&self, objective: &str, direction: Direction) -> Option<Selection> {
+        let evals: Vec<(u64, f64)> = self.curve.iter().filter(|m| m.name == objective).map(|m| (m.step, m.value)).collect();
+        select(&evals, direction)
+    }
+}
+
+/// FNV-1a, 64 bits: a stable fingerprint (std's hashers may change between Rust releases).
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    fn write(&mut self, bytes: &[u8]) -> &mut Self {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self
+    }
 }
 
 /// A problem in an import file.
@@ -538,9 +591,7 @@ pub fn study_from_runs(objective: &str, direction: Direction, runs: &[ImportedRu
         .iter()
         .enumerate()
         .map(|(i, run)| {
-            let evals: Vec<(u64, f64)> =
-                run.curve.iter().filter(|m| m.name == objective).map(|m| (m.step, m.value)).collect();
-            let sel = select(&evals, direction);
+            let sel = run.selection(objective, direction);
             TrialData {
                 record: TrialRecord {
                     id: i as i64,
@@ -566,4 +617,46 @@ pub fn study_from_runs(objective: &str, direction: Direction, runs: &[ImportedRu
         })
         .collect();
     StudyData { objective: objective.to_string(), direction, space: None, trials }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(params: Vec<(&str, ParamValue)>, curve: Vec<(u64, &str, f64)>) -> ImportedRun {
+        ImportedRun {
+            name: None,
+            params: Params(params.into_iter().map(|(n, v)| (n.to_string(), v)).collect()),
+            max_train_steps: 100,
+            state: TrialState::Complete,
+            curve: curve.into_iter().map(|(step, name, value)| MetricPoint { step, name: name.into(), value }).collect(),
+            message: None,
+            source: None,
+            origin: "runs.jsonl:1".into(),
+        }
+    }
+
+    #[test]
+    fn a_run_key_depends_on_the_run_not_on_where_or_how_it_was_written() {
+        let a = run(vec![("lr", ParamValue::Float(0.1)), ("wd", ParamValue::Int(0))], vec![(10, "loss", 1.0), (20, "loss", 0.5)]);
+        let key = a.run_key();
+        assert!(key.starts_with("fnv1a64:") && key.len() == 8 + 16, "{key}");
+        // Parameter order, origin, name, state and message do not change the run.
+        let mut b = run(vec![("wd", ParamValue::Int(0)), ("lr", ParamValue::Float(0.1))], vec![(10, "loss", 1.0), (20, "loss", 0.5)]);
+        b.origin = "renamed.jsonl:7".into();
+        b.name = Some("run-3".into());
+        b.message = Some("note".into());
+        assert_eq!(b.run_key(), key);
+        // Any change of a value, a type, the budget or the curve does.
+        let changed = [
+            run(vec![("lr", ParamValue::Float(0.2)), ("wd", ParamValue::Int(0))], vec![(10, "loss", 1.0), (20, "loss", 0.5)]),
+            run(vec![("lr", ParamValue::Float(0.1)), ("wd", ParamValue::Float(0.0))], vec![(10, "loss", 1.0), (20, "loss", 0.5)]),
+            run(vec![("lr", ParamValue::Float(0.1)), ("wd", ParamValue::Int(0))], vec![(10, "loss", 1.0), (20, "loss", 0.6)]),
+            run(vec![("lr", ParamValue::Float(0.1)), ("wd", ParamValue::Int(0))], vec![(10, "loss", 1.0)]),
+            ImportedRun { max_train_steps: 200, ..a.clone() },
+        ];
+        for c in &changed {
+            assert_ne!(c.run_key(), key, "{c:?}");
+        }
+    }
 }

@@ -36,10 +36,7 @@ const SHOWN: usize = 10;
 /// The terminal summary: every statement with the numbers behind it.
 pub fn render_text(a: &Analysis) -> String {
     let mut s = String::new();
-    let dir = match a.direction {
-        Direction::Minimize => "minimize",
-        Direction::Maximize => "maximize",
-    };
+    let dir = a.direction.as_str();
     let c = &a.counts;
     let _ = writeln!(s, "Analysis of {} trials: objective {} ({dir})", c.trials, a.objective);
     let mut reasons = Vec::new();

@@ -38,6 +38,19 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// `"minimize"` or `"maximize"`, as written in a study file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Minimize => "minimize",
+            Direction::Maximize => "maximize",
+        }
+    }
+
+    /// The direction written as [`Direction::as_str`] writes it.
+    pub fn parse(text: &str) -> Option<Direction> {
+        [Direction::Minimize, Direction::Maximize].into_iter().find(|d| d.as_str() == text)
+    }
+
     /// Whether `a` is strictly better than `b`.
     pub fn better(self, a: f64, b: f64) -> bool {
         match self {
@@ -409,11 +422,9 @@ impl Checker<'_> {
                 }
             }
         }
-        let direction = match raw.objective.direction.as_str() {
-            "minimize" => Direction::Minimize,
-            "maximize" => Direction::Maximize,
-            other => return Err(self.err("objective.direction", format!("{other:?} is not a direction"),
-                "write \"minimize\" (losses, error rates) or \"maximize\" (accuracies)")),
+        let Some(direction) = Direction::parse(&raw.objective.direction) else {
+            return Err(self.err("objective.direction", format!("{:?} is not a direction", raw.objective.direction),
+                "write \"minimize\" (losses, error rates) or \"maximize\" (accuracies)"));
         };
         if !metrics.contains(&raw.objective.metric) {
             return Err(self.err("objective.metric",

@@ -100,6 +100,14 @@ pub struct TrialRecord {
     pub lease: Option<Lease>,
 }
 
+/// How many trials a study holds once its sampled trials are done: the sampler fills the
+/// study's quota of `planned` trials (or more, if an earlier run of the study planned more), and
+/// trials not drawn from the sampler (imported ones) come on top of it.
+pub fn planned_total(planned: u64, trials: &[TrialRecord]) -> u64 {
+    let sampled = trials.iter().filter(|t| t.sample_index.is_some()).count() as u64;
+    planned.max(sampled) + (trials.len() as u64 - sampled)
+}
+
 /// How one attempt of a trial ended, as the runner saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttemptOutcome {

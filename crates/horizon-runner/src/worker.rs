@@ -165,9 +165,7 @@ impl Worker {
         let _ = self.events.send(Event::Started {
             study: spec.name.clone(),
             database: self.study.db_path(),
-            // The study's own trials (sampled) plus any imported ones, which are finished.
-            total: spec.trials.max(trials.iter().filter(|t| t.sample_index.is_some()).count() as u64)
-                + trials.iter().filter(|t| t.sample_index.is_none()).count() as u64,
+            total: horizon_core::trial::planned_total(spec.trials, &trials),
             finished: trials.iter().filter(|t| t.state.is_finished()).count() as u64,
             jobs: self.slots(),
         });

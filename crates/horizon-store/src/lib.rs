@@ -25,10 +25,13 @@
 //!   set), so two workers cannot both requeue and re-run it. Deciding that a worker is dead is
 //!   policy ([`horizon_core::trial::is_abandoned`]), not storage.
 //! - **Imports.** [`Storage::import_trials`] stores finished runs made without horizon in one
-//!   transaction: all of them or none. They get the next trial numbers, no sample index (so they
+//!   transaction: all of them or none ([`Storage::create_study_with_imports`] creates the study
+//!   in the same transaction). They get the next trial numbers, no sample index (so they
 //!   neither consume nor count against the sampler's `max_trials`), attempt 1, and are never
-//!   writable by an attempt. Each names its origin (`file:line`), unique within a study: the
-//!   same run is not imported twice ([`StoreError::AlreadyImported`]).
+//!   writable by an attempt. Each carries its `run_key` (what makes the run this run: its
+//!   parameters, budget and curve), unique within a study, so the same run is not imported
+//!   twice however its file was edited or renamed ([`StoreError::AlreadyImported`]), and its
+//!   origin (`file:line`) and source for the record ([`Storage::imports`]).
 //! - Values that are NaN are stored and returned as NaN (SQLite stores them as NULL).
 //!
 //! ```
@@ -71,8 +74,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{origin}: a run in state {state} cannot be imported; only finished runs (complete, diverged or failed) can")]
     NotImportable { origin: String, state: TrialState },
-    #[error("{origin} is already imported into study {study} as trial {number}; importing it again would count the run twice")]
-    AlreadyImported { origin: String, study: StudyId, number: u64 },
+    #[error("{origin} is the same run (parameters, budget and curve) as {earlier}, already trial {number} of study {study}; importing it again would count the run twice")]
+    AlreadyImported { origin: String, earlier: String, study: StudyId, number: u64 },
+    #[error("{origin} is the same run (parameters, budget and curve) as {earlier}, earlier in the same import; importing both would count the run twice")]
+    DuplicateRun { origin: String, earlier: String },
+    #[error("a study named {name:?} already exists")]
+    StudyExists { name: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -142,13 +149,24 @@ pub struct ImportedTrial {
     pub selection: Option<Selection>,
     /// Every evaluation of the run.
     pub metrics: Vec<MetricPoint>,
-    /// Where the run was read from (`file:line`, the file's absolute path); unique within a
-    /// study, so that the same run is never imported twice.
+    /// What makes the run this run (a fingerprint of its parameters, budget and curve): unique
+    /// within a study, so that the same run is never imported twice.
+    pub run_key: String,
+    /// Where the run was read from (`file:line`, the file's absolute path), for the record.
     pub origin: String,
     /// Provenance and attribution of the data, as given.
     pub source: Option<String>,
     /// When it was imported (seconds since the Unix epoch): the trial's creation and finish time.
     pub at: f64,
+}
+
+/// Where an imported trial came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRecord {
+    pub trial: TrialId,
+    pub origin: String,
+    /// Provenance and attribution of the data, as given.
+    pub source: Option<String>,
 }
 
 /// A checkpoint a trial announced.
@@ -220,6 +238,12 @@ pub trait Storage: Send + Sync {
     /// contract), in the given order; returns them as stored. Their `attempt` is 1 and they have
     /// no sample index and no attempt record.
     fn import_trials(&self, study: StudyId, trials: &[ImportedTrial]) -> Result<Vec<TrialRecord>>;
+    /// Create a study and import runs into it, in one transaction: a new study is never left
+    /// empty by a failed import. [`StoreError::StudyExists`] when the name is taken (then
+    /// [`Storage::import_trials`] into the existing study, after checking it fits).
+    fn create_study_with_imports(&self, new: &NewStudy, trials: &[ImportedTrial]) -> Result<(StudyRecord, Vec<TrialRecord>)>;
+    /// The origin and source of every imported trial of a study, by trial number.
+    fn imports(&self, study: StudyId) -> Result<Vec<ImportRecord>>;
 
     /// Every trial of a study, by number.
     fn trials(&self, study: StudyId) -> Result<Vec<TrialRecord>>;

@@ -16,7 +16,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRe
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params};
 
 use crate::{
-    AttemptRecord, CheckpointRecord, ClaimRequest, Finish, ImportedTrial, NewStudy, Result, Storage, StoreError,
+    AttemptRecord, CheckpointRecord, ClaimRequest, Finish, ImportRecord, ImportedTrial, NewStudy, Result, Storage, StoreError,
     StudyId, StudyRecord, TrialId, WarningRecord,
 };
 
@@ -109,6 +109,21 @@ CREATE TABLE imports (
     source   TEXT,
     UNIQUE (study_id, origin)
 );
+"#, r#"
+-- A run is identified by its content (run_key), not by where it was read from: an edited or
+-- renamed file must not import the same run twice. Rows of version 2 keep their origin as key.
+CREATE TABLE imports_v3 (
+    trial_id INTEGER PRIMARY KEY REFERENCES trials(id) ON DELETE CASCADE,
+    study_id INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+    run_key  TEXT NOT NULL,
+    origin   TEXT NOT NULL,
+    source   TEXT,
+    UNIQUE (study_id, run_key)
+);
+INSERT INTO imports_v3 (trial_id, study_id, run_key, origin, source)
+    SELECT trial_id, study_id, origin, origin, source FROM imports;
+DROP TABLE imports;
+ALTER TABLE imports_v3 RENAME TO imports;
 "#];
 
 const MEMORY_PATH: &str = ":memory:";
@@ -631,7 +646,8 @@ fn requeue(tx: &Transaction<'_>, trial: TrialId, attempt: u32, worker: &str, rea
 // Imports
 
 /// Store finished runs made elsewhere: the next numbers, no sample index, their metrics, and
-/// their origin (unique per study). The caller's transaction makes it all or nothing.
+/// their key and origin (the key unique per study). The caller's transaction makes it all or
+/// nothing.
 fn import(tx: &Transaction<'_>, study: StudyId, trials: &[ImportedTrial]) -> Result<Vec<TrialRecord>, Fail> {
     ensure_study(tx, study)?;
     let first = next_number(tx, study)?;
@@ -640,8 +656,14 @@ fn import(tx: &Transaction<'_>, study: StudyId, trials: &[ImportedTrial]) -> Res
         if !t.state.is_finished() {
             return Err(StoreError::NotImportable { origin: t.origin.clone(), state: t.state }.into());
         }
-        if let Some(number) = imported_as(tx, study, &t.origin)? {
-            return Err(StoreError::AlreadyImported { origin: t.origin.clone(), study, number }.into());
+        if let Some((number, earlier)) = imported_as(tx, study, &t.run_key)? {
+            let origin = t.origin.clone();
+            return Err(if number >= first {
+                StoreError::DuplicateRun { origin, earlier }
+            } else {
+                StoreError::AlreadyImported { origin, earlier, study, number }
+            }
+            .into());
         }
         let row = TrialRow {
             number,
@@ -658,20 +680,20 @@ fn import(tx: &Transaction<'_>, study: StudyId, trials: &[ImportedTrial]) -> Res
             lease: None,
         };
         let id = insert_trial(tx, study, &row)?;
-        tx.prepare_cached("INSERT INTO imports (trial_id, study_id, origin, source) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![id, study, t.origin, t.source])?;
+        tx.prepare_cached("INSERT INTO imports (trial_id, study_id, run_key, origin, source) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![id, study, t.run_key, t.origin, t.source])?;
         insert_metrics(tx, id, &t.metrics)?;
         ids.push(id);
     }
     ids.into_iter().map(|id| load_trial(tx, id)).collect()
 }
 
-/// The number of the trial of `study` imported from `origin`, if any.
-fn imported_as(tx: &Transaction<'_>, study: StudyId, origin: &str) -> rusqlite::Result<Option<u64>> {
+/// The number and origin of the trial of `study` imported with `run_key`, if any.
+fn imported_as(tx: &Transaction<'_>, study: StudyId, run_key: &str) -> rusqlite::Result<Option<(u64, String)>> {
     tx.prepare_cached(
-        "SELECT t.number FROM imports i JOIN trials t ON t.id = i.trial_id WHERE i.study_id = ?1 AND i.origin = ?2",
+        "SELECT t.number, i.origin FROM imports i JOIN trials t ON t.id = i.trial_id WHERE i.study_id = ?1 AND i.run_key = ?2",
     )?
-    .query_row(params![study, origin], |r| r.get(0))
+    .query_row(params![study, run_key], |r| Ok((r.get(0)?, r.get(1)?)))
     .optional()
 }
 
@@ -775,6 +797,32 @@ impl Storage for SqliteStorage {
 
     fn import_trials(&self, study: StudyId, trials: &[ImportedTrial]) -> Result<Vec<TrialRecord>> {
         self.write(|tx| import(tx, study, trials))
+    }
+
+    fn create_study_with_imports(&self, new: &NewStudy, trials: &[ImportedTrial]) -> Result<(StudyRecord, Vec<TrialRecord>)> {
+        self.write(|tx| {
+            let sql = format!(
+                "INSERT INTO studies (name, spec_json, identity_json, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO NOTHING RETURNING {STUDY_COLUMNS}"
+            );
+            let params = params![new.name, new.spec_json, new.identity_json, now()];
+            let Some(study) = tx.query_row(&sql, params, study_from_row).optional()? else {
+                return Err(StoreError::StudyExists { name: new.name.clone() }.into());
+            };
+            let stored = import(tx, study.id, trials)?;
+            Ok((study, stored))
+        })
+    }
+
+    fn imports(&self, study: StudyId) -> Result<Vec<ImportRecord>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT i.trial_id, i.origin, i.source FROM imports i JOIN trials t ON t.id = i.trial_id
+                 WHERE i.study_id = ?1 ORDER BY t.number",
+            )?;
+            let rows = stmt.query_map([study], |r| Ok(ImportRecord { trial: r.get(0)?, origin: r.get(1)?, source: r.get(2)? }))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     fn trials(&self, study: StudyId) -> Result<Vec<TrialRecord>> {
@@ -883,5 +931,49 @@ mod tests {
         let version: i64 = store.lock().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
         assert_eq!(store.path(), ":memory:");
+    }
+
+    /// A database written by an older horizon (schema version 1: sampled trials; version 2: an
+    /// import) upgrades in place: its trials and imports stay, and claims and imports continue.
+    #[test]
+    fn older_databases_are_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute_batch(
+                "INSERT INTO studies (id, name, spec_json, identity_json, created_at, next_sample_index) VALUES (1, 's', '{}', '{}', 0, 1);
+                 INSERT INTO trials (id, study_id, number, sample_index, params_json, max_train_steps, state, attempt, failures, created_at)
+                     VALUES (1, 1, 0, 0, '{}', 100, 'complete', 1, 0, 0);
+                 INSERT INTO trials (id, study_id, number, sample_index, params_json, max_train_steps, state, attempt, failures, created_at)
+                     VALUES (2, 1, 1, NULL, '{}', 100, 'complete', 1, 0, 0);
+                 INSERT INTO imports (trial_id, study_id, origin, source) VALUES (2, 1, '/data/runs.jsonl:1', 'elsewhere');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStorage::open(&path).unwrap();
+        let version: i64 = store.lock().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let study = store.study("s").unwrap().unwrap();
+        assert_eq!(store.trials(study.id).unwrap().iter().map(|t| (t.number, t.sample_index)).collect::<Vec<_>>(), [(0, Some(0)), (1, None)]);
+        let imports = store.imports(study.id).unwrap();
+        assert_eq!((imports.len(), imports[0].trial, imports[0].origin.as_str(), imports[0].source.as_deref()), (1, 2, "/data/runs.jsonl:1", Some("elsewhere")));
+        let run = ImportedTrial {
+            params: Params::default(),
+            max_train_steps: 100,
+            state: TrialState::Complete,
+            message: None,
+            selection: None,
+            metrics: vec![],
+            run_key: "new".into(),
+            origin: "/data/runs.jsonl:1".into(),
+            source: None,
+            at: 1.0,
+        };
+        let stored = store.import_trials(study.id, &[run]).unwrap();
+        assert_eq!(stored[0].number, 2, "numbers continue; an old origin no longer blocks a different run");
     }
 }

@@ -58,7 +58,8 @@ fn point(step: u64, name: &str, value: f64) -> MetricPoint {
     MetricPoint { step, name: name.into(), value }
 }
 
-/// A finished run made elsewhere, read from line `line` of `runs.jsonl`.
+/// A finished run made elsewhere, read from line `line` of `runs.jsonl` (a different run for
+/// every line: its key is `run-LINE`).
 fn imported(line: u64, state: TrialState, metrics: Vec<MetricPoint>) -> ImportedTrial {
     ImportedTrial {
         params: Params(vec![("lr".into(), ParamValue::Float(0.1 * line as f64))]),
@@ -67,6 +68,7 @@ fn imported(line: u64, state: TrialState, metrics: Vec<MetricPoint>) -> Imported
         message: (state != TrialState::Complete).then(|| format!("{state} elsewhere")),
         selection: Some(selection((100, line as f64), (300, 2.0 * line as f64))),
         metrics,
+        run_key: format!("run-{line}"),
         origin: format!("/data/runs.jsonl:{line}"),
         source: Some("a colleague's sweep".into()),
         at: 900.0 + line as f64,
@@ -598,36 +600,74 @@ mod suite {
             }
             assert_eq!(snapshot(s, &st), before, "the good run before it was rolled back");
         }
-        // The same origin twice in one import: the second violates the uniqueness of origins.
-        let runs = [
-            imported(2, TrialState::Complete, metrics()),
-            imported(3, TrialState::Complete, metrics()),
-            imported(2, TrialState::Failed, vec![]),
-        ];
+        // The same run twice in one import (a copied line): the second is refused, naming the first.
+        let copy = ImportedTrial { origin: "/data/runs.jsonl:9".into(), ..imported(2, TrialState::Complete, metrics()) };
+        let runs = [imported(2, TrialState::Complete, metrics()), imported(3, TrialState::Complete, metrics()), copy];
         match s.import_trials(st.id, &runs) {
-            Err(StoreError::AlreadyImported { origin, study, number }) => {
-                assert_eq!((origin.as_str(), study, number), ("/data/runs.jsonl:2", st.id, 2));
+            Err(StoreError::DuplicateRun { origin, earlier }) => {
+                assert_eq!((origin.as_str(), earlier.as_str()), ("/data/runs.jsonl:9", "/data/runs.jsonl:2"));
             }
-            other => panic!("expected AlreadyImported, got {other:?}"),
+            other => panic!("expected DuplicateRun, got {other:?}"),
         }
         assert_eq!(snapshot(s, &st), before);
-        // An origin stored by an earlier import: refused, naming the trial that holds it.
-        let runs = [imported(2, TrialState::Complete, metrics()), imported(1, TrialState::Complete, metrics())];
+        // A run stored by an earlier import, now read from elsewhere (an edited or renamed file):
+        // refused, naming the trial that holds it and where it came from.
+        let moved = ImportedTrial { origin: "/data/renamed.jsonl:7".into(), ..imported(1, TrialState::Complete, metrics()) };
+        let runs = [imported(2, TrialState::Complete, metrics()), moved];
         match s.import_trials(st.id, &runs) {
             Err(e @ StoreError::AlreadyImported { .. }) => {
-                assert!(matches!(e, StoreError::AlreadyImported { number: 1, .. }), "{e:?}");
-                assert!(e.to_string().contains("/data/runs.jsonl:1") && e.to_string().contains("trial 1"), "{e}");
+                assert!(matches!(&e, StoreError::AlreadyImported { number: 1, study, .. } if *study == st.id), "{e:?}");
+                let text = e.to_string();
+                assert!(text.contains("/data/renamed.jsonl:7") && text.contains("/data/runs.jsonl:1") && text.contains("trial 1"), "{text}");
             }
             other => panic!("expected AlreadyImported, got {other:?}"),
         }
         assert_eq!(snapshot(s, &st), before);
+        // A different run read from a line that once held another is a new run.
+        let other_run = ImportedTrial { run_key: "run-1-edited".into(), ..imported(1, TrialState::Complete, metrics()) };
+        let edited = s.import_trials(st.id, &[other_run]).unwrap();
+        assert_eq!(edited[0].number, 2);
+        let after_edit = snapshot(s, &st);
+
+        assert_ne!(after_edit, before);
 
         // Nothing was consumed: the next import and claim get the numbers they would have.
         let ok = s.import_trials(st.id, &[imported(2, TrialState::Complete, metrics())]).unwrap();
-        assert_eq!(ok[0].number, 2);
+        assert_eq!(ok[0].number, 3);
         assert_eq!(s.metrics(ok[0].id).unwrap(), metrics());
         let next = claim(s, &st, 10).unwrap();
-        assert_eq!((next.number, next.sample_index), (3, Some(1)));
+        assert_eq!((next.number, next.sample_index), (4, Some(1)));
+        let origins: Vec<(TrialId, String, Option<String>)> = s.imports(st.id).unwrap().into_iter().map(|i| (i.trial, i.origin, i.source)).collect();
+        let source = Some("a colleague's sweep".to_string());
+        let trials = s.trials(st.id).unwrap();
+        assert_eq!(origins, [
+            (trials[1].id, "/data/runs.jsonl:1".to_string(), source.clone()),
+            (trials[2].id, "/data/runs.jsonl:1".to_string(), source.clone()),
+            (trials[3].id, "/data/runs.jsonl:2".to_string(), source),
+        ], "every import keeps its origin and source, by trial number");
+    }
+
+    pub fn a_study_created_with_its_imports_is_all_or_nothing(s: &dyn Storage) {
+        let new = |name: &str| NewStudy { name: name.into(), spec_json: "{}".into(), identity_json: r#"{"imported":true}"#.into() };
+        let runs = [imported(1, TrialState::Complete, vec![point(100, "loss", 1.0)]), imported(2, TrialState::Diverged, vec![])];
+        let (st, stored) = s.create_study_with_imports(&new("fresh"), &runs).unwrap();
+        assert_eq!((st.name.as_str(), stored.len()), ("fresh", 2));
+        assert_eq!(s.study("fresh").unwrap().unwrap(), st);
+        assert_eq!(s.trials(st.id).unwrap(), stored);
+
+        // A failed import creates no study.
+        let bad = [imported(1, TrialState::Complete, vec![]), imported(2, TrialState::Running, vec![])];
+        assert!(matches!(s.create_study_with_imports(&new("broken"), &bad), Err(StoreError::NotImportable { .. })));
+        assert_eq!(s.study("broken").unwrap(), None, "no empty study is left behind");
+
+        // A taken name is refused, and the existing study is untouched (not its spec either).
+        let existing = study(s, "taken");
+        let before = snapshot(s, &existing);
+        match s.create_study_with_imports(&new("taken"), &runs) {
+            Err(StoreError::StudyExists { name }) => assert_eq!(name, "taken"),
+            other => panic!("expected StudyExists, got {other:?}"),
+        }
+        assert_eq!(snapshot(s, &existing), before);
     }
 
     pub fn imported_trials_are_never_writable(s: &dyn Storage) {
@@ -769,6 +809,7 @@ sqlite_conformance!(
     checkpoints_and_warnings_are_kept,
     imported_trials_are_stored_finished_with_their_metrics,
     a_failed_import_leaves_the_study_unchanged,
+    a_study_created_with_its_imports_is_all_or_nothing,
     imported_trials_are_never_writable,
     claims_after_an_import_start_the_sample_sequence,
 );

@@ -1,8 +1,9 @@
 //! `horizon import`: runs made without horizon, stored as finished trials of a study so that
 //! `horizon analyze` judges them like its own. Parsing is `horizon_analysis`'s (all or nothing,
 //! errors with file, line, field and fix); storing is one transaction
-//! (`Storage::import_trials`). Every trial records its origin (`file:line`, absolute), unique in
-//! its study: importing the same source twice into one study is refused, not duplicated.
+//! (`Storage::create_study_with_imports` / `Storage::import_trials`). Every trial records its
+//! run key (its parameters, budget and curve), unique in its study, so importing the same run
+//! twice into one study is refused, not duplicated, and its origin (`file:line`, absolute).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -10,13 +11,14 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use horizon_analysis::{ImportedRun, parse_csv_dir, parse_jsonl, parse_tensorboard_dir};
-use horizon_core::selection::select;
 use horizon_core::{Direction, TrialState};
 use horizon_runner::resolve::DATABASE_FILE;
 use horizon_store::{ImportedTrial, NewStudy, SqliteStorage, Storage, StoreError, StudyRecord};
 use serde_json::json;
 
 use crate::cli::{DirectionArg, ImportArgs, ImportFormat};
+use crate::table::shell_quote;
+use crate::target::{stored_objective, stored_spec};
 
 const EVENT_PREFIX: &str = "events.out.tfevents.";
 
@@ -45,43 +47,53 @@ pub fn import(args: ImportArgs) -> Result<()> {
 
     let db = args.into.join(DATABASE_FILE);
     let storage = SqliteStorage::open(&db)?;
-    let (study, direction) = match storage.study(&name)? {
-        Some(existing) => {
-            let direction = check_stored_objective(&existing, objective, args.direction, &db)?;
-            (existing, direction)
-        }
-        None => {
-            let direction = args.direction.map_or(Direction::Minimize, direction_of);
-            let new = new_study(&name, objective, direction, &canonical, format);
-            (storage.open_or_create_study(&new)?, direction)
-        }
+    let at = horizon_runner::now();
+    let trials = |direction| -> Vec<ImportedTrial> { runs.iter().map(|run| imported_trial(run, objective, direction, at)).collect() };
+    // A new study is created together with its trials (one transaction); if another process
+    // creates it first, the runs go into that study once its objective is checked.
+    let stored = loop {
+        let result = match storage.study(&name)? {
+            Some(existing) => {
+                let direction = check_stored_objective(&existing, objective, args.direction, &db)?;
+                storage.import_trials(existing.id, &trials(direction))
+            }
+            None => {
+                let direction = args.direction.map_or(Direction::Minimize, direction_of);
+                let new = new_study(&name, objective, direction, &canonical, format);
+                match storage.create_study_with_imports(&new, &trials(direction)) {
+                    Err(StoreError::StudyExists { .. }) => continue,
+                    other => other.map(|(_, stored)| stored),
+                }
+            }
+        };
+        break result.map_err(|e| explain_store_error(e, &name, &db))?;
     };
 
-    let at = horizon_runner::now();
-    let trials: Vec<ImportedTrial> = runs
-        .iter()
-        .map(|run| imported_trial(run, objective, direction, at))
-        .collect();
-    let stored = storage.import_trials(study.id, &trials).map_err(|e| match e {
-        StoreError::AlreadyImported { origin, number, .. } => anyhow::anyhow!(
-            "{origin} is already imported into study {name:?} in {} (trial {number}); importing it again would count its \
-             runs twice, so nothing was imported\n  fix: to import a changed source, import it into a new study (--name NEW, \
-             or another --into directory); to add new runs to this study, put only them in a new file",
-            db.display()
-        ),
-        other => other.into(),
-    })?;
-
-    let mut next = format!(
-        "horizon analyze {}",
-        quote(&args.into.display().to_string())
-    );
+    let mut next = format!("horizon analyze {}", shell_quote(&args.into.display().to_string()));
     if storage.studies()?.len() > 1 {
-        next.push_str(&format!(" --name {}", quote(&name)));
+        next.push_str(&format!(" --name {}", shell_quote(&name)));
     }
     let mut out = std::io::stdout().lock();
     write_summary(&mut out, &args, format, &name, &runs, &stored, &next)?;
     Ok(())
+}
+
+/// A refused import, with the way out.
+fn explain_store_error(e: StoreError, name: &str, db: &Path) -> anyhow::Error {
+    const NOTHING: &str = "nothing was imported";
+    match e {
+        StoreError::AlreadyImported { origin, earlier, number, .. } => anyhow::anyhow!(
+            "{origin} is the same run (parameters, budget and curve) as {earlier}, already trial {number} of study {name:?} in {}; \
+             importing it again would count it twice, so {NOTHING}\n  fix: put only the new runs in the file you import, or \
+             import the whole source into a new study (--name NEW, or another --into directory)",
+            db.display()
+        ),
+        StoreError::DuplicateRun { origin, earlier } => anyhow::anyhow!(
+            "{origin} is the same run (parameters, budget and curve) as {earlier}; importing both would count it twice, so \
+             {NOTHING}\n  fix: remove one of the two"
+        ),
+        other => other.into(),
+    }
 }
 
 /// The format of `source`: a `.jsonl` file, a directory holding `*.csv`, or a directory with
@@ -190,14 +202,8 @@ fn check_stored_objective(
     given: Option<DirectionArg>,
     db: &Path,
 ) -> Result<Direction> {
-    let spec: serde_json::Value =
-        serde_json::from_str(&study.spec_json).context("reading the stored study spec")?;
-    let metric = spec["objective"]["metric"].as_str();
-    let stored = match spec["objective"]["direction"].as_str() {
-        Some("minimize") => Some(Direction::Minimize),
-        Some("maximize") => Some(Direction::Maximize),
-        _ => None,
-    };
+    let spec = stored_spec(study)?;
+    let (metric, stored) = stored_objective(&spec);
     let wanted = given.map(direction_of).or(stored);
     if let (Some(m), Some(d)) = (metric, stored)
         && m == objective
@@ -209,7 +215,7 @@ fn check_stored_objective(
         format!(
             "{} ({})",
             m.unwrap_or("none"),
-            d.map_or("no direction", direction_name)
+            d.map_or("no direction", Direction::as_str)
         )
     };
     bail!(
@@ -222,7 +228,7 @@ fn check_stored_objective(
         match (metric, stored) {
             (Some(m), Some(d)) => format!(
                 ", or judge the runs as it does: --objective {m} --direction {}",
-                direction_name(d)
+                d.as_str()
             ),
             _ => String::new(),
         }
@@ -236,7 +242,7 @@ fn new_study(
     source: &Path,
     format: ImportFormat,
 ) -> NewStudy {
-    let objective = json!({"metric": objective, "direction": direction_name(direction)});
+    let objective = json!({"metric": objective, "direction": direction.as_str()});
     NewStudy {
         name: name.to_string(),
         spec_json: json!({
@@ -257,19 +263,14 @@ fn imported_trial(
     direction: Direction,
     at: f64,
 ) -> ImportedTrial {
-    let evals: Vec<(u64, f64)> = run
-        .curve
-        .iter()
-        .filter(|m| m.name == objective)
-        .map(|m| (m.step, m.value))
-        .collect();
     ImportedTrial {
         params: run.params.clone(),
         max_train_steps: run.max_train_steps,
         state: run.state,
         message: run.message.clone(),
-        selection: select(&evals, direction),
+        selection: run.selection(objective, direction),
         metrics: run.curve.clone(),
+        run_key: run.run_key(),
         origin: absolute_origin(&run.origin),
         source: run.source.clone(),
         at,
@@ -307,13 +308,6 @@ fn direction_of(d: DirectionArg) -> Direction {
     match d {
         DirectionArg::Minimize => Direction::Minimize,
         DirectionArg::Maximize => Direction::Maximize,
-    }
-}
-
-fn direction_name(d: Direction) -> &'static str {
-    match d {
-        Direction::Minimize => "minimize",
-        Direction::Maximize => "maximize",
     }
 }
 
@@ -384,18 +378,6 @@ fn write_summary(
         )?;
     }
     writeln!(out, "next: {next}")
-}
-
-/// `s` as one shell word.
-fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 #[cfg(test)]

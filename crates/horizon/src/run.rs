@@ -38,8 +38,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             (100.0 * s.best_step as f64 / t.max_train_steps as f64).round()
         )?;
     }
-    let unfinished = trials.iter().filter(|t| !t.state.is_finished()).count() as u64
-        + spec.trials.saturating_sub(trials.iter().filter(|t| t.sample_index.is_some()).count() as u64);
+    let finished = trials.iter().filter(|t| t.state.is_finished()).count() as u64;
+    let unfinished = horizon_core::trial::planned_total(spec.trials, &trials) - finished;
     if summary.stopped_early && unfinished > 0 {
         writeln!(out, "stopped with {unfinished} trial(s) left; `horizon run {}` resumes the study", args.study.display())?;
         return Ok(ExitCode::from(crate::EXIT_STOPPED));

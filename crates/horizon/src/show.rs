@@ -12,7 +12,7 @@ use horizon_store::Storage;
 use serde_json::json;
 
 use crate::cli::{ShowArgs, TrialsArgs};
-use crate::table::{Table, opt_int, opt_num, param};
+use crate::table::{Table, opt_int, opt_num, param, shell_quote};
 use crate::target::{self, Target};
 
 pub fn status(args: ShowArgs) -> Result<()> {
@@ -20,7 +20,7 @@ pub fn status(args: ShowArgs) -> Result<()> {
     let trials = t.storage.trials(t.study.id)?;
     let counts = count_states(&trials);
     let best = best_of(&trials, t.direction);
-    let planned = t.spec["trials"].as_u64().unwrap_or(trials.len() as u64);
+    let planned = horizon_core::trial::planned_total(t.spec["trials"].as_u64().unwrap_or(0), &trials);
     let mut out = std::io::stdout().lock();
     if args.json {
         let by_state: serde_json::Map<String, serde_json::Value> =
@@ -88,8 +88,15 @@ pub fn trials(args: TrialsArgs) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     if args.show.json {
+        // Imported trials also say where they came from (`horizon import`).
+        let imports: std::collections::HashMap<i64, horizon_store::ImportRecord> =
+            t.storage.imports(t.study.id)?.into_iter().map(|i| (i.trial, i)).collect();
         for trial in &trials {
-            writeln!(out, "{}", trial_json(trial))?;
+            let mut doc = trial_json(trial);
+            if let Some(i) = imports.get(&trial.id) {
+                doc["imported"] = json!({"origin": i.origin, "source": i.source});
+            }
+            writeln!(out, "{doc}")?;
         }
         return Ok(());
     }
@@ -150,14 +157,6 @@ fn reproduce(t: &Target, trial: &TrialRecord, dir: &std::path::Path) -> Option<S
         })
         .collect();
     Some(words.join(" "))
-}
-
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 /// One trial as a JSON object (the `trials --json` line format; NaN becomes null).

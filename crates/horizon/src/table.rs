@@ -81,6 +81,15 @@ pub fn param(v: &horizon_core::ParamValue) -> String {
     }
 }
 
+/// `s` as one word of a POSIX shell command line (quoted only when it needs to be).
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,11 +52,19 @@ pub fn open(path: &Path, name: Option<&str>) -> Result<Target> {
             }
         }
     };
-    let spec: serde_json::Value = serde_json::from_str(&study.spec_json).context("reading the stored study spec")?;
-    let objective = spec["objective"]["metric"].as_str().unwrap_or("objective").to_string();
-    let direction = match spec["objective"]["direction"].as_str() {
-        Some("maximize") => Direction::Maximize,
-        _ => Direction::Minimize,
-    };
+    let spec = stored_spec(&study)?;
+    let (objective, direction) = stored_objective(&spec);
+    let objective = objective.unwrap_or("objective").to_string();
+    let direction = direction.unwrap_or(Direction::Minimize);
     Ok(Target { storage, study, dir, objective, direction, spec })
+}
+
+/// The spec a study was last stored with (JSON).
+pub fn stored_spec(study: &StudyRecord) -> Result<serde_json::Value> {
+    serde_json::from_str(&study.spec_json).with_context(|| format!("reading the stored spec of study {:?}", study.name))
+}
+
+/// The objective metric and direction of a stored spec, as far as it names them.
+pub fn stored_objective(spec: &serde_json::Value) -> (Option<&str>, Option<Direction>) {
+    (spec["objective"]["metric"].as_str(), spec["objective"]["direction"].as_str().and_then(Direction::parse))
 }

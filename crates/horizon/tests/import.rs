@@ -150,6 +150,12 @@ fn a_jsonl_import_is_analyzed_with_the_best_steps_of_its_curves() {
     assert_eq!(trials[0]["params"], json!({"lr": 0.01, "optimizer": "sgd"}));
     assert_eq!(trials[4]["message"], "loss became NaN");
     assert!(trials.iter().all(|t| t["attempts"] == 1));
+    // Each says where it came from.
+    for (i, t) in trials.iter().enumerate() {
+        let origin = t["imported"]["origin"].as_str().unwrap();
+        assert!(origin.starts_with('/') && origin.ends_with(&format!("sweep.jsonl:{}", i + 1)), "{t}");
+        assert_eq!(t["imported"]["source"], Value::Null);
+    }
 
     let out = w.horizon(&["analyze", "study", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -343,25 +349,50 @@ fn importing_the_same_source_twice_into_a_study_is_refused() {
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         let canonical = std::fs::canonicalize(w.path().join("runs.jsonl")).unwrap();
+        let first = format!("{}:1", canonical.display());
         assert!(
-            err.contains(&format!(
-                "{}:1 is already imported into study \"runs\"",
-                canonical.display()
-            )),
+            err.contains(&format!("{first} is the same run (parameters, budget and curve) as {first}, already trial 0 of study \"runs\"")),
             "{err}"
         );
-        assert!(
-            err.contains("(trial 0)")
-                && err.contains("nothing was imported")
-                && err.contains("fix:"),
-            "{err}"
-        );
+        assert!(err.contains("nothing was imported") && err.contains("fix:"), "{err}");
     }
     assert_eq!(
         trials_json(&w, "study", None).len(),
         6,
         "nothing was duplicated"
     );
+
+    // An edited file (a line inserted before the old runs, a new run among them) is refused as a
+    // whole, naming where the old run now is: the new run before it is not stored either.
+    let new_run = jsonl_run("new", 0.7, 1000, &curve(1000, 600, 0.15), json!({}));
+    let mut lines: Vec<String> = runs.lines().map(str::to_string).collect();
+    lines.insert(0, new_run);
+    lines.insert(0, String::new());
+    write(&w.path().join("runs.jsonl"), &(lines.join("\n") + "\n"));
+    let out = import("runs.jsonl", &["--name", "runs"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let canonical = std::fs::canonicalize(w.path().join("runs.jsonl")).unwrap();
+    assert!(
+        err.contains(&format!("{}:3 is the same run", canonical.display())) && err.contains(&format!("as {}:1, already trial 0", canonical.display())),
+        "{err}"
+    );
+    assert_eq!(trials_json(&w, "study", None).len(), 6, "the new run was rolled back with the rest");
+    write(&w.path().join("runs.jsonl"), &runs);
+
+    // The same run twice in one file: refused, naming both lines.
+    let renamed = lines[1].replacen("\"name\":\"new\"", "\"name\":\"new-copy\"", 1);
+    assert_ne!(renamed, lines[1]);
+    write(&w.path().join("twice.jsonl"), &format!("{}\n{renamed}\n", lines[1]));
+    let out = import("twice.jsonl", &["--name", "twice"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("twice.jsonl:2 is the same run") && err.contains("twice.jsonl:1; importing both"), "{err}");
+    let studies: i64 = rusqlite::Connection::open(w.path().join("study/horizon.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM studies WHERE name = 'twice'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(studies, 0, "a refused import into a new study leaves no empty study behind");
 
     // New runs in a new file are added after the others; the old file into another study is fine.
     write(
@@ -546,7 +577,7 @@ fn a_tensorboard_log_directory_is_detected_and_imported() {
         (Some(300), Some(300))
     );
     assert_eq!(trials[0]["params"]["lr"], 0.1);
-    // Each run directory is an origin: importing the directory again is refused.
+    // Importing the directory again is refused: its runs are already there.
     let again = w.horizon(&[
         "import",
         "logs",
@@ -557,7 +588,7 @@ fn a_tensorboard_log_directory_is_detected_and_imported() {
     ]);
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
     assert!(
-        String::from_utf8_lossy(&again.stderr).contains("already imported"),
+        String::from_utf8_lossy(&again.stderr).contains("is the same run (parameters, budget and curve)"),
         "{}",
         text(&again)
     );
@@ -589,6 +620,11 @@ fn runs_imported_into_a_run_study_leave_its_sampling_alone() {
         "{}",
         text(&out)
     );
+    // `status` counts them on top of the study's own: 2 sampled of 2 planned, plus 6 imported.
+    let status = s.horizon(&["status", "--json", &dir]);
+    assert!(status.status.success(), "{}", text(&status));
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!((doc["trials"].as_u64(), doc["planned_trials"].as_u64()), (Some(8), Some(8)), "{doc}");
 
     // Two more sampled trials: the imported ones neither count against `trials` nor take an index.
     s.write_spec(&StudyOptions {
@@ -619,4 +655,6 @@ fn runs_imported_into_a_run_study_leave_its_sampling_alone() {
             .count(),
         8
     );
+    let imported: Vec<bool> = trials_json(&s, &dir, None).iter().map(|t| t.get("imported").is_some()).collect();
+    assert_eq!(imported, [false, false, true, true, true, true, true, true, false, false]);
 }
