@@ -85,10 +85,11 @@ def main(argv):
             if not line.strip():
                 continue
             try:
-                run = convert(json.loads(line))
+                # Serialized here too: a NaN or infinite parameter is an error naming this line.
+                text = json.dumps(convert(json.loads(line)), allow_nan=False)
             except (KeyError, TypeError, ValueError) as e:
                 sys.exit("%s:%d: cannot convert: %r" % (src, lineno, e))
-            out.write(json.dumps(run, allow_nan=False) + "\n")
+            out.write(text + "\n")
             count += 1
     if out is not sys.stdout:
         out.close()

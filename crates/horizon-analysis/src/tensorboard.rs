@@ -7,7 +7,7 @@
 //! writes. What we need is the TFRecord framing (a few lines) and six protobuf messages, declared
 //! below by hand with `prost`'s derive (no `protoc`, no build script).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read};
 use std::path::{Path, PathBuf};
@@ -121,7 +121,10 @@ fn err(
 /// when `root` is a run). Parameters come from `params.json`, `hparams.json`, `params.yaml` or
 /// `hparams.yaml` beside the event files, else from `key=value` directory names; the budget from
 /// a `max_train_steps` parameter, else the largest step. Every `events.out.tfevents.*` file of a
-/// run is read in name order; a truncated last record (a file still being written) is ignored.
+/// run is read in name order; a record cut short at the end of the run's last file (a file still
+/// being written) is ignored, in any earlier file it is an error. A value written twice for the
+/// same step and tag (a restarted run) is replaced by the later one, and the run's `message` says
+/// how many were.
 pub fn parse_tensorboard_dir(root: impl AsRef<Path>) -> Result<Vec<ImportedRun>, ImportError> {
     let root = root.as_ref();
     if !root.is_dir() {
@@ -227,13 +230,17 @@ fn read_run(root: &Path, rel: &Path, files: &[PathBuf]) -> Result<ImportedRun, I
     let budget = take_budget(&mut params, &params_from)?;
 
     let mut points: BTreeMap<u64, Vec<(String, f64)>> = BTreeMap::new();
+    // The (step, tag) pairs written more than once, whose last value was kept.
+    let mut rewritten: BTreeSet<(u64, String)> = BTreeSet::new();
     let mut plugins: HashMap<String, String> = HashMap::new();
-    for file in files {
-        read_records(file, |index, offset, data| {
+    for (i, file) in files.iter().enumerate() {
+        let last_file = i + 1 == files.len();
+        read_records(file, last_file, |index, offset, data| {
+            // The record number and offset are in the problem; a record is not a line.
             let at = |problem: String, fix: &str| {
                 err(
                     file,
-                    Some(index),
+                    None,
                     None,
                     format!("record {index} at byte offset {offset}: {problem}"),
                     fix,
@@ -287,7 +294,10 @@ fn read_run(root: &Path, rel: &Path, files: &[PathBuf]) -> Result<ImportedRun, I
                 }
                 let row = points.entry(step).or_default();
                 match row.iter_mut().find(|(tag, _)| *tag == value.tag) {
-                    Some(slot) => slot.1 = x,
+                    Some(slot) => {
+                        slot.1 = x;
+                        rewritten.insert((step, value.tag));
+                    }
                     None => row.push((value.tag, x)),
                 }
             }
@@ -321,23 +331,35 @@ fn read_run(root: &Path, rel: &Path, files: &[PathBuf]) -> Result<ImportedRun, I
     } else {
         TrialState::Complete
     };
+    let message = match rewritten.len() {
+        0 => None,
+        1 => Some(
+            "1 evaluation was written more than once (a restarted run?); its last value was kept"
+                .to_string(),
+        ),
+        n => Some(format!(
+            "{n} evaluations were written more than once (a restarted run?); the last value of each was kept"
+        )),
+    };
     Ok(ImportedRun {
         name: Some(name.join("/")),
         params,
         max_train_steps,
         state,
         curve,
-        message: None,
+        message,
         source: None,
         origin: files[0].display().to_string(),
     })
 }
 
 /// Call `each(index, offset, data)` for every record of a TFRecord file, `index` 1-based.
-/// A record cut short by the end of the file ends the reading without error.
+/// A record cut short by the end of the file ends the reading without error when the file is the
+/// run's last (`last_file`: it may still be being written); in an earlier file it is an error.
 fn read_records(
     path: &Path,
-    mut each: impl FnMut(u64, u64, &[u8]) -> Result<(), ImportError>,
+    last_file: bool,
+    each: impl FnMut(u64, u64, &[u8]) -> Result<(), ImportError>,
 ) -> Result<(), ImportError> {
     let file = File::open(path).map_err(|e| {
         err(
@@ -348,46 +370,70 @@ fn read_records(
             "check the path and its permissions",
         )
     })?;
-    let mut reader = BufReader::new(file);
-    let io = |e: std::io::Error| {
-        err(
-            path,
-            None,
-            None,
-            format!("cannot read: {e}"),
-            "check the file and its permissions",
-        )
-    };
+    read_frames(path, BufReader::new(file), last_file, each)
+}
+
+/// [`read_records`] over any reader; `path` names it in errors.
+fn read_frames(
+    path: &Path,
+    mut reader: impl Read,
+    last_file: bool,
+    mut each: impl FnMut(u64, u64, &[u8]) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
     let damaged = "the file is damaged: restore it, or move it out of the run directory (its scalars are then not imported)";
     let mut offset = 0u64;
     let mut data = Vec::new();
     let mut index = 0u64;
     loop {
         index += 1;
-        let mut header = [0u8; 12];
-        match reader.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(io(e)),
-        }
+        // The record number and offset are in the problem; a record is not a line.
         let at = |problem: &str| {
             err(
                 path,
-                Some(index),
+                None,
                 None,
                 format!("record {index} at byte offset {offset}: {problem}"),
                 damaged,
             )
         };
+        let io = |e: std::io::Error| {
+            err(
+                path,
+                None,
+                None,
+                format!("record {index} at byte offset {offset}: cannot read: {e}"),
+                "check the file, its permissions and the disk it is on",
+            )
+        };
+        // Only the end of the file cuts a record short; every other error is reported.
+        let cut_short = |read: u64| -> Result<(), ImportError> {
+            if last_file {
+                Ok(())
+            } else {
+                Err(at(&format!(
+                    "cut short by the end of the file {read} bytes into the record, but a later event file follows (only the run's last file can still be being written)"
+                )))
+            }
+        };
+        let mut header = [0u8; 12];
+        match fill(&mut reader, &mut header).map_err(io)? {
+            0 => return Ok(()),
+            12 => {}
+            n => return cut_short(n as u64),
+        }
         let len = u64::from_le_bytes(header[..8].try_into().unwrap());
         if masked_crc(&header[..8]) != u32::from_le_bytes(header[8..].try_into().unwrap()) {
             return Err(at("the length's checksum does not match"));
         }
         data.clear();
         (&mut reader).take(len).read_to_end(&mut data).map_err(io)?;
+        if data.len() as u64 != len {
+            return cut_short(12 + data.len() as u64);
+        }
         let mut footer = [0u8; 4];
-        if data.len() as u64 != len || reader.read_exact(&mut footer).is_err() {
-            return Ok(());
+        let n = fill(&mut reader, &mut footer).map_err(io)?;
+        if n != 4 {
+            return cut_short(12 + len + n as u64);
         }
         if masked_crc(&data) != u32::from_le_bytes(footer) {
             return Err(at("the data's checksum does not match"));
@@ -395,6 +441,20 @@ fn read_records(
         each(index, offset, &data)?;
         offset += 16 + len;
     }
+}
+
+/// Read into `buf` until it is full or the reader ends; the number of bytes read.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut read = 0;
+    while read < buf.len() {
+        match reader.read(&mut buf[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(read)
 }
 
 /// A float32 as the shortest decimal that reads back as it (`0.1`, not `0.10000000149011612`).
@@ -728,6 +788,83 @@ mod tests {
         // RFC 3720 (iSCSI), B.4: 32 bytes of zeros; and the standard check value.
         assert_eq!(crc32c::crc32c(&[0u8; 32]), 0x8a91_36aa);
         assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    /// Gives `good` bytes, then fails with `kind`.
+    struct Failing {
+        good: Vec<u8>,
+        kind: ErrorKind,
+    }
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.good.is_empty() {
+                return Err(std::io::Error::new(self.kind, "disk on fire"));
+            }
+            let n = buf.len().min(self.good.len());
+            buf[..n].copy_from_slice(&self.good[..n]);
+            self.good.drain(..n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_read_error_is_not_a_truncation() {
+        let data = b"not checked here";
+        let len = (data.len() as u64).to_le_bytes();
+        let mut record = len.to_vec();
+        record.extend_from_slice(&masked_crc(&len).to_le_bytes());
+        record.extend_from_slice(data);
+        record.extend_from_slice(&masked_crc(data).to_le_bytes());
+        let path = Path::new("events.out.tfevents.1.host");
+        // Failing in each part of the second record (header, data, footer), even in the run's
+        // last file.
+        for cut in [0, 5, 12, 20, record.len() - 1] {
+            let mut good = record.clone();
+            good.extend_from_slice(&record[..cut]);
+            let reader = Failing {
+                good,
+                kind: ErrorKind::Other,
+            };
+            let mut seen = 0;
+            let e = read_frames(path, reader, true, |_, _, _| {
+                seen += 1;
+                Ok(())
+            })
+            .unwrap_err();
+            assert_eq!(seen, 1, "cut at {cut}");
+            assert_eq!((e.file.as_path(), e.line), (path, None));
+            assert_eq!(
+                e.problem,
+                format!(
+                    "record 2 at byte offset {}: cannot read: disk on fire",
+                    record.len()
+                )
+            );
+        }
+        // Interrupted is retried, not an error.
+        let mut calls = 0;
+        struct Flaky<'a>(&'a mut u32, &'a [u8]);
+        impl Read for Flaky<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                *self.0 += 1;
+                if *self.0 % 2 == 1 {
+                    return Err(ErrorKind::Interrupted.into());
+                }
+                let n = buf.len().min(self.1.len()).min(3);
+                buf[..n].copy_from_slice(&self.1[..n]);
+                self.1 = &self.1[n..];
+                Ok(n)
+            }
+        }
+        let mut seen = 0;
+        read_frames(path, Flaky(&mut calls, &record), false, |_, _, d| {
+            assert_eq!(d, data);
+            seen += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, 1);
     }
 
     #[test]

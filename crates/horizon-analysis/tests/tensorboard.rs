@@ -1,6 +1,7 @@
 //! TensorBoard event files: real files written by tensorboardX (`fixtures/tensorboard`, made by
 //! `make_fixtures.py`, whose values are asserted here), and files built byte by byte for the
-//! framing: a truncated tail is ignored, a bad checksum names the file, record and offset.
+//! framing: a truncated tail of the run's last file is ignored, a truncated earlier file or a bad
+//! checksum is an error naming the file, record and offset.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -66,8 +67,15 @@ fn reads_the_tensorboardx_fixtures() {
     );
     assert_eq!(
         (a.state, a.source.as_deref(), a.message.as_deref()),
-        (TrialState::Complete, None, None)
+        (
+            TrialState::Complete,
+            None,
+            Some(
+                "1 evaluation was written more than once (a restarted run?); its last value was kept"
+            )
+        )
     );
+    assert_eq!(runs[1].message, None, "no value written twice");
     assert_eq!(
         Path::new(&a.origin),
         fixtures().join("a/events.out.tfevents.1700000000.fixture")
@@ -268,7 +276,8 @@ fn a_bad_checksum_names_the_file_record_and_offset() {
     bytes[offset + 12 + 3] ^= 0x10;
     let (dir, file) = run_dir(&bytes);
     let e = parse_tensorboard_dir(dir.path()).unwrap_err();
-    assert_eq!((e.file.as_path(), e.line), (file.as_path(), Some(2)));
+    // A record is not a line: the number is in the problem only.
+    assert_eq!((e.file.as_path(), e.line), (file.as_path(), None));
     assert!(
         e.problem
             .contains(&format!("record 2 at byte offset {offset}")),
@@ -278,7 +287,7 @@ fn a_bad_checksum_names_the_file_record_and_offset() {
     assert!(e.problem.contains("data's checksum"), "{}", e.problem);
     assert!(
         e.to_string()
-            .contains("events.out.tfevents.1.host:2: record 2"),
+            .contains("events.out.tfevents.1.host: record 2 at byte offset"),
         "{e}"
     );
 
@@ -286,7 +295,7 @@ fn a_bad_checksum_names_the_file_record_and_offset() {
     let mut bytes = records.concat();
     bytes[offset + 9] ^= 0x01;
     let e = read(&bytes).unwrap_err();
-    assert_eq!(e.line, Some(2));
+    assert_eq!(e.line, None);
     assert!(e.problem.contains("length's checksum"), "{}", e.problem);
 
     // The last record, complete but damaged: an error, not a truncation.
@@ -301,6 +310,49 @@ fn a_bad_checksum_names_the_file_record_and_offset() {
         "{}",
         e.problem
     );
+}
+
+#[test]
+fn a_truncated_record_in_an_earlier_file_is_an_error() {
+    let records = records();
+    let whole = records.concat();
+    let two = records[..2].concat();
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("events.out.tfevents.1.host");
+    fs::write(
+        dir.path().join("events.out.tfevents.2.host"),
+        frame(&event(3, &[("loss", 0.25)])),
+    )
+    .unwrap();
+    // Cut anywhere in record 3 (header, data, footer) of the first of two files.
+    for cut in two.len() + 1..whole.len() {
+        fs::write(&first, &whole[..cut]).unwrap();
+        let e = parse_tensorboard_dir(dir.path()).unwrap_err();
+        assert_eq!((e.file.as_path(), e.line), (first.as_path(), None));
+        assert!(
+            e.problem.starts_with(&format!(
+                "record 3 at byte offset {}: cut short by the end of the file {} bytes into the record",
+                two.len(),
+                cut - two.len()
+            )),
+            "cut at {cut}: {}",
+            e.problem
+        );
+        assert!(e.fix.contains("the file is damaged"), "{}", e.fix);
+    }
+    // Ending between records is not a truncation; the same cut in the last file is tolerated.
+    fs::write(&first, &two).unwrap();
+    let runs = parse_tensorboard_dir(dir.path()).unwrap();
+    assert_eq!(curve(&runs[0]), [(1, "loss", 1.0), (3, "loss", 0.25)]);
+    fs::write(&first, frame(&event(3, &[("loss", 0.25)]))).unwrap();
+    fs::write(
+        dir.path().join("events.out.tfevents.2.host"),
+        &whole[..whole.len() - 1],
+    )
+    .unwrap();
+    let runs = parse_tensorboard_dir(dir.path()).unwrap();
+    assert_eq!(curve(&runs[0]), [(1, "loss", 1.0), (3, "loss", 0.25)]);
+    assert_eq!(runs[0].message, None);
 }
 
 #[test]
@@ -321,6 +373,48 @@ fn event_files_are_read_in_name_order_and_the_last_value_wins() {
     let runs = parse_tensorboard_dir(dir.path()).unwrap();
     assert_eq!(curve(&runs[0]), [(3, "loss", 1.0), (5, "loss", 0.25)]);
     assert!(runs[0].origin.ends_with("events.out.tfevents.1.host"));
+    // Step 5's loss, written three times, counts once.
+    assert_eq!(
+        runs[0].message.as_deref(),
+        Some("1 evaluation was written more than once (a restarted run?); its last value was kept")
+    );
+
+    // A restarted run: the second file writes steps 2 and 3 again, and step 4.
+    fs::write(
+        dir.path().join("events.out.tfevents.2.host"),
+        [
+            frame(&event(2, &[("loss", 0.7), ("acc", 0.1)])),
+            frame(&event(3, &[("loss", 0.6)])),
+            frame(&event(4, &[("loss", 0.5)])),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("events.out.tfevents.1.host"),
+        [
+            frame(&event(2, &[("loss", 0.8), ("acc", 0.2)])),
+            frame(&event(3, &[("loss", 0.75)])),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let runs = parse_tensorboard_dir(dir.path()).unwrap();
+    assert_eq!(
+        curve(&runs[0]),
+        [
+            (2, "loss", 0.7),
+            (2, "acc", 0.1),
+            (3, "loss", 0.6),
+            (4, "loss", 0.5)
+        ]
+    );
+    assert_eq!(
+        runs[0].message.as_deref(),
+        Some(
+            "3 evaluations were written more than once (a restarted run?); the last value of each was kept"
+        )
+    );
 }
 
 #[test]
@@ -335,7 +429,12 @@ fn problems_are_errors_with_a_fix() {
     )
     .unwrap();
     let e = parse_tensorboard_dir(dir.path()).unwrap_err();
-    assert_eq!((e.file.as_path(), e.line), (file.as_path(), Some(3)));
+    assert_eq!((e.file.as_path(), e.line), (file.as_path(), None));
+    assert!(
+        e.problem.starts_with("record 3 at byte offset"),
+        "{}",
+        e.problem
+    );
     assert!(
         e.problem.contains("step 2 is beyond max_train_steps 1"),
         "{}",
