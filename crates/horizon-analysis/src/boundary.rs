@@ -126,6 +126,7 @@ pub struct InfeasibleReport {
     pub diverged: usize,
     pub high_loss: usize,
     pub no_objective: usize,
+    pub incomplete: usize,
     /// Per parameter, largest |shift| first.
     pub parameters: Vec<InfeasibleParam>,
     /// The parameter along which the infeasible trials cluster most, if any.
@@ -495,6 +496,7 @@ fn infeasible_report(axes: &[Axis], trials: &[TrialAnalysis], config: &AnalysisC
         diverged: count(InfeasibleReason::Diverged),
         high_loss: count(InfeasibleReason::HighLoss),
         no_objective: count(InfeasibleReason::NoObjective),
+        incomplete: count(InfeasibleReason::Incomplete),
         parameters,
         cluster,
         summary,

@@ -74,6 +74,43 @@ pub struct BudgetVerdict {
     pub confidence: Confidence,
     pub confidence_reason: String,
     pub evidence: Vec<String>,
+    /// Finished trials kept out of the group, by reason, with their numbers.
+    pub excluded: Vec<Excluded>,
+}
+
+/// Finished trials kept out of a budget verdict for one reason.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Excluded {
+    /// An `InfeasibleReason` name: `incomplete`, `diverged`, `failed`, `high_loss`, `no_objective`.
+    pub reason: String,
+    pub trials: usize,
+    /// Up to 10 trial numbers.
+    pub examples: Vec<u64>,
+    pub why: String,
+}
+
+/// The finished trials that no budget verdict counts, grouped by reason.
+pub(crate) fn excluded(trials: &[TrialAnalysis]) -> Vec<Excluded> {
+    use crate::trials::InfeasibleReason as R;
+    R::ALL
+        .iter()
+        .filter_map(|&r| {
+            let numbers: Vec<u64> = trials.iter().filter(|t| t.infeasible == Some(r)).map(|t| t.number).collect();
+            (!numbers.is_empty()).then(|| Excluded {
+                reason: r.as_str().to_string(),
+                trials: numbers.len(),
+                examples: numbers.iter().copied().take(10).collect(),
+                why: match r {
+                    R::Incomplete => "ended well short of their budget (the trainer stopped early), so their best step says nothing about it",
+                    R::Diverged => "the loss became NaN or infinite",
+                    R::Failed => "the program failed",
+                    R::HighLoss => "best value far from the study's typical values (high loss)",
+                    R::NoObjective => "no finite evaluation of the objective",
+                }
+                .to_string(),
+            })
+        })
+        .collect()
 }
 
 /// Size of the top group: the best `top_share` of `n`, at least `top_min` when there are that many.
@@ -257,6 +294,7 @@ pub(crate) fn verdict(group: &str, members: &[&TrialAnalysis], config: &Analysis
         confidence,
         confidence_reason,
         evidence,
+        excluded: Vec::new(),
     }
 }
 

@@ -102,6 +102,8 @@ pub struct Counts {
     pub diverged: usize,
     pub high_loss: usize,
     pub no_objective: usize,
+    /// Ended well short of their budget (the trainer stopped early): kept out of the verdicts.
+    pub incomplete: usize,
     /// Whether the trials' budgets differ (each is judged against its own).
     pub mixed_budgets: bool,
 }
@@ -148,10 +150,13 @@ pub fn analyze(input: &StudyData, config: &AnalysisConfig) -> Analysis {
     let top = &ranked[..top_n];
 
     let feasible_refs: Vec<&TrialAnalysis> = ranked.iter().map(|&i| &trials[i]).collect();
-    let budget = BudgetReport {
+    let excluded = budget::excluded(&trials);
+    let mut budget = BudgetReport {
         feasible: budget::verdict("feasible", &feasible_refs, config),
         top: budget::verdict("top", &feasible_refs[..top_n], config),
     };
+    budget.feasible.excluded = excluded.clone();
+    budget.top.excluded = excluded;
     let curves = curves::report(input, &trials, top, &budget.top, config);
     let space = boundary::report(input, &trials, &ranked, config);
 
@@ -168,6 +173,7 @@ pub fn analyze(input: &StudyData, config: &AnalysisConfig) -> Analysis {
         diverged: count(InfeasibleReason::Diverged),
         high_loss: count(InfeasibleReason::HighLoss),
         no_objective: count(InfeasibleReason::NoObjective),
+        incomplete: count(InfeasibleReason::Incomplete),
         mixed_budgets,
     };
 

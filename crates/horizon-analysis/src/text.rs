@@ -40,7 +40,13 @@ pub fn render_text(a: &Analysis) -> String {
     let c = &a.counts;
     let _ = writeln!(s, "Analysis of {} trials: objective {} ({dir})", c.trials, a.objective);
     let mut reasons = Vec::new();
-    for (n, label) in [(c.diverged, "diverged"), (c.high_loss, "high loss"), (c.failed, "failed"), (c.no_objective, "no objective")] {
+    for (n, label) in [
+        (c.diverged, "diverged"),
+        (c.high_loss, "high loss"),
+        (c.failed, "failed"),
+        (c.no_objective, "no objective"),
+        (c.incomplete, "incomplete"),
+    ] {
         if n > 0 {
             reasons.push(format!("{label} {n}"));
         }
@@ -97,6 +103,19 @@ pub fn render_text(a: &Analysis) -> String {
 
     // Budget.
     let _ = writeln!(s, "\nBudget (max_train_steps), from where the best checkpoints fall:");
+    for e in &a.budget.feasible.excluded {
+        let shown: Vec<String> = e.examples.iter().map(u64::to_string).collect();
+        let more = if e.trials > e.examples.len() { ", ..." } else { "" };
+        let _ = writeln!(
+            s,
+            "  excluded: {} {} ({} {}{more}): {}",
+            e.trials,
+            e.reason.replace('_', " "),
+            if e.trials == 1 { "trial" } else { "trials" },
+            shown.join(", "),
+            e.why
+        );
+    }
     for v in [&a.budget.feasible, &a.budget.top] {
         verdict_text(&mut s, v);
     }

@@ -21,11 +21,19 @@ pub enum InfeasibleReason {
     HighLoss,
     /// Finished without a single finite evaluation of the objective.
     NoObjective,
+    /// The trainer exited successfully well short of its budget (`TrialState::Incomplete`): its
+    /// best step says nothing about the budget, and its value is not comparable.
+    Incomplete,
 }
 
 impl InfeasibleReason {
-    pub const ALL: [InfeasibleReason; 4] =
-        [InfeasibleReason::Failed, InfeasibleReason::Diverged, InfeasibleReason::HighLoss, InfeasibleReason::NoObjective];
+    pub const ALL: [InfeasibleReason; 5] = [
+        InfeasibleReason::Failed,
+        InfeasibleReason::Diverged,
+        InfeasibleReason::HighLoss,
+        InfeasibleReason::NoObjective,
+        InfeasibleReason::Incomplete,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -33,6 +41,7 @@ impl InfeasibleReason {
             InfeasibleReason::Diverged => "diverged",
             InfeasibleReason::HighLoss => "high_loss",
             InfeasibleReason::NoObjective => "no_objective",
+            InfeasibleReason::Incomplete => "incomplete",
         }
     }
 
@@ -42,6 +51,7 @@ impl InfeasibleReason {
             InfeasibleReason::Diverged => "diverged",
             InfeasibleReason::HighLoss => "high loss",
             InfeasibleReason::NoObjective => "no objective",
+            InfeasibleReason::Incomplete => "incomplete",
         }
     }
 }
@@ -192,6 +202,12 @@ fn read_trial(t: &TrialData, input: &StudyData, config: &AnalysisConfig) -> Tria
         TrialState::Waiting | TrialState::Running => {
             (None, Some(format!("{}: not judged until it finishes", rec.state)))
         }
+        TrialState::Incomplete => (
+            Some(InfeasibleReason::Incomplete),
+            Some(rec.message.clone().unwrap_or_else(|| {
+                format!("ended at step {} of {}", final_step.map_or("?".into(), |s| s.to_string()), rec.max_train_steps)
+            })),
+        ),
         TrialState::Failed => (
             Some(InfeasibleReason::Failed),
             Some(rec.message.clone().unwrap_or_else(|| "the trial failed".into())),

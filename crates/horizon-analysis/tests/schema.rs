@@ -47,7 +47,7 @@ fn json_schema_v1() {
     assert_eq!(v["direction"], "minimize");
     expect(&v["counts"], &[
         "trials", "finished", "unfinished", "feasible", "infeasible", "failed", "diverged", "high_loss", "no_objective",
-        "mixed_budgets",
+        "incomplete", "mixed_budgets",
     ]);
     expect(&v["high_loss"], &[
         "rule", "start_level", "start_level_source", "study_best", "progress_limit", "fence", "limit", "notes",
@@ -66,7 +66,7 @@ fn json_schema_v1() {
         expect(&v["budget"][g], &[
             "group", "trial_numbers", "trials", "verdict", "early", "early_share", "late", "late_share", "best_fraction",
             "best_step", "max_train_steps", "reference_max_train_steps", "rule", "suggested_max_train_steps",
-            "suggestion_rule", "confidence", "confidence_reason", "evidence",
+            "suggestion_rule", "confidence", "confidence_reason", "evidence", "excluded",
         ]);
         expect(&v["budget"][g]["best_fraction"], &["min", "q1", "median", "q3", "max"]);
     }
@@ -97,7 +97,8 @@ fn json_schema_v1() {
         "sampling_share", "base_share", "p_value", "flagged", "rules",
     ]);
     expect(&v["space"]["infeasible"], &[
-        "finished", "infeasible", "failed", "diverged", "high_loss", "no_objective", "parameters", "cluster", "summary",
+        "finished", "infeasible", "failed", "diverged", "high_loss", "no_objective", "incomplete", "parameters", "cluster",
+        "summary",
     ]);
     expect(&v["space"]["infeasible"]["parameters"][0], &[
         "name", "infeasible_median_position", "feasible_median_position", "shift", "low_half", "high_half",

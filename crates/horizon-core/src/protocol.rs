@@ -18,6 +18,22 @@ use serde_json::Value;
 /// The protocol version horizon speaks, as passed in `HORIZON_PROTOCOL`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Limits on what one attempt may report, so that whatever a trainer writes, horizon's time
+/// and memory stay bounded (docs/protocol.md section 9). Past each, the excess is skipped with
+/// a warning and the attempt goes on.
+pub mod limits {
+    /// A metrics line longer than this (without its newline) is skipped unread.
+    pub const MAX_LINE_BYTES: usize = 1 << 20;
+    /// A metric name longer than this rejects its line.
+    pub const MAX_METRIC_NAME_BYTES: usize = 200;
+    /// Distinct metric names per attempt; values of further names are not stored.
+    pub const MAX_METRIC_NAMES: usize = 1_000;
+    /// Metric values stored per attempt; further values are not stored.
+    pub const MAX_METRIC_VALUES: u64 = 10_000_000;
+    /// Checkpoint announcements per attempt; further ones are ignored (their files are kept).
+    pub const MAX_CHECKPOINTS: u64 = 100_000;
+}
+
 /// One parsed line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Report {

@@ -3,7 +3,8 @@
 //! ```text
 //!            claim                    completed
 //! Waiting ─────────▶ Running ─────────────────────▶ Complete
-//!    ▲                  │  ├── non-finite loss ───▶ Diverged   (infeasible; never retried)
+//!    ▲                  │  ├── ended short ───────▶ Incomplete (exited 0 before 90% of its budget)
+//!    │                  │  ├── non-finite loss ───▶ Diverged   (infeasible; never retried)
 //!    │                  │  └── failed, no retries ▶ Failed
 //!    └──────────────────┘
 //!      failed with retries left, interrupted, or abandoned by a dead worker
@@ -22,6 +23,11 @@ pub enum TrialState {
     Waiting,
     Running,
     Complete,
+    /// The trainer exited successfully but its evaluations stop well short of the budget (the
+    /// classic loop over a finite data loader that ends after one epoch): not comparable with
+    /// trials that trained to the end, so kept out of budget verdicts. Never retried (the same
+    /// program would stop at the same place). See [`reached_budget`].
+    Incomplete,
     /// Infeasible: the loss became NaN or infinite.
     Diverged,
     /// The program failed (exit status, timeout, no objective) and has no retries left.
@@ -29,14 +35,21 @@ pub enum TrialState {
 }
 
 impl TrialState {
-    pub const ALL: [TrialState; 5] =
-        [TrialState::Waiting, TrialState::Running, TrialState::Complete, TrialState::Diverged, TrialState::Failed];
+    pub const ALL: [TrialState; 6] = [
+        TrialState::Waiting,
+        TrialState::Running,
+        TrialState::Complete,
+        TrialState::Incomplete,
+        TrialState::Diverged,
+        TrialState::Failed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TrialState::Waiting => "waiting",
             TrialState::Running => "running",
             TrialState::Complete => "complete",
+            TrialState::Incomplete => "incomplete",
             TrialState::Diverged => "diverged",
             TrialState::Failed => "failed",
         }
@@ -48,7 +61,7 @@ impl TrialState {
 
     /// Finished trials are never written again.
     pub fn is_finished(self) -> bool {
-        matches!(self, TrialState::Complete | TrialState::Diverged | TrialState::Failed)
+        matches!(self, TrialState::Complete | TrialState::Incomplete | TrialState::Diverged | TrialState::Failed)
     }
 }
 
@@ -113,6 +126,9 @@ pub fn planned_total(planned: u64, trials: &[TrialRecord]) -> u64 {
 pub enum AttemptOutcome {
     /// Exited with status 0 and reported the objective.
     Completed,
+    /// Exited with status 0 and reported the objective, but stopped well short of the budget
+    /// (`reached_budget` is false) without a `stop_when` reason.
+    EndedEarly { reason: String },
     /// Reported a non-finite loss.
     Diverged { reason: String },
     /// Non-zero exit, killed by a timeout, or no objective reported.
@@ -126,11 +142,25 @@ pub enum AttemptOutcome {
 pub fn state_after(outcome: &AttemptOutcome, failures_before: u32, retries: u32) -> TrialState {
     match outcome {
         AttemptOutcome::Completed => TrialState::Complete,
+        AttemptOutcome::EndedEarly { .. } => TrialState::Incomplete,
         AttemptOutcome::Diverged { .. } => TrialState::Diverged,
         AttemptOutcome::Interrupted { .. } => TrialState::Waiting,
         AttemptOutcome::Failed { .. } if failures_before < retries => TrialState::Waiting,
         AttemptOutcome::Failed { .. } => TrialState::Failed,
     }
+}
+
+/// The share of its budget a trial must reach to count as trained to the end: a trainer that
+/// exits 0 having reported no step at or past this share of `max_train_steps` is
+/// [`TrialState::Incomplete`]. 90%, not 100%, because a trainer that evaluates on its own
+/// interval (every epoch, say) may end with its last evaluation a little before the budget.
+pub const REACHED_BUDGET_FRACTION: f64 = 0.9;
+
+/// Whether `progress` (the highest step an attempt reported) counts as having trained to the
+/// end of `max_train_steps`: at least [`REACHED_BUDGET_FRACTION`] of it, rounded up.
+pub fn reached_budget(progress: Option<u64>, max_train_steps: u64) -> bool {
+    let needed = (max_train_steps as f64 * REACHED_BUDGET_FRACTION).ceil() as u64;
+    progress.is_some_and(|p| p >= needed.min(max_train_steps))
 }
 
 /// Whether a running trial's worker is gone, so another worker may requeue it.
@@ -163,6 +193,25 @@ mod tests {
         assert_eq!(state_after(&AttemptOutcome::Diverged { reason: "nan".into() }, 0, 5), TrialState::Diverged);
         assert_eq!(state_after(&AttemptOutcome::Interrupted { reason: "ctrl-c".into() }, 9, 0), TrialState::Waiting);
         assert_eq!(state_after(&AttemptOutcome::Completed, 0, 0), TrialState::Complete);
+    }
+
+    #[test]
+    fn ending_short_is_incomplete_and_final() {
+        let early = AttemptOutcome::EndedEarly { reason: "stopped at step 5 of 100".into() };
+        assert_eq!(state_after(&early, 0, 5), TrialState::Incomplete);
+        assert!(TrialState::Incomplete.is_finished());
+        assert!(!reached_budget(Some(5), 100));
+        assert!(!reached_budget(Some(89), 100));
+        assert!(reached_budget(Some(90), 100));
+        assert!(reached_budget(Some(100), 100));
+        assert!(!reached_budget(None, 100));
+        // Budgets too small for 90% to be below the budget: the budget itself is needed.
+        assert!(!reached_budget(Some(0), 1));
+        assert!(reached_budget(Some(1), 1));
+        assert!(reached_budget(Some(9), 10) && !reached_budget(Some(8), 10));
+        // No overflow at the largest budgets.
+        assert!(reached_budget(Some(u64::MAX), u64::MAX));
+        assert!(!reached_budget(Some(u64::MAX / 2), u64::MAX));
     }
 
     #[test]

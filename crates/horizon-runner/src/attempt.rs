@@ -18,10 +18,12 @@ use horizon_core::params::Params;
 use horizon_core::protocol::Report;
 use horizon_core::rng::trial_seed;
 use horizon_core::selection::Selection;
-use horizon_core::trial::{AttemptOutcome, TrialRecord, TrialState, state_after};
+use horizon_core::protocol::limits::MAX_LINE_BYTES;
+use horizon_core::trial::{AttemptOutcome, TrialRecord, TrialState, reached_budget, state_after};
 use horizon_core::StudySpec;
 use horizon_store::{Finish, Storage, StoreError};
 
+use crate::files::{create_owned_file, ensure_trial_dir};
 use crate::launch::{AttemptFiles, plan};
 use crate::process::{signal_group, signal_name, spawn_in_group};
 use crate::recorder::AttemptRecorder;
@@ -30,6 +32,10 @@ use crate::recorder::AttemptRecorder;
 pub const TICK: Duration = Duration::from_millis(100);
 /// Lines of a failed trial's stderr shown to the user.
 pub const STDERR_TAIL_LINES: usize = 20;
+/// The most of the metrics file read between two looks at the channel (stop requests, the
+/// process's exit, the timeout): a trainer that writes faster than horizon records cannot delay
+/// the response to Ctrl-C or SIGTERM.
+pub const READ_PER_LOOK: usize = 4 << 20;
 
 /// A training function run in-process (the library path): it reports through the trial handle
 /// and returns `Err` to fail the attempt.
@@ -120,6 +126,7 @@ fn recorder_for(input: &AttemptInput) -> AttemptRecorder {
         input.spec.objective.direction,
         input.spec.checkpoints.clone(),
         &input.trial_dir,
+        input.trial.max_train_steps,
     )
     .with_stop_when(input.spec.trainer.stop_when.clone())
 }
@@ -141,13 +148,19 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
     let mut recorder = recorder_for(&input);
     let spec = input.spec.clone();
 
-    let prepared = (|| -> std::io::Result<(File, File)> {
-        std::fs::create_dir_all(&files.trial_dir)?;
-        File::create(&files.metrics)?;
-        Ok((File::create(&files.stdout)?, File::create(&files.stderr)?))
+    // horizon's own files, created without following links a trainer may have left, and the
+    // metrics file opened for reading before the trainer starts: what is read is the file
+    // horizon created, whatever the trainer does to the name.
+    let prepared = (|| -> std::io::Result<(File, File, File)> {
+        ensure_trial_dir(&files.trial_dir)?;
+        create_owned_file(&files.metrics)?;
+        let metrics = File::open(&files.metrics)?;
+        Ok((metrics, create_owned_file(&files.stdout)?, create_owned_file(&files.stderr)?))
     })();
     let launch = plan(&spec, &input.trial, &files, &input.working_dir, input.gpu.as_deref(), &input.horizon_exe);
-    let child = prepared.and_then(|(out, err)| {
+    let mut metrics_file = None;
+    let child = prepared.and_then(|(metrics, out, err)| {
+        metrics_file = Some(metrics);
         let mut cmd = Command::new(&launch.argv[0]);
         cmd.args(&launch.argv[1..])
             .current_dir(&launch.working_dir)
@@ -167,7 +180,7 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
     let pgid = child.id();
     // Recorded so that, if horizon dies, the worker that requeues this trial can end whatever
     // the trainer left in its process group (the parent-death signal reaches only the trainer).
-    if let Err(e) = std::fs::write(&files.pgid, pgid.to_string()) {
+    if let Err(e) = create_owned_file(&files.pgid).and_then(|mut f| std::io::Write::write_all(&mut f, pgid.to_string().as_bytes())) {
         tracing::warn!("{}: {e}", files.pgid.display());
     }
     let waiter_tx = handle.tx.clone();
@@ -179,13 +192,15 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         })
         .expect("spawning a waiter thread");
 
-    let mut tail = LineTail::new(&files.metrics);
+    let mut tail = LineTail::new(metrics_file.expect("opened before the launch"));
     let mut stopping: Option<(StopKind, Instant)> = None;
     let mut killed = false;
     let mut last_progress = None;
+    let mut backlog = false;
     let grace = spec.trainer.kill_grace;
     let exit = loop {
-        let msg = rx.recv_timeout(TICK);
+        // Behind on the metrics file: look at the channel and read on at once.
+        let msg = rx.recv_timeout(if backlog { Duration::ZERO } else { TICK });
         let stop_now = |kind: StopKind, stopping: &mut Option<(StopKind, Instant)>| {
             if stopping.is_none() {
                 signal_group(pgid, libc::SIGTERM);
@@ -198,7 +213,7 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => unreachable!("the attempt holds a sender"),
         }
-        tail.read_lines(|line| recorder.line(line));
+        backlog = tail.read_lines(&mut recorder, READ_PER_LOOK);
         if recorder.divergence().is_some() && spec.trainer.stop_on_divergence {
             stop_now(StopKind::Diverged, &mut stopping);
         }
@@ -230,8 +245,38 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
     };
     // The leader is gone; take down whatever it left in its group.
     signal_group(pgid, libc::SIGKILL);
-    tail.read_lines(|line| recorder.line(line));
-    tail.read_rest(|line| recorder.line(line));
+    // Read what is left. The file is finite now, but may be large: when the user stopped horizon
+    // (now or during the drain), the drain ends with the grace period and the trial, which runs
+    // again anyway, keeps what was read.
+    let mut drain_deadline = match &stopping {
+        Some((StopKind::Interrupted(_), _)) => Some(Instant::now() + grace),
+        _ => None,
+    };
+    let mut drained = false;
+    loop {
+        if !tail.read_lines(&mut recorder, READ_PER_LOOK) {
+            drained = true;
+            break;
+        }
+        if let Ok(AttemptMsg::Stop(reason)) = rx.try_recv() {
+            stopping = Some((StopKind::Interrupted(reason), Instant::now()));
+            drain_deadline.get_or_insert(Instant::now() + grace);
+        }
+        if drain_deadline.is_some_and(|d| Instant::now() >= d) {
+            recorder.warn(format!(
+                "stopped reading the metrics file at byte {} to answer the stop within the grace period",
+                tail.offset
+            ));
+            break;
+        }
+        match recorder.flush() {
+            Ok(()) | Err(StoreError::NotWritable { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if drained {
+        tail.read_rest(&mut recorder);
+    }
 
     let kind = stopping.map(|(k, _)| k);
     if kind == Some(StopKind::LeaseLost) {
@@ -281,6 +326,22 @@ fn humanize(d: Duration) -> String {
     if secs < 120.0 { format!("{secs:.3}s").replace(".000s", "s") } else { format!("{}m", (secs / 60.0).round()) }
 }
 
+/// A successful exit well short of the budget, without a `stop_when` reason, is not complete:
+/// the trainer stopped early (one epoch of a finite data loader, say), and the trial's best step
+/// says nothing about the budget.
+fn settle(outcome: AttemptOutcome, recorder: &AttemptRecorder, max_train_steps: u64) -> AttemptOutcome {
+    if outcome != AttemptOutcome::Completed || recorder.reached().is_some() || reached_budget(recorder.last_step(), max_train_steps) {
+        return outcome;
+    }
+    let last = recorder.last_step().unwrap_or(0);
+    AttemptOutcome::EndedEarly {
+        reason: format!(
+            "the trainer exited 0 at step {last} of {max_train_steps}, short of its budget (needs at least {:.0}%); kept out of budget verdicts",
+            100.0 * horizon_core::trial::REACHED_BUDGET_FRACTION
+        ),
+    }
+}
+
 /// Write the end of an attempt and build its result.
 fn finish(
     input: &AttemptInput,
@@ -293,11 +354,15 @@ fn finish(
 ) -> Result<AttemptResult, StoreError> {
     recorder.finish()?;
     let trial = &input.trial;
+    let outcome = settle(outcome, recorder, trial.max_train_steps);
     let state = state_after(&outcome, trial.failures, input.spec.trainer.retries);
     let selection = recorder.selection();
     let mut message = match &outcome {
         AttemptOutcome::Completed => None,
-        AttemptOutcome::Diverged { reason } | AttemptOutcome::Failed { reason } | AttemptOutcome::Interrupted { reason } => Some(reason.clone()),
+        AttemptOutcome::EndedEarly { reason }
+        | AttemptOutcome::Diverged { reason }
+        | AttemptOutcome::Failed { reason }
+        | AttemptOutcome::Interrupted { reason } => Some(reason.clone()),
     };
     if outcome == AttemptOutcome::Completed
         && let Some(last) = recorder.last_step().filter(|s| *s < trial.max_train_steps) {
@@ -420,42 +485,76 @@ fn run_in_process(f: &TrainFn, input: AttemptInput, stop: Arc<AtomicBool>) -> Re
     finish(&input, &mut recorder, outcome, None, None, started, false)
 }
 
-/// Reads complete lines appended to a file since the last read.
+/// Reads complete lines appended to the metrics file since the last read, in bounded memory:
+/// a line longer than [`MAX_LINE_BYTES`] is skipped (and reported) without being held.
 struct LineTail {
-    path: PathBuf,
-    file: Option<File>,
+    file: File,
+    /// Bytes read so far.
     offset: u64,
+    /// The start of a line whose newline has not been read yet.
     partial: Vec<u8>,
+    /// Set while skipping an overlong line: its length so far.
+    skipping: Option<u64>,
+    buf: Vec<u8>,
 }
 
 impl LineTail {
-    fn new(path: &Path) -> LineTail {
-        LineTail { path: path.to_path_buf(), file: None, offset: 0, partial: Vec::new() }
+    fn new(file: File) -> LineTail {
+        LineTail { file, offset: 0, partial: Vec::new(), skipping: None, buf: vec![0; 256 << 10] }
     }
 
-    fn read_lines(&mut self, mut each: impl FnMut(&str)) {
-        if self.file.is_none() {
-            self.file = File::open(&self.path).ok();
+    /// Read up to `budget` bytes and hand each complete line to `recorder`. Returns whether the
+    /// budget ran out before the end of the file (there is more to read now).
+    fn read_lines(&mut self, recorder: &mut AttemptRecorder, budget: usize) -> bool {
+        let mut read = 0;
+        while read < budget {
+            let n = match self.file.read(&mut self.buf) {
+                Ok(0) => return false,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    recorder.warn(format!("reading the metrics file at byte {}: {e}", self.offset));
+                    return false;
+                }
+            };
+            read += n;
+            self.offset += n as u64;
+            let mut chunk = &self.buf[..n];
+            while let Some(newline) = chunk.iter().position(|&b| b == b'\n') {
+                let piece = &chunk[..newline];
+                match self.skipping.take() {
+                    Some(skipped) => recorder.overlong_line(skipped + piece.len() as u64),
+                    None if self.partial.len() + piece.len() > MAX_LINE_BYTES => {
+                        recorder.overlong_line((self.partial.len() + piece.len()) as u64);
+                    }
+                    None if self.partial.is_empty() => recorder.line(&String::from_utf8_lossy(piece)),
+                    None => {
+                        self.partial.extend_from_slice(piece);
+                        recorder.line(&String::from_utf8_lossy(&self.partial));
+                    }
+                }
+                self.partial.clear();
+                chunk = &chunk[newline + 1..];
+            }
+            match &mut self.skipping {
+                Some(skipped) => *skipped += chunk.len() as u64,
+                None if self.partial.len() + chunk.len() > MAX_LINE_BYTES => {
+                    self.skipping = Some((self.partial.len() + chunk.len()) as u64);
+                    self.partial = Vec::new();
+                }
+                None => self.partial.extend_from_slice(chunk),
+            }
         }
-        let Some(file) = self.file.as_mut() else { return };
-        let mut buf = Vec::new();
-        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut buf).is_err() {
-            return;
-        }
-        self.offset += buf.len() as u64;
-        self.partial.extend_from_slice(&buf);
-        let Some(last_newline) = self.partial.iter().rposition(|&b| b == b'\n') else { return };
-        let complete: Vec<u8> = self.partial.drain(..=last_newline).collect();
-        for line in complete[..complete.len() - 1].split(|&b| b == b'\n') {
-            each(&String::from_utf8_lossy(line));
-        }
+        true
     }
 
     /// A last line without its newline (the process is gone, so it is complete).
-    fn read_rest(&mut self, mut each: impl FnMut(&str)) {
-        if !self.partial.is_empty() {
+    fn read_rest(&mut self, recorder: &mut AttemptRecorder) {
+        if let Some(skipped) = self.skipping.take() {
+            recorder.overlong_line(skipped);
+        } else if !self.partial.is_empty() {
             let rest = std::mem::take(&mut self.partial);
-            each(&String::from_utf8_lossy(&rest));
+            recorder.line(&String::from_utf8_lossy(&rest));
         }
     }
 }

@@ -28,6 +28,7 @@
 //! ```
 
 pub mod attempt;
+pub mod files;
 pub mod launch;
 pub mod process;
 pub mod recorder;

@@ -42,6 +42,35 @@ pub fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
+/// The processes of group `pgid` that carry a trial's marks in their environment
+/// (`HORIZON_TRIAL_DIR` and `HORIZON_ATTEMPT` as horizon set them), read from `/proc`.
+///
+/// A dead worker's trainer left its process group id in a file of its trial directory, which the
+/// trainer can overwrite: the id is trusted only for processes that prove they belong to that
+/// attempt, so no number a trainer writes makes horizon signal an unrelated process.
+pub fn trial_processes_in_group(pgid: u32, trial_dir: &std::path::Path, attempt: u32) -> Vec<u32> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir_mark = [b"HORIZON_TRIAL_DIR=".as_slice(), trial_dir.as_os_str().as_bytes()].concat();
+    let attempt_mark = format!("HORIZON_ATTEMPT={attempt}").into_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        // Field 5 of /proc/PID/stat, after the parenthesised command name (which may hold spaces).
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        if after.split_whitespace().nth(2).and_then(|g| g.parse::<u32>().ok()) != Some(pgid) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        let has = |mark: &[u8]| environ.split(|&b| b == 0).any(|v| v == mark);
+        if has(&dir_mark) && has(&attempt_mark) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 /// Whether a process with this pid exists (it may belong to another user).
 pub fn pid_alive(pid: u32) -> bool {
     if pid == 0 || pid > i32::MAX as u32 {
@@ -81,4 +110,51 @@ pub fn signal_name(signal: i32) -> String {
         _ => return format!("signal {signal}"),
     };
     name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process in a group of its own, with or without a trial's marks, ended on drop.
+    struct Sleeper(Child);
+
+    impl Sleeper {
+        fn start(env: &[(&str, &str)]) -> Sleeper {
+            let mut cmd = Command::new("sleep");
+            cmd.arg("30").process_group(0).envs(env.iter().copied());
+            Sleeper(cmd.spawn().unwrap())
+        }
+        fn pid(&self) -> u32 {
+            self.0.id()
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_group_counts_as_the_trials_only_with_its_marks() {
+        let dir = std::path::Path::new("/study/trials/00007");
+        let marked = Sleeper::start(&[("HORIZON_TRIAL_DIR", "/study/trials/00007"), ("HORIZON_ATTEMPT", "2")]);
+        let other_attempt = Sleeper::start(&[("HORIZON_TRIAL_DIR", "/study/trials/00007"), ("HORIZON_ATTEMPT", "1")]);
+        let unrelated = Sleeper::start(&[]);
+        // exec has happened once /proc shows the new environment; wait for that by polling the
+        // process's own state rather than sleeping a fixed time.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while trial_processes_in_group(marked.pid(), dir, 2).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(trial_processes_in_group(marked.pid(), dir, 2), vec![marked.pid()]);
+        assert!(trial_processes_in_group(other_attempt.pid(), dir, 2).is_empty(), "another attempt's group");
+        assert!(trial_processes_in_group(unrelated.pid(), dir, 2).is_empty(), "an unmarked group");
+        assert!(trial_processes_in_group(marked.pid(), std::path::Path::new("/study/trials/0000"), 2).is_empty(), "a prefix of the directory");
+        // The test's own group (what a hostile pgid file would name) is never the trial's.
+        let own = unsafe { libc::getpgrp() } as u32;
+        assert!(trial_processes_in_group(own, dir, 2).is_empty());
+    }
 }

@@ -1,14 +1,16 @@
 //! Turns what an attempt reports into stored metrics, warnings and checkpoints, and watches for
 //! divergence. Shared by the subprocess and in-process paths, so both record identically.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use horizon_core::checkpoint::{CheckpointInfo, to_delete};
 use horizon_core::criterion::Criterion;
+use horizon_core::protocol::limits::{MAX_CHECKPOINTS, MAX_LINE_BYTES, MAX_METRIC_NAMES, MAX_METRIC_NAME_BYTES, MAX_METRIC_VALUES};
 use horizon_core::protocol::{Report, is_loss_like, parse_line};
-use horizon_core::selection::{Selection, select};
+use horizon_core::selection::{Selection, SelectionTracker};
 use horizon_core::spec::{CheckpointSpec, Direction};
 use horizon_core::MetricPoint;
 use horizon_store::{Storage, StoreError, TrialId};
@@ -18,21 +20,28 @@ pub const MAX_STORED_WARNINGS: usize = 100;
 /// How often a running attempt renews its lease.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
-/// Records one attempt.
+/// Records one attempt. Every report costs O(log n) (the objective's selection is kept up to
+/// date incrementally), and memory is bounded by the limits in `horizon_core::protocol::limits`
+/// whatever the trainer writes.
 pub struct AttemptRecorder {
     storage: Arc<dyn Storage>,
     trial: TrialId,
     attempt: u32,
-    objective: String,
+    objective_metric: String,
     direction: Direction,
     policy: CheckpointSpec,
     trial_dir: PathBuf,
+    max_train_steps: u64,
     pending_metrics: Vec<MetricPoint>,
     pending_warnings: Vec<String>,
     warnings_seen: usize,
     lines: u64,
-    objective_points: Vec<(u64, f64)>,
+    objective: SelectionTracker,
     live_checkpoints: Vec<(u64, String)>,
+    names: HashSet<String>,
+    values_stored: u64,
+    values_dropped: u64,
+    checkpoints_seen: u64,
     divergence: Option<String>,
     stop_when: Option<Criterion>,
     reached: Option<String>,
@@ -51,21 +60,27 @@ impl AttemptRecorder {
         direction: Direction,
         policy: CheckpointSpec,
         trial_dir: &Path,
+        max_train_steps: u64,
     ) -> AttemptRecorder {
         AttemptRecorder {
             storage,
             trial,
             attempt,
-            objective: objective.to_string(),
+            objective_metric: objective.to_string(),
             direction,
             policy,
             trial_dir: trial_dir.to_path_buf(),
+            max_train_steps,
             pending_metrics: Vec::new(),
             pending_warnings: Vec::new(),
             warnings_seen: 0,
             lines: 0,
-            objective_points: Vec::new(),
+            objective: SelectionTracker::new(direction),
             live_checkpoints: Vec::new(),
+            names: HashSet::new(),
+            values_stored: 0,
+            values_dropped: 0,
+            checkpoints_seen: 0,
             divergence: None,
             stop_when: None,
             reached: None,
@@ -88,12 +103,50 @@ impl AttemptRecorder {
             return;
         }
         match parse_line(text) {
-            Ok(report) => self.report(report),
+            Ok(report) => {
+                if let Err(why) = self.admit(&report) {
+                    let shown: String = text.chars().take(200).collect();
+                    self.warn(format!("metrics line {}: {why}; line ignored: {shown}", self.lines));
+                } else {
+                    self.report(report);
+                }
+            }
             Err(e) => {
                 let shown: String = text.chars().take(200).collect();
                 self.warn(format!("metrics line {}: {e}: {shown}", self.lines));
             }
         }
+    }
+
+    /// A line longer than [`MAX_LINE_BYTES`] was skipped without being read.
+    pub fn overlong_line(&mut self, bytes: u64) {
+        self.lines += 1;
+        self.warn(format!(
+            "metrics line {}: {bytes} bytes, longer than the limit of {MAX_LINE_BYTES}; line skipped",
+            self.lines
+        ));
+    }
+
+    /// Whether a parsed report may be recorded: its step is within the budget (the protocol's
+    /// one rule for steps, shared with `horizon import`) and its names are of sensible length.
+    fn admit(&self, report: &Report) -> Result<(), String> {
+        let step = match report {
+            Report::Metrics { step, values } => {
+                if let Some((name, _)) = values.iter().find(|(n, _)| n.len() > MAX_METRIC_NAME_BYTES) {
+                    return Err(format!(
+                        "metric name of {} bytes ({}...) is longer than {MAX_METRIC_NAME_BYTES}",
+                        name.len(),
+                        name.chars().take(40).collect::<String>()
+                    ));
+                }
+                *step
+            }
+            Report::Checkpoint { step, .. } => *step,
+        };
+        if step > self.max_train_steps {
+            return Err(format!("step {step} is beyond max_train_steps {}", self.max_train_steps));
+        }
+        Ok(())
     }
 
     /// A warning to store with the attempt.
@@ -104,13 +157,29 @@ impl AttemptRecorder {
         }
     }
 
-    /// A parsed report.
+    /// A parsed report (the in-process path calls this directly; lines come through [`Self::line`]).
     pub fn report(&mut self, report: Report) {
+        if let Err(why) = self.admit(&report) {
+            self.warn(format!("report ignored: {why}"));
+            return;
+        }
         match report {
             Report::Metrics { step, values } => {
                 self.last_step = Some(self.last_step.map_or(step, |s| s.max(step)));
                 for (name, value) in values {
-                    if !value.is_finite() && self.divergence.is_none() && is_loss_like(&name, &self.objective) {
+                    if !self.names.contains(&name) {
+                        if self.names.len() >= MAX_METRIC_NAMES {
+                            self.drop_value(format!("more than {MAX_METRIC_NAMES} distinct metric names ({name} is one too many)"));
+                            continue;
+                        }
+                        self.names.insert(name.clone());
+                    }
+                    if self.values_stored >= MAX_METRIC_VALUES {
+                        self.drop_value(format!("more than {MAX_METRIC_VALUES} metric values in one attempt"));
+                        continue;
+                    }
+                    self.values_stored += 1;
+                    if !value.is_finite() && self.divergence.is_none() && is_loss_like(&name, &self.objective_metric) {
                         self.divergence = Some(format!("{name} was {value} at step {step}"));
                     }
                     if self.reached.is_none()
@@ -120,16 +189,22 @@ impl AttemptRecorder {
                     {
                         self.reached = Some(format!("{c} held at step {step}"));
                     }
-                    if name == self.objective {
-                        match self.objective_points.iter_mut().find(|(s, _)| *s == step) {
-                            Some(point) => point.1 = value,
-                            None => self.objective_points.push((step, value)),
-                        }
+                    if name == self.objective_metric {
+                        self.objective.record(step, value);
                     }
                     self.pending_metrics.push(MetricPoint { step, name, value });
                 }
             }
             Report::Checkpoint { step, path } => {
+                self.checkpoints_seen += 1;
+                if self.checkpoints_seen > MAX_CHECKPOINTS {
+                    if self.checkpoints_seen == MAX_CHECKPOINTS + 1 {
+                        self.warn(format!(
+                            "more than {MAX_CHECKPOINTS} checkpoint announcements: further ones are ignored and their files kept"
+                        ));
+                    }
+                    return;
+                }
                 self.live_checkpoints.retain(|(s, _)| *s != step);
                 self.live_checkpoints.push((step, path));
                 if let Err(e) = self.storage.record_checkpoint(self.trial, self.attempt, step, &self.live_checkpoints.last().unwrap().1) {
@@ -147,27 +222,26 @@ impl AttemptRecorder {
             .iter()
             .map(|(step, _)| CheckpointInfo {
                 step: *step,
-                value: self.objective_points.iter().find(|(s, _)| s == step).map(|(_, v)| *v),
+                value: self.objective.value_at(*step),
             })
             .collect();
         for step in to_delete(&infos, &self.policy, self.direction) {
             let Some(pos) = self.live_checkpoints.iter().position(|(s, _)| *s == step) else { continue };
             let (_, path) = self.live_checkpoints.remove(pos);
-            let full = self.trial_dir.join(&path);
-            let inside = std::path::absolute(&full).is_ok_and(|p| p.starts_with(&self.trial_dir));
-            if !inside {
-                self.warn(format!("checkpoint {path} is outside the trial directory; not deleting it"));
+            if let Err(kept) = crate::files::remove_announced(&self.trial_dir, Path::new(&path)) {
+                self.warn(format!("checkpoint {path:?} (step {step}) not deleted: {kept}"));
                 continue;
-            }
-            let removed = if full.is_dir() { std::fs::remove_dir_all(&full) } else { std::fs::remove_file(&full) };
-            match removed {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => self.warn(format!("could not delete checkpoint {}: {e}", full.display())),
             }
             if let Err(e) = self.storage.mark_checkpoint_deleted(self.trial, step) {
                 tracing::warn!("trial {}: marking checkpoint {step} deleted: {e}", self.trial);
             }
+        }
+    }
+
+    fn drop_value(&mut self, why: String) {
+        self.values_dropped += 1;
+        if self.values_dropped == 1 {
+            self.warn(format!("{why}: further values are not stored"));
         }
     }
 
@@ -201,6 +275,13 @@ impl AttemptRecorder {
 
     /// Flush, noting malformed lines beyond the stored ones.
     pub fn finish(&mut self) -> Result<(), StoreError> {
+        if self.values_dropped > 0 {
+            // Stored even past the warning limit: it says what is missing.
+            self.pending_warnings.push(format!(
+                "{} metric values were not stored (limits in docs/protocol.md section 9)",
+                self.values_dropped
+            ));
+        }
         if self.warnings_seen > MAX_STORED_WARNINGS {
             self.pending_warnings.push(format!(
                 "{} more warnings were not stored",
@@ -230,7 +311,7 @@ impl AttemptRecorder {
 
     /// Retrospective selection over the objective so far.
     pub fn selection(&self) -> Option<Selection> {
-        select(&self.objective_points, self.direction)
+        self.objective.selection()
     }
 
     /// The latest step reported.

@@ -20,7 +20,7 @@ use horizon_store::{ClaimRequest, Storage, StoreError, StudyRecord, TrialId};
 
 use crate::attempt::{AttemptInput, AttemptResult, Program, StopHandle, run_attempt};
 use crate::launch::AttemptFiles;
-use crate::process::{hostname, pid_alive, signal_group};
+use crate::process::{hostname, pid_alive, trial_processes_in_group};
 use crate::resolve::ResolvedStudy;
 use crate::RunError;
 
@@ -68,6 +68,8 @@ pub enum Event {
 pub struct WorkerSummary {
     pub attempts: usize,
     pub completed: usize,
+    /// Ended well short of their budget (the trainer stopped early).
+    pub incomplete: usize,
     pub diverged: usize,
     pub failed: usize,
     /// Attempts that will run again (retries and interruptions).
@@ -240,6 +242,7 @@ impl Worker {
                     summary.attempts += 1;
                     match result.state {
                         TrialState::Complete => summary.completed += 1,
+                        TrialState::Incomplete => summary.incomplete += 1,
                         TrialState::Diverged => summary.diverged += 1,
                         TrialState::Failed => summary.failed += 1,
                         _ => summary.requeued += 1,
@@ -296,11 +299,21 @@ impl Worker {
 
     /// End what a dead worker's trainer left in its process group (e.g. data-loader processes).
     fn kill_leftovers(&self, number: u64, attempt: u32) {
-        let files = AttemptFiles::new(&self.study.trial_dir(number), attempt);
-        if let Some(pgid) = std::fs::read_to_string(&files.pgid).ok().and_then(|s| s.trim().parse::<u32>().ok())
-            && pgid > 1 {
-                signal_group(pgid, libc::SIGKILL);
-            }
+        let trial_dir = self.study.trial_dir(number);
+        let files = AttemptFiles::new(&trial_dir, attempt);
+        // The file is the trainer's to overwrite: only processes of that group that carry this
+        // attempt's environment are signalled, one by one.
+        let Some(pgid) = crate::files::read_small(&files.pgid, 32).and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u32>().ok())
+        else {
+            return;
+        };
+        if pgid <= 1 {
+            return;
+        }
+        for pid in trial_processes_in_group(pgid, &trial_dir, attempt) {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
     }
 
     /// Requeue running trials whose worker is gone. Returns how many were requeued.

@@ -20,6 +20,7 @@ struct Reporter {
     running: BTreeMap<u64, (u64, u64)>,
     failed: usize,
     diverged: usize,
+    incomplete: usize,
     best: Option<(u64, f64)>,
     retries: u32,
 }
@@ -35,7 +36,7 @@ pub fn spawn(events: Receiver<Event>, show_bar: bool, objective: String, directi
                 .progress_chars("=> "),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
-        let mut r = Reporter { bar, objective, direction, running: BTreeMap::new(), failed: 0, diverged: 0, best: None, retries };
+        let mut r = Reporter { bar, objective, direction, running: BTreeMap::new(), failed: 0, diverged: 0, incomplete: 0, best: None, retries };
         for event in events {
             r.handle(event);
         }
@@ -60,6 +61,9 @@ impl Reporter {
             }
         if self.failed > 0 {
             msg.push_str(&format!(" · failed {}", self.failed));
+        }
+        if self.incomplete > 0 {
+            msg.push_str(&format!(" · incomplete {}", self.incomplete));
         }
         if self.diverged > 0 {
             msg.push_str(&format!(" · diverged {}", self.diverged));
@@ -106,6 +110,10 @@ impl Reporter {
                             self.objective, num(s.best_value), s.best_step, result.trial.max_train_steps, num(s.final_value)
                         ));
                     }
+                    TrialState::Incomplete => {
+                        self.incomplete += 1;
+                        self.say(format!("trial {number} incomplete: {}", reason(&result.outcome)));
+                    }
                     TrialState::Diverged => {
                         self.diverged += 1;
                         self.say(format!("trial {number} diverged: {}", reason(&result.outcome)));
@@ -121,7 +129,10 @@ impl Reporter {
                             _ => "; it runs again when the study resumes".to_string(),
                         };
                         let what = if failed { "failed" } else { "was interrupted" };
-                        let mut text = format!("trial {number} {what}: {}{next}", reason(&result.outcome));
+                        // The runner's reasons for an interruption start with the word already.
+                        let why = reason(&result.outcome);
+                        let why = if failed { why } else { why.strip_prefix("interrupted: ").unwrap_or(why) };
+                        let mut text = format!("trial {number} {what}: {why}{next}");
                         if let Some(tail) = &result.stderr_tail {
                             let rule = "─".repeat(60);
                             text.push_str(&format!("\n{rule} last lines of stderr\n{tail}\n{rule}"));
@@ -134,7 +145,7 @@ impl Reporter {
                     TrialState::Running => {}
                 }
                 if result.warnings > 0 {
-                    self.say(format!("trial {number}: {} malformed metric line(s) ignored; see `horizon trials`", result.warnings));
+                    self.say(format!("trial {number}: {} malformed metric line(s) ignored; `horizon trial STUDY {number}` shows them", result.warnings));
                 }
             }
             Event::Requeued { number, reason } => self.say(format!("trial {number} {reason}")),
@@ -153,6 +164,9 @@ impl Reporter {
 fn reason(outcome: &AttemptOutcome) -> &str {
     match outcome {
         AttemptOutcome::Completed => "completed",
-        AttemptOutcome::Diverged { reason } | AttemptOutcome::Failed { reason } | AttemptOutcome::Interrupted { reason } => reason,
+        AttemptOutcome::EndedEarly { reason }
+        | AttemptOutcome::Diverged { reason }
+        | AttemptOutcome::Failed { reason }
+        | AttemptOutcome::Interrupted { reason } => reason,
     }
 }
