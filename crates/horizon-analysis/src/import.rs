@@ -135,7 +135,7 @@ impl At<'_> {
 type Rows = Vec<(u64, usize, Vec<(String, f64)>)>;
 
 const JSONL_FIELDS: &[&str] = &["name", "params", "max_train_steps", "curve", "state", "message", "source"];
-const STATES: &str = "\"complete\", \"diverged\" or \"failed\"";
+const STATES: &str = "\"complete\", \"incomplete\", \"diverged\" or \"failed\"";
 
 fn read(path: &Path) -> Result<String, ImportError> {
     std::fs::read_to_string(path).map_err(|e| ImportError {
@@ -150,6 +150,7 @@ fn read(path: &Path) -> Result<String, ImportError> {
 fn parse_state(text: &str, at: &At, field: &str) -> Result<TrialState, ImportError> {
     match text {
         "complete" => Ok(TrialState::Complete),
+        "incomplete" => Ok(TrialState::Incomplete),
         "diverged" => Ok(TrialState::Diverged),
         "failed" => Ok(TrialState::Failed),
         other => Err(at.err(field.to_string(), format!("unknown state {other:?}"), format!("use {STATES}, or leave it out"))),
