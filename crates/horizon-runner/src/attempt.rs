@@ -270,7 +270,11 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
             break;
         }
         match recorder.flush() {
-            Ok(()) | Err(StoreError::NotWritable { .. }) => {}
+            Ok(()) => {}
+            Err(StoreError::NotWritable { .. }) => {
+                stopping = Some((StopKind::LeaseLost, Instant::now()));
+                break;
+            }
             Err(e) => return Err(e),
         }
     }
