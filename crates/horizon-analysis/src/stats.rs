@@ -76,6 +76,26 @@ pub fn std_dev(xs: &[f64]) -> Option<f64> {
 }
 
 /// P(X >= k) for X ~ Binomial(n, p), summed in log space so large `n` does not underflow.
+/// The Kolmogorov-Smirnov statistic of positions in [0, 1] against the uniform distribution:
+/// the largest gap between their empirical distribution function and the diagonal. 0 for
+/// perfectly even positions, near 1 when they crowd one end. `None` when empty.
+pub fn ks_uniform(positions: &[f64]) -> Option<f64> {
+    if positions.is_empty() {
+        return None;
+    }
+    let s = sorted(positions);
+    let n = s.len() as f64;
+    let d = s
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let x = x.clamp(0.0, 1.0);
+            ((i + 1) as f64 / n - x).max(x - i as f64 / n)
+        })
+        .fold(0.0, f64::max);
+    Some(d)
+}
+
 pub fn binomial_tail(k: usize, n: usize, p: f64) -> f64 {
     if k == 0 {
         return 1.0;
@@ -113,6 +133,16 @@ pub fn round_up_2sig(x: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ks_against_uniform() {
+        let even: Vec<f64> = (0..100).map(|i| (i as f64 + 0.5) / 100.0).collect();
+        assert!(ks_uniform(&even).unwrap() <= 0.0051);
+        let crowded: Vec<f64> = (0..100).map(|i| (i as f64 / 100.0).powi(4)).collect();
+        assert!(ks_uniform(&crowded).unwrap() > 0.5);
+        assert_eq!(ks_uniform(&[]), None);
+        assert_eq!(ks_uniform(&[0.5]), Some(0.5));
+    }
 
     #[test]
     fn quantiles() {

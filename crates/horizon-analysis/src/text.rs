@@ -165,11 +165,12 @@ pub fn render_text(a: &Analysis) -> String {
         let mark = if p.widen.is_empty() { "  " } else { "! " };
         let _ = writeln!(
             s,
-            "  {mark}{} [{} .. {}, {}]: best at {}; {}",
+            "  {mark}{} [{} .. {}, {}{}]: best at {}; {}",
             p.name,
             num(p.low),
             num(p.high),
             p.scale,
+            if p.range_source == crate::boundary::RangeSource::Observed { ", inferred" } else { "" },
             p.best_position.map_or("n/a".into(), |x| format!("{x:.2}")),
             p.advice
         );

@@ -505,3 +505,98 @@ fn infeasible_trials_cluster_where_they_diverge() {
     assert_eq!(p.high_half.rate, Some(0.6));
     assert!(render_text(&a).contains("cluster at high lr"));
 }
+
+/// `n` values of a quasi-random (golden-ratio) sequence on [0, 1): evenly spread, as a sampler's.
+fn spread(n: usize) -> Vec<f64> {
+    (0..n).map(|i| (0.5 + i as f64 * 0.618_033_988_749_895) % 1.0).collect()
+}
+
+/// Trials with one parameter `name` at `values`, the best the one at position `best`.
+fn one_param_trials(name: &str, values: &[f64], score: impl Fn(usize, f64) -> f64) -> Vec<common::TrialDataAlias> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let floor = score(i, v);
+            with_params(trial(i as u64, 100, &curve(100, 10, |s| 2.0 - (2.0 - floor) * s / 100.0)), &[(name, ParamValue::Float(v))])
+        })
+        .collect()
+}
+
+#[test]
+fn a_linear_parameter_with_a_few_small_values_is_not_inferred_log() {
+    // Dropout sampled uniformly on [0, 0.3] (as a study would), 60 trials, none exactly 0: the
+    // smallest values stretch the span past 1.5 decades.
+    let mut values: Vec<f64> = spread(60).iter().map(|u| 0.3 * u).collect();
+    values[7] = 0.0009;
+    values[19] = 0.002;
+    let decades = (values.iter().cloned().fold(0.0, f64::max) / 0.0009f64).log10();
+    assert!(decades > 1.5, "the shape the old rule got wrong: {decades}");
+    // The best trials sit at 0.87 of the linear range (0.26), not at an edge.
+    let a = analyze(&study(one_param_trials("dropout", &values, |i, v| 0.3 + (v - 0.26).abs() + 0.0001 * i as f64)), &cfg());
+    let p = &a.space.parameters[0];
+    assert_eq!((p.scale.as_str(), p.range_source), ("linear", RangeSource::Observed), "{:?}", p.note);
+    assert!(p.note.as_ref().unwrap().contains("more evenly on a linear axis"), "{:?}", p.note);
+    assert!(p.widen.is_empty(), "no edge at 0.87 of a linear range: {}", p.advice);
+    assert!(render_text(&a).contains("dropout [0 .. 0.3, linear, inferred]") || render_text(&a).contains(", linear, inferred]"), "{}", render_text(&a));
+
+    // A value of exactly 0 rules log out whatever the span.
+    values[7] = 0.0;
+    let a = analyze(&study(one_param_trials("dropout", &values, |i, v| 0.3 + v + 0.0001 * i as f64)), &cfg());
+    let p = &a.space.parameters[0];
+    assert_eq!(p.scale, "linear");
+    assert!(p.note.as_ref().unwrap().contains("not all positive"), "{:?}", p.note);
+}
+
+#[test]
+fn a_log_sampled_parameter_is_inferred_log() {
+    // A learning rate sampled log-uniformly on [1e-5, 1e-1].
+    let values: Vec<f64> = spread(40).iter().map(|u| 10f64.powf(-5.0 + 4.0 * u)).collect();
+    let a = analyze(&study(one_param_trials("lr", &values, |i, v| 0.3 + (v.log10() + 3.0).abs() + 0.0001 * i as f64)), &cfg());
+    let p = &a.space.parameters[0];
+    assert_eq!(p.scale, "log", "{:?}", p.note);
+    assert!(p.note.as_ref().unwrap().contains("more evenly on a log axis"), "{:?}", p.note);
+    // The best at lr = 1e-3 sits in the middle of the log range.
+    assert!(p.widen.is_empty(), "{}", p.advice);
+    // A grid in log steps (repeated values) reads the same way.
+    let grid: Vec<f64> = (0..40).map(|i| [1e-4, 1e-3, 1e-2, 1e-1][i % 4]).collect();
+    let a = analyze(&study(one_param_trials("lr", &grid, |i, v| 0.3 + (v.log10() + 2.5).abs() + 0.0001 * i as f64)), &cfg());
+    assert_eq!(a.space.parameters[0].scale, "log", "{:?}", a.space.parameters[0].note);
+}
+
+#[test]
+fn an_edge_is_never_flagged_without_enrichment() {
+    // 100 trials spread over lr's log range; the best and the third best at the low edge, but
+    // only 2 of the top 10 in the band: P(X >= 2 | 10, 0.1) = 0.26, not enriched.
+    let positions = spread(100);
+    let mut order: Vec<usize> = (0..100).collect();
+    order.sort_by(|&a, &b| positions[a].total_cmp(&positions[b]));
+    let low = [order[0], order[1]]; // the two lowest positions, both in the band
+    let mid: Vec<usize> = order.iter().copied().filter(|i| (0.4..0.6).contains(&positions[*i])).collect();
+    let trials = (0..100)
+        .map(|i| {
+            let u = positions[i];
+            let floor = if i == low[0] {
+                0.100
+            } else if i == mid[0] {
+                0.101
+            } else if i == low[1] {
+                0.102
+            } else if mid[1..8].contains(&i) {
+                0.103 + 0.001 * i as f64 / 100.0
+            } else {
+                0.5 + 0.001 * i as f64
+            };
+            let lr = 10f64.powf(-4.0 + 4.0 * u);
+            with_params(trial(i as u64, 100, &curve(100, 10, |s| 2.0 - (2.0 - floor) * s / 100.0)), &[("lr", ParamValue::Float(lr))])
+        })
+        .collect();
+    let a = analyze(&study_in(lr_space(), trials), &cfg());
+    let p = &a.space.parameters[0];
+    let e = &p.low_edge;
+    assert_eq!((e.top_count, e.top_in_band, e.top3_in_band, e.best_in_band), (10, 2, 2, true), "{e:?}");
+    assert!(e.p_value > 0.2, "{}", e.p_value);
+    assert!(!e.flagged && e.rules.is_empty(), "{e:?}");
+    assert!(p.widen.is_empty());
+    assert!(p.advice.starts_with("weak sign"), "{}", p.advice);
+}
