@@ -32,6 +32,15 @@
 //!   parameters, budget and curve), unique within a study, so the same run is not imported
 //!   twice however its file was edited or renamed ([`StoreError::AlreadyImported`]), and its
 //!   origin (`file:line`) and source for the record ([`Storage::imports`]).
+//! - **Requeue by the user.** [`Storage::requeue_trials`] puts chosen trials (by number, and every
+//!   trial in the given states) back to `Waiting` in one transaction, all or none. A `Running`
+//!   trial is refused ([`StoreError::NotRequeueable`]: its attempt may still write), and so is an
+//!   imported trial named by number (horizon has no command for it); imported trials that only
+//!   match a state are left alone. A requeued trial keeps its number, parameters, sample index,
+//!   `attempt` (the next claim makes it `attempt + 1`), its attempt records, warnings and
+//!   checkpoints, and its metrics until that claim starts the next attempt fresh; its `failures`
+//!   go back to 0 so that the study's retries apply again, `finished_at` is cleared and the
+//!   message says why it was requeued.
 //! - Values that are NaN are stored and returned as NaN (SQLite stores them as NULL).
 //!
 //! ```
@@ -80,6 +89,29 @@ pub enum StoreError {
     DuplicateRun { origin: String, earlier: String },
     #[error("a study named {name:?} already exists")]
     StudyExists { name: String },
+    #[error(
+        "database {path} has schema version {found}, older than this horizon's ({known}), and it was opened read-only, so it cannot be upgraded\n  \
+         fix: run any horizon command that writes (`horizon run`, or `horizon status` by a user who may write {path}) once to upgrade it in place"
+    )]
+    SchemaTooOld { path: String, found: i64, known: i64 },
+    #[error("study {study} has no trial {number}")]
+    NoTrialNumber { study: StudyId, number: u64 },
+    #[error("trial {number} cannot be requeued: {why}")]
+    NotRequeueable { number: u64, state: TrialState, why: String },
+}
+
+impl StoreError {
+    /// Whether the database could not be opened or written for lack of permission (a read-only
+    /// file or directory).
+    pub fn is_permission_problem(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            StoreError::Sqlite { source, .. } => {
+                matches!(source.sqlite_error_code(), Some(C::ReadOnly | C::PermissionDenied | C::CannotOpen | C::AuthorizationForStatementDenied))
+            }
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -169,6 +201,17 @@ pub struct ImportRecord {
     pub source: Option<String>,
 }
 
+/// Which trials [`Storage::requeue_trials`] puts back in the queue, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requeue<'a> {
+    /// These trials, by number (each must exist, and be neither running nor imported).
+    pub numbers: &'a [u64],
+    /// And every trial in one of these states (read in the same transaction), except imported ones.
+    pub states: &'a [TrialState],
+    /// Stored as each requeued trial's message.
+    pub message: &'a str,
+}
+
 /// A checkpoint a trial announced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckpointRecord {
@@ -233,6 +276,10 @@ pub trait Storage: Send + Sync {
     /// Move a running trial whose worker is gone back to `Waiting`, if its attempt and worker
     /// are still `attempt` and `worker`. Returns whether it did.
     fn requeue_abandoned(&self, trial: TrialId, attempt: u32, worker: &str, reason: &str, at: f64) -> Result<bool>;
+
+    /// Put trials back in the queue (see the contract: all or none; running and imported trials
+    /// named by number are refused). Returns the requeued trials, by number.
+    fn requeue_trials(&self, study: StudyId, requeue: &Requeue<'_>) -> Result<Vec<TrialRecord>>;
 
     /// Store finished runs made without horizon as trials of `study`, all or none (see the
     /// contract), in the given order; returns them as stored. Their `attempt` is 1 and they have

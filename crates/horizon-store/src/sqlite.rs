@@ -13,11 +13,11 @@ use horizon_core::selection::Selection;
 use horizon_core::trial::{Lease, TrialRecord, TrialState};
 use horizon_core::{MetricPoint, Params};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params};
 
 use crate::{
-    AttemptRecord, CheckpointRecord, ClaimRequest, Finish, ImportRecord, ImportedTrial, NewStudy, Result, Storage, StoreError,
-    StudyId, StudyRecord, TrialId, WarningRecord,
+    AttemptRecord, CheckpointRecord, ClaimRequest, Finish, ImportRecord, ImportedTrial, NewStudy, Requeue, Result, Storage,
+    StoreError, StudyId, StudyRecord, TrialId, WarningRecord,
 };
 
 /// How long a writer waits for another process's transaction before giving up.
@@ -152,6 +152,51 @@ impl SqliteStorage {
         Self::init(conn, name, true)
     }
 
+    /// Open an existing database for reading only: nothing is created, migrated or written (the
+    /// write methods fail), so it works on a study the user may only read.
+    ///
+    /// A WAL database needs its `-shm` index, which a reader creates; in a directory the user
+    /// cannot write, after the last writer closed cleanly (no `-wal` left), SQLite cannot, and
+    /// the file is then opened `immutable` (its content is all there is). A `-wal` file with
+    /// content that cannot be read this way is an error rather than a stale view. A schema older
+    /// than this build's is [`StoreError::SchemaTooOld`] (it cannot be upgraded read-only).
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        if !path.is_file() {
+            return Err(cannot_open(&name, "no such database file"));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let sql_err = |source| StoreError::Sqlite { path: name.clone(), source };
+        let conn = match Connection::open_with_flags(path, flags).and_then(|c| probe(&c).map(|_| c)) {
+            Ok(conn) => conn,
+            Err(e) if matches!(e.sqlite_error_code(), Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen)) => {
+                let wal = path.with_file_name(format!("{}-wal", path.file_name().unwrap_or_default().to_string_lossy()));
+                if wal.metadata().is_ok_and(|m| m.len() > 0) {
+                    return Err(cannot_open(&name, &format!(
+                        "{} holds changes not yet in the database, and reading them needs write access to its directory ({e})\n  \
+                         fix: let a horizon command run by a user who may write there finish (it folds them in when it closes), \
+                         or copy the study directory somewhere you may write",
+                        wal.display()
+                    )));
+                }
+                let conn = Connection::open_with_flags(immutable_uri(path), flags).map_err(sql_err)?;
+                probe(&conn).map_err(sql_err)?;
+                conn
+            }
+            Err(e) => return Err(sql_err(e)),
+        };
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+        let known = MIGRATIONS.len() as i64;
+        let found = probe(&conn).map_err(sql_err)?;
+        if found > known {
+            return Err(StoreError::SchemaTooNew { path: name, found, known });
+        }
+        if found < known {
+            return Err(StoreError::SchemaTooOld { path: name, found, known });
+        }
+        Ok(SqliteStorage { conn: Mutex::new(conn), path: name })
+    }
+
     /// A private database that lives as long as the value (for tests and dry runs).
     pub fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory()
@@ -235,6 +280,27 @@ impl Fail {
             Fail::Sql(source) => StoreError::Sqlite { path: path.to_string(), source },
         }
     }
+}
+
+/// Read the schema (SQLite opens files lazily): the schema version.
+fn probe(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |_| Ok(()))?;
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// `file:PATH?immutable=1`, the path percent-encoded as SQLite's URIs need.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 fn cannot_open(path: &str, why: &str) -> StoreError {
@@ -642,6 +708,52 @@ fn requeue(tx: &Transaction<'_>, trial: TrialId, attempt: u32, worker: &str, rea
     Ok(true)
 }
 
+/// Put the chosen trials back to waiting (see the contract of [`Storage::requeue_trials`]).
+fn requeue_chosen(tx: &Transaction<'_>, study: StudyId, requeue: &Requeue<'_>) -> Result<Vec<TrialRecord>, Fail> {
+    ensure_study(tx, study)?;
+    let mut chosen: Vec<(TrialRecord, bool)> = Vec::new();
+    let sql = format!(
+        "SELECT {TRIAL_COLUMNS}, EXISTS (SELECT 1 FROM imports i WHERE i.trial_id = trials.id) AS imported
+         FROM trials WHERE study_id = ?1 ORDER BY number"
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map([study], |r| Ok((trial_from_row(r)?, r.get::<_, bool>("imported")?)))?;
+    for row in rows {
+        let (trial, imported) = row?;
+        if requeue.numbers.contains(&trial.number) {
+            let why = match (trial.state, imported) {
+                (_, true) => Some("it was imported (`horizon import`): horizon has no command that ran it".to_string()),
+                (TrialState::Running, _) => Some(match &trial.lease {
+                    Some(l) => format!(
+                        "it is running (attempt {} by worker {} on {}, pid {}); stop that run first (Ctrl-C), or let it finish",
+                        trial.attempt, l.worker, l.host, l.pid
+                    ),
+                    None => format!("it is running (attempt {})", trial.attempt),
+                }),
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(StoreError::NotRequeueable { number: trial.number, state: trial.state, why }.into());
+            }
+            chosen.push((trial, imported));
+        } else if requeue.states.contains(&trial.state) && !imported && trial.state != TrialState::Running {
+            chosen.push((trial, imported));
+        }
+    }
+    drop(stmt);
+    if let Some(&missing) = requeue.numbers.iter().find(|n| !chosen.iter().any(|(t, _)| t.number == **n)) {
+        return Err(StoreError::NoTrialNumber { study, number: missing }.into());
+    }
+    let mut update = tx.prepare_cached(
+        "UPDATE trials SET state = 'waiting', failures = 0, finished_at = NULL, message = ?2 WHERE id = ?1",
+    )?;
+    for (trial, _) in &chosen {
+        update.execute(params![trial.id, requeue.message])?;
+    }
+    drop(update);
+    chosen.into_iter().map(|(t, _)| load_trial(tx, t.id)).collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Imports
 
@@ -795,6 +907,10 @@ impl Storage for SqliteStorage {
         })
     }
 
+    fn requeue_trials(&self, study: StudyId, requeue: &Requeue<'_>) -> Result<Vec<TrialRecord>> {
+        self.write(|tx| requeue_chosen(tx, study, requeue))
+    }
+
     fn import_trials(&self, study: StudyId, trials: &[ImportedTrial]) -> Result<Vec<TrialRecord>> {
         self.write(|tx| import(tx, study, trials))
     }
@@ -923,6 +1039,21 @@ mod tests {
     #[test]
     fn storage_is_shareable_between_threads() {
         assert_send_sync::<SqliteStorage>();
+    }
+
+    /// The immutable fallback of a read-only open names the file by URI: characters that mean
+    /// something in a URI (`?`, `#`, `%`, spaces) must still name the same file.
+    #[test]
+    fn immutable_uris_name_odd_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a dir?x=1#frag %41").join("horizon.db");
+        let store = SqliteStorage::open(&path).unwrap();
+        store.open_or_create_study(&NewStudy { name: "odd".into(), spec_json: "{}".into(), identity_json: "{}".into() }).unwrap();
+        drop(store);
+        let conn = Connection::open_with_flags(immutable_uri(&path), OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI).unwrap();
+        let name: String = conn.query_row("SELECT name FROM studies", [], |r| r.get(0)).unwrap();
+        assert_eq!(name, "odd");
+        assert_eq!(probe(&conn).unwrap(), MIGRATIONS.len() as i64);
     }
 
     #[test]

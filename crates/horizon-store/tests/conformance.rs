@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier};
 use horizon_core::selection::Selection;
 use horizon_core::trial::{Lease, TrialRecord, TrialState};
 use horizon_core::{MetricPoint, ParamValue, Params};
-use horizon_store::{ClaimRequest, Finish, ImportedTrial, NewStudy, SqliteStorage, Storage, StoreError, StudyRecord, TrialId};
+use horizon_store::{ClaimRequest, Finish, ImportedTrial, NewStudy, Requeue, SqliteStorage, Storage, StoreError, StudyRecord, TrialId};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -533,6 +533,75 @@ mod suite {
         assert_eq!(warnings, [(t.id, 1, "first".into()), (t.id, 1, "second".into()), (t.id, 2, "third".into())]);
     }
 
+    pub fn requeued_trials_wait_again_with_their_history(s: &dyn Storage) {
+        let st = study(s, "s");
+        let failing = |message: &str| Finish {
+            state: TrialState::Failed,
+            message: Some(message.into()),
+            selection: Some(selection((10, 1.0), (20, 2.0))),
+            counts_as_failure: true,
+            exit_code: Some(3),
+            at: 300.0,
+        };
+        // Trial 0: failed on its retry (attempt 2, 2 failures), with a warning, a checkpoint and metrics.
+        let t0 = claim(s, &st, 4).unwrap();
+        s.append_warnings(t0.id, 1, &["bad line".into()]).unwrap();
+        s.finish_attempt(t0.id, 1, &Finish { state: TrialState::Waiting, ..failing("exit 3") }).unwrap();
+        assert_eq!(claim(s, &st, 4).unwrap().id, t0.id);
+        s.append_metrics(t0.id, 2, &[point(10, "loss", 1.0), point(20, "loss", 2.0)]).unwrap();
+        s.record_checkpoint(t0.id, 2, 10, "ckpt-10").unwrap();
+        s.finish_attempt(t0.id, 2, &failing("exit 3 again")).unwrap();
+        // Trial 1 complete, trial 2 running, trial 3 failed, trial 4 an imported failed run.
+        let t1 = claim(s, &st, 4).unwrap();
+        s.finish_attempt(t1.id, 1, &finish(TrialState::Complete)).unwrap();
+        let t2 = claim(s, &st, 4).unwrap();
+        let t3 = claim(s, &st, 4).unwrap();
+        s.finish_attempt(t3.id, 1, &failing("exit 1")).unwrap();
+        let t4 = s.import_trials(st.id, &[imported(1, TrialState::Failed, vec![])]).unwrap().remove(0);
+        let before = snapshot(s, &st);
+
+        // Refusals change nothing: a running trial (even beside a good one), an imported one, a missing one.
+        let refused = s.requeue_trials(st.id, &Requeue { numbers: &[1, 2], states: &[TrialState::Failed], message: "m" });
+        match refused {
+            Err(StoreError::NotRequeueable { number: 2, state: TrialState::Running, why }) => {
+                assert!(why.contains("running") && why.contains("w1"), "{why}")
+            }
+            other => panic!("expected NotRequeueable for the running trial, got {other:?}"),
+        }
+        let refused = s.requeue_trials(st.id, &Requeue { numbers: &[4], states: &[], message: "m" });
+        assert!(matches!(refused, Err(StoreError::NotRequeueable { number: 4, state: TrialState::Failed, .. })), "{refused:?}");
+        let refused = s.requeue_trials(st.id, &Requeue { numbers: &[0, 99], states: &[], message: "m" });
+        assert!(matches!(refused, Err(StoreError::NoTrialNumber { number: 99, .. })), "{refused:?}");
+        assert!(matches!(s.requeue_trials(st.id + 1000, &Requeue { numbers: &[], states: &[], message: "m" }), Err(StoreError::NoStudy(_))));
+        assert_eq!(snapshot(s, &st), before, "a refused requeue is all or nothing");
+
+        // Every failed trial, except the imported one.
+        let requeued = s.requeue_trials(st.id, &Requeue { numbers: &[], states: &[TrialState::Failed], message: "requeued by the user" }).unwrap();
+        assert_eq!(requeued.iter().map(|t| t.number).collect::<Vec<_>>(), [0, 3]);
+        let r0 = s.trial(t0.id).unwrap();
+        assert_eq!(requeued[0], r0);
+        assert_eq!((r0.state, r0.attempt, r0.failures), (TrialState::Waiting, 2, 0), "the attempt count stays, the failures reset");
+        assert_eq!((r0.message.as_deref(), r0.finished_at, r0.sample_index, &r0.params), (Some("requeued by the user"), None, t0.sample_index, &t0.params));
+        assert_eq!(s.attempts(t0.id).unwrap().len(), 2, "attempt records are kept");
+        assert_eq!(s.warnings(t0.id).unwrap().len(), 1);
+        assert_eq!(s.checkpoints(t0.id).unwrap().len(), 1);
+        assert_eq!(s.metrics(t0.id).unwrap().len(), 2, "the last attempt's metrics stay until the next attempt starts");
+        assert_eq!(s.trial(t4.id).unwrap(), t4, "imported trials matched by state are left alone");
+        assert_eq!(s.trial(t1.id).unwrap().state, TrialState::Complete);
+
+        // The next claim runs it as attempt 3, fresh; retries count from zero again.
+        let again = claim(s, &st, 4).unwrap();
+        assert_eq!((again.id, again.attempt, again.failures, again.state), (t0.id, 3, 0, TrialState::Running));
+        assert_eq!(s.attempts(t0.id).unwrap().iter().map(|a| a.attempt).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(s.metrics(t0.id).unwrap().is_empty());
+        assert_eq!(s.warnings(t0.id).unwrap()[0].attempt, 1, "warnings keep the attempt they came from");
+
+        // A complete trial can be chosen by number; a waiting one stays waiting.
+        let chosen = s.requeue_trials(st.id, &Requeue { numbers: &[1, 3], states: &[], message: "again" }).unwrap();
+        assert_eq!(chosen.iter().map(|t| (t.number, t.state)).collect::<Vec<_>>(), [(1, TrialState::Waiting), (3, TrialState::Waiting)]);
+        s.finish_attempt(t2.id, 1, &finish(TrialState::Complete)).unwrap();
+    }
+
     pub fn imported_trials_are_stored_finished_with_their_metrics(s: &dyn Storage) {
         let st = study(s, "s");
         let a = claim(s, &st, 10).unwrap();
@@ -807,6 +876,7 @@ sqlite_conformance!(
     attempts_are_recorded,
     a_later_finish_clears_an_earlier_selection,
     checkpoints_and_warnings_are_kept,
+    requeued_trials_wait_again_with_their_history,
     imported_trials_are_stored_finished_with_their_metrics,
     a_failed_import_leaves_the_study_unchanged,
     a_study_created_with_its_imports_is_all_or_nothing,
@@ -892,4 +962,66 @@ fn sqlite_errors_name_the_database() {
         Err(other) => panic!("expected an SQLite error, got {other}"),
         Ok(_) => panic!("a text file opened as a database"),
     }
+}
+
+#[test]
+fn sqlite_read_only_opens_read_and_never_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("horizon.db");
+    let store = SqliteStorage::open(&path).unwrap();
+    let st = study(&store, "s");
+    let t = claim(&store, &st, 5).unwrap();
+    store.append_metrics(t.id, 1, &[point(10, "loss", 0.5)]).unwrap();
+    let t = claim(&store, &st, 5).unwrap();
+    store.finish_attempt(t.id, 1, &finish(TrialState::Failed)).unwrap();
+    let t = store.trial(t.id).unwrap();
+    let first = store.trials(st.id).unwrap()[0].id;
+    drop(store);
+
+    let ro = SqliteStorage::open_read_only(&path).unwrap();
+    assert_eq!(ro.study("s").unwrap().unwrap().id, st.id);
+    assert_eq!(ro.trial(t.id).unwrap(), t);
+    assert_eq!(ro.metrics(first).unwrap(), [point(10, "loss", 0.5)]);
+    // Every kind of write is refused by SQLite itself, and nothing changed.
+    match ro.open_or_create_study(&NewStudy { name: "new".into(), spec_json: "{}".into(), identity_json: "{}".into() }) {
+        Err(StoreError::Sqlite { source, .. }) => assert_eq!(source.sqlite_error_code(), Some(rusqlite::ErrorCode::ReadOnly)),
+        other => panic!("a read-only store wrote: {other:?}"),
+    }
+    assert!(ro.append_metrics(first, 1, &[point(20, "loss", 0.4)]).is_err());
+    assert!(ro.requeue_trials(st.id, &Requeue { numbers: &[], states: &[TrialState::Failed], message: "m" }).is_err());
+    drop(ro);
+    let rw = SqliteStorage::open(&path).unwrap();
+    assert_eq!(rw.studies().unwrap().len(), 1);
+    assert_eq!(rw.metrics(first).unwrap().len(), 1);
+    assert_eq!(rw.trial(t.id).unwrap(), t, "still failed");
+
+    // A missing file is an error, and is not created.
+    let missing = dir.path().join("none").join("horizon.db");
+    assert!(matches!(SqliteStorage::open_read_only(&missing), Err(StoreError::Sqlite { .. })));
+    assert!(!missing.exists() && !missing.parent().unwrap().exists());
+}
+
+#[test]
+fn sqlite_read_only_refuses_a_schema_it_would_have_to_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("horizon.db");
+    drop(SqliteStorage::open(&path).unwrap());
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let known: i64 = raw.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    raw.pragma_update(None, "user_version", known - 1).unwrap();
+    drop(raw);
+    match SqliteStorage::open_read_only(&path) {
+        Err(e @ StoreError::SchemaTooOld { .. }) => {
+            assert!(matches!(&e, StoreError::SchemaTooOld { found, known: k, .. } if *found == known - 1 && *k == known));
+            assert!(e.to_string().contains("fix:"), "{e}");
+        }
+        Err(other) => panic!("expected SchemaTooOld, got {other}"),
+        Ok(_) => panic!("expected SchemaTooOld, got a store"),
+    }
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = raw.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, known - 1, "a read-only open migrates nothing");
+    raw.pragma_update(None, "user_version", known + 1).unwrap();
+    drop(raw);
+    assert!(matches!(SqliteStorage::open_read_only(&path), Err(StoreError::SchemaTooNew { .. })));
 }
