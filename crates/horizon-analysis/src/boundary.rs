@@ -391,9 +391,9 @@ fn advice(axis: &Axis, low: &EdgeTest, high: &EdgeTest, best_pos: f64, config: &
             continue;
         }
         let why = format!(
-            "{} of the top {} trials{} sit in the {} {} of the range (expected {:.1}; p = {:.3})",
+            "{} of the top {}{} sit in the {} {} of the range (expected {:.1}; p = {:.3})",
             e.top_in_band,
-            e.top_count,
+            crate::text::plural(e.top_count, "trial"),
             if e.best_in_band { ", the best included," } else { "" },
             if e.edge == Edge::Low { "lowest" } else { "highest" },
             pct(config.edge_margin),

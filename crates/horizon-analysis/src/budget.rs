@@ -188,9 +188,9 @@ pub(crate) fn verdict(group: &str, members: &[&TrialAnalysis], config: &Analysis
         n if n < 10 => Confidence::Medium,
         _ => Confidence::High,
     };
-    let size_text = format!("{n} trials ({} for this size)", size_level.label());
+    let size_text = format!("{} ({} for this size)", crate::text::plural(n, "trial"), size_level.label());
     let (confidence, confidence_reason) = match verdict {
-        Verdict::InsufficientEvidence => (Confidence::Low, format!("only {n} trials (needs {})", config.min_group)),
+        Verdict::InsufficientEvidence => (Confidence::Low, format!("only {} (needs {})", crate::text::plural(n, "trial"), config.min_group)),
         Verdict::TooHigh | Verdict::TooLow => {
             let iqr = fs.map_or(1.0, |s| s.iqr());
             let spread_level = if iqr <= 0.10 {
@@ -229,12 +229,14 @@ pub(crate) fn verdict(group: &str, members: &[&TrialAnalysis], config: &Analysis
     let mut evidence = Vec::new();
     if n > 0 {
         evidence.push(format!(
-            "{early} of {n} trials ({}) have their best step in the first {} of their budget",
+            "{early} of {} ({}) with the best step in the first {} of the budget",
+            crate::text::plural(n, "trial"),
             pct(early_share.unwrap()),
             pct(config.early_fraction)
         ));
         evidence.push(format!(
-            "{late} of {n} trials ({}) have their best step in the last {} of their budget",
+            "{late} of {} ({}) with the best step in the last {} of the budget",
+            crate::text::plural(n, "trial"),
             pct(late_share.unwrap()),
             pct(1.0 - config.late_fraction)
         ));

@@ -179,7 +179,11 @@ pub fn analyze(input: &StudyData, config: &AnalysisConfig) -> Analysis {
 
     let mut notes = Vec::new();
     if counts.unfinished > 0 {
-        notes.push(format!("{} trials are waiting or running: shown, not judged", counts.unfinished));
+        notes.push(format!(
+            "{} {} waiting or running: shown, not judged",
+            crate::text::plural(counts.unfinished, "trial"),
+            if counts.unfinished == 1 { "is" } else { "are" }
+        ));
     }
     if mixed_budgets {
         notes.push("trials have different budgets: each is judged against its own max_train_steps".into());

@@ -33,12 +33,17 @@ pub fn pct(x: f64) -> String {
 
 const SHOWN: usize = 10;
 
+/// `n` and the noun, singular or plural: "1 trial", "3 trials", "0 runs".
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// The terminal summary: every statement with the numbers behind it.
 pub fn render_text(a: &Analysis) -> String {
     let mut s = String::new();
     let dir = a.direction.as_str();
     let c = &a.counts;
-    let _ = writeln!(s, "Analysis of {} trials: objective {} ({dir})", c.trials, a.objective);
+    let _ = writeln!(s, "Analysis of {}: objective {} ({dir})", plural(c.trials, "trial"), a.objective);
     let mut reasons = Vec::new();
     for (n, label) in [
         (c.diverged, "diverged"),

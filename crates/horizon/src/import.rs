@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::cli::{DirectionArg, ImportArgs, ImportFormat};
 use crate::table::shell_quote;
+use horizon_analysis::text::plural;
 use crate::target::{stored_objective, stored_spec};
 
 const EVENT_PREFIX: &str = "events.out.tfevents.";
@@ -45,6 +46,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
         None => default_name(&canonical),
     };
 
+    crate::run::check_study_dir(&args.into)?;
     let db = args.into.join(DATABASE_FILE);
     let storage = SqliteStorage::open(&db)?;
     let at = horizon_runner::now();
@@ -165,6 +167,28 @@ fn lacking<'a>(runs: &'a [ImportedRun], objective: &str) -> Vec<&'a str> {
         .filter(|r| !r.curve.iter().any(|m| m.name == objective))
         .map(|r| r.origin.as_str())
         .collect()
+}
+
+/// The runs without a finite evaluation of the objective, by the reason `horizon analyze` will
+/// count them infeasible (its order: failed, then diverged, then no_objective).
+fn without_finite_objective<'a>(runs: &'a [ImportedRun], objective: &str) -> BTreeMap<&'static str, Vec<&'a str>> {
+    let mut out: BTreeMap<&'static str, Vec<&'a str>> = BTreeMap::new();
+    for r in runs {
+        if r.curve.iter().any(|m| m.name == objective && m.value.is_finite()) {
+            continue;
+        }
+        let non_finite_loss =
+            r.curve.iter().any(|m| !m.value.is_finite() && (m.name == objective || m.name.to_ascii_lowercase().contains("loss")));
+        let reason = match r.state {
+            TrialState::Failed => "failed",
+            TrialState::Incomplete => "incomplete",
+            TrialState::Diverged => "diverged",
+            _ if non_finite_loss => "diverged",
+            _ => "no_objective",
+        };
+        out.entry(reason).or_default().push(r.origin.as_str());
+    }
+    out
 }
 
 /// Refuses runs none of which has the objective (naming the metrics they do have).
@@ -335,20 +359,20 @@ fn write_summary(
     };
     writeln!(
         out,
-        "imported {} run(s) from {} ({}) into study {:?} as {numbers}",
-        stored.len(),
+        "imported {} from {} ({}) into study {:?} as {numbers}",
+        plural(stored.len(), "run"),
         args.source.display(),
         format_name(format),
         study,
     )?;
     let count = |s: TrialState| runs.iter().filter(|r| r.state == s).count();
-    writeln!(
-        out,
-        "  states   {} complete, {} diverged, {} failed",
-        count(TrialState::Complete),
-        count(TrialState::Diverged),
-        count(TrialState::Failed)
-    )?;
+    let mut states = vec![format!("{} complete", count(TrialState::Complete))];
+    if count(TrialState::Incomplete) > 0 {
+        states.push(format!("{} incomplete", count(TrialState::Incomplete)));
+    }
+    states.push(format!("{} diverged", count(TrialState::Diverged)));
+    states.push(format!("{} failed", count(TrialState::Failed)));
+    writeln!(out, "  states   {}", states.join(", "))?;
     let mut budgets: BTreeMap<u64, usize> = BTreeMap::new();
     for r in runs {
         *budgets.entry(r.max_train_steps).or_default() += 1;
@@ -356,7 +380,7 @@ fn write_summary(
     let budget_text = if budgets.len() <= 6 {
         budgets
             .iter()
-            .map(|(b, n)| format!("{b} ({n} run{})", if *n == 1 { "" } else { "s" }))
+            .map(|(b, n)| format!("{b} ({})", plural(*n, "run")))
             .collect::<Vec<_>>()
             .join(", ")
     } else {
@@ -368,13 +392,17 @@ fn write_summary(
     };
     writeln!(out, "  budgets  max_train_steps {budget_text}")?;
     writeln!(out, "  study    {} ({DATABASE_FILE})", args.into.display())?;
-    let missing = lacking(runs, &args.objective);
-    if let Some(first) = missing.first() {
+    let unjudged = without_finite_objective(runs, &args.objective);
+    if let Some(first) = unjudged.values().flatten().next() {
+        let total: usize = unjudged.values().map(Vec::len).sum();
+        let counted: Vec<String> = unjudged.iter().map(|(reason, runs)| format!("{} as {reason}", runs.len())).collect();
         writeln!(
             out,
-            "  note     {} run(s) have no {} evaluation (first: {first}); analyze counts them as no_objective",
-            missing.len(),
-            args.objective
+            "  note     {} {} no finite {} evaluation (first: {first}); analyze counts {}",
+            plural(total, "run"),
+            if total == 1 { "has" } else { "have" },
+            args.objective,
+            counted.join(", ")
         )?;
     }
     writeln!(out, "next: {next}")

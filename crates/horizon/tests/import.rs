@@ -119,7 +119,7 @@ fn a_jsonl_import_is_analyzed_with_the_best_steps_of_its_curves() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(
-            "imported 6 run(s) from sweep.jsonl (jsonl) into study \"sweep\" as trials 0-5"
+            "imported 6 runs from sweep.jsonl (jsonl) into study \"sweep\" as trials 0-5"
         ),
         "{stdout}"
     );
@@ -129,7 +129,7 @@ fn a_jsonl_import_is_analyzed_with_the_best_steps_of_its_curves() {
     );
     assert!(stdout.contains("1000 (5 runs), 2000 (1 run)"), "{stdout}");
     assert!(
-        stdout.contains("no valid/loss evaluation"),
+        stdout.contains("1 run has no finite valid/loss evaluation (first: sweep.jsonl:6); analyze counts 1 as failed"),
         "the failed run without a curve is noted: {stdout}"
     );
     assert!(stdout.contains("next: horizon analyze study"), "{stdout}");
@@ -237,7 +237,7 @@ fn a_csv_directory_is_detected_and_imported_to_maximize() {
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("imported 3 run(s) from csv-runs (csv) into study \"csv-runs\""),
+        stdout.contains("imported 3 runs from csv-runs (csv) into study \"csv-runs\""),
         "{stdout}"
     );
 
@@ -562,7 +562,7 @@ fn a_tensorboard_log_directory_is_detected_and_imported() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(
-            "imported 5 run(s) from logs (tensorboard) into study \"logs\" as trials 0-4"
+            "imported 5 runs from logs (tensorboard) into study \"logs\" as trials 0-4"
         ),
         "{stdout}"
     );
@@ -657,4 +657,41 @@ fn runs_imported_into_a_run_study_leave_its_sampling_alone() {
     );
     let imported: Vec<bool> = trials_json(&s, &dir, None).iter().map(|t| t.get("imported").is_some()).collect();
     assert_eq!(imported, [false, false, true, true, true, true, true, true, false, false]);
+}
+
+#[test]
+fn the_import_summary_counts_runs_without_an_objective_as_analyze_does() {
+    let w = workspace();
+    let run = |name: &str, curve: Value| json!({"name": name, "params": {"lr": 0.1}, "max_train_steps": 100, "curve": curve}).to_string();
+    let lines = [
+        run("ok", json!([{"step": 100, "valid/loss": 0.5}])),
+        run("ok2", json!([{"step": 100, "valid/loss": 0.4}])),
+        // No objective at all, and a NaN training loss: analyze calls it diverged.
+        run("nan-train", json!([{"step": 50, "train/loss": "nan"}])),
+        // No objective, finite training loss: no_objective.
+        run("no-valid", json!([{"step": 50, "train/loss": 1.0}])),
+        // The objective only as NaN: diverged.
+        run("nan-valid", json!([{"step": 50, "valid/loss": "nan"}])),
+    ];
+    write(&w.path().join("runs.jsonl"), &(lines.join("\n") + "\n"));
+    let out = w.horizon(&["import", "runs.jsonl", "--into", "study", "--objective", "valid/loss"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("imported 5 runs from"), "{stdout}");
+    assert!(
+        stdout.contains("3 runs have no finite valid/loss evaluation") && stdout.contains("analyze counts 2 as diverged, 1 as no_objective"),
+        "{stdout}"
+    );
+    let a: Value = serde_json::from_slice(&w.horizon(&["analyze", "study", "--json"]).stdout).unwrap();
+    assert_eq!((a["counts"]["diverged"].as_u64(), a["counts"]["no_objective"].as_u64()), (Some(2), Some(1)), "{}", a["counts"]);
+
+    // One run: singular words.
+    write(&w.path().join("one.jsonl"), &(run("one", json!([{"step": 100, "valid/loss": 0.5}])) + "\n"));
+    let out = w.horizon(&["import", "one.jsonl", "--into", "one", "--objective", "valid/loss"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("imported 1 run from") && stdout.contains("100 (1 run)"), "{stdout}");
+    let out = w.horizon(&["analyze", "one"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Analysis of 1 trial:") && stdout.contains("only 1 trial (needs 3)"), "{stdout}");
+    assert!(!stdout.contains("1 trials"), "{stdout}");
 }
