@@ -15,7 +15,7 @@
 
 use crate::params::{ParamValue, Params};
 use crate::rng::SplitMix64;
-use crate::space::{ParamDef, ParamKind, Scale, SearchSpace};
+use crate::space::{int_at, lerp, ParamDef, ParamKind, Scale, SearchSpace, EXACT_INT, EXACT_LOG_INT};
 
 /// Why a sample could not be produced.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -94,7 +94,8 @@ impl HaltonSequence {
 
     /// Point `index` of the sequence, in `[0, 1)^dims`.
     pub fn point(&self, index: u64) -> Vec<f64> {
-        let n = index + self.skip;
+        // Wrapping: a skip near u64::MAX must not panic (the sequence has no end to run off).
+        let n = index.wrapping_add(self.skip);
         self.bases
             .iter()
             .zip(&self.permutations)
@@ -217,27 +218,51 @@ impl Sampler for Grid {
 }
 
 /// The grid levels of one parameter: `points` evenly spaced values (in its scale) for ranges,
-/// every value for lists. Integer ranges are rounded and deduplicated.
+/// every value for lists. Levels are within `[low, high]`, ascending and distinct: integer
+/// ranges are rounded and deduplicated, and so are float ranges narrower than `points` floats.
 pub fn grid_levels(p: &ParamDef, points: u32) -> Vec<ParamValue> {
     let points = points.max(2) as usize;
-    let spaced = |low: f64, high: f64, scale: Scale| -> Vec<f64> {
-        (0..points)
-            .map(|k| {
-                let t = k as f64 / (points - 1) as f64;
-                match scale {
-                    Scale::Linear => low + t * (high - low),
-                    Scale::Log => (low.ln() + t * (high.ln() - low.ln())).exp(),
-                }
-            })
-            .collect()
-    };
+    // The fraction of the way along the range of level k: exactly 0 and 1 at the ends.
+    let t = |k: usize| k as f64 / (points - 1) as f64;
     match &p.kind {
         ParamKind::Float { low, high, scale } => {
-            spaced(*low, *high, *scale).into_iter().map(ParamValue::Float).collect()
+            let (low, high) = (*low, *high);
+            let mut v: Vec<f64> = (0..points)
+                .map(|k| match scale {
+                    Scale::Linear => lerp(low, high, t(k)),
+                    Scale::Log => (low.ln() + t(k) * (high.ln() - low.ln())).exp().clamp(low, high),
+                })
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v.dedup();
+            v.into_iter().map(ParamValue::Float).collect()
         }
         ParamKind::Int { low, high, scale } => {
-            let mut v: Vec<i64> =
-                spaced(*low as f64, *high as f64, *scale).into_iter().map(|x| x.round() as i64).collect();
+            let (low, high) = (*low, *high);
+            let exact = match scale {
+                Scale::Linear => -EXACT_INT < low && high < EXACT_INT,
+                Scale::Log => high < EXACT_LOG_INT,
+            };
+            let mut v: Vec<i64> = (0..points)
+                .map(|k| match (scale, exact) {
+                    // Where the bounds (and exp of their logarithms) are exact as floats: the
+                    // values grids have always had.
+                    (Scale::Linear, true) => (low as f64 + t(k) * (high as f64 - low as f64)).round() as i64,
+                    (Scale::Log, true) => {
+                        ((low as f64).ln() + t(k) * ((high as f64).ln() - (low as f64).ln())).exp().round() as i64
+                    }
+                    // Beyond, step along the offset from low, whose width (up to 2^64) is one float.
+                    (Scale::Linear, false) => {
+                        int_at(low, high, (t(k) * (high as i128 - low as i128) as f64).round())
+                    }
+                    (Scale::Log, false) => {
+                        let (l, w) = (low as f64, (high as i128 - low as i128) as f64);
+                        int_at(low, high, (l * (t(k) * (w / l).ln_1p()).exp_m1()).round())
+                    }
+                })
+                .map(|x| x.clamp(low, high))
+                .collect();
+            v.sort_unstable();
             v.dedup();
             v.into_iter().map(ParamValue::Int).collect()
         }

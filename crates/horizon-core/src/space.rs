@@ -45,26 +45,36 @@ impl ParamDef {
     }
 
     /// The value at unit coordinate `u` in `[0, 1)` (ignored for fixed parameters).
+    ///
+    /// Always within `[low, high]`, over any range the types can hold: integer widths are taken
+    /// in `i128` (`[i64::MIN, i64::MAX]` has 2^64 values), and a float range whose width
+    /// overflows (`[-f64::MAX, f64::MAX]`) is mapped through its halves.
     pub fn value_at(&self, u: f64) -> ParamValue {
-        let u = u.clamp(0.0, 1.0 - f64::EPSILON);
+        let u = if u.is_nan() { 0.0 } else { u.clamp(0.0, 1.0 - f64::EPSILON) };
         match &self.kind {
-            ParamKind::Float { low, high, scale: Scale::Linear } => {
-                ParamValue::Float((low + u * (high - low)).clamp(*low, *high))
-            }
+            ParamKind::Float { low, high, scale: Scale::Linear } => ParamValue::Float(lerp(*low, *high, u)),
             ParamKind::Float { low, high, scale: Scale::Log } => {
                 let (a, b) = (low.ln(), high.ln());
                 let x = if u == 0.0 { *low } else { (a + u * (b - a)).exp() };
                 ParamValue::Float(x.clamp(*low, *high))
             }
             ParamKind::Int { low, high, scale: Scale::Linear } => {
-                let n = (high - low + 1) as f64;
-                ParamValue::Int((*low + (u * n).floor() as i64).clamp(*low, *high))
+                let n = (*high as i128 - *low as i128 + 1) as f64;
+                ParamValue::Int(int_at(*low, *high, (u * n).floor()))
             }
             ParamKind::Int { low, high, scale: Scale::Log } => {
                 // Uniform in log over [low, high + 1), floored: each integer gets the share of the
                 // log range between it and its successor.
-                let (a, b) = ((*low as f64).ln(), ((*high + 1) as f64).ln());
-                ParamValue::Int(((a + u * (b - a)).exp().floor() as i64).clamp(*low, *high))
+                if *high < EXACT_LOG_INT {
+                    let (a, b) = ((*low as f64).ln(), ((*high + 1) as f64).ln());
+                    ParamValue::Int(((a + u * (b - a)).exp().floor() as i64).clamp(*low, *high))
+                } else {
+                    // Beyond, exp(ln(x)) misses x by more than 1 (and past 2^53 not every integer
+                    // is a float): work with the offset from low, low * ((high + 1) / low)^u - low,
+                    // which stays exact for narrow ranges.
+                    let (l, n) = (*low as f64, (*high as i128 - *low as i128 + 1) as f64);
+                    ParamValue::Int(int_at(*low, *high, (l * (u * (n / l).ln_1p()).exp_m1()).floor()))
+                }
             }
             ParamKind::Discrete { values } => pick(values, u),
             ParamKind::Categorical { choices } => pick(choices, u),
@@ -79,7 +89,14 @@ impl ParamDef {
         let x = value.as_f64();
         match &self.kind {
             ParamKind::Float { low, high, scale } => unit_of(x?, *low, *high, *scale),
-            ParamKind::Int { low, high, scale } => unit_of(x?, *low as f64, *high as f64, *scale),
+            ParamKind::Int { low, high, scale } => match (value, scale) {
+                // Differences in i128, rounded once: the same as f64 differences where those were
+                // exact (below 2^53), and no overflow or cancellation beyond.
+                (ParamValue::Int(i), Scale::Linear) if low < high => (low..=high).contains(&i).then(|| {
+                    (*i as i128 - *low as i128) as f64 / (*high as i128 - *low as i128) as f64
+                }),
+                _ => unit_of(x?, *low as f64, *high as f64, *scale),
+            },
             ParamKind::Discrete { values } => {
                 let i = values.iter().position(|v| v == value)?;
                 Some(if values.len() == 1 { 0.5 } else { i as f64 / (values.len() - 1) as f64 })
@@ -87,6 +104,33 @@ impl ParamDef {
             ParamKind::Categorical { .. } | ParamKind::Fixed { .. } => None,
         }
     }
+}
+
+/// Integers up to this magnitude are all exactly representable as `f64`.
+pub(crate) const EXACT_INT: i64 = 1 << 53;
+/// Below this, `exp(ln(x))` of an integer `x` is within 0.01 of `x` (the rounding of `ln x`
+/// costs about `x * 2^-49`), so log-scale integers may be computed on the values themselves;
+/// beyond, on the offset from `low`.
+pub(crate) const EXACT_LOG_INT: i64 = 1 << 40;
+
+/// `low + offset`, in `[low, high]`, for a (floored or rounded) float offset of any size.
+pub(crate) fn int_at(low: i64, high: i64, offset: f64) -> i64 {
+    // `as i128` saturates (and sends NaN to 0); every i64 offset fits, so the clamp is exact.
+    (low as i128 + offset as i128).clamp(low as i128, high as i128) as i64
+}
+
+/// The point a fraction `t` in `[0, 1]` of the way from `low` to `high`, within `[low, high]`.
+/// Finite widths use `low + t * (high - low)` (the values studies have always had); a width
+/// that overflows goes through the halves, where nothing overflows and doubling is exact.
+pub(crate) fn lerp(low: f64, high: f64, t: f64) -> f64 {
+    let width = high - low;
+    let x = if width.is_finite() {
+        low + t * width
+    } else {
+        let (l, h) = (low / 2.0, high / 2.0);
+        2.0 * (l + t * (h - l)).clamp(l, h)
+    };
+    x.clamp(low, high)
 }
 
 fn pick(values: &[ParamValue], u: f64) -> ParamValue {
@@ -98,8 +142,15 @@ fn unit_of(x: f64, low: f64, high: f64, scale: Scale) -> Option<f64> {
     if !(low..=high).contains(&x) {
         return None;
     }
+    if low == high {
+        // A range of one value (as a single-valued list): the middle.
+        return Some(0.5);
+    }
     Some(match scale {
-        Scale::Linear => (x - low) / (high - low),
+        Scale::Linear if (high - low).is_finite() => (x - low) / (high - low),
+        Scale::Linear => (x / 2.0 - low / 2.0) / (high / 2.0 - low / 2.0),
+        // Bounds so close that their logarithms round to one value: log is linear at that scale.
+        Scale::Log if high.ln() == low.ln() => (x - low) / (high - low),
         Scale::Log => (x.ln() - low.ln()) / (high.ln() - low.ln()),
     })
 }

@@ -152,6 +152,19 @@ pub struct StudySpec {
     pub lr_sweep: Option<LrSweepSpec>,
 }
 
+/// The shortest `trainer.timeout`: no trainer starts and trains in less.
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest `trainer.timeout` (a year); a longer one is no limit, and leaving it out says so.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The shortest `trainer.kill_grace`: one tick of the attempt loop, so SIGTERM comes first.
+pub const MIN_KILL_GRACE: Duration = Duration::from_millis(100);
+/// The longest `trainer.kill_grace`: every stop, Ctrl-C included, may wait this long.
+pub const MAX_KILL_GRACE: Duration = Duration::from_secs(3600);
+/// The most `trainer.retries`.
+pub const MAX_RETRIES: i64 = 1000;
+/// The most `sampler.points` of a grid.
+pub const MAX_GRID_POINTS: i64 = 1000;
+
 /// Top-level fields whose change would make earlier trials incomparable with new ones.
 pub const IDENTITY_FIELDS: &[&str] = &[
     "max_train_steps",
@@ -362,6 +375,43 @@ impl Checker<'_> {
         })
     }
 
+    /// `trainer.timeout`: long enough for a trainer to start, short enough to be a limit.
+    fn timeout(&self, text: &str) -> Result<Duration, SpecError> {
+        const FIELD: &str = "trainer.timeout";
+        let d = self.duration(FIELD, text)?;
+        let fix = "give the longest an attempt may take, e.g. timeout = \"10m\", or leave timeout out for no limit";
+        if d.is_zero() {
+            return Err(self.err(FIELD, format!("{text:?} is zero: every attempt would time out as it starts"), fix));
+        }
+        if d < MIN_TIMEOUT {
+            return Err(self.err(FIELD,
+                format!("{text:?} is under a second: no trainer starts and trains in that time, so every attempt would time out"), fix));
+        }
+        if d > MAX_TIMEOUT {
+            return Err(self.err(FIELD, format!("{text:?} is longer than a year, which is no limit at all"),
+                "leave timeout out for no limit, or give the longest an attempt may take, e.g. \"2d\""));
+        }
+        Ok(d)
+    }
+
+    /// `trainer.kill_grace`: time to act on SIGTERM, without holding up a stop for hours.
+    fn kill_grace(&self, text: &str) -> Result<Duration, SpecError> {
+        const FIELD: &str = "trainer.kill_grace";
+        let d = self.duration(FIELD, text)?;
+        if d < MIN_KILL_GRACE {
+            let what = if d.is_zero() { "is zero" } else { "is shorter than horizon's 100 ms tick" };
+            return Err(self.err(FIELD,
+                format!("{text:?} {what}: the trainer would be killed right after SIGTERM, with no time to save or exit"),
+                "give it time to write a checkpoint and exit, e.g. kill_grace = \"10s\" (the default)"));
+        }
+        if d > MAX_KILL_GRACE {
+            return Err(self.err(FIELD,
+                format!("{text:?} is longer than an hour: a trainer that ignores SIGTERM would hold up every stop (and Ctrl-C) that long"),
+                "use seconds to minutes, e.g. kill_grace = \"30s\"; a trainer that needs longer should checkpoint more often"));
+        }
+        Ok(d)
+    }
+
     fn check(&self, raw: RawSpec) -> Result<StudySpec, SpecError> {
         let s = &raw.study;
         if s.name.trim().is_empty() || s.name.contains(['/', '\\']) {
@@ -458,10 +508,15 @@ impl Checker<'_> {
                     "use a name without '=' that does not start with HORIZON_ (horizon sets those itself)"));
             }
         }
-        let timeout = t.timeout.as_deref().map(|x| self.duration("trainer.timeout", x)).transpose()?;
-        let kill_grace = self.duration("trainer.kill_grace", t.kill_grace.as_deref().unwrap_or("10s"))?;
+        let timeout = t.timeout.as_deref().map(|x| self.timeout(x)).transpose()?;
+        let kill_grace = self.kill_grace(t.kill_grace.as_deref().unwrap_or("10s"))?;
         if t.retries < 0 {
             return Err(self.err("trainer.retries", format!("must be >= 0, got {}", t.retries), "use 0 to never retry"));
+        }
+        if t.retries > MAX_RETRIES {
+            return Err(self.err("trainer.retries",
+                format!("{} re-runs of a failed trial is more than horizon allows ({MAX_RETRIES})", t.retries),
+                "a trial that fails this often has a bug, not bad luck; use a few, e.g. retries = 2"));
         }
         let mut gpus = Vec::new();
         for (i, g) in t.gpus.iter().enumerate() {
@@ -515,7 +570,13 @@ impl Checker<'_> {
                 checkpoints.keep_latest = l;
             }
             if let Some(e) = c.every {
-                checkpoints.every = Some(self.positive("checkpoints.every", e)?);
+                let every = self.positive("checkpoints.every", e)?;
+                if every > max_train_steps {
+                    return Err(self.err("checkpoints.every",
+                        format!("{every} is larger than max_train_steps ({max_train_steps}): no checkpoint would be asked for"),
+                        format!("use at most {max_train_steps}, e.g. every = {}, or leave every out", (max_train_steps / 5).max(1))));
+                }
+                checkpoints.every = Some(every);
             }
         }
 
@@ -603,11 +664,24 @@ impl Checker<'_> {
         }
         let eval_every = r.eval_every.map(|v| self.positive("lr_sweep.eval_every", v)).transpose()?.unwrap_or(spec.eval_every);
         let steps = r.steps.map(|v| self.positive("lr_sweep.steps", v)).transpose()?;
-        let start_steps = r.start_steps.map(|v| self.positive("lr_sweep.start_steps", v)).transpose()?.unwrap_or(10 * eval_every);
-        let max_steps = r.max_steps.map(|v| self.positive("lr_sweep.max_steps", v)).transpose()?.unwrap_or(16 * spec.max_train_steps);
+        let start_steps =
+            r.start_steps.map(|v| self.positive("lr_sweep.start_steps", v)).transpose()?.unwrap_or(eval_every.saturating_mul(10));
+        let max_steps = r.max_steps.map(|v| self.positive("lr_sweep.max_steps", v)).transpose()?
+            .unwrap_or(spec.max_train_steps.saturating_mul(16));
         if max_steps < start_steps {
             return Err(self.err("lr_sweep.max_steps", format!("{max_steps} is below start_steps ({start_steps})"),
                 "the cap must allow at least the first budget; raise max_steps or lower start_steps"));
+        }
+        // The sweep's studies scale the timeout with their budget (`lr_sweep::stage_study`).
+        if let Some(t) = spec.trainer.timeout {
+            let longest = steps.unwrap_or(0).max(max_steps);
+            let factor = (longest as f64 / spec.max_train_steps as f64).max(1.0);
+            if Duration::try_from_secs_f64(t.as_secs_f64() * factor).is_err() {
+                return Err(self.err(if steps.unwrap_or(0) > max_steps { "lr_sweep.steps" } else { "lr_sweep.max_steps" },
+                    format!("{longest} steps, {}x max_train_steps, would scale trainer.timeout past the longest duration there is",
+                        longest / spec.max_train_steps),
+                    "cap the sweep's budget at a reasonable multiple of max_train_steps (the default is 16)"));
+            }
         }
         if eval_every > steps.unwrap_or(start_steps) {
             return Err(self.err("lr_sweep.eval_every", format!("{eval_every} is larger than the sweep's first budget ({})", steps.unwrap_or(start_steps)),
@@ -666,6 +740,11 @@ impl Checker<'_> {
                 if points < 2 {
                     return Err(self.err("sampler.points", format!("must be >= 2, got {points}"), "use e.g. points = 5"));
                 }
+                if points > MAX_GRID_POINTS {
+                    return Err(self.err("sampler.points",
+                        format!("{points} points per parameter is more than horizon allows ({MAX_GRID_POINTS})"),
+                        "use e.g. points = 5 to 20; for a finer search use kind = \"halton\""));
+                }
                 if space.dims() == 0 || space.dims() > 2 {
                     return Err(self.err("sampler.kind",
                         format!("grid search needs one or two varied parameters, this space varies {}", space.dims()),
@@ -707,33 +786,36 @@ impl Checker<'_> {
             }
             let kind = match p.kind.as_str() {
                 "float" | "int" => {
-                    let is_int = p.kind == "int";
-                    let bound = |field: &str, v: &Option<toml::Value>| -> Result<f64, SpecError> {
-                        match v {
-                            None => Err(self.err(&f(field), "is missing", "give the range, e.g. low = 0.001, high = 1.0".to_string())),
-                            Some(toml::Value::Integer(i)) => Ok(*i as f64),
-                            Some(toml::Value::Float(x)) if !is_int && x.is_finite() => Ok(*x),
-                            Some(other) => Err(self.err(&f(field), format!("{other} is not {}", if is_int { "an integer" } else { "a finite number" }),
-                                "write a number")),
-                        }
-                    };
-                    let (low, high) = (bound("low", &p.low)?, bound("high", &p.high)?);
                     let scale = match p.scale.as_deref() {
                         None | Some("linear") => Scale::Linear,
                         Some("log") => Scale::Log,
                         Some(other) => return Err(self.err(&f("scale"), format!("{other:?} is not a scale"), "use \"linear\" (default) or \"log\"")),
                     };
-                    if low >= high {
-                        return Err(self.err(&f("low"), format!("low ({low}) must be below high ({high})"),
-                            "swap them, or use type = \"fixed\" for a single value"));
-                    }
-                    if scale == Scale::Log && low <= 0.0 {
-                        return Err(self.err(&f("low"), format!("a log scale needs low > 0, got {low}"),
-                            "use a small positive low (e.g. 1e-6), or scale = \"linear\""));
-                    }
-                    if is_int {
-                        ParamKind::Int { low: low as i64, high: high as i64, scale }
+                    if p.kind == "int" {
+                        let (low, high) = (self.int_bound(&f("low"), p.low.as_ref())?, self.int_bound(&f("high"), p.high.as_ref())?);
+                        self.range_order(&f("low"), low, high, |x| x.to_string())?;
+                        if scale == Scale::Log && low < 1 {
+                            return Err(self.err(&f("low"), format!("a log scale needs low >= 1, got {low}"),
+                                "use low = 1 or more, or scale = \"linear\""));
+                        }
+                        if high.checked_sub(low).is_none() {
+                            return Err(self.err(&f("high"),
+                                format!("the range from {low} to {high} is wider than the largest integer ({})", i64::MAX),
+                                "narrow the range, e.g. so that low and high have the same sign"));
+                        }
+                        ParamKind::Int { low, high, scale }
                     } else {
+                        let (low, high) = (self.float_bound(&f("low"), p.low.as_ref())?, self.float_bound(&f("high"), p.high.as_ref())?);
+                        self.range_order(&f("low"), low, high, |x| format!("{x:?}"))?;
+                        if scale == Scale::Log && low <= 0.0 {
+                            return Err(self.err(&f("low"), format!("a log scale needs low > 0, got {low:?}"),
+                                "use a small positive low (e.g. 1e-6), or scale = \"linear\""));
+                        }
+                        if !(high - low).is_finite() {
+                            return Err(self.err(&f("high"),
+                                format!("the range from {low:?} to {high:?} is wider than the largest float ({:?})", f64::MAX),
+                                "narrow the range; for values over many orders of magnitude use scale = \"log\" with low > 0"));
+                        }
                         ParamKind::Float { low, high, scale }
                     }
                 }
@@ -742,6 +824,12 @@ impl Checker<'_> {
                     if values.iter().any(|v| v.as_f64().is_none()) {
                         return Err(self.err(&f("values"), "discrete values must be numbers",
                             "use type = \"categorical\" for strings or booleans"));
+                    }
+                    for (i, v) in values.iter().enumerate() {
+                        if let Some(earlier) = values[..i].iter().find(|e| e.as_f64() == v.as_f64()) {
+                            return Err(self.err(&format!("{}[{i}]", f("values")), format!("{v} is the same number as {earlier}, listed earlier"),
+                                "list each value once"));
+                        }
                     }
                     ParamKind::Discrete { values }
                 }
@@ -754,6 +842,62 @@ impl Checker<'_> {
             params.push(ParamDef { name: name.clone(), kind });
         }
         Ok(SearchSpace { params })
+    }
+
+    /// One end of an int parameter's range: an integer, exactly as written (never via f64).
+    fn int_bound(&self, field: &str, v: Option<&toml::Value>) -> Result<i64, SpecError> {
+        let whole = "write a whole number such as 1 or 100";
+        match v {
+            None => Err(self.err(field, "is missing", "give both ends of the range, e.g. low = 1 and high = 100")),
+            Some(toml::Value::Integer(i)) => Ok(*i),
+            Some(toml::Value::Float(x)) if x.is_nan() => Err(self.err(field, "nan is not a number", whole)),
+            Some(toml::Value::Float(x)) if x.is_infinite() => Err(self.err(field, format!("{x} is not a whole number"),
+                format!("write a whole number between {} and {}", i64::MIN, i64::MAX))),
+            Some(toml::Value::Float(x)) if x.fract() != 0.0 => Err(self.err(field, format!("{x:?} is not an integer"),
+                format!("write a whole number such as {} or {}", x.floor() as i64, x.ceil() as i64))),
+            Some(toml::Value::Float(x)) if *x < -(2f64.powi(63)) || *x >= 2f64.powi(63) => Err(self.err(field,
+                format!("{x:?} is beyond the integers an int parameter holds ({} to {})", i64::MIN, i64::MAX),
+                "write a whole number in that range, or use type = \"float\"")),
+            Some(toml::Value::Float(x)) => Err(self.err(field, format!("{x:?} is a float, and an int parameter's bounds are integers"),
+                format!("write {} (without the decimal point)", *x as i64))),
+            Some(toml::Value::String(text)) => Err(self.err(field, format!("{text:?} is a string, not an integer"),
+                match text.trim().parse::<i64>() {
+                    Ok(i) => format!("remove the quotes: {i}"),
+                    Err(_) => whole.to_string(),
+                })),
+            Some(other) => Err(self.err(field, format!("{other} is {}, not an integer", a_type(other)), whole)),
+        }
+    }
+
+    /// One end of a float parameter's range: a finite number (integers are widened).
+    fn float_bound(&self, field: &str, v: Option<&toml::Value>) -> Result<f64, SpecError> {
+        let number = "write a number such as 0.001 or 10";
+        match v {
+            None => Err(self.err(field, "is missing", "give both ends of the range, e.g. low = 0.001 and high = 1.0")),
+            Some(toml::Value::Integer(i)) => Ok(*i as f64),
+            Some(toml::Value::Float(x)) if x.is_finite() => Ok(*x),
+            Some(toml::Value::Float(x)) if x.is_nan() => Err(self.err(field, "nan is not a number", number)),
+            Some(toml::Value::Float(x)) => Err(self.err(field, format!("{x} is not a finite number"),
+                format!("a range needs finite ends: write the most extreme value worth trying, e.g. {}", if *x < 0.0 { "-1e6" } else { "1e6" }))),
+            Some(toml::Value::String(text)) => Err(self.err(field, format!("{text:?} is a string, not a number"),
+                match text.trim().parse::<f64>() {
+                    Ok(x) if x.is_finite() => format!("remove the quotes: {x:?}"),
+                    _ => number.to_string(),
+                })),
+            Some(other) => Err(self.err(field, format!("{other} is {}, not a number", a_type(other)), number)),
+        }
+    }
+
+    /// `low` must be below `high`; `text` writes a bound as messages show it.
+    fn range_order<T: PartialOrd + Copy>(&self, field: &str, low: T, high: T, text: impl Fn(T) -> String) -> Result<(), SpecError> {
+        if low == high {
+            return Err(self.err(field, format!("{} equals high: the range holds a single value", text(low)),
+                format!("widen the range, or use type = \"fixed\" with value = {}", text(low))));
+        }
+        if low > high {
+            return Err(self.err(field, format!("{} must be below high ({})", text(low), text(high)), "swap low and high"));
+        }
+        Ok(())
     }
 
     fn list(&self, field: &str, values: Option<&[toml::Value]>) -> Result<Vec<ParamValue>, SpecError> {
@@ -779,6 +923,13 @@ impl Checker<'_> {
             other => return Err(self.err(field, format!("{other} is not a scalar value"), "use a number, string or boolean")),
         })
     }
+}
+
+/// "a string", "an array", ...: the kind of a TOML value, for messages.
+fn a_type(v: &toml::Value) -> String {
+    let kind = v.type_str();
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {kind}")
 }
 
 /// Split an argument template into text and `{placeholders}`; `{{` and `}}` are literal braces.
@@ -1018,6 +1169,159 @@ value = 3
         assert!(e.fix.contains("learning_rate"), "{e}");
         let e = err(&base.replace("workload = \"digits-mlp\"\n", "workload = \"digits-mlp\"\ncommand = [\"x\"]\n"));
         assert_eq!(e.field, "trainer.workload");
+    }
+
+    /// The error for GOOD with `old` replaced by `new`, checked to be about `field`.
+    fn refused(old: &str, new: &str, field: &str) -> SpecError {
+        assert!(GOOD.contains(old), "GOOD has no {old:?}");
+        let e = err(&GOOD.replacen(old, new, 1));
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.to_string().starts_with(&format!("study.toml: {field}: ")), "{e}");
+        assert!(!e.fix.is_empty() && e.fix != e.problem, "{e}");
+        e
+    }
+
+    #[test]
+    fn timeouts_must_be_a_real_limit() {
+        let e = refused("timeout = \"5m\"", "timeout = \"0s\"", "trainer.timeout");
+        assert_eq!(e.problem, "\"0s\" is zero: every attempt would time out as it starts");
+        assert_eq!(e.fix, "give the longest an attempt may take, e.g. timeout = \"10m\", or leave timeout out for no limit");
+        let e = refused("timeout = \"5m\"", "timeout = \"500ms\"", "trainer.timeout");
+        assert!(e.problem.starts_with("\"500ms\" is under a second: "), "{e}");
+        let e = refused("timeout = \"5m\"", "timeout = \"400days\"", "trainer.timeout");
+        assert_eq!(e.problem, "\"400days\" is longer than a year, which is no limit at all");
+        assert!(e.fix.starts_with("leave timeout out for no limit"), "{e}");
+        for fine in ["1s", "90s", "2h 30m", "365days"] {
+            let s = StudySpec::parse(&GOOD.replace("timeout = \"5m\"", &format!("timeout = {fine:?}")), "t").unwrap();
+            assert_eq!(s.trainer.timeout, Some(humantime::parse_duration(fine).unwrap()));
+        }
+    }
+
+    #[test]
+    fn kill_grace_leaves_time_to_exit_without_holding_up_a_stop() {
+        let e = refused("retries = 2", "retries = 2\nkill_grace = \"0s\"", "trainer.kill_grace");
+        assert_eq!(e.problem, "\"0s\" is zero: the trainer would be killed right after SIGTERM, with no time to save or exit");
+        assert_eq!(e.fix, "give it time to write a checkpoint and exit, e.g. kill_grace = \"10s\" (the default)");
+        let e = refused("retries = 2", "retries = 2\nkill_grace = \"50ms\"", "trainer.kill_grace");
+        assert!(e.problem.starts_with("\"50ms\" is shorter than horizon's 100 ms tick: "), "{e}");
+        let e = refused("retries = 2", "retries = 2\nkill_grace = \"2h\"", "trainer.kill_grace");
+        assert!(e.problem.starts_with("\"2h\" is longer than an hour: "), "{e}");
+        assert!(e.fix.contains("kill_grace = \"30s\""), "{e}");
+        for fine in ["100ms", "1s", "1h"] {
+            let s = StudySpec::parse(&GOOD.replace("retries = 2", &format!("kill_grace = {fine:?}")), "t").unwrap();
+            assert_eq!(s.trainer.kill_grace, humantime::parse_duration(fine).unwrap());
+        }
+    }
+
+    #[test]
+    fn int_bounds_say_what_is_wrong_and_how_to_fix_it() {
+        let cases = [
+            ("1.5", "1.5 is not an integer", "write a whole number such as 1 or 2"),
+            ("-2.5", "-2.5 is not an integer", "write a whole number such as -3 or -2"),
+            ("16.0", "16.0 is a float, and an int parameter's bounds are integers", "write 16 (without the decimal point)"),
+            ("\"16\"", "\"16\" is a string, not an integer", "remove the quotes: 16"),
+            ("\"many\"", "\"many\" is a string, not an integer", "write a whole number such as 1 or 100"),
+            ("nan", "nan is not a number", "write a whole number such as 1 or 100"),
+            ("inf", "inf is not a whole number", "write a whole number between -9223372036854775808 and 9223372036854775807"),
+            ("1e30", "1e30 is beyond the integers an int parameter holds (-9223372036854775808 to 9223372036854775807)",
+                "write a whole number in that range, or use type = \"float\""),
+            ("true", "true is a boolean, not an integer", "write a whole number such as 1 or 100"),
+            ("[1, 2]", "[1, 2] is an array, not an integer", "write a whole number such as 1 or 100"),
+        ];
+        for (value, problem, fix) in cases {
+            let e = refused("low = 16", &format!("low = {value}"), "params.width.low");
+            assert_eq!((e.problem.as_str(), e.fix.as_str()), (problem, fix), "low = {value}");
+        }
+        let e = refused("high = 256", "", "params.width.high");
+        assert_eq!((e.problem.as_str(), e.fix.as_str()), ("is missing", "give both ends of the range, e.g. low = 1 and high = 100"));
+    }
+
+    #[test]
+    fn float_bounds_say_what_is_wrong_and_how_to_fix_it() {
+        let cases = [
+            ("nan", "nan is not a number", "write a number such as 0.001 or 10"),
+            ("inf", "inf is not a finite number", "a range needs finite ends: write the most extreme value worth trying, e.g. 1e6"),
+            ("\"1.0\"", "\"1.0\" is a string, not a number", "remove the quotes: 1.0"),
+            ("false", "false is a boolean, not a number", "write a number such as 0.001 or 10"),
+        ];
+        for (value, problem, fix) in cases {
+            let e = refused("high = 1\n", &format!("high = {value}\n"), "params.learning_rate.high");
+            assert_eq!((e.problem.as_str(), e.fix.as_str()), (problem, fix), "high = {value}");
+        }
+        let e = refused("low = 1e-4\nhigh = 1\nscale = \"log\"", "low = -inf\nhigh = 1", "params.learning_rate.low");
+        assert!(e.fix.ends_with("e.g. -1e6"), "{e}");
+    }
+
+    #[test]
+    fn ranges_must_hold_more_than_one_value_in_order() {
+        let e = refused("low = 16", "low = 256", "params.width.low");
+        assert_eq!(e.problem, "256 equals high: the range holds a single value");
+        assert_eq!(e.fix, "widen the range, or use type = \"fixed\" with value = 256");
+        let e = refused("low = 16", "low = 300", "params.width.low");
+        assert_eq!((e.problem.as_str(), e.fix.as_str()), ("300 must be below high (256)", "swap low and high"));
+        let e = refused("low = 1e-4", "low = 1", "params.learning_rate.low");
+        assert_eq!(e.problem, "1.0 equals high: the range holds a single value");
+        let e = refused("low = 16\nhigh = 256", "low = 0\nhigh = 256\nscale = \"log\"", "params.width.low");
+        assert_eq!((e.problem.as_str(), e.fix.as_str()), ("a log scale needs low >= 1, got 0", "use low = 1 or more, or scale = \"linear\""));
+    }
+
+    #[test]
+    fn ranges_whose_width_overflows_are_refused() {
+        let e = refused("low = 1e-4\nhigh = 1\nscale = \"log\"", "low = -1e308\nhigh = 1e308", "params.learning_rate.high");
+        assert_eq!(e.problem, "the range from -1e308 to 1e308 is wider than the largest float (1.7976931348623157e308)");
+        assert!(e.fix.contains("scale = \"log\""), "{e}");
+        let e = refused("low = 16\nhigh = 256", "low = -9223372036854775808\nhigh = 1", "params.width.high");
+        assert_eq!(e.problem, "the range from -9223372036854775808 to 1 is wider than the largest integer (9223372036854775807)");
+        assert_eq!(e.fix, "narrow the range, e.g. so that low and high have the same sign");
+        // The widest ranges that fit are kept exactly (not through f64) and sampled across.
+        for (low, high) in [(0, i64::MAX - 1), (0, i64::MAX), (i64::MIN, -1), (-(1 << 62), (1 << 62) - 1)] {
+            let s = StudySpec::parse(&GOOD.replace("low = 16\nhigh = 256", &format!("low = {low}\nhigh = {high}")), "t").unwrap();
+            assert_eq!(s.space.param("width").unwrap().kind, ParamKind::Int { low, high, scale: Scale::Linear });
+            let sampler = s.sampler.build(&s.space, s.seed).unwrap();
+            let xs: Vec<i64> = (0..32).map(|i| match sampler.sample(i).unwrap().get("width") {
+                Some(ParamValue::Int(n)) => *n,
+                other => panic!("{other:?}"),
+            }).collect();
+            let middle = low / 2 + high / 2;
+            assert!(xs.iter().all(|x| (low..=high).contains(x)), "{xs:?}");
+            assert!(xs.iter().any(|&x| x < middle) && xs.iter().any(|&x| x > middle), "[{low}, {high}]: {xs:?}");
+        }
+        let s = StudySpec::parse(&GOOD.replace("low = 1e-4\nhigh = 1\n", "low = -1e307\nhigh = 1e308\n").replace("scale = \"log\"\n\n[params.width]", "\n[params.width]"), "t").unwrap();
+        assert!(matches!(s.space.param("learning_rate").unwrap().kind, ParamKind::Float { scale: Scale::Linear, .. }));
+    }
+
+    #[test]
+    fn counts_that_overflow_or_do_nothing_are_refused() {
+        let e = refused("retries = 2", "retries = 4294967297", "trainer.retries");
+        assert_eq!(e.problem, "4294967297 re-runs of a failed trial is more than horizon allows (1000)");
+        assert_eq!(StudySpec::parse(&GOOD.replace("retries = 2", "retries = 1000"), "t").unwrap().trainer.retries, 1000);
+        let grid = GOOD.split("[params.width]").next().unwrap().to_string();
+        let e = err(&format!("{grid}\n[sampler]\nkind = \"grid\"\npoints = 4294967298\n"));
+        assert_eq!(e.field, "sampler.points");
+        assert_eq!(e.problem, "4294967298 points per parameter is more than horizon allows (1000)");
+        let e = err(&format!("{GOOD}\n[checkpoints]\nevery = 5000\n"));
+        assert_eq!(e.field, "checkpoints.every");
+        assert_eq!(e.problem, "5000 is larger than max_train_steps (1000): no checkpoint would be asked for");
+        assert_eq!(e.fix, "use at most 1000, e.g. every = 200, or leave every out");
+        let e = refused("values = [32, 64]", "values = [32, 64, 32.0]", "params.batch_size.values[2]");
+        assert_eq!((e.problem.as_str(), e.fix.as_str()), ("32.0 is the same number as 32, listed earlier", "list each value once"));
+    }
+
+    #[test]
+    fn the_learning_rate_sweep_never_overflows_its_budgets() {
+        // Defaults of 10 x eval_every and 16 x max_train_steps saturate instead of wrapping.
+        let huge = GOOD.replace("max_train_steps = 1000", "max_train_steps = 9223372036854775807")
+            .replace("eval_every = 100", "eval_every = 9223372036854775807");
+        let fit = "\n[lr_sweep]\nfit = \"train/loss <= 0.01\"\n";
+        let s = StudySpec::parse(&format!("{huge}{fit}"), "t").unwrap();
+        let sweep = s.lr_sweep_spec("t").unwrap();
+        assert_eq!((sweep.start_steps, sweep.max_steps), (u64::MAX, u64::MAX));
+        // A budget so long that the timeout scaled to it is no duration at all.
+        let long = GOOD.replace("timeout = \"5m\"", "timeout = \"300days\"");
+        let e = err(&format!("{long}{fit}max_steps = 9223372036854775807\n"));
+        assert_eq!(e.field, "lr_sweep.max_steps");
+        assert_eq!(e.problem, "9223372036854775807 steps, 9223372036854775x max_train_steps, would scale trainer.timeout past the longest duration there is");
+        assert!(StudySpec::parse(&format!("{GOOD}{fit}max_steps = 100000000\n"), "t").is_ok());
     }
 
     #[test]
