@@ -17,10 +17,13 @@ Mapping (docs/analysis.md, "Import formats"):
   - nan_train_loss runs get state "diverged" (their curves stop where the loss became NaN).
 
 Usage: python3 examples/opda_to_jsonl.py [INPUT [OUTPUT]]
-  INPUT defaults to ../shared/data/opda-alexnet/alexnet_tuning.results.jsonl next to the
-  repository; OUTPUT defaults to standard output. Standard library only.
+  INPUT defaults to the copy in the repository,
+  crates/horizon-analysis/tests/data/opda-alexnet/alexnet_tuning.results.jsonl.gz (gzip-compressed,
+  otherwise the original file; see ATTRIBUTION.md there); an INPUT ending in .gz is read through
+  gzip, any other as plain JSON Lines. OUTPUT defaults to standard output. Standard library only.
 """
 
+import gzip
 import json
 import math
 import os
@@ -76,11 +79,14 @@ def convert(row):
 
 def main(argv):
     here = os.path.dirname(os.path.abspath(__file__))
-    default = os.path.join(here, "..", "..", "shared", "data", "opda-alexnet", "alexnet_tuning.results.jsonl")
+    default = os.path.join(
+        here, "..", "crates", "horizon-analysis", "tests", "data", "opda-alexnet", "alexnet_tuning.results.jsonl.gz"
+    )
     src = argv[1] if len(argv) > 1 else default
     out = open(argv[2], "w", encoding="utf-8") if len(argv) > 2 else sys.stdout
     count = 0
-    with open(src, encoding="utf-8") as f:
+    opener = gzip.open if src.endswith(".gz") else open
+    with opener(src, "rt", encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

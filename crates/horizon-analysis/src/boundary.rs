@@ -1,4 +1,4 @@
-//! Search-space boundaries and where infeasible trials cluster (method.md section 4).
+//! Search-space boundaries and where infeasible trials cluster (docs/method.md section 4).
 //!
 //! Positions are in the parameter's sampling scale, in `[0, 1]` (`ParamDef::unit_position`):
 //! log for log-scaled ranges, the index for discrete lists. Without a search space (imported

@@ -1,4 +1,4 @@
-//! The budget verdict (method.md section 2): where the retrospectively selected best steps fall
+//! The budget verdict (docs/method.md section 2): where the retrospectively selected best steps fall
 //! relative to each trial's own `max_train_steps`.
 
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! Curve diagnostics of the top trials (method.md sections 1 and 4): still improving at the end,
+//! Curve diagnostics of the top trials (docs/method.md sections 1 and 4): still improving at the end,
 //! saturated long before the end, validation objective rising after its best, training loss
 //! rising, high step-to-step noise late in training; then compute-bound or not.
 

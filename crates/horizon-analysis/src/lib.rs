@@ -1,5 +1,5 @@
 //! Analysis of a study's trials: is `max_train_steps` right, what do the best curves say, and
-//! are the best trials at an edge of the search space (method.md sections 1, 2 and 4).
+//! are the best trials at an edge of the search space (docs/method.md sections 1, 2 and 4).
 //!
 //! Everything here is a pure function of its input except the import parsers, which read the
 //! files they are given and return data (nothing is written anywhere):

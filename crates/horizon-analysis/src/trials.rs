@@ -8,7 +8,7 @@ use crate::config::AnalysisConfig;
 use crate::stats::{self, Summary};
 use crate::{StudyData, TrialData};
 
-/// Why a finished trial is infeasible (method.md section 4: "diverged, NaN, uncharacteristically
+/// Why a finished trial is infeasible (docs/method.md section 4: "diverged, NaN, uncharacteristically
 /// high loss, or failed to run").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,10 +1,13 @@
 //! The real AlexNet/ImageNet random search of OPDA (512 trials, per-epoch curves; CC BY-SA 4.0,
 //! (c) 2025 Nicholas Lourie), converted by `examples/opda_to_jsonl.py`, imported and analyzed.
+//! The data lives in the repository, gzip-compressed and otherwise unchanged:
+//! `tests/data/opda-alexnet/` (its `ATTRIBUTION.md` gives the source and license).
 //!
 //! The assertions are facts checked against the raw data (read here independently of the
 //! converter) and the conclusions the method draws from them, not numbers copied from the
 //! analysis' own output.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -21,7 +24,7 @@ fn repo() -> PathBuf {
 }
 
 fn data() -> PathBuf {
-    repo().join("../shared/data/opda-alexnet/alexnet_tuning.results.jsonl")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/opda-alexnet/alexnet_tuning.results.jsonl.gz")
 }
 
 /// The sampling distribution of the data's README.
@@ -63,9 +66,9 @@ impl Raw {
 }
 
 fn raw_rows() -> Vec<Raw> {
-    std::fs::read_to_string(data())
-        .unwrap()
-        .lines()
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(data()).unwrap()).read_to_string(&mut text).unwrap();
+    text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
@@ -89,7 +92,7 @@ fn raw_rows() -> Vec<Raw> {
 fn opda_alexnet_import_and_analysis() {
     assert!(
         data().is_file(),
-        "{} is missing: the shared data sits next to the repository (../shared)",
+        "{} is missing: it is part of the repository (is this a partial checkout?)",
         data().display()
     );
     let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! The constant-learning-rate sweep that picks an initial `max_train_steps` (method.md,
+//! The constant-learning-rate sweep that picks an initial `max_train_steps` (docs/method.md,
 //! section 2, "Initial `max_train_steps` from a learning-rate sweep"), as pure policy.
 //!
 //! The sweep runs in stages, each an ordinary study that the runner executes:

@@ -3,7 +3,7 @@
 //! A schedule is a validated config ([`Schedule`]); [`Schedule::lr`] gives the learning rate
 //! at any step, so a trial resumed from a checkpoint continues the very same schedule, and
 //! later rounds can transfer a schedule to a longer budget by the method's rules
-//! (method.md, section 3): keep the *decay length* of a linear decay and extend the constant
+//! (docs/method.md, section 3): keep the *decay length* of a linear decay and extend the constant
 //! period; keep the *base learning rate* of a cosine decay and extend `max_train_steps`.
 //!
 //! Every kind may start with a linear warmup from 0 to `base_lr` over `warmup_steps`.

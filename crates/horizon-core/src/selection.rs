@@ -1,4 +1,4 @@
-//! Retrospective best-checkpoint selection (method.md, section 2).
+//! Retrospective best-checkpoint selection (docs/method.md, section 2).
 //!
 //! Every trial trains for the same fixed budget and is evaluated at regular step intervals;
 //! afterwards the best evaluation is selected. Ties go to the earliest step: the same quality

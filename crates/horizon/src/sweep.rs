@@ -1,5 +1,5 @@
 //! `horizon sweep-lr`: the constant-learning-rate sweep that picks an initial
-//! `max_train_steps` (method.md section 2). The decisions are `horizon_core::lr_sweep`'s; this
+//! `max_train_steps` (docs/method.md section 2). The decisions are `horizon_core::lr_sweep`'s; this
 //! module runs the stages it asks for, each an ordinary study in
 //! `<study dir>/lr-sweep/<stage>/`, and prints the report. Running it again resumes: finished
 //! stages are read back from their databases, not run again.
@@ -238,7 +238,7 @@ pub fn render_report(sweep: &LrSweepSpec, r: &SweepReport, root: &Path) -> Strin
                 sweep.param
             ));
             line(format!("initial max_train_steps: {suggested}"));
-            line("  (method.md section 2: the steps the fastest constant learning rate needs to fit the training set perfectly,".into());
+            line("  (docs/method.md section 2: the steps the fastest constant learning rate needs to fit the training set perfectly,".into());
             line("   without regularization or augmentation; tune the real study at this budget)".into());
         }
         Verdict::EdgeUnresolved { sides } => {
@@ -271,8 +271,8 @@ pub fn render_report(sweep: &LrSweepSpec, r: &SweepReport, root: &Path) -> Strin
                 "the training set was not fit ({}) within {max_steps} steps at {} = {lr}: it cannot be fit perfectly under this setup.",
                 r.fit, sweep.param
             ));
-            line("  The sweep assumes a perfect fit is reachable (method.md section 2). If it is not, treat the workload as".into());
-            line("  compute-bound: tune in rounds with growing budgets (method.md section 3), and expect regularization to".into());
+            line("  The sweep assumes a perfect fit is reachable (docs/method.md section 2). If it is not, treat the workload as".into());
+            line("  compute-bound: tune in rounds with growing budgets (docs/method.md section 3), and expect regularization to".into());
             line("  help little. Or loosen lr_sweep.fit, raise lr_sweep.max_steps, or try another lr_sweep.find_lr.".into());
         }
         Verdict::FindStepsFailed { lr, message } => {
