@@ -310,3 +310,143 @@ fn ordinal(q: f64) -> String {
     };
     format!("{p}{suffix}")
 }
+
+/// The verdict about a parameter that sets the budget, when the budget is itself tuned
+/// (`epochs` in many real studies): the method's question "is the budget right?" asked of that
+/// parameter, with its range edge, and answered in its unit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetParam {
+    pub name: String,
+    /// How it was recognised: "equals max_train_steps in every trial", "max_train_steps = 390 x
+    /// epochs in every trial", or "declared (analysis.budget_param)".
+    pub relation: String,
+    /// The range it was read on (the study's space, or the observed values).
+    pub low: f64,
+    pub high: f64,
+    /// Its values over the top trials.
+    pub top_values: Option<Summary>,
+    /// The boundary reading flags its upper edge: the best trials use the most that was tried.
+    pub at_upper_edge: bool,
+    /// The top group's per-trial verdict (best checkpoints late means too low).
+    pub checkpoints: Verdict,
+    pub verdict: Verdict,
+    /// In the parameter's unit.
+    pub suggested: Option<f64>,
+    /// The one-line verdict, with the fix.
+    pub line: String,
+    pub evidence: Vec<String>,
+}
+
+/// Recognise the parameter that sets the budget and judge it. A declared `budget_param` is
+/// used as is; otherwise a numeric parameter, varied, that is proportional to
+/// `max_train_steps` (the same ratio within 1%) in every finished trial that has it.
+pub(crate) fn budget_param(
+    trials: &[TrialAnalysis],
+    top: &[&TrialAnalysis],
+    top_verdict: &BudgetVerdict,
+    space: &crate::boundary::SpaceReport,
+    config: &AnalysisConfig,
+) -> Option<BudgetParam> {
+    let finished: Vec<&TrialAnalysis> = trials.iter().filter(|t| t.finished).collect();
+    let value = |t: &TrialAnalysis, name: &str| t.params.get(name).and_then(|v| v.as_f64());
+    let (name, relation) = match &config.budget_param {
+        Some(name) => (name.clone(), "declared (analysis.budget_param)".to_string()),
+        None => {
+            let mut names: Vec<&str> = Vec::new();
+            for t in &finished {
+                for (n, _) in t.params.iter() {
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+            }
+            names.into_iter().find_map(|name| {
+                let pairs: Vec<(f64, f64)> =
+                    finished.iter().filter_map(|t| value(t, name).map(|v| (v, t.max_train_steps as f64))).collect();
+                if pairs.len() < 3 || pairs.len() < finished.len() || pairs.iter().any(|(v, _)| *v <= 0.0) {
+                    return None;
+                }
+                let varied = pairs.iter().any(|(v, _)| *v != pairs[0].0);
+                let ratio = pairs[0].1 / pairs[0].0;
+                let proportional = pairs.iter().all(|(v, b)| ((b / v) - ratio).abs() <= 0.01 * ratio);
+                (varied && proportional).then(|| {
+                    let relation = if (ratio - 1.0).abs() <= 0.01 {
+                        "equals max_train_steps in every trial".to_string()
+                    } else {
+                        format!("max_train_steps = {} x {name} in every trial", num(ratio))
+                    };
+                    (name.to_string(), relation)
+                })
+            })?
+        }
+    };
+    let tops: Vec<f64> = top.iter().filter_map(|t| value(t, &name)).collect();
+    let all: Vec<f64> = finished.iter().filter_map(|t| value(t, &name)).collect();
+    let boundary = space.parameters.iter().find(|p| p.name == name);
+    let (low, high) = match boundary {
+        Some(b) => (b.low, b.high),
+        None => all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x))),
+    };
+    if !low.is_finite() {
+        return None;
+    }
+    let at_upper_edge = boundary.is_some_and(|b| b.high_edge.flagged);
+    let integral = all.iter().all(|v| v.fract() == 0.0);
+    let round = |x: f64| if integral { stats::round_up_2sig(x) as f64 } else { round_2sig(x) };
+    let median_top = stats::median(&tops);
+    let checkpoints = top_verdict.verdict;
+    let late_text = format!("{} of the top {} select a checkpoint in the last {} of their run", top_verdict.late, top_verdict.trials, pct(1.0 - config.late_fraction));
+    let mut evidence = vec![format!("{name} {relation}; read on {}..{}", num(low), num(high))];
+    if let Some(m) = median_top {
+        evidence.push(format!("the top trials' {name}: median {}", num(m)));
+    }
+    if let Some(b) = boundary {
+        evidence.push(format!("{name}'s upper edge: {} of the top {} in the highest {} of the range (p = {:.3}){}", b.high_edge.top_in_band, b.high_edge.top_count, pct(config.edge_margin), b.high_edge.p_value, if at_upper_edge { ", flagged" } else { "" }));
+    }
+    evidence.push(late_text.clone());
+    let (verdict, suggested, line) = if at_upper_edge || checkpoints == Verdict::TooLow {
+        let base = if at_upper_edge { high } else { median_top.unwrap_or(high) };
+        let x = round(config.too_low_factor * base);
+        let line = match (at_upper_edge, checkpoints == Verdict::TooLow) {
+            (true, true) => format!("train longer: widen {name} upward to {} (the best trials sit at the upper edge of {name}, and {late_text})", num(x)),
+            (true, false) => format!("train longer: widen {name} upward to {} (the best trials sit at the upper edge of {name}, although the per-trial verdict is {})", num(x), checkpoints.label()),
+            _ => format!("train longer: raise {name} to about {} ({late_text}; {name}'s best values are inside its range)", num(x)),
+        };
+        (Verdict::TooLow, Some(x), line)
+    } else {
+        match (checkpoints, median_top) {
+            (Verdict::TooHigh, Some(m)) => {
+                let scale = match (top_verdict.suggested_max_train_steps, top_verdict.reference_max_train_steps) {
+                    (Some(s), Some(r)) if r > 0 => s as f64 / r as f64,
+                    _ => 0.5,
+                };
+                let x = round(m * scale);
+                (Verdict::TooHigh, Some(x), format!("shorter runs suffice: {name} about {} (the top trials' best checkpoints come early)", num(x)))
+            }
+            (Verdict::Adequate, Some(m)) => (Verdict::Adequate, Some(m), format!("keep {name} around {} (the top trials' median; not at the upper edge, checkpoints not late)", num(m))),
+            _ => (Verdict::InsufficientEvidence, None, format!("no verdict about {name}: too few top trials")),
+        }
+    };
+    Some(BudgetParam {
+        name,
+        relation,
+        low,
+        high,
+        top_values: Summary::of(&tops),
+        at_upper_edge,
+        checkpoints,
+        verdict,
+        suggested,
+        line,
+        evidence,
+    })
+}
+
+/// Round up to 2 significant digits, for values that need not be whole.
+fn round_2sig(x: f64) -> f64 {
+    if !x.is_finite() || x == 0.0 {
+        return x;
+    }
+    let unit = 10f64.powi(x.abs().log10().floor() as i32 - 1);
+    (x / unit - 1e-9).ceil() * unit
+}

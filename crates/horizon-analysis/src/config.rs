@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 pub struct AnalysisConfig {
     /// The training-loss metric the curve diagnostics read besides the objective.
     pub train_metric: String,
+    /// The parameter that sets each trial's budget when the budget is itself tuned (`epochs`,
+    /// `num_steps`). `None`: recognised when one parameter is proportional to
+    /// `max_train_steps` in every trial (docs/analysis.md, "When the budget is tuned").
+    pub budget_param: Option<String>,
 
     // --- Feasibility: "uncharacteristically high loss" -------------------------------------
     /// The objective's value at chance level (e.g. 0.999 error for 1000 classes, or ln(C) for
@@ -97,6 +101,7 @@ impl Default for AnalysisConfig {
     fn default() -> Self {
         AnalysisConfig {
             train_metric: "train/loss".into(),
+            budget_param: None,
             chance_level: None,
             min_progress: 0.10,
             start_window: 0.25,

@@ -115,6 +115,9 @@ pub struct BudgetReport {
     pub feasible: BudgetVerdict,
     /// Over the top trials: the best quarter by objective, at least 5 when there are that many.
     pub top: BudgetVerdict,
+    /// When the budget is itself a tuned parameter: the verdict about that parameter, in its
+    /// unit. `None` when no parameter sets the budget.
+    pub parameter: Option<budget::BudgetParam>,
 }
 
 /// The result of [`analyze`]; its JSON is documented in `docs/analysis.md`.
@@ -154,11 +157,13 @@ pub fn analyze(input: &StudyData, config: &AnalysisConfig) -> Analysis {
     let mut budget = BudgetReport {
         feasible: budget::verdict("feasible", &feasible_refs, config),
         top: budget::verdict("top", &feasible_refs[..top_n], config),
+        parameter: None,
     };
     budget.feasible.excluded = excluded.clone();
     budget.top.excluded = excluded;
     let curves = curves::report(input, &trials, top, &budget.top, config);
     let space = boundary::report(input, &trials, &ranked, config);
+    budget.parameter = budget::budget_param(&trials, &feasible_refs[..top_n], &budget.top, &space, config);
 
     let count = |r: InfeasibleReason| trials.iter().filter(|t| t.infeasible == Some(r)).count();
     let finished = trials.iter().filter(|t| t.finished).count();
@@ -186,7 +191,13 @@ pub fn analyze(input: &StudyData, config: &AnalysisConfig) -> Analysis {
         ));
     }
     if mixed_budgets {
-        notes.push("trials have different budgets: each is judged against its own max_train_steps".into());
+        notes.push(match &budget.parameter {
+            Some(p) => format!(
+                "trials have different budgets, set by {} ({}): each is judged against its own max_train_steps, and the verdict about {} is under Budget",
+                p.name, p.relation, p.name
+            ),
+            None => "trials have different budgets: each is judged against its own max_train_steps".into(),
+        });
     }
     if finished > 0 && ranked.is_empty() {
         notes.push(format!(

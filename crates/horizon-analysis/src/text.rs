@@ -121,6 +121,14 @@ pub fn render_text(a: &Analysis) -> String {
             e.why
         );
     }
+    if let Some(p) = &a.budget.parameter {
+        let _ = writeln!(s, "  budget parameter {} ({}): {}", p.name, p.relation, p.verdict.label().to_uppercase());
+        let _ = writeln!(s, "    => {}", p.line);
+        for e in &p.evidence {
+            let _ = writeln!(s, "    - {e}");
+        }
+        let _ = writeln!(s, "  per trial, each against its own budget (steps; suggestions are in steps, {} is the unit you tune):", p.name);
+    }
     for v in [&a.budget.feasible, &a.budget.top] {
         verdict_text(&mut s, v);
     }

@@ -193,6 +193,14 @@ fn opda_alexnet_import_and_analysis() {
     //    a budget that is too low); the best learning rates lie well inside the range.
     let param = |name: &str| a.space.parameters.iter().find(|p| p.name == name).unwrap();
     assert_eq!(param("epochs").widen, vec![Edge::High]);
+    // The budget is a tuned parameter here (a step is an epoch): the verdict is about epochs,
+    // in epochs, consistent with both readings.
+    let bp = a.budget.parameter.as_ref().expect("epochs is the budget in this data");
+    assert_eq!((bp.name.as_str(), bp.relation.as_str()), ("epochs", "equals max_train_steps in every trial"));
+    assert_eq!(bp.verdict, Verdict::TooLow);
+    assert!(bp.at_upper_edge);
+    assert_eq!(bp.suggested, Some(200.0), "2 x the upper edge of 20..100 epochs");
+    assert!(bp.line.starts_with("train longer: widen epochs upward to 200"), "{}", bp.line);
     let lr = param("lr");
     assert!(lr.widen.is_empty(), "{lr:?}");
     let best_lr_decades_above_low = (raw[best_i].lr / 5e-3).log10();

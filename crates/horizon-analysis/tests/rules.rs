@@ -600,3 +600,89 @@ fn an_edge_is_never_flagged_without_enrichment() {
     assert!(p.widen.is_empty());
     assert!(p.advice.starts_with("weak sign"), "{}", p.advice);
 }
+
+// ---------------------------------------------------------------------------------------------
+// When the budget is itself tuned
+
+/// Trials tuning `epochs` on [10, 100] (the space declares it), `steps_per_epoch` steps each: the
+/// best value and the best checkpoint's place in the run come from `shape(epochs)`.
+fn epoch_trials(steps_per_epoch: u64, shape: impl Fn(u64) -> (f64, f64)) -> (SearchSpace, Vec<common::TrialDataAlias>) {
+    let space = SearchSpace {
+        params: vec![ParamDef { name: "epochs".into(), kind: ParamKind::Int { low: 10, high: 100, scale: Scale::Linear } }],
+    };
+    let trials = spread(40)
+        .into_iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let epochs = 10 + (90.0 * u).round() as u64;
+            let budget = epochs * steps_per_epoch;
+            let (floor, best_fraction) = shape(epochs);
+            let best_at = ((best_fraction * budget as f64) as u64).max(steps_per_epoch);
+            let c = v_curve(budget, steps_per_epoch, best_at - best_at % steps_per_epoch, floor + 0.0001 * i as f64);
+            let mut t = with_params(trial(i as u64, budget, &c), &[("epochs", ParamValue::Int(epochs as i64))]);
+            t.record.max_train_steps = budget;
+            t
+        })
+        .collect();
+    (space, trials)
+}
+
+#[test]
+fn a_tuned_epoch_count_at_its_upper_edge_with_late_checkpoints_says_train_longer_in_epochs() {
+    // Longer runs are better and every run peaks at its end: epochs is the budget.
+    let (space, trials) = epoch_trials(1, |e| (1.0 - e as f64 / 200.0, 1.0));
+    let a = analyze(&study_in(space, trials), &cfg());
+    let p = a.budget.parameter.as_ref().expect("epochs is recognised as the budget");
+    assert_eq!(p.name, "epochs");
+    assert_eq!(p.relation, "equals max_train_steps in every trial");
+    assert!(p.at_upper_edge, "{:?}", p.evidence);
+    assert_eq!(p.checkpoints, Verdict::TooLow);
+    assert_eq!(p.verdict, Verdict::TooLow);
+    assert_eq!(p.suggested, Some(200.0), "2 x the upper edge 100, in epochs");
+    assert!(p.line.starts_with("train longer: widen epochs upward to 200"), "{}", p.line);
+    let text = render_text(&a);
+    assert!(text.contains("budget parameter epochs (equals max_train_steps in every trial): TOO LOW"), "{text}");
+}
+
+#[test]
+fn adequate_checkpoints_do_not_hide_a_budget_parameter_at_its_upper_edge() {
+    // Every run peaks at 60% of its length (adequate per trial), but the longest runs win.
+    let (space, trials) = epoch_trials(1, |e| (1.0 - e as f64 / 200.0, 0.6));
+    let a = analyze(&study_in(space, trials), &cfg());
+    assert_eq!(a.budget.top.verdict, Verdict::Adequate);
+    let p = a.budget.parameter.as_ref().unwrap();
+    assert!(p.at_upper_edge);
+    assert_eq!(p.verdict, Verdict::TooLow);
+    assert!(p.line.contains("widen epochs upward to 200") && p.line.contains("although the per-trial verdict is adequate"), "{}", p.line);
+}
+
+#[test]
+fn a_budget_proportional_to_epochs_is_judged_in_epochs() {
+    // 390 steps per epoch; the best runs use about 40 epochs and peak in the middle.
+    let (space, trials) = epoch_trials(390, |e| (0.3 + (e as f64 - 40.0).abs() / 100.0, 0.5));
+    let a = analyze(&study_in(space, trials), &cfg());
+    let p = a.budget.parameter.as_ref().unwrap();
+    assert_eq!(p.relation, "max_train_steps = 390 x epochs in every trial");
+    assert!(!p.at_upper_edge);
+    assert_eq!(p.verdict, Verdict::Adequate);
+    let m = p.suggested.unwrap();
+    assert!((30.0..=50.0).contains(&m), "kept around the top trials' epochs, not in steps: {m}");
+    assert!(p.line.starts_with("keep epochs around"), "{}", p.line);
+}
+
+#[test]
+fn a_fixed_budget_has_no_budget_parameter() {
+    let a = analyze(&study(lr_trials(|u| 0.3 + u)), &cfg());
+    assert!(a.budget.parameter.is_none());
+    // A parameter that varies but is not the budget is not taken for it.
+    let (_, mut trials) = epoch_trials(1, |_| (0.5, 0.5));
+    for t in &mut trials {
+        t.record.max_train_steps = 100;
+    }
+    let a = analyze(&study(trials.clone()), &cfg());
+    assert!(a.budget.parameter.is_none(), "{:?}", a.budget.parameter);
+    // ... unless the user says it is.
+    let declared = AnalysisConfig { budget_param: Some("epochs".into()), ..cfg() };
+    let a = analyze(&study(trials), &declared);
+    assert_eq!(a.budget.parameter.as_ref().map(|p| p.relation.as_str()), Some("declared (analysis.budget_param)"));
+}

@@ -61,7 +61,7 @@ fn json_schema_v1() {
     assert!(v["trials"][12]["final_value"].is_null(), "non-finite values serialize as null");
     assert!(v["trials"][0]["params"]["lr"].is_number());
 
-    expect(&v["budget"], &["feasible", "top"]);
+    expect(&v["budget"], &["feasible", "top", "parameter"]);
     for g in ["feasible", "top"] {
         expect(&v["budget"][g], &[
             "group", "trial_numbers", "trials", "verdict", "early", "early_share", "late", "late_share", "best_fraction",
