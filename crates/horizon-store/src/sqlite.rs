@@ -124,6 +124,40 @@ INSERT INTO imports_v3 (trial_id, study_id, run_key, origin, source)
     SELECT trial_id, study_id, origin, origin, source FROM imports;
 DROP TABLE imports;
 ALTER TABLE imports_v3 RENAME TO imports;
+"#, r#"
+-- A new state, 'incomplete' (exited successfully well short of the budget). SQLite cannot
+-- change a CHECK constraint in place: the table is rebuilt (its rows, ids and index kept).
+-- migrate() runs this with foreign keys off, so dropping the old table deletes no metrics.
+CREATE TABLE trials_v4 (
+    id              INTEGER PRIMARY KEY,
+    study_id        INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+    number          INTEGER NOT NULL,
+    sample_index    INTEGER,
+    params_json     TEXT NOT NULL,
+    max_train_steps INTEGER NOT NULL,
+    state           TEXT NOT NULL
+                    CHECK (state IN ('waiting', 'running', 'complete', 'incomplete', 'diverged', 'failed')),
+    attempt         INTEGER NOT NULL DEFAULT 0,
+    failures        INTEGER NOT NULL DEFAULT 0,
+    best_step       INTEGER,
+    best_value      REAL,
+    final_step      INTEGER,
+    final_value     REAL,
+    message         TEXT,
+    created_at      REAL NOT NULL,
+    started_at      REAL,
+    finished_at     REAL,
+    lease_worker    TEXT,
+    lease_host      TEXT,
+    lease_pid       INTEGER,
+    heartbeat_at    REAL,
+    UNIQUE (study_id, number),
+    UNIQUE (study_id, sample_index)
+);
+INSERT INTO trials_v4 SELECT * FROM trials;
+DROP TABLE trials;
+ALTER TABLE trials_v4 RENAME TO trials;
+CREATE INDEX trials_by_state ON trials (study_id, state, number);
 "#];
 
 const MEMORY_PATH: &str = ":memory:";
@@ -341,6 +375,16 @@ fn enable_wal(conn: &Connection) -> rusqlite::Result<()> {
 /// Apply the migrations this database lacks, in one immediate transaction so that processes
 /// opening a new file at the same time migrate it exactly once.
 fn migrate(conn: &mut Connection, path: &str) -> Result<(), Fail> {
+    // A migration may rebuild a table that others reference; with foreign keys on, dropping the
+    // old table would cascade into them. Off for the migration (it cannot change inside a
+    // transaction), checked before commit, on again after.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let migrated = migrate_in_transaction(conn, path);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrated
+}
+
+fn migrate_in_transaction(conn: &mut Connection, path: &str) -> Result<(), Fail> {
     let known = MIGRATIONS.len() as i64;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -351,6 +395,15 @@ fn migrate(conn: &mut Connection, path: &str) -> Result<(), Fail> {
         tx.execute_batch(sql)?;
     }
     if found < known {
+        let broken: Option<String> = tx
+            .query_row("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(StoreError::Corrupt(format!(
+                "database {path}: upgrading the schema to version {known} left rows of {table} without their trial; nothing was changed"
+            ))
+            .into());
+        }
         tx.pragma_update(None, "user_version", known)?;
     }
     tx.commit()?;
@@ -1081,7 +1134,10 @@ mod tests {
                      VALUES (1, 1, 0, 0, '{}', 100, 'complete', 1, 0, 0);
                  INSERT INTO trials (id, study_id, number, sample_index, params_json, max_train_steps, state, attempt, failures, created_at)
                      VALUES (2, 1, 1, NULL, '{}', 100, 'complete', 1, 0, 0);
-                 INSERT INTO imports (trial_id, study_id, origin, source) VALUES (2, 1, '/data/runs.jsonl:1', 'elsewhere');",
+                 INSERT INTO imports (trial_id, study_id, origin, source) VALUES (2, 1, '/data/runs.jsonl:1', 'elsewhere');
+                 INSERT INTO metrics (trial_id, step, name, value) VALUES (1, 10, 'valid/loss', 0.5), (1, 20, 'valid/loss', 0.25);
+                 INSERT INTO warnings (trial_id, attempt, message) VALUES (1, 1, 'a warning');
+                 INSERT INTO checkpoints (trial_id, attempt, step, path) VALUES (1, 1, 20, 'ckpt-20');",
             )
             .unwrap();
         }
@@ -1106,5 +1162,30 @@ mod tests {
         };
         let stored = store.import_trials(study.id, &[run]).unwrap();
         assert_eq!(stored[0].number, 2, "numbers continue; an old origin no longer blocks a different run");
+        // Rebuilding the trials table (version 4) kept what refers to the trials.
+        assert_eq!(store.metrics(1).unwrap().len(), 2, "metrics survive the rebuild of trials");
+        assert_eq!(store.warnings(1).unwrap().len(), 1);
+        assert_eq!(store.checkpoints(1).unwrap().len(), 1);
+        let fk: bool = store.lock().pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+        assert!(fk, "foreign keys are on again after migrating");
+        // ... and the new state is storable.
+        let run = ImportedTrial { state: TrialState::Incomplete, run_key: "short".into(), origin: "x".into(), ..stored_run() };
+        store.import_trials(study.id, &[run]).unwrap();
+        assert_eq!(store.trials_in_state(study.id, TrialState::Incomplete).unwrap().len(), 1);
+    }
+
+    fn stored_run() -> ImportedTrial {
+        ImportedTrial {
+            params: Params::default(),
+            max_train_steps: 100,
+            state: TrialState::Complete,
+            message: None,
+            selection: None,
+            metrics: vec![],
+            run_key: "k".into(),
+            origin: "o".into(),
+            source: None,
+            at: 1.0,
+        }
     }
 }
