@@ -101,8 +101,9 @@ impl ResolvedStudy {
                 .map_err(|e| horizon_store::StoreError::Corrupt(format!("identity of study {}: {e}", existing.name)))?;
             let changes = StudySpec::identity_changes(&stored, &identity);
             if !changes.is_empty() {
+                let lines: String = identity_differences(&stored, &identity).iter().map(|l| format!("\n  {l}")).collect();
                 return Err(RunError::Incompatible(format!(
-                    "{}: the stored study {:?} in {} was started with different {}; its trials would not be comparable.\n  \
+                    "{}: the stored study {:?} in {} was started with different {}; its trials would not be comparable:{lines}\n  \
                      fix: restore those fields, or give the study a new [study] name (or directory) to start a new study",
                     self.spec_path.display(),
                     spec.name,
@@ -117,6 +118,80 @@ impl ResolvedStudy {
             identity_json: identity.to_string(),
         })?)
     }
+}
+
+/// Each identity field that differs between a stored and a new [`StudySpec::identity`], down to
+/// the value that changed, as `field: stored X, this file Y` (at most 12 lines; long values
+/// are cut short). Command templates are shown as written (`--lr={lr}`).
+pub fn identity_differences(stored: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    for field in StudySpec::identity_changes(stored, new) {
+        let null = serde_json::Value::Null;
+        diff_values(&field, stored.get(&field).unwrap_or(&null), new.get(&field).unwrap_or(&null), &mut lines);
+    }
+    if lines.len() > 12 {
+        let more = lines.len() - 12;
+        lines.truncate(12);
+        lines.push(format!("... and {more} more"));
+    }
+    lines
+}
+
+fn diff_values(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    if a == b {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) if !is_template(a) && !is_template(b) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let null = Value::Null;
+                diff_values(&format!("{path}.{k}"), x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() && !is_template(a) => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                diff_values(&format!("{path}[{i}]"), p, q, out);
+            }
+        }
+        _ => out.push(format!("{path}: stored {}, this file {}", show_value(a), show_value(b))),
+    }
+}
+
+/// A serialized command argument template: a list of `{"Text": ..}` / `{"Var": ..}` pieces.
+fn is_template(v: &serde_json::Value) -> bool {
+    v.as_array().is_some_and(|pieces| {
+        !pieces.is_empty()
+            && pieces.iter().all(|p| p.as_object().is_some_and(|o| o.len() == 1 && (o.contains_key("Text") || o.contains_key("Var"))))
+    })
+}
+
+fn show_value(v: &serde_json::Value) -> String {
+    let text = match v {
+        serde_json::Value::Null => "(none)".to_string(),
+        _ if is_template(v) => {
+            let arg: String = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| match (p.get("Text").and_then(|t| t.as_str()), p.get("Var").and_then(|t| t.as_str())) {
+                    (Some(t), _) => t.replace('{', "{{").replace('}', "}}"),
+                    (_, Some(name)) => format!("{{{name}}}"),
+                    _ => String::new(),
+                })
+                .collect();
+            format!("{arg:?}")
+        }
+        serde_json::Value::Array(items) if items.iter().all(is_template) && !items.is_empty() => {
+            let args: Vec<String> = items.iter().map(show_value).collect();
+            format!("[{}]", args.join(", "))
+        }
+        _ => v.to_string(),
+    };
+    if text.chars().count() > 160 { format!("{}...", text.chars().take(157).collect::<String>()) } else { text }
 }
 
 /// The study directory of a spec read from `spec_path`: `directory` relative to the study

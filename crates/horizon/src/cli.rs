@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use horizon_core::trial::TrialState;
 
 /// horizon: how long to train. Runs tuning studies with one fixed step budget per trial,
 /// quasi-random search and retrospective best-checkpoint selection.
@@ -24,8 +25,20 @@ pub enum Command {
     Status(ShowArgs),
     /// List every trial: parameters, retrospectively selected best step and value, final value.
     Trials(TrialsArgs),
-    /// Show the best trial and how to reproduce it.
+    /// Show the best trial and the exact command (environment included) that reproduces it.
     Best(ShowArgs),
+    /// One trial in full: parameters, state and reason, attempts, warnings, every metric's
+    /// curve, its files and kept checkpoints.
+    Trial(TrialArgs),
+    /// Export the metrics of a study (or of some trials) as CSV or JSON Lines, one row per
+    /// trial, step and metric, for plotting elsewhere.
+    Export(ExportArgs),
+    /// Put failed (or chosen) trials back in the queue, keeping their history; the next
+    /// `horizon run` runs them again with the study's retries.
+    Requeue(RequeueArgs),
+    /// Check a study file without running anything: resolved paths, the first sampled points,
+    /// and the exact command and environment of one trial. Writes nothing.
+    Check(CheckArgs),
     /// Is max_train_steps right? Budget verdicts, curve diagnostics and search-space edges,
     /// with the numbers behind each (docs/analysis.md).
     Analyze(ShowArgs),
@@ -49,6 +62,7 @@ pub enum WorkloadCommand {
     /// Run a built-in workload as a trial process (trial protocol v1; started by `horizon run`).
     Run {
         /// The workload's name (see `horizon workload list`).
+        #[arg(value_parser = parse_workload)]
         name: String,
     },
 }
@@ -63,6 +77,9 @@ pub struct RunArgs {
     /// No progress bar (a line per finished trial is still printed).
     #[arg(long)]
     pub no_progress: bool,
+    /// Run nothing: check the study file as `horizon check` does.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -81,9 +98,87 @@ pub struct ShowArgs {
 pub struct TrialsArgs {
     #[command(flatten)]
     pub show: ShowArgs,
-    /// Only trials in this state (waiting, running, complete, diverged, failed).
+    /// Only trials in this state (waiting, running, complete, incomplete, diverged, failed).
+    #[arg(long, value_parser = parse_state)]
+    pub state: Option<TrialState>,
+}
+
+/// A built-in workload's name; another is a usage error (exit 2) listing them.
+pub fn parse_workload(text: &str) -> Result<String, String> {
+    let names: Vec<&str> = horizon_core::workloads::WORKLOADS.iter().map(|w| w.name).collect();
+    if names.contains(&text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!("unknown workload; the built-in workloads are {} (`horizon workload list` describes them)", names.join(", ")))
+    }
+}
+
+/// A trial state by name; a bad one is a usage error (exit 2) listing the states.
+pub fn parse_state(text: &str) -> Result<TrialState, String> {
+    TrialState::parse(text).ok_or_else(|| {
+        let all: Vec<&str> = TrialState::ALL.iter().map(|s| s.as_str()).collect();
+        format!("not a trial state; use one of {}", all.join(", "))
+    })
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrialArgs {
+    #[command(flatten)]
+    pub show: ShowArgs,
+    /// The trial's number (as `horizon trials` lists it).
+    pub number: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// A study file, or a study directory (the one holding horizon.db).
+    pub study: PathBuf,
+    /// Which study, when the database holds several.
     #[arg(long)]
-    pub state: Option<String>,
+    pub name: Option<String>,
+    /// Only this trial (repeat for several); default: every trial.
+    #[arg(long = "trial", value_name = "N")]
+    pub trials: Vec<u64>,
+    /// csv: a header `trial,step,metric,value`; jsonl: one object per line with those keys.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    pub format: ExportFormat,
+    /// Write to this file instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["failed", "trials"])))]
+pub struct RequeueArgs {
+    /// A study file, or a study directory (the one holding horizon.db).
+    pub study: PathBuf,
+    /// Which study, when the database holds several.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Every failed trial (imported runs excepted).
+    #[arg(long)]
+    pub failed: bool,
+    /// This trial, by number (repeat for several); any state but running.
+    #[arg(long = "trial", value_name = "N")]
+    pub trials: Vec<u64>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// The study file (TOML; see docs/study-spec.md).
+    pub study: PathBuf,
+    /// How many sampled points to show (at most the study's trials).
+    #[arg(long, default_value_t = 5)]
+    pub points: u64,
+    /// Machine-readable output (JSON).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]

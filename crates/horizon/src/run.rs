@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{Result, bail};
 use horizon_runner::resolve::ResolvedStudy;
 use horizon_runner::worker::{Control, ControlHandle, Worker, WorkerOptions, WorkerSummary, best_of};
 use horizon_store::{SqliteStorage, Storage, StudyId};
@@ -15,8 +17,14 @@ use crate::cli::RunArgs;
 use crate::table::num;
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
+    if args.dry_run {
+        crate::check::check(&args.study, 5, false)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let study = ResolvedStudy::load(&args.study)?;
+    check_study_dir(&study.dir)?;
     let storage = Arc::new(study.open_storage()?);
+    note_lowered_trials(&study, storage.as_ref(), &args.study)?;
     let relay = SignalRelay::install()?;
     let show_bar = !args.no_progress && std::io::stderr().is_terminal();
     let (summary, study_id) = run_study(&study, storage.clone(), args.jobs, show_bar, &relay)?;
@@ -45,6 +53,45 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(crate::EXIT_STOPPED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuse a study directory that cannot be one (it, or a folder above it, is a file) with the
+/// fix, before anything tries to create it.
+pub fn check_study_dir(dir: &Path) -> Result<()> {
+    for ancestor in dir.ancestors() {
+        match std::fs::metadata(ancestor) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) if ancestor == dir => bail!(
+                "the study directory {} is a file, not a directory\n  fix: move that file away, or use another study directory ([study] directory in the study file; --into for `horizon import`)",
+                dir.display()
+            ),
+            Ok(_) => bail!(
+                "the study directory {} cannot be created: {} is a file, not a directory\n  fix: move that file away, or use another study directory ([study] directory in the study file; --into for `horizon import`)",
+                dir.display(),
+                ancestor.display()
+            ),
+            Err(_) => continue,
+        }
+    }
+    Ok(())
+}
+
+/// Trials are never removed: a study file asking for fewer trials than the study already
+/// sampled changes nothing, which the user should hear about.
+fn note_lowered_trials(study: &ResolvedStudy, storage: &dyn Storage, path: &Path) -> Result<()> {
+    let Some(stored) = storage.study(&study.spec.name)? else { return Ok(()) };
+    let asked = study.spec.trials;
+    if stored.next_sample_index > asked {
+        eprintln!(
+            "note: {} asks for trials = {asked}, but study {:?} already has {} sampled trials; trials are never removed, so \
+             no new trial starts (waiting ones still run).\n  fix: raise trials to extend the study, or give [study] a new name \
+             (or directory) for a smaller study",
+            path.display(),
+            study.spec.name,
+            stored.next_sample_index
+        );
+    }
+    Ok(())
 }
 
 /// Run one study with `jobs` trials at once, showing progress, until it is done or the user

@@ -1,19 +1,19 @@
-//! `horizon status`, `horizon trials` and `horizon best`: read the database, run nothing.
+//! `horizon status`, `horizon trials` and `horizon best`: read the database (opened read-only),
+//! run nothing.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use horizon_core::rng::trial_seed;
-use horizon_core::spec::{Builtins, expand_template, parse_template};
 use horizon_core::trial::{TrialRecord, TrialState};
 use horizon_runner::resolve::trial_dir;
 use horizon_runner::worker::{best_of, count_states};
-use horizon_store::Storage;
+use horizon_store::{CheckpointRecord, Storage};
 use serde_json::json;
 
 use crate::cli::{ShowArgs, TrialsArgs};
-use crate::table::{Table, opt_int, opt_num, param, shell_quote};
-use crate::target::{self, Target};
+use crate::table::{Table, opt_int, opt_num, param};
+use crate::target;
 
 pub fn status(args: ShowArgs) -> Result<()> {
     let t = target::open(&args.study, args.name.as_deref())?;
@@ -43,9 +43,13 @@ pub fn status(args: ShowArgs) -> Result<()> {
     let n = |s: TrialState| counts.get(&s).copied().unwrap_or(0);
     writeln!(
         out,
-        "trials   {} of {planned}: {} complete, {} diverged, {} failed, {} running, {} waiting",
+        "trials   {} of {planned}: {} complete, {}{} diverged, {} failed, {} running, {} waiting",
         trials.len(),
         n(TrialState::Complete),
+        match n(TrialState::Incomplete) {
+            0 => String::new(),
+            k => format!("{k} incomplete, "),
+        },
         n(TrialState::Diverged),
         n(TrialState::Failed),
         n(TrialState::Running),
@@ -80,10 +84,7 @@ pub fn status(args: ShowArgs) -> Result<()> {
 pub fn trials(args: TrialsArgs) -> Result<()> {
     let t = target::open(&args.show.study, args.show.name.as_deref())?;
     let mut trials = t.storage.trials(t.study.id)?;
-    if let Some(state) = &args.state {
-        let Some(state) = TrialState::parse(state) else {
-            bail!("--state {state:?} is not a trial state; use one of waiting, running, complete, diverged, failed");
-        };
+    if let Some(state) = args.state {
         trials.retain(|tr| tr.state == state);
     }
     let mut out = std::io::stdout().lock();
@@ -110,9 +111,22 @@ pub fn best(args: ShowArgs) -> Result<()> {
     let Some((trial, s)) = best_of(&trials, t.direction) else {
         bail!("study {:?} has no complete trial yet", t.study.name);
     };
+    let dir = trial_dir(&t.dir, trial.number);
+    let repro = crate::repro::reproduce(&t, trial);
+    let checkpoint = best_checkpoint(&t.storage.checkpoints(trial.id)?, s.best_step, &dir);
     let mut out = std::io::stdout().lock();
     if args.json {
-        writeln!(out, "{}", trial_json(trial))?;
+        let mut doc = trial_json(trial);
+        doc["trial_dir"] = json!(std::path::absolute(&dir).unwrap_or(dir.clone()));
+        doc["checkpoint"] = json!(checkpoint.as_ref().map(|(_, p)| p));
+        doc["checkpoint_step"] = json!(checkpoint.as_ref().map(|(step, _)| step));
+        if let Some(r) = &repro {
+            doc["command"] = json!(r.argv);
+            doc["env"] = r.env_json();
+            doc["working_dir"] = json!(r.working_dir);
+            doc["reproduce"] = json!(r.shell_line());
+        }
+        writeln!(out, "{doc}")?;
         return Ok(());
     }
     writeln!(out, "best trial {} of study {}", trial.number, t.study.name)?;
@@ -121,42 +135,34 @@ pub fn best(args: ShowArgs) -> Result<()> {
     for (name, value) in trial.params.iter() {
         writeln!(out, "  {name} = {}", value)?;
     }
-    let dir = trial_dir(&t.dir, trial.number);
     writeln!(out, "  trial directory: {}", dir.display())?;
-    if let Some(cmd) = reproduce(&t, trial, &dir) {
-        writeln!(out, "  reproduce: {cmd}")?;
+    match &checkpoint {
+        Some((step, path)) => writeln!(out, "  best checkpoint (step {step}): {}", path.display())?,
+        None => writeln!(out, "  best checkpoint: none kept (the trainer announced none at step {})", s.best_step)?,
+    }
+    match &repro {
+        Some(r) => {
+            writeln!(out, "  reproduce (fresh trial directory {}; CUDA_VISIBLE_DEVICES as you choose):", r.trial_dir.display())?;
+            writeln!(out, "    {}", r.shell_line())?;
+            if r.working_dir.is_none() {
+                writeln!(out, "  (working directory unknown from the study directory alone: give the study file to include it)")?;
+            }
+        }
+        None => writeln!(out, "  reproduce: not possible here (an imported run: horizon never ran it)")?,
     }
     Ok(())
 }
 
-/// The trial's command line, with its values filled in, for the user to rerun by hand.
-fn reproduce(t: &Target, trial: &TrialRecord, dir: &std::path::Path) -> Option<String> {
-    let seed = trial_seed(t.spec["seed"].as_u64().unwrap_or(0), trial.number);
-    if let Some(workload) = t.spec["trainer"]["workload"].as_str() {
-        return Some(format!(
-            "built-in workload {workload} with these parameters, {} steps and HORIZON_SEED={seed} (same seed, same curve)",
-            trial.max_train_steps
-        ));
-    }
-    let args = t.spec["trainer"]["command_text"].as_array()?;
-    let builtins = Builtins {
-        max_train_steps: trial.max_train_steps,
-        eval_every: t.spec["eval_every"].as_u64().unwrap_or(0),
-        trial_dir: dir.display().to_string(),
-        trial_number: trial.number,
-        seed,
-        metrics_file: "metrics.jsonl".into(),
-    };
-    let lookup = |name: &str| builtins.value(name, &trial.params);
-    let words: Vec<String> = args
-        .iter()
-        .map(|a| {
-            let text = a.as_str().unwrap_or_default();
-            let expanded = parse_template(text).map(|p| expand_template(&p, &lookup)).unwrap_or_else(|_| text.to_string());
-            shell_quote(&expanded)
-        })
-        .collect();
-    Some(words.join(" "))
+/// The kept checkpoint at the selected step, with its path made absolute (announced paths are
+/// relative to the trial directory).
+pub fn best_checkpoint(checkpoints: &[CheckpointRecord], best_step: u64, trial_dir: &Path) -> Option<(u64, PathBuf)> {
+    checkpoints.iter().find(|c| c.step == best_step && !c.deleted).map(|c| (c.step, checkpoint_path(trial_dir, &c.path)))
+}
+
+/// An announced checkpoint path, absolute.
+pub fn checkpoint_path(trial_dir: &Path, announced: &str) -> PathBuf {
+    let joined = trial_dir.join(announced);
+    std::path::absolute(&joined).unwrap_or(joined)
 }
 
 /// One trial as a JSON object (the `trials --json` line format; NaN becomes null).

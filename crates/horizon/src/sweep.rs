@@ -57,6 +57,7 @@ pub fn sweep_lr(args: SweepArgs) -> Result<ExitCode> {
         };
         eprintln!("stage {}: {}", stage.name(), describe_stage(&sweep, &stage));
         let study = stage_resolved(&base, &sweep, &stage, &root)?;
+        crate::run::check_study_dir(&study.dir)?;
         let storage = Arc::new(study.open_storage()?);
         let (_, study_id) = run_study(&study, storage.clone(), args.jobs, show_bar, &relay).map_err(|e| explain_incompatible(e, &root))?;
         if relay.stopped() {

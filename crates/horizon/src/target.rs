@@ -1,11 +1,13 @@
-//! Finding the study a read-only command is about: from a study file or a study directory.
+//! Finding the study a command is about, from a study file or a study directory. Reading
+//! commands open the database read-only ([`open`]), so they work on a study the user may only
+//! read; [`open_writable`] is for the commands that change it (`horizon requeue`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use horizon_core::spec::{Direction, StudySpec};
 use horizon_runner::resolve::{DATABASE_FILE, study_dir};
-use horizon_store::{SqliteStorage, Storage, StudyRecord};
+use horizon_store::{SqliteStorage, Storage, StoreError, StudyRecord};
 
 /// An opened study.
 pub struct Target {
@@ -16,17 +18,64 @@ pub struct Target {
     pub direction: Direction,
     /// The spec as stored (JSON), for reproduction hints.
     pub spec: serde_json::Value,
+    /// The study file, absolute, when the command was given one.
+    pub spec_path: Option<PathBuf>,
 }
 
+impl Target {
+    /// The directory the study file was in (what its relative paths are relative to): the
+    /// given file's, or inferred from the study directory when its `directory` (default
+    /// `horizon-runs/<name>`) can be undone lexically. `None` when it cannot be known.
+    pub fn spec_base(&self) -> Option<PathBuf> {
+        if let Some(p) = &self.spec_path {
+            return p.parent().map(Path::to_path_buf);
+        }
+        let relative = match self.spec["directory"].as_str() {
+            Some(d) => PathBuf::from(d),
+            None => Path::new("horizon-runs").join(self.spec["name"].as_str()?),
+        };
+        let mut base = std::path::absolute(&self.dir).ok()?;
+        let parts: Vec<_> = relative.components().collect();
+        for part in parts.iter().rev() {
+            match part {
+                std::path::Component::CurDir => {}
+                std::path::Component::Normal(name) if base.file_name() == Some(name) => {
+                    base.pop();
+                }
+                _ => return None,
+            }
+        }
+        Some(base)
+    }
+}
+
+/// Open a study for reading: the database is opened read-only, never created or written. A
+/// database whose schema is older than this horizon's is upgraded in place (read-write) when
+/// the user may write it, and refused with a fix otherwise.
 pub fn open(path: &Path, name: Option<&str>) -> Result<Target> {
-    let (dir, spec_name) = if path.is_dir() {
-        (path.to_path_buf(), None)
+    open_with(path, name, |db| match SqliteStorage::open_read_only(db) {
+        Err(old @ StoreError::SchemaTooOld { .. }) => SqliteStorage::open(db).map_err(|_| old),
+        other => other,
+    })
+}
+
+/// Open a study to change it (read-write; the schema is upgraded if needed).
+pub fn open_writable(path: &Path, name: Option<&str>) -> Result<Target> {
+    open_with(path, name, SqliteStorage::open)
+}
+
+fn open_with(path: &Path, name: Option<&str>, open_db: impl FnOnce(&Path) -> horizon_store::Result<SqliteStorage>) -> Result<Target> {
+    let (dir, spec_name, spec_path) = if path.is_dir() {
+        (path.to_path_buf(), None, None)
     } else if path.is_file() {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let spec = StudySpec::parse(&text, &path.display().to_string())?;
-        (study_dir(&spec, path), Some(spec.name))
+        (study_dir(&spec, path), Some(spec.name), std::path::absolute(path).ok())
     } else {
-        bail!("{} is neither a study file nor a study directory", path.display());
+        bail!(
+            "{} is neither a study file nor a study directory\n  fix: give the study's .toml file, or the directory that holds its {DATABASE_FILE}",
+            path.display()
+        );
     };
     let db = dir.join(DATABASE_FILE);
     if !db.is_file() {
@@ -35,7 +84,7 @@ pub fn open(path: &Path, name: Option<&str>) -> Result<Target> {
             db.display()
         );
     }
-    let storage = SqliteStorage::open(&db)?;
+    let storage = open_db(&db)?;
     let wanted = name.map(str::to_string).or(spec_name);
     let study = match wanted {
         Some(n) => storage.study(&n)?.with_context(|| format!("{} holds no study named {n:?}", db.display()))?,
@@ -56,7 +105,7 @@ pub fn open(path: &Path, name: Option<&str>) -> Result<Target> {
     let (objective, direction) = stored_objective(&spec);
     let objective = objective.unwrap_or("objective").to_string();
     let direction = direction.unwrap_or(Direction::Minimize);
-    Ok(Target { storage, study, dir, objective, direction, spec })
+    Ok(Target { storage, study, dir, objective, direction, spec, spec_path })
 }
 
 /// The spec a study was last stored with (JSON).

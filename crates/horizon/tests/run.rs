@@ -193,7 +193,7 @@ fn read_commands_agree_with_the_database() {
     assert_eq!(reported["number"], best["number"]);
     let out = s.horizon(&["best", "study.toml"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("reproduce: python3"), "{text}");
+    assert!(text.contains("reproduce (fresh trial directory") && text.contains(" env ") && text.contains(" python3 "), "{text}");
     let status = s.horizon(&["status", s.study_dir().to_str().unwrap()]);
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(status.contains("4 of 4: 4 complete"), "{status}");
