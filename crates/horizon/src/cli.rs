@@ -46,7 +46,7 @@ pub enum Command {
     /// all or nothing, to analyze them (docs/analysis.md section 7).
     Import(ImportArgs),
     /// Pick an initial max_train_steps: a constant-learning-rate grid sweep, regularization off,
-    /// to the step of a perfect fit of the training set, extended past its edges (method.md §2).
+    /// to the step of a perfect fit of the training set, extended past its edges (docs/method.md section 2).
     SweepLr(SweepArgs),
     /// Built-in workloads: list them, or run one as a trial (what `horizon run` launches).
     Workload {
