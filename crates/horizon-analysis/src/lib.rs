@@ -45,7 +45,11 @@
 
 pub mod boundary;
 pub mod budget;
-pub mod config;
+/// The analysis settings live in `horizon-core` (a study file's `[analysis]` table is checked
+/// with the rest of the file); re-exported here.
+pub mod config {
+    pub use horizon_core::analysis_config::*;
+}
 pub mod curves;
 pub mod import;
 pub mod stats;

@@ -37,6 +37,7 @@
 //! assert!((1e-4..=1.0).contains(&lr));
 //! ```
 
+pub mod analysis_config;
 pub mod checkpoint;
 pub mod criterion;
 pub mod lr_sweep;

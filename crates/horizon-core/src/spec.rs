@@ -11,6 +11,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::analysis_config::AnalysisConfig;
 use crate::criterion::Criterion;
 use crate::lr_sweep::LrSweepSpec;
 use crate::params::ParamValue;
@@ -150,6 +151,10 @@ pub struct StudySpec {
     /// The `[lr_sweep]` section, checked; `None` when the file has none (see
     /// [`StudySpec::lr_sweep_spec`] for the defaults).
     pub lr_sweep: Option<LrSweepSpec>,
+    /// The `[analysis]` section: the settings `horizon analyze` judges the study with (defaults
+    /// for what the file leaves out). Not part of the study's identity: changing them changes
+    /// the reading, never the trials.
+    pub analysis: AnalysisConfig,
 }
 
 /// The shortest `trainer.timeout`: no trainer starts and trains in less.
@@ -259,6 +264,8 @@ struct RawSpec {
     params: IndexMap<String, RawParam>,
     #[serde(default)]
     lr_sweep: Option<RawLrSweep>,
+    #[serde(default)]
+    analysis: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -608,8 +615,24 @@ impl Checker<'_> {
             space,
             off,
             lr_sweep: None,
+            analysis: self.analysis(raw.analysis.as_ref())?,
         }
         .with_lr_sweep(raw.lr_sweep.as_ref(), self)
+    }
+
+    /// The `[analysis]` table: `AnalysisConfig`'s fields, each checked.
+    fn analysis(&self, raw: Option<&toml::Value>) -> Result<AnalysisConfig, SpecError> {
+        let Some(raw) = raw else { return Ok(AnalysisConfig::default()) };
+        let config: AnalysisConfig = raw.clone().try_into().map_err(|e: toml::de::Error| {
+            self.err("analysis", e.message().trim().to_string(), "see docs/analysis.md section 5 for every setting and its default")
+        })?;
+        config.check().map_err(|p| SpecError {
+            origin: self.origin.to_string(),
+            field: format!("analysis.{}", p.field),
+            problem: p.problem,
+            fix: p.fix,
+        })?;
+        Ok(config)
     }
 
     fn lr_sweep(&self, r: &RawLrSweep, spec: &StudySpec) -> Result<LrSweepSpec, SpecError> {
@@ -1087,6 +1110,28 @@ value = 3
         assert_eq!(s.trainer.kill_grace, Duration::from_secs(10));
         assert_eq!(s.trainer.command[4], vec![Piece::Text("{literal}".into())]);
         assert_eq!(s.sampler, SamplerSpec::Halton { skip: DEFAULT_HALTON_SKIP });
+    }
+
+    #[test]
+    fn the_analysis_table_sets_analyze_and_is_checked() {
+        let s = StudySpec::parse(GOOD, "study.toml").unwrap();
+        assert_eq!(s.analysis, AnalysisConfig::default());
+        let with = format!("{GOOD}\n[analysis]\nchance_level = 0.999\nbudget_param = \"epochs\"\n");
+        let s = StudySpec::parse(&with, "study.toml").unwrap();
+        assert_eq!(s.analysis.chance_level, Some(0.999));
+        assert_eq!(s.analysis.budget_param.as_deref(), Some("epochs"));
+        assert_eq!(s.analysis.min_group, AnalysisConfig::default().min_group, "the rest keeps its defaults");
+        // Not part of the identity: a changed reading keeps the study's trials comparable.
+        assert_eq!(s.identity(), StudySpec::parse(GOOD, "study.toml").unwrap().identity());
+        let e = err(&format!("{GOOD}\n[analysis]\nchance = 0.5\n"));
+        assert_eq!(e.field, "analysis");
+        assert!(e.problem.contains("unknown field `chance`"), "{e}");
+        let e = err(&format!("{GOOD}\n[analysis]\nearly_fraction = 2.0\n"));
+        assert_eq!(e.field, "analysis.early_fraction");
+        assert!(e.problem.contains("between 0 and 1"), "{e}");
+        let e = err(&format!("{GOOD}\n[analysis]\nmin_group = \"three\"\n"));
+        assert_eq!(e.field, "analysis");
+        assert!(e.problem.contains("invalid type"), "{e}");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 
 use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use horizon_analysis::{AnalysisConfig, StudyData, TrialData, analyze as run_analysis, render_text};
 use horizon_core::space::SearchSpace;
+use horizon_core::spec::StudySpec;
 use horizon_store::Storage;
 
 use crate::cli::ShowArgs;
@@ -20,7 +21,7 @@ pub fn analyze(args: ShowArgs) -> Result<()> {
         .map(|record| Ok(TrialData { metrics: t.storage.metrics(record.id)?, record }))
         .collect::<Result<Vec<_>>>()?;
     let data = StudyData { objective: t.objective.clone(), direction: t.direction, space, trials };
-    let analysis = run_analysis(&data, &AnalysisConfig::default());
+    let analysis = run_analysis(&data, &settings(&t)?);
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&analysis)?)?;
@@ -28,4 +29,19 @@ pub fn analyze(args: ShowArgs) -> Result<()> {
         write!(out, "{}", render_text(&analysis))?;
     }
     Ok(())
+}
+
+/// The analysis settings: the study file's `[analysis]` table when the command was given the
+/// file (it may have been edited since the study ran: the settings change the reading, not the
+/// trials), else the ones stored with the study, else the defaults.
+fn settings(t: &target::Target) -> Result<AnalysisConfig> {
+    if let Some(path) = &t.spec_path {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(StudySpec::parse(&text, &path.display().to_string())?.analysis);
+    }
+    match t.spec.get("analysis") {
+        Some(stored) if !stored.is_null() => serde_json::from_value(stored.clone())
+            .with_context(|| format!("the analysis settings stored with study {:?} do not read", t.study.name)),
+        _ => Ok(AnalysisConfig::default()),
+    }
 }

@@ -136,3 +136,120 @@ impl Default for AnalysisConfig {
         }
     }
 }
+
+/// A setting of [`AnalysisConfig`] that makes no sense: the field, what is wrong, and the fix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigProblem {
+    pub field: &'static str,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl AnalysisConfig {
+    /// Check every setting; the first one that makes no sense, with its fix.
+    pub fn check(&self) -> Result<(), ConfigProblem> {
+        let bad = |field: &'static str, problem: String, fix: &str| Err(ConfigProblem { field, problem, fix: fix.to_string() });
+        let open_unit = [
+            ("early_fraction", self.early_fraction),
+            ("too_high_share", self.too_high_share),
+            ("late_fraction", self.late_fraction),
+            ("too_low_share", self.too_low_share),
+            ("top_share", self.top_share),
+            ("too_high_quantile", self.too_high_quantile),
+            ("final_window", self.final_window),
+            ("saturation_fraction", self.saturation_fraction),
+            ("late_window", self.late_window),
+            ("classify_share", self.classify_share),
+            ("boundary_top_fraction", self.boundary_top_fraction),
+            ("edge_alpha", self.edge_alpha),
+            ("start_window", self.start_window),
+            ("min_progress", self.min_progress),
+        ];
+        for (field, x) in open_unit {
+            if !(x > 0.0 && x < 1.0) {
+                return bad(field, format!("{x} is not a fraction strictly between 0 and 1"), "give a value such as 0.1 (see docs/analysis.md section 5 for the default)");
+            }
+        }
+        if !(self.edge_margin > 0.0 && self.edge_margin < 0.5) {
+            return bad("edge_margin", format!("{} is not between 0 and 0.5 (the two edge bands would overlap)", self.edge_margin), "use e.g. 0.1, the default");
+        }
+        if self.late_fraction <= self.early_fraction {
+            return bad(
+                "late_fraction",
+                format!("{} is not above early_fraction ({}): a best step could be both early and late", self.late_fraction, self.early_fraction),
+                "use e.g. early_fraction = 0.1 and late_fraction = 0.75, the defaults",
+            );
+        }
+        let non_negative = [
+            ("improving_min_gain", self.improving_min_gain),
+            ("saturation_tolerance", self.saturation_tolerance),
+            ("overfit_tolerance", self.overfit_tolerance),
+            ("train_rise_tolerance", self.train_rise_tolerance),
+            ("late_noise_threshold", self.late_noise_threshold),
+            ("cluster_min_shift", self.cluster_min_shift),
+        ];
+        for (field, x) in non_negative {
+            if !(x.is_finite() && x >= 0.0) {
+                return bad(field, format!("{x} is not a finite number >= 0"), "give a small non-negative number (see docs/analysis.md section 5 for the default)");
+            }
+        }
+        for (field, x) in [("too_high_safety", self.too_high_safety), ("log_decades", self.log_decades)] {
+            if !(x.is_finite() && x > 0.0) {
+                return bad(field, format!("{x} is not a positive number"), "give a positive number (see docs/analysis.md section 5 for the default)");
+            }
+        }
+        if !(self.too_low_factor.is_finite() && self.too_low_factor > 1.0) {
+            return bad("too_low_factor", format!("{} would not lengthen a budget that is too low", self.too_low_factor), "use a factor above 1, e.g. 2.0, the default");
+        }
+        if let Some(k) = self.high_loss_iqr_factor
+            && !(k.is_finite() && k > 0.0)
+        {
+            return bad("high_loss_iqr_factor", format!("{k} is not a positive number"), "use e.g. 3.0 (Tukey's far-out fence), or leave it out");
+        }
+        if let Some(c) = self.chance_level
+            && !c.is_finite()
+        {
+            return bad("chance_level", format!("{c} is not a finite number"), "give the objective's value at chance, e.g. 0.999 error for 1000 classes");
+        }
+        for (field, n) in [
+            ("min_group", self.min_group),
+            ("top_min", self.top_min),
+            ("fence_min_trials", self.fence_min_trials),
+            ("boundary_top_min", self.boundary_top_min),
+            ("cluster_min_trials", self.cluster_min_trials),
+        ] {
+            if n == 0 {
+                return bad(field, "0 trials is no evidence".into(), "use at least 1 (see docs/analysis.md section 5 for the default)");
+            }
+        }
+        if self.train_metric.is_empty() {
+            return bad("train_metric", "is empty".into(), "name the training loss metric, e.g. \"train/loss\"");
+        }
+        if self.budget_param.as_deref() == Some("") {
+            return bad("budget_param", "is empty".into(), "name the parameter that sets the budget, e.g. \"epochs\", or leave it out");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_pass_their_own_check() {
+        AnalysisConfig::default().check().unwrap();
+    }
+
+    #[test]
+    fn settings_that_make_no_sense_name_their_field() {
+        let check = |c: AnalysisConfig| c.check().unwrap_err().field;
+        assert_eq!(check(AnalysisConfig { early_fraction: 1.5, ..Default::default() }), "early_fraction");
+        assert_eq!(check(AnalysisConfig { late_fraction: 0.05, ..Default::default() }), "late_fraction");
+        assert_eq!(check(AnalysisConfig { edge_margin: 0.6, ..Default::default() }), "edge_margin");
+        assert_eq!(check(AnalysisConfig { too_low_factor: 1.0, ..Default::default() }), "too_low_factor");
+        assert_eq!(check(AnalysisConfig { chance_level: Some(f64::NAN), ..Default::default() }), "chance_level");
+        assert_eq!(check(AnalysisConfig { min_group: 0, ..Default::default() }), "min_group");
+        assert_eq!(check(AnalysisConfig { budget_param: Some(String::new()), ..Default::default() }), "budget_param");
+    }
+}
