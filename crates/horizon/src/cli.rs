@@ -154,7 +154,7 @@ pub enum ExportFormat {
 }
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["failed", "trials"])))]
+#[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["failed", "incomplete", "trials"])))]
 pub struct RequeueArgs {
     /// A study file, or a study directory (the one holding horizon.db).
     pub study: PathBuf,
@@ -164,6 +164,10 @@ pub struct RequeueArgs {
     /// Every failed trial (imported runs excepted).
     #[arg(long)]
     pub failed: bool,
+    /// Every incomplete trial (the trainer exited 0 well short of its budget), once the
+    /// trainer is fixed (imported runs excepted).
+    #[arg(long)]
+    pub incomplete: bool,
     /// This trial, by number (repeat for several); any state but running.
     #[arg(long = "trial", value_name = "N")]
     pub trials: Vec<u64>,

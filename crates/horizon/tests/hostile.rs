@@ -221,3 +221,21 @@ fn sigterm_is_answered_within_the_grace_period_whatever_the_metric_volume() {
     assert_eq!(t["state"], "waiting", "interrupted, to run again: {t}");
     assert!(Path::new(&s.trial_dir(0)).join("attempt-1.metrics.jsonl").is_file());
 }
+
+#[test]
+fn incomplete_trials_run_again_once_the_trainer_is_fixed() {
+    let s = study("one-epoch", 2, 100, &[], "");
+    assert!(s.run(&[]).status.success());
+    assert!(s.trials().iter().all(|t| t["state"] == "incomplete"));
+    // Fix the trainer (the same study file; the trainer now trains to its budget), requeue the
+    // incomplete trials, run again.
+    let out = s.horizon(&["requeue", "study.toml", "--incomplete"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("requeued 2 trials of study"), "{}", text(&out));
+    let out = s.cmd(&["run", "study.toml"]).env("HOSTILE_MODE_OVERRIDE", "flood").env("HOSTILE_LINES", "100").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    for t in s.trials() {
+        assert_eq!(t["state"], "complete", "{t}");
+        assert_eq!(t["attempts"], 2, "{t}");
+    }
+}

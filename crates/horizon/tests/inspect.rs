@@ -278,7 +278,7 @@ fn failed_trials_are_requeued_with_their_history_and_retried_again() {
     // Requeue trial 1 only: its failures count from zero, so the retries apply again.
     let out = s.horizon(&["requeue", "study.toml", "--trial", "1"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("requeued 1 trial(s)"), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("requeued 1 trial of study"), "{}", text(&out));
     let t1 = &s.trials()[1];
     assert_eq!((&t1["state"], &t1["attempts"], &t1["failures"]), (&Value::from("waiting"), &Value::from(2), &Value::from(0)));
     assert!(s.run(&[]).status.success());
@@ -289,7 +289,7 @@ fn failed_trials_are_requeued_with_their_history_and_retried_again() {
     // With the cause fixed, --failed requeues both; attempts continue, the history stays.
     std::fs::remove_file(&flag).unwrap();
     let out = s.horizon(&["requeue", "study.toml", "--failed"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("requeued 2 trial(s)"), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("requeued 2 trials of study"), "{}", text(&out));
     assert!(s.run(&[]).status.success());
     let t = s.trials();
     assert_eq!((&t[0]["state"], &t[0]["attempts"]), (&Value::from("complete"), &Value::from(3)));
