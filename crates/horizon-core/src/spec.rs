@@ -247,8 +247,47 @@ impl StudySpec {
     }
 }
 
+/// The search space and analysis settings of a study made elsewhere (`horizon import --space`):
+/// a file's `[params.NAME]` tables, checked exactly as in a study file, and its optional
+/// `[analysis]` table. A whole study file is accepted too; its other tables are not read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpaceFile {
+    pub space: SearchSpace,
+    pub analysis: AnalysisConfig,
+}
+
+impl SpaceFile {
+    /// Parse and check a space file's text. `origin` names the file in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<SpaceFile, SpecError> {
+        let raw: RawSpaceFile = toml::from_str(text).map_err(|e| SpecError {
+            origin: origin.to_string(),
+            field: e
+                .span()
+                .map(|s| format!("line {}", text[..s.start].matches('\n').count() + 1))
+                .unwrap_or_else(|| "(syntax)".into()),
+            problem: e.message().trim().to_string(),
+            fix: "a space file holds [params.NAME] tables as in a study file (docs/study-spec.md), and optionally [analysis]".into(),
+        })?;
+        let checker = Checker { origin };
+        if raw.params.is_empty() {
+            return Err(checker.err("params", "no [params.NAME] table: the file declares no parameter",
+                "declare each parameter the runs varied, e.g. [params.lr] type = \"float\", low = 1e-4, high = 1.0, scale = \"log\""));
+        }
+        Ok(SpaceFile { space: checker.space(&raw.params)?, analysis: checker.analysis(raw.analysis.as_ref())? })
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The file's shape, as serde reads it.
+
+/// A space file: `[params]` and `[analysis]`; any other table (a whole study file's) is ignored.
+#[derive(Deserialize)]
+struct RawSpaceFile {
+    #[serde(default)]
+    params: IndexMap<String, RawParam>,
+    #[serde(default)]
+    analysis: Option<toml::Value>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1132,6 +1171,24 @@ value = 3
         let e = err(&format!("{GOOD}\n[analysis]\nmin_group = \"three\"\n"));
         assert_eq!(e.field, "analysis");
         assert!(e.problem.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn a_space_file_is_checked_as_a_study_files_params() {
+        let f = SpaceFile::parse("[params.dropout]\ntype = \"float\"\nlow = 0.0\nhigh = 0.3\n[analysis]\nchance_level = 0.9\n", "space.toml").unwrap();
+        assert_eq!(f.space.params[0].name, "dropout");
+        assert_eq!(f.analysis.chance_level, Some(0.9));
+        // A whole study file works too.
+        let f = SpaceFile::parse(GOOD, "study.toml").unwrap();
+        assert_eq!(f.space, StudySpec::parse(GOOD, "study.toml").unwrap().space);
+        // The same errors as in a study file.
+        let e = SpaceFile::parse("[params.lr]\ntype = \"float\"\nlow = 2.0\nhigh = 1.0\n", "space.toml").unwrap_err();
+        assert_eq!(e.field, "params.lr.low");
+        assert!(e.problem.contains("below high") && e.to_string().starts_with("space.toml:"), "{e}");
+        let e = SpaceFile::parse("[params.lr]\ntype = \"float\"\nlow = 1e-4\nhigh = 1.0\nscale = \"logarithmic\"\n", "space.toml").unwrap_err();
+        assert!(e.to_string().starts_with("space.toml:"), "{e}");
+        let e = SpaceFile::parse("[trainer]\ncommand = []\n", "space.toml").unwrap_err();
+        assert_eq!(e.field, "params");
     }
 
     #[test]

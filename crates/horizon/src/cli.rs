@@ -203,8 +203,10 @@ pub struct SweepArgs {
 #[derive(clap::Args, Debug)]
 pub struct ImportArgs {
     /// The runs: a JSON Lines file (.jsonl), a directory of CSV files (runs.csv and one curve
-    /// per run), or a directory with TensorBoard event files below it.
-    pub source: PathBuf,
+    /// per run), or a directory with TensorBoard event files below it. Without it, `--space`
+    /// sets the search space and analysis settings of the runs already imported into DIR.
+    #[arg(required_unless_present = "space")]
+    pub source: Option<PathBuf>,
     /// The study directory to store them in; its horizon.db is created if missing.
     #[arg(long, value_name = "DIR")]
     pub into: PathBuf,
@@ -212,8 +214,13 @@ pub struct ImportArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// The metric to judge the runs by (retrospective selection and analysis), e.g. valid/loss.
-    #[arg(long, value_name = "METRIC")]
-    pub objective: String,
+    #[arg(long, value_name = "METRIC", required_unless_present = "space")]
+    pub objective: Option<String>,
+    /// The search space the runs were sampled from: a file with the [params.NAME] tables of a
+    /// study file (a whole study file will do), and optionally an [analysis] table. Without it,
+    /// ranges and scales are inferred from the values, and marked as inferred.
+    #[arg(long, value_name = "FILE")]
+    pub space: Option<PathBuf>,
     /// Whether the objective is minimized or maximized (default: the existing study's, else
     /// minimize).
     #[arg(long, value_enum)]

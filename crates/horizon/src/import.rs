@@ -11,7 +11,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use horizon_analysis::{ImportedRun, parse_csv_dir, parse_jsonl, parse_tensorboard_dir};
-use horizon_core::{Direction, TrialState};
+use horizon_core::params::ParamValue;
+use horizon_core::space::{ParamDef, ParamKind};
+use horizon_core::spec::SpaceFile;
+use horizon_core::{Direction, Params, TrialState};
 use horizon_runner::resolve::DATABASE_FILE;
 use horizon_store::{ImportedTrial, NewStudy, SqliteStorage, Storage, StoreError, StudyRecord};
 use serde_json::json;
@@ -24,7 +27,15 @@ use crate::target::{stored_objective, stored_spec};
 const EVENT_PREFIX: &str = "events.out.tfevents.";
 
 pub fn import(args: ImportArgs) -> Result<()> {
-    let source = &args.source;
+    let space = match &args.space {
+        Some(path) => Some(read_space_file(path)?),
+        None => None,
+    };
+    let (Some(source), Some(objective)) = (&args.source, &args.objective) else {
+        return set_space(&args, space.expect("clap requires SOURCE and --objective without --space"));
+    };
+    let source = &source.clone();
+    let objective = objective.as_str();
     let format = match args.format {
         Some(f) => f,
         None => detect(source)?,
@@ -34,8 +45,10 @@ pub fn import(args: ImportArgs) -> Result<()> {
         ImportFormat::Csv => parse_csv_dir(source)?,
         ImportFormat::Tensorboard => parse_tensorboard_dir(source)?,
     };
-    let objective = args.objective.as_str();
     check_objective(&runs, objective, source)?;
+    if let Some((path, file)) = &space {
+        check_runs_in_space(runs.iter().map(|r| (r.origin.as_str(), &r.params)), file, path)?;
+    }
     let canonical =
         std::fs::canonicalize(source).with_context(|| format!("reading {}", source.display()))?;
     let name = match &args.name {
@@ -57,11 +70,20 @@ pub fn import(args: ImportArgs) -> Result<()> {
         let result = match storage.study(&name)? {
             Some(existing) => {
                 let direction = check_stored_objective(&existing, objective, args.direction, &db)?;
-                storage.import_trials(existing.id, &trials(direction))
+                let stored = storage.import_trials(existing.id, &trials(direction));
+                if stored.is_ok()
+                    && let Some((path, file)) = &space
+                {
+                    store_space(&storage, &existing, file, path)?;
+                }
+                stored
             }
             None => {
                 let direction = args.direction.map_or(Direction::Minimize, direction_of);
-                let new = new_study(&name, objective, direction, &canonical, format);
+                let mut new = new_study(&name, objective, direction, &canonical, format);
+                if let Some((path, file)) = &space {
+                    new.spec_json = with_space(&new.spec_json, file, path)?;
+                }
                 match storage.create_study_with_imports(&new, &trials(direction)) {
                     Err(StoreError::StudyExists { .. }) => continue,
                     other => other.map(|(_, stored)| stored),
@@ -76,7 +98,125 @@ pub fn import(args: ImportArgs) -> Result<()> {
         next.push_str(&format!(" --name {}", shell_quote(&name)));
     }
     let mut out = std::io::stdout().lock();
-    write_summary(&mut out, &args, format, &name, &runs, &stored, &next)?;
+    write_summary(&mut out, &args, source, objective, format, &name, &runs, &stored, &next)?;
+    if let Some((path, file)) = &space {
+        writeln!(out, "  space    {} from {}", describe_space(file), path.display())?;
+    }
+    Ok(())
+}
+
+/// A space file, read and checked as a study file's `[params]` (and `[analysis]`) are.
+fn read_space_file(path: &Path) -> Result<(std::path::PathBuf, SpaceFile)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the space file {}", path.display()))?;
+    Ok((path.to_path_buf(), SpaceFile::parse(&text, &path.display().to_string())?))
+}
+
+/// Refuse runs whose values lie outside the declared space: their positions, and so every
+/// edge reading, would be wrong. Names the run (file:line) and the parameter.
+fn check_runs_in_space<'a>(runs: impl Iterator<Item = (&'a str, &'a Params)>, file: &SpaceFile, path: &Path) -> Result<()> {
+    for (origin, params) in runs {
+        for def in &file.space.params {
+            let Some(value) = params.get(&def.name) else { continue };
+            if !in_space(def, value) {
+                bail!(
+                    "{origin}: {} = {} is outside the space in {} ({}); its position in the range, and so the edge reading, would be wrong; nothing was changed\n  \
+                     fix: widen params.{} in {} to hold every value the runs used",
+                    def.name,
+                    value,
+                    path.display(),
+                    range_text(def),
+                    def.name,
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn in_space(def: &ParamDef, value: &ParamValue) -> bool {
+    match &def.kind {
+        ParamKind::Float { .. } | ParamKind::Int { .. } => def.unit_position(value).is_some(),
+        ParamKind::Discrete { values } => values.contains(value),
+        ParamKind::Categorical { choices } => choices.contains(value),
+        ParamKind::Fixed { value: v } => v == value,
+    }
+}
+
+fn range_text(def: &ParamDef) -> String {
+    let list = |vs: &[ParamValue]| vs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    match &def.kind {
+        ParamKind::Float { low, high, scale } => format!("{low} to {high}, {scale:?}").to_lowercase(),
+        ParamKind::Int { low, high, scale } => format!("{low} to {high}, {scale:?}").to_lowercase(),
+        ParamKind::Discrete { values } => format!("one of {}", list(values)),
+        ParamKind::Categorical { choices } => format!("one of {}", list(choices)),
+        ParamKind::Fixed { value } => format!("fixed at {value}"),
+    }
+}
+
+/// The stored spec of an imported study with the space and analysis settings of `file`.
+fn with_space(spec_json: &str, file: &SpaceFile, path: &Path) -> Result<String> {
+    let mut spec: serde_json::Value = serde_json::from_str(spec_json).context("the stored study spec does not read")?;
+    spec["space"] = serde_json::to_value(&file.space)?;
+    spec["analysis"] = serde_json::to_value(&file.analysis)?;
+    spec["space_from"] = json!(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string());
+    Ok(spec.to_string())
+}
+
+fn store_space(storage: &SqliteStorage, study: &StudyRecord, file: &SpaceFile, path: &Path) -> Result<()> {
+    storage.open_or_create_study(&NewStudy {
+        name: study.name.clone(),
+        spec_json: with_space(&study.spec_json, file, path)?,
+        identity_json: study.identity_json.clone(),
+    })?;
+    Ok(())
+}
+
+fn describe_space(file: &SpaceFile) -> String {
+    let names: Vec<&str> = file.space.params.iter().map(|p| p.name.as_str()).collect();
+    format!("{} ({})", plural(names.len(), "parameter"), names.join(", "))
+}
+
+/// `horizon import --into DIR --space FILE` without a source: fix the space (and analysis
+/// settings) of runs imported earlier.
+fn set_space(args: &ImportArgs, (path, file): (std::path::PathBuf, SpaceFile)) -> Result<()> {
+    let db = args.into.join(DATABASE_FILE);
+    if !db.is_file() {
+        bail!(
+            "{} holds no study database ({DATABASE_FILE}); nothing was changed\n  fix: import the runs first: horizon import SOURCE --into {} --objective METRIC --space {}",
+            args.into.display(),
+            args.into.display(),
+            path.display()
+        );
+    }
+    let storage = SqliteStorage::open(&db)?;
+    let studies = storage.studies()?;
+    let study = match (&args.name, studies.as_slice()) {
+        (Some(n), _) => studies.iter().find(|s| &s.name == n).cloned().with_context(|| format!("{} has no study {n:?}", db.display()))?,
+        (None, [one]) => one.clone(),
+        (None, _) => bail!(
+            "{} holds {} studies; nothing was changed\n  fix: say which with --name ({})",
+            db.display(),
+            studies.len(),
+            studies.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let identity: serde_json::Value = serde_json::from_str(&study.identity_json).unwrap_or_default();
+    if identity["imported"] != json!(true) {
+        bail!(
+            "study {:?} was run by horizon: its space is its study file's [params]; nothing was changed\n  fix: edit the study file (its [analysis] table sets the analysis)",
+            study.name
+        );
+    }
+    let trials = storage.trials(study.id)?;
+    let imports = storage.imports(study.id)?;
+    let origin_of = |id: i64| imports.iter().find(|i| i.trial == id).map_or_else(|| "an imported run".to_string(), |i| i.origin.clone());
+    let origins: Vec<String> = trials.iter().map(|t| origin_of(t.id)).collect();
+    check_runs_in_space(origins.iter().map(String::as_str).zip(trials.iter().map(|t| &t.params)), &file, &path)?;
+    store_space(&storage, &study, &file, &path)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "study {:?}: space set to {} from {}", study.name, describe_space(&file), path.display())?;
+    writeln!(out, "next: horizon analyze {}", shell_quote(&args.into.display().to_string()))?;
     Ok(())
 }
 
@@ -343,9 +483,12 @@ fn format_name(f: ImportFormat) -> &'static str {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_summary(
     out: &mut impl Write,
     args: &ImportArgs,
+    source: &Path,
+    objective: &str,
     format: ImportFormat,
     study: &str,
     runs: &[ImportedRun],
@@ -361,7 +504,7 @@ fn write_summary(
         out,
         "imported {} from {} ({}) into study {:?} as {numbers}",
         plural(stored.len(), "run"),
-        args.source.display(),
+        source.display(),
         format_name(format),
         study,
     )?;
@@ -392,7 +535,7 @@ fn write_summary(
     };
     writeln!(out, "  budgets  max_train_steps {budget_text}")?;
     writeln!(out, "  study    {} ({DATABASE_FILE})", args.into.display())?;
-    let unjudged = without_finite_objective(runs, &args.objective);
+    let unjudged = without_finite_objective(runs, objective);
     if let Some(first) = unjudged.values().flatten().next() {
         let total: usize = unjudged.values().map(Vec::len).sum();
         let counted: Vec<String> = unjudged.iter().map(|(reason, runs)| format!("{} as {reason}", runs.len())).collect();
@@ -401,7 +544,7 @@ fn write_summary(
             "  note     {} {} no finite {} evaluation (first: {first}); analyze counts {}",
             plural(total, "run"),
             if total == 1 { "has" } else { "have" },
-            args.objective,
+            objective,
             counted.join(", ")
         )?;
     }

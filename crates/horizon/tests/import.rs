@@ -695,3 +695,54 @@ fn the_import_summary_counts_runs_without_an_objective_as_analyze_does() {
     assert!(stdout.contains("Analysis of 1 trial:") && stdout.contains("only 1 trial (needs 3)"), "{stdout}");
     assert!(!stdout.contains("1 trials"), "{stdout}");
 }
+
+#[test]
+fn imported_runs_take_their_true_space_and_analysis_settings_at_import_or_after() {
+    let w = workspace();
+    // 30 runs with dropout drawn uniformly on [0, 0.3], the best near 0.26.
+    let lines: Vec<String> = (0..30)
+        .map(|i| {
+            let d = 0.3 * ((0.5 + i as f64 * 0.618_033_988_749_895) % 1.0);
+            let floor = 0.3 + (d - 0.26).abs();
+            let curve: Vec<Value> = (1..=10).map(|k| json!({"step": k * 10, "valid/loss": floor + 1.0 / k as f64})).collect();
+            json!({"name": format!("r{i}"), "params": {"dropout": d}, "max_train_steps": 100, "curve": curve}).to_string()
+        })
+        .collect();
+    write(&w.path().join("runs.jsonl"), &(lines.join("\n") + "\n"));
+    let space = "[params.dropout]\ntype = \"float\"\nlow = 0.0\nhigh = 0.3\n\n[analysis]\nchance_level = 2.0\n";
+    write(&w.path().join("space.toml"), space);
+    let analyze = |dir: &str| -> Value { serde_json::from_slice(&w.horizon(&["analyze", dir, "--json"]).stdout).unwrap() };
+
+    // At import.
+    let out = w.horizon(&["import", "runs.jsonl", "--into", "a", "--objective", "valid/loss", "--space", "space.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("space    1 parameter (dropout) from space.toml"), "{}", text(&out));
+    let a = analyze("a");
+    let p = &a["space"]["parameters"][0];
+    assert_eq!((p["range_source"].as_str(), p["low"].as_f64(), p["high"].as_f64()), (Some("space"), Some(0.0), Some(0.3)), "{p}");
+    assert_eq!(a["config"]["chance_level"], 2.0, "the space file's [analysis] is used");
+
+    // Without it, inferred and marked so; then fixed after the import.
+    assert!(w.horizon(&["import", "runs.jsonl", "--into", "b", "--objective", "valid/loss"]).status.success());
+    assert_eq!(analyze("b")["space"]["parameters"][0]["range_source"], "observed");
+    let out = w.horizon(&["import", "--into", "b", "--space", "space.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("space set to 1 parameter (dropout)"), "{}", text(&out));
+    assert_eq!(analyze("b")["space"], a["space"], "the same reading as when given at import");
+
+    // A space that does not hold the runs' values is refused, naming the run and the fix.
+    write(&w.path().join("narrow.toml"), "[params.dropout]\ntype = \"float\"\nlow = 0.0\nhigh = 0.1\n");
+    let out = w.horizon(&["import", "--into", "b", "--space", "narrow.toml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("runs.jsonl:") && err.contains("is outside the space in narrow.toml") && err.contains("fix: widen params.dropout"), "{err}");
+    assert_eq!(analyze("b")["space"], a["space"], "nothing was changed");
+    // A space file with the errors of a study file.
+    write(&w.path().join("bad.toml"), "[params.dropout]\ntype = \"float\"\nlow = 0.5\nhigh = 0.1\n");
+    let out = w.horizon(&["import", "--into", "b", "--space", "bad.toml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("bad.toml: params.dropout.low"), "{err}");
+    // Neither a source nor a space: a usage error.
+    let out = w.horizon(&["import", "--into", "b"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
