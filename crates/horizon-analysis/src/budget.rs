@@ -401,7 +401,7 @@ pub(crate) fn budget_param(
         evidence.push(format!("the top trials' {name}: median {}", num(m)));
     }
     if let Some(b) = boundary {
-        evidence.push(format!("{name}'s upper edge: {} of the top {} in the highest {} of the range (p = {:.3}){}", b.high_edge.top_in_band, b.high_edge.top_count, pct(config.edge_margin), b.high_edge.p_value, if at_upper_edge { ", flagged" } else { "" }));
+        evidence.push(format!("the upper edge of {name}: {} of the top {} in the highest {} of the range (p = {:.3}){}", b.high_edge.top_in_band, b.high_edge.top_count, pct(config.edge_margin), b.high_edge.p_value, if at_upper_edge { ", flagged" } else { "" }));
     }
     evidence.push(late_text.clone());
     let (verdict, suggested, line) = if at_upper_edge || checkpoints == Verdict::TooLow {

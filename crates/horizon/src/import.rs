@@ -98,10 +98,9 @@ pub fn import(args: ImportArgs) -> Result<()> {
         next.push_str(&format!(" --name {}", shell_quote(&name)));
     }
     let mut out = std::io::stdout().lock();
-    write_summary(&mut out, &args, source, objective, format, &name, &runs, &stored, &next)?;
-    if let Some((path, file)) = &space {
-        writeln!(out, "  space    {} from {}", describe_space(file), path.display())?;
-    }
+    let space_line = space.as_ref().map(|(path, file)| format!("  space    {} from {}", describe_space(file), path.display()));
+    write_summary(&mut out, &args, source, objective, format, &name, &runs, &stored, space_line)?;
+    writeln!(out, "next: {next}")?;
     Ok(())
 }
 
@@ -493,7 +492,7 @@ fn write_summary(
     study: &str,
     runs: &[ImportedRun],
     stored: &[horizon_core::TrialRecord],
-    next: &str,
+    space_line: Option<String>,
 ) -> std::io::Result<()> {
     let numbers = match (stored.first(), stored.last()) {
         (Some(a), Some(b)) if a.number != b.number => format!("trials {}-{}", a.number, b.number),
@@ -548,7 +547,10 @@ fn write_summary(
             counted.join(", ")
         )?;
     }
-    writeln!(out, "next: {next}")
+    if let Some(line) = space_line {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
