@@ -112,12 +112,21 @@ pub fn best(args: ShowArgs) -> Result<()> {
         bail!("study {:?} has no complete trial yet", t.study.name);
     };
     let dir = trial_dir(&t.dir, trial.number);
+    // An imported run was never run here: it has an origin and a source, not a directory.
+    let imported = match trial.sample_index {
+        None => t.storage.imports(t.study.id)?.into_iter().find(|i| i.trial == trial.id),
+        Some(_) => None,
+    };
     let repro = crate::repro::reproduce(&t, trial);
     let checkpoint = best_checkpoint(&t.storage.checkpoints(trial.id)?, s.best_step, &dir);
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut doc = trial_json(trial);
-        doc["trial_dir"] = json!(std::path::absolute(&dir).unwrap_or(dir.clone()));
+        doc["trial_dir"] = match &imported {
+            Some(_) => serde_json::Value::Null,
+            None => json!(std::path::absolute(&dir).unwrap_or(dir.clone())),
+        };
+        doc["imported"] = json!(imported.as_ref().map(|i| json!({"origin": i.origin, "source": i.source})));
         doc["checkpoint"] = json!(checkpoint.as_ref().map(|(_, p)| p));
         doc["checkpoint_step"] = json!(checkpoint.as_ref().map(|(step, _)| step));
         if let Some(r) = &repro {
@@ -135,9 +144,18 @@ pub fn best(args: ShowArgs) -> Result<()> {
     for (name, value) in trial.params.iter() {
         writeln!(out, "  {name} = {}", value)?;
     }
-    writeln!(out, "  trial directory: {}", dir.display())?;
+    match &imported {
+        Some(i) => {
+            writeln!(out, "  imported from: {}", i.origin)?;
+            if let Some(source) = &i.source {
+                writeln!(out, "  source: {source}")?;
+            }
+        }
+        None => writeln!(out, "  trial directory: {}", dir.display())?,
+    }
     match &checkpoint {
         Some((step, path)) => writeln!(out, "  best checkpoint (step {step}): {}", path.display())?,
+        None if imported.is_some() => {}
         None => writeln!(out, "  best checkpoint: none kept (the trainer announced none at step {})", s.best_step)?,
     }
     match &repro {
@@ -197,9 +215,40 @@ pub fn trials_table(trials: &[TrialRecord], objective: &str) -> String {
     for t in trials {
         let mut row = vec![t.number.to_string(), t.state.to_string()];
         row.extend(param_names.iter().map(|n| t.params.get(n).map(param).unwrap_or_default()));
-        let note: String = t.message.as_deref().unwrap_or("").chars().take(60).collect();
+        let note = shorten(t.message.as_deref().unwrap_or(""), 60);
         row.extend([opt_int(t.best_step), opt_num(t.best_value), opt_num(t.final_value), note]);
         table.push(row);
     }
     table.render()
+}
+
+/// `text` in at most `width` characters: cut at a word boundary and marked with an ellipsis,
+/// never in the middle of a number ("after 43 of 8" for "after 43 of 87").
+pub fn shorten(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let room: String = text.chars().take(width.saturating_sub(1)).collect();
+    let cut = match room.rfind(' ') {
+        Some(i) if i >= room.len() / 2 => &room[..i],
+        // One long word: cut inside it rather than lose the whole note.
+        _ => room.as_str(),
+    };
+    format!("{}…", cut.trim_end_matches([' ', ',', ';', ':', '(']))
+}
+
+#[cfg(test)]
+mod shorten_tests {
+    use super::shorten;
+
+    #[test]
+    fn notes_are_cut_at_words_and_marked() {
+        assert_eq!(shorten("short", 60), "short");
+        let note = "training loss became NaN after 43 of 87 epochs (nan_train_loss in the source)";
+        let s = shorten(note, 36);
+        assert!(s.ends_with('…') && s.chars().count() <= 36, "{s}");
+        assert_eq!(s, "training loss became NaN after 43…");
+        assert!(!shorten("stopped after 43 of 87", 21).contains(" 8…"), "{}", shorten("stopped after 43 of 87", 21));
+        assert_eq!(shorten(&"x".repeat(80), 10).chars().count(), 10);
+    }
 }

@@ -746,3 +746,28 @@ fn imported_runs_take_their_true_space_and_analysis_settings_at_import_or_after(
     let out = w.horizon(&["import", "--into", "b"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[test]
+fn best_of_an_imported_study_shows_where_the_run_came_from_and_trials_marks_cut_notes() {
+    let w = workspace();
+    let long = "training loss became NaN after 43 of 87 epochs, as the source's nan_train_loss flag says";
+    let lines = [
+        json!({"name": "a", "params": {"lr": 0.1}, "max_train_steps": 100, "curve": [{"step": 100, "valid/loss": 0.5}], "source": "lab notebook 7"}).to_string(),
+        json!({"name": "b", "params": {"lr": 0.2}, "max_train_steps": 100, "curve": [{"step": 50, "valid/loss": "nan"}], "state": "diverged", "message": long}).to_string(),
+    ];
+    write(&w.path().join("runs.jsonl"), &(lines.join("\n") + "\n"));
+    assert!(w.horizon(&["import", "runs.jsonl", "--into", "s", "--objective", "valid/loss"]).status.success());
+    let out = w.horizon(&["best", "s"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("imported from: ") && stdout.contains("runs.jsonl:1") && stdout.contains("source: lab notebook 7"), "{stdout}");
+    assert!(!stdout.contains("trial directory"), "an imported run has no trial directory: {stdout}");
+    let doc: Value = serde_json::from_slice(&w.horizon(&["best", "s", "--json"]).stdout).unwrap();
+    assert!(doc["trial_dir"].is_null(), "{doc}");
+    assert!(doc["imported"]["origin"].as_str().unwrap().ends_with("runs.jsonl:1"), "{doc}");
+    assert_eq!(doc["imported"]["source"], "lab notebook 7");
+    let out = w.horizon(&["trials", "s"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table.lines().find(|l| l.contains("diverged")).unwrap();
+    assert!(row.trim_end().ends_with('…'), "a cut note is marked: {row}");
+    assert!(row.contains("after 43 of 87"), "not cut inside a number: {row}");
+}
