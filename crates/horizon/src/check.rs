@@ -91,7 +91,7 @@ pub fn check(path: &Path, points: u64, as_json: bool) -> Result<()> {
     }
     let sampler = serde_json::to_value(&spec.sampler)?;
     writeln!(out, "  sampler      {}", sampler)?;
-    writeln!(out, "\nthe first {} sampled point(s) (sample index: parameters; the trials get these, in this order)", sampled.len())?;
+    writeln!(out, "\nthe first {} (sample index: parameters; the trials get these, in this order)", horizon_analysis::text::plural(sampled.len(), "sampled point"))?;
     for (i, p) in &sampled {
         let values: Vec<String> = p.iter().map(|(n, v)| format!("{n}={}", param(v))).collect();
         writeln!(out, "  {i:>4}  {}", values.join("  "))?;
@@ -123,7 +123,7 @@ impl Database {
             Database::Unreadable(e) => format!("{path} (cannot be read: {e})"),
             Database::NoStudy => format!("{path} (holds no study {:?} yet: `horizon run` creates it)", study.spec.name),
             Database::Matches { trials, finished } => {
-                format!("{path} (study {:?}: {trials} trial(s), {finished} finished; this file matches it, so `horizon run` resumes it)", study.spec.name)
+                format!("{path} (study {:?}: {}, {finished} finished; this file matches it, so `horizon run` resumes it)", study.spec.name, horizon_analysis::text::plural(*trials, "trial"))
             }
             Database::Refused { differences } => format!(
                 "{path}: `horizon run` would refuse this file: the stored study {:?} was started with different identity fields:\n    {}",

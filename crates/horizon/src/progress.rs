@@ -12,6 +12,7 @@ use horizon_runner::worker::Event;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::table::num;
+use horizon_analysis::text::plural;
 
 struct Reporter {
     bar: ProgressBar,
@@ -145,13 +146,16 @@ impl Reporter {
                     TrialState::Running => {}
                 }
                 if result.warnings > 0 {
-                    self.say(format!("trial {number}: {} malformed metric line(s) ignored; `horizon trial STUDY {number}` shows them", result.warnings));
+                    self.say(format!(
+                        "trial {number}: {} (lines ignored, checkpoints kept, limits reached); `horizon trial STUDY {number}` shows them",
+                        plural(result.warnings, "warning")
+                    ));
                 }
             }
             Event::Requeued { number, reason } => self.say(format!("trial {number} {reason}")),
             Event::Draining => self.say(format!(
-                "stopping: no new trials; waiting for {} running trial(s) to finish. Ctrl-C again to stop them now.",
-                self.running.len()
+                "stopping: no new trials; waiting for {} to finish. Ctrl-C again to stop them now.",
+                plural(self.running.len(), "running trial")
             )),
             Event::Terminating => {
                 self.say("stopping running trials (SIGTERM, then SIGKILL after the grace period); they run again on resume".into())

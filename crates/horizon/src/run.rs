@@ -49,7 +49,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let finished = trials.iter().filter(|t| t.state.is_finished()).count() as u64;
     let unfinished = horizon_core::trial::planned_total(spec.trials, &trials) - finished;
     if summary.stopped_early && unfinished > 0 {
-        writeln!(out, "stopped with {unfinished} trial(s) left; `horizon run {}` resumes the study", args.study.display())?;
+        writeln!(out, "stopped with {} left; `horizon run {}` resumes the study", horizon_analysis::text::plural(unfinished as usize, "trial"), args.study.display())?;
         return Ok(ExitCode::from(crate::EXIT_STOPPED));
     }
     Ok(ExitCode::SUCCESS)

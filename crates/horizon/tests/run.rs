@@ -132,7 +132,7 @@ fn malformed_metric_lines_are_warnings_not_crashes() {
     assert!(warnings[0].contains("metrics line 1: not JSON"), "{warnings:?}");
     assert!(warnings[1].contains("\"step\" must be a non-negative integer"), "{warnings:?}");
     assert!(warnings[2].contains("not a number"), "{warnings:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("3 malformed metric line(s) ignored"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trial 0: 3 warnings (lines ignored"), "{}", text(&out));
 }
 
 #[test]
