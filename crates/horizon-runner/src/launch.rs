@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use horizon_core::protocol::PROTOCOL_VERSION;
+use horizon_core::protocol::TrialEnvironment;
 use horizon_core::rng::trial_seed;
 use horizon_core::spec::{Builtins, expand_template};
 use horizon_core::trial::TrialRecord;
@@ -58,23 +58,22 @@ pub fn plan(spec: &StudySpec, trial: &TrialRecord, files: &AttemptFiles, working
         None => spec.trainer.command.iter().map(|pieces| expand_template(pieces, &lookup)).collect(),
     };
     let mut env: Vec<(String, String)> = spec.trainer.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    env.extend([
-        ("HORIZON_PROTOCOL".to_string(), PROTOCOL_VERSION.to_string()),
-        ("HORIZON_STUDY".to_string(), spec.name.clone()),
-        ("HORIZON_TRIAL_NUMBER".to_string(), trial.number.to_string()),
-        ("HORIZON_ATTEMPT".to_string(), trial.attempt.to_string()),
-        ("HORIZON_TRIAL_DIR".to_string(), files.trial_dir.display().to_string()),
-        ("HORIZON_PARAMS".to_string(), trial.params.to_json_string()),
-        ("HORIZON_MAX_TRAIN_STEPS".to_string(), trial.max_train_steps.to_string()),
-        ("HORIZON_EVAL_EVERY".to_string(), spec.eval_every.to_string()),
-        ("HORIZON_SEED".to_string(), seed.to_string()),
-        ("HORIZON_METRICS_FILE".to_string(), files.metrics.display().to_string()),
-        // Periodic checkpoints as one number: a list of every multiple would outgrow the
-        // kernel's limit on one environment string (128 KiB) for long runs.
-        ("HORIZON_CHECKPOINT_EVERY".to_string(), spec.checkpoints.every.map(|e| e.to_string()).unwrap_or_default()),
+    let protocol = TrialEnvironment {
+        study: spec.name.clone(),
+        trial_number: trial.number,
+        attempt: trial.attempt,
+        trial_dir: files.trial_dir.display().to_string(),
+        params_json: trial.params.to_json_string(),
+        max_train_steps: trial.max_train_steps,
+        eval_every: spec.eval_every,
+        seed,
+        metrics_file: files.metrics.display().to_string(),
+        checkpoint_every: spec.checkpoints.every,
         // Explicit extra steps (none yet: later schedulers ask for checkpoints at rung steps).
-        ("HORIZON_CHECKPOINT_STEPS".to_string(), String::new()),
-    ]);
+        checkpoint_steps: Vec::new(),
+        resume_from: None,
+    };
+    env.extend(protocol.vars().into_iter().map(|(k, v)| (k.to_string(), v)));
     if let Some(gpu) = gpu {
         env.push(("CUDA_VISIBLE_DEVICES".to_string(), gpu.to_string()));
     }

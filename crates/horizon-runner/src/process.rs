@@ -50,8 +50,9 @@ pub fn signal_group(pgid: u32, signal: i32) {
 /// attempt, so no number a trainer writes makes horizon signal an unrelated process.
 pub fn trial_processes_in_group(pgid: u32, trial_dir: &std::path::Path, attempt: u32) -> Vec<u32> {
     use std::os::unix::ffi::OsStrExt;
-    let dir_mark = [b"HORIZON_TRIAL_DIR=".as_slice(), trial_dir.as_os_str().as_bytes()].concat();
-    let attempt_mark = format!("HORIZON_ATTEMPT={attempt}").into_bytes();
+    use horizon_core::protocol::env;
+    let dir_mark = [env::TRIAL_DIR.as_bytes(), b"=", trial_dir.as_os_str().as_bytes()].concat();
+    let attempt_mark = format!("{}={attempt}", env::ATTEMPT).into_bytes();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     let mut found = Vec::new();
     for entry in entries.flatten() {

@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use horizon_core::Params;
+use horizon_core::protocol::{EnvError, TrialEnvironment, env};
 
 use crate::WorkloadError;
 
@@ -35,64 +36,41 @@ impl TrialEnv {
         TrialEnv::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
     }
 
-    /// Read the variables through `lookup` (for tests and embedding).
+    /// Read the variables through `lookup` (for tests and embedding), with the protocol's one
+    /// decoder (`horizon_core::protocol::TrialEnvironment`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<TrialEnv, WorkloadError> {
-        let required = |var: &'static str| lookup(var).ok_or(WorkloadError::MissingEnv { var });
+        let e = TrialEnvironment::from_lookup(lookup).map_err(|e| match e {
+            EnvError::Missing { var } => WorkloadError::MissingEnv { var },
+            EnvError::Invalid { var, value, expected } => WorkloadError::InvalidEnv { var, value, reason: expected.to_string() },
+        })?;
         let invalid = |var: &'static str, value: &str, reason: &str| WorkloadError::InvalidEnv {
             var,
             value: value.to_string(),
             reason: reason.to_string(),
         };
-        let positive = |var: &'static str| -> Result<u64, WorkloadError> {
-            let v = required(var)?;
-            match v.trim().parse::<u64>() {
-                Ok(n) if n >= 1 => Ok(n),
-                _ => Err(invalid(var, &v, "expected an integer >= 1")),
-            }
-        };
-
-        let raw = required("HORIZON_PARAMS")?;
-        let params: Params = if raw.trim().is_empty() {
+        let params: Params = if e.params_json.trim().is_empty() {
             Params::default()
         } else {
-            serde_json::from_str(&raw).map_err(|e| {
-                invalid("HORIZON_PARAMS", &raw, &format!("expected a JSON object of parameter names to numbers, booleans or strings ({e})"))
+            serde_json::from_str(&e.params_json).map_err(|err| {
+                invalid(env::PARAMS, &e.params_json, &format!("expected a JSON object of parameter names to numbers, booleans or strings ({err})"))
             })?
         };
-        let max_train_steps = positive("HORIZON_MAX_TRAIN_STEPS")?;
-        let eval_every = positive("HORIZON_EVAL_EVERY")?;
-        let seed_text = required("HORIZON_SEED")?;
-        let seed = seed_text.trim().parse::<u64>().map_err(|_| invalid("HORIZON_SEED", &seed_text, "expected a non-negative integer"))?;
-
-        let trial_dir = PathBuf::from(required("HORIZON_TRIAL_DIR")?);
+        let trial_dir = PathBuf::from(&e.trial_dir);
         if !trial_dir.is_dir() {
-            return Err(invalid("HORIZON_TRIAL_DIR", &trial_dir.display().to_string(), "not an existing directory; create it first"));
+            return Err(invalid(env::TRIAL_DIR, &e.trial_dir, "not an existing directory; create it first"));
         }
-        let metrics = required("HORIZON_METRICS_FILE")?;
-        if metrics.is_empty() {
-            return Err(invalid("HORIZON_METRICS_FILE", &metrics, "expected the path of the file to append metric lines to"));
-        }
-        let metrics_file = PathBuf::from(metrics);
-
-        let checkpoint_every = match lookup("HORIZON_CHECKPOINT_EVERY") {
-            None => 0,
-            Some(text) if text.trim().is_empty() => 0,
-            Some(text) => match text.trim().parse::<u64>() {
-                Ok(n) if n >= 1 => n,
-                _ => return Err(invalid("HORIZON_CHECKPOINT_EVERY", &text, "expected an integer >= 1, or nothing for no periodic checkpoints")),
-            },
-        };
-        let checkpoint_steps = match lookup("HORIZON_CHECKPOINT_STEPS") {
-            None => Vec::new(),
-            Some(text) => parse_steps(&text).ok_or_else(|| {
-                invalid("HORIZON_CHECKPOINT_STEPS", &text, "expected comma-separated integers >= 1, such as \"100,200,300\", or nothing")
-            })?,
-        };
-        let resume_from = match lookup("HORIZON_RESUME_FROM") {
-            Some(p) if !p.trim().is_empty() => Some(resolve(&trial_dir, Path::new(&p))),
-            _ => None,
-        };
-        Ok(TrialEnv { params, max_train_steps, eval_every, seed, trial_dir, metrics_file, checkpoint_every, checkpoint_steps, resume_from })
+        let resume_from = e.resume_from.as_deref().map(|p| resolve(&trial_dir, Path::new(p)));
+        Ok(TrialEnv {
+            params,
+            max_train_steps: e.max_train_steps,
+            eval_every: e.eval_every,
+            seed: e.seed,
+            trial_dir,
+            metrics_file: PathBuf::from(e.metrics_file),
+            checkpoint_every: e.checkpoint_every.unwrap_or(0),
+            checkpoint_steps: e.checkpoint_steps,
+            resume_from,
+        })
     }
 
     /// Whether horizon asked for a checkpoint at `step`.
@@ -111,19 +89,3 @@ fn resolve(trial_dir: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() { p.to_path_buf() } else { trial_dir.join(p) }
 }
 
-fn parse_steps(text: &str) -> Option<Vec<u64>> {
-    let mut steps = Vec::new();
-    for part in text.split(',') {
-        let part = part.trim();
-        if part.is_empty() {
-            continue;
-        }
-        match part.parse::<u64>() {
-            Ok(s) if s >= 1 => steps.push(s),
-            _ => return None,
-        }
-    }
-    steps.sort_unstable();
-    steps.dedup();
-    Some(steps)
-}

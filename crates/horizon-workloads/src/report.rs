@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use horizon_core::protocol::{encode_checkpoint, encode_metrics};
 
 use crate::WorkloadError;
 
@@ -24,8 +24,7 @@ impl Reporter {
         Ok(Reporter { file, path: path.to_path_buf() })
     }
 
-    fn write_line(&mut self, value: Value) -> Result<(), WorkloadError> {
-        let mut line = serde_json::to_string(&value).expect("JSON values serialize");
+    fn write_line(&mut self, mut line: String) -> Result<(), WorkloadError> {
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
@@ -34,37 +33,13 @@ impl Reporter {
     }
 
     /// `{"step": S, "split": SPLIT, "metrics": {...}}`; non-finite values are written as the
-    /// strings "nan", "inf" and "-inf".
+    /// strings "nan", "inf" and "-inf" (the protocol's one encoder).
     pub fn metrics(&mut self, step: u64, split: &str, metrics: &[(&str, f64)]) -> Result<(), WorkloadError> {
-        let mut m = Map::new();
-        for (name, x) in metrics {
-            m.insert(name.to_string(), number(*x));
-        }
-        let mut obj = Map::new();
-        obj.insert("step".into(), step.into());
-        obj.insert("split".into(), split.into());
-        obj.insert("metrics".into(), Value::Object(m));
-        self.write_line(Value::Object(obj))
+        self.write_line(encode_metrics(step, split, metrics))
     }
 
     /// `{"event": "checkpoint", "step": S, "path": PATH}`.
     pub fn checkpoint(&mut self, step: u64, path: &str) -> Result<(), WorkloadError> {
-        let mut obj = Map::new();
-        obj.insert("event".into(), "checkpoint".into());
-        obj.insert("step".into(), step.into());
-        obj.insert("path".into(), path.into());
-        self.write_line(Value::Object(obj))
-    }
-}
-
-fn number(x: f64) -> Value {
-    if x.is_nan() {
-        "nan".into()
-    } else if x == f64::INFINITY {
-        "inf".into()
-    } else if x == f64::NEG_INFINITY {
-        "-inf".into()
-    } else {
-        Value::from(x)
+        self.write_line(encode_checkpoint(step, path))
     }
 }

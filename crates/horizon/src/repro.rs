@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use horizon_core::protocol::PROTOCOL_VERSION;
+use horizon_core::protocol::TrialEnvironment;
 use horizon_core::rng::trial_seed;
 use horizon_core::spec::{Builtins, expand_template, parse_template};
 use horizon_core::trial::TrialRecord;
@@ -97,21 +97,21 @@ pub fn reproduce(t: &Target, trial: &TrialRecord) -> Option<Reproduction> {
         .as_object()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
         .unwrap_or_default();
-    let checkpoint_every = spec["checkpoints"]["every"].as_u64().map(|e| e.to_string()).unwrap_or_default();
-    env.extend([
-        ("HORIZON_PROTOCOL".to_string(), PROTOCOL_VERSION.to_string()),
-        ("HORIZON_STUDY".to_string(), t.study.name.clone()),
-        ("HORIZON_TRIAL_NUMBER".to_string(), trial.number.to_string()),
-        ("HORIZON_ATTEMPT".to_string(), trial.attempt.max(1).to_string()),
-        ("HORIZON_TRIAL_DIR".to_string(), trial_dir.display().to_string()),
-        ("HORIZON_PARAMS".to_string(), trial.params.to_json_string()),
-        ("HORIZON_MAX_TRAIN_STEPS".to_string(), trial.max_train_steps.to_string()),
-        ("HORIZON_EVAL_EVERY".to_string(), eval_every.to_string()),
-        ("HORIZON_SEED".to_string(), seed.to_string()),
-        ("HORIZON_METRICS_FILE".to_string(), metrics_file.display().to_string()),
-        ("HORIZON_CHECKPOINT_EVERY".to_string(), checkpoint_every),
-        ("HORIZON_CHECKPOINT_STEPS".to_string(), String::new()),
-    ]);
+    let protocol = TrialEnvironment {
+        study: t.study.name.clone(),
+        trial_number: trial.number,
+        attempt: trial.attempt.max(1),
+        trial_dir: trial_dir.display().to_string(),
+        params_json: trial.params.to_json_string(),
+        max_train_steps: trial.max_train_steps,
+        eval_every,
+        seed,
+        metrics_file: metrics_file.display().to_string(),
+        checkpoint_every: spec["checkpoints"]["every"].as_u64(),
+        checkpoint_steps: Vec::new(),
+        resume_from: None,
+    };
+    env.extend(protocol.vars().into_iter().map(|(k, v)| (k.to_string(), v)));
     let working_dir = t.spec_base().map(|base| match trainer["working_dir"].as_str() {
         Some(w) => base.join(w),
         None => base,
