@@ -116,9 +116,103 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// How many leading updates two schedules give the same learning rate: steps `0..p` agree,
+    /// so a run under `self` and a run under `other` (same data order and seed) are in the same
+    /// state after `p` updates, and the one can resume from the other's checkpoint at step `p`.
+    /// This is what lets a ladder resume a promoted trial instead of restarting it: a
+    /// warmup-stable-decay schedule whose decay starts later under the longer budget shares
+    /// everything before the shorter run's decay; a constant or inverse-square-root schedule
+    /// does not depend on the budget at all; linear and cosine decay from the start share only
+    /// their warmup. Never more than the shorter run.
+    pub fn identical_until(&self, other: &Schedule) -> u64 {
+        let shorter = self.total_steps.min(other.total_steps);
+        if self.base_lr.to_bits() != other.base_lr.to_bits() || self.warmup_steps != other.warmup_steps {
+            return 0;
+        }
+        let warmup = self.warmup_steps.min(shorter);
+        let same_end = self.final_lr.to_bits() == other.final_lr.to_bits();
+        let p = match (self.decay, other.decay) {
+            // The rate after warmup is base_lr whatever the budget.
+            (Decay::Constant, Decay::Constant) => shorter,
+            // base * sqrt(w / step): the budget only says where it stops.
+            (Decay::Rsqrt, Decay::Rsqrt) => shorter,
+            (Decay::Linear, Decay::Linear) | (Decay::Cosine, Decay::Cosine)
+                if same_end && self.total_steps == other.total_steps =>
+            {
+                shorter
+            }
+            // Constant at base_lr until each decay starts; identical after only when the whole
+            // schedule is.
+            (Decay::ConstantThenLinear { decay_steps: a }, Decay::ConstantThenLinear { decay_steps: b }) => {
+                if same_end && a == b && self.total_steps == other.total_steps {
+                    shorter
+                } else {
+                    (self.total_steps - a).min(other.total_steps - b)
+                }
+            }
+            // Constant against a stable phase: base_lr until the decay starts.
+            (Decay::Constant, Decay::ConstantThenLinear { decay_steps }) => (other.total_steps - decay_steps).min(shorter),
+            (Decay::ConstantThenLinear { decay_steps }, Decay::Constant) => (self.total_steps - decay_steps).min(shorter),
+            // Anything else decays from the end of warmup on, at a budget-dependent rate.
+            _ => warmup,
+        };
+        p.max(warmup).min(shorter)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identical_prefixes_are_exact() {
+        // Every pair of small schedules: the rates agree on 0..p (what resuming needs), and p is
+        // where schedules of one family part.
+        let mut schedules = Vec::new();
+        for total in [10u64, 16, 40] {
+            for warmup in [0u64, 3] {
+                for decay in [
+                    Decay::Constant,
+                    Decay::Linear,
+                    Decay::Cosine,
+                    Decay::Rsqrt,
+                    Decay::ConstantThenLinear { decay_steps: 4 },
+                    Decay::ConstantThenLinear { decay_steps: 5 },
+                ] {
+                    for base in [0.1, 0.2] {
+                        if let Ok(s) = Schedule::new(base, warmup, total, decay) {
+                            schedules.push(s);
+                        }
+                    }
+                }
+            }
+        }
+        for a in &schedules {
+            for b in &schedules {
+                let p = a.identical_until(b);
+                assert_eq!(p, b.identical_until(a), "symmetric: {a:?} {b:?}");
+                let shorter = a.total_steps.min(b.total_steps);
+                assert!(p <= shorter);
+                for step in 0..p {
+                    assert_eq!(a.lr(step).to_bits(), b.lr(step).to_bits(), "step {step} of {a:?} vs {b:?} (p = {p})");
+                }
+                // Tight for schedules of one family: they differ at p, or at p + 1 (a decay's
+                // first step still has the base rate; p stops before it, at the decay start).
+                let same_family = std::mem::discriminant(&a.decay) == std::mem::discriminant(&b.decay);
+                if same_family && p + 1 < shorter {
+                    let differs = |s: u64| a.lr(s).to_bits() != b.lr(s).to_bits();
+                    assert!(differs(p) || differs(p + 1), "p = {p} is not where they part: {a:?} vs {b:?}");
+                }
+            }
+        }
+        // The ladder's case: warmup-stable-decay with a decay of fixed length or fixed fraction.
+        let wsd = |total: u64, decay: u64| Schedule::new(0.1, 100, total, Decay::ConstantThenLinear { decay_steps: decay }).unwrap();
+        assert_eq!(wsd(900, 100).identical_until(&wsd(2700, 100)), 800, "fixed length: up to the shorter run's decay start");
+        assert_eq!(wsd(900, 180).identical_until(&wsd(2700, 540)), 720, "fixed fraction (20%)");
+        let cos = |total: u64| Schedule::new(0.1, 100, total, Decay::Cosine).unwrap();
+        assert_eq!(cos(900).identical_until(&cos(2700)), 100, "cosine shares only its warmup");
+    }
 
     fn close(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-12, "{a} != {b}");
