@@ -10,6 +10,7 @@
 //! - [`selection`]: retrospective best-checkpoint selection over a trial's evaluations.
 //! - [`checkpoint`]: which announced checkpoints to keep and which to delete.
 //! - [`lr_sweep`]: the constant-learning-rate sweep that picks an initial `max_train_steps`.
+//! - [`ladder`]: asynchronous successive halving over growing budgets (promotion decisions).
 //!
 //! ```
 //! use horizon_core::spec::StudySpec;
@@ -40,6 +41,7 @@
 pub mod analysis_config;
 pub mod checkpoint;
 pub mod criterion;
+pub mod ladder;
 pub mod lr_sweep;
 pub mod params;
 pub mod protocol;
