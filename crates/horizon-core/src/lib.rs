@@ -11,6 +11,7 @@
 //! - [`checkpoint`]: which announced checkpoints to keep and which to delete.
 //! - [`lr_sweep`]: the constant-learning-rate sweep that picks an initial `max_train_steps`.
 //! - [`ladder`]: asynchronous successive halving over growing budgets (promotion decisions).
+//! - [`decision`]: what a policy decides about running trials (stop one, and why), as data.
 //!
 //! ```
 //! use horizon_core::spec::StudySpec;
@@ -41,6 +42,7 @@
 pub mod analysis_config;
 pub mod checkpoint;
 pub mod criterion;
+pub mod decision;
 pub mod ladder;
 pub mod lr_sweep;
 pub mod params;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use horizon_core::params::Params;
@@ -55,6 +55,8 @@ pub enum Program {
 pub enum AttemptMsg {
     Exited(std::io::Result<ExitStatus>),
     Stop(String),
+    /// A policy decided the trial is done (`scheduler::Scheduler`): end it as complete.
+    Conclude(String),
 }
 
 /// The dispatcher's handle on a running attempt.
@@ -62,18 +64,28 @@ pub enum AttemptMsg {
 pub struct StopHandle {
     tx: Sender<AttemptMsg>,
     flag: Arc<AtomicBool>,
+    /// Why a policy concluded the trial (read by the in-process path).
+    conclusion: Arc<Mutex<Option<String>>>,
 }
 
 impl StopHandle {
     pub fn new() -> (StopHandle, Receiver<AttemptMsg>) {
         let (tx, rx) = std::sync::mpsc::channel();
-        (StopHandle { tx, flag: Arc::new(AtomicBool::new(false)) }, rx)
+        (StopHandle { tx, flag: Arc::new(AtomicBool::new(false)), conclusion: Arc::new(Mutex::new(None)) }, rx)
     }
 
     /// Ask the attempt to stop (SIGTERM, grace period, SIGKILL); it is recorded as interrupted.
     pub fn stop(&self, reason: &str) {
         self.flag.store(true, Ordering::SeqCst);
         let _ = self.tx.send(AttemptMsg::Stop(reason.to_string()));
+    }
+
+    /// Ask the attempt to end as **complete**, for `reason` (a policy's decision), the way
+    /// `trainer.stop_when` ends it: as soon as the objective has been reported, SIGTERM, grace
+    /// period, SIGKILL. Its message says `stopped at step S of N: REASON`.
+    pub fn conclude(&self, reason: &str) {
+        self.conclusion.lock().expect("conclusion lock").get_or_insert_with(|| reason.to_string());
+        let _ = self.tx.send(AttemptMsg::Conclude(reason.to_string()));
     }
 }
 
@@ -113,7 +125,7 @@ pub struct AttemptResult {
 pub fn run_attempt(program: &Program, input: AttemptInput, stop: (StopHandle, Receiver<AttemptMsg>)) -> Result<AttemptResult, StoreError> {
     match program {
         Program::Subprocess => run_subprocess(input, stop),
-        Program::InProcess(f) => run_in_process(f.as_ref(), input, stop.0.flag),
+        Program::InProcess(f) => run_in_process(f.as_ref(), input, stop.0.flag, stop.0.conclusion),
     }
 }
 
@@ -136,7 +148,7 @@ fn recorder_for(input: &AttemptInput) -> AttemptRecorder {
 enum StopKind {
     Interrupted(String),
     Diverged,
-    /// `trainer.stop_when` held: the trial is complete.
+    /// `trainer.stop_when` held, or a policy concluded the trial: it is complete.
     Reached,
     TimedOut(Duration),
     LeaseLost,
@@ -174,7 +186,7 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         Ok(c) => c,
         Err(e) => {
             let outcome = AttemptOutcome::Failed { reason: format!("could not start {:?}: {e}", launch.argv[0]) };
-            return finish(&input, &mut recorder, outcome, None, None, started, false);
+            return finish(&input, &mut recorder, outcome, None, None, started, None);
         }
     };
     let pgid = child.id();
@@ -194,6 +206,8 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
 
     let mut tail = LineTail::new(metrics_file.expect("opened before the launch"));
     let mut stopping: Option<(StopKind, Instant)> = None;
+    // A policy's reason to end the trial as complete, once it has reported its objective.
+    let mut concluded: Option<String> = None;
     let mut killed = false;
     let mut last_progress = None;
     let mut backlog = false;
@@ -210,6 +224,9 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         match msg {
             Ok(AttemptMsg::Exited(status)) => break status,
             Ok(AttemptMsg::Stop(reason)) => stop_now(StopKind::Interrupted(reason), &mut stopping),
+            Ok(AttemptMsg::Conclude(reason)) => {
+                concluded.get_or_insert(reason);
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => unreachable!("the attempt holds a sender"),
         }
@@ -217,7 +234,7 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         if recorder.divergence().is_some() && spec.trainer.stop_on_divergence {
             stop_now(StopKind::Diverged, &mut stopping);
         }
-        if recorder.stop_when_done() {
+        if recorder.stop_when_done() || (concluded.is_some() && recorder.selection().is_some()) {
             stop_now(StopKind::Reached, &mut stopping);
         }
         if let Some(limit) = spec.trainer.timeout
@@ -304,7 +321,9 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
     };
     let failed = matches!(outcome, AttemptOutcome::Failed { .. });
     let stderr_tail = if failed { read_tail(&files.stderr, STDERR_TAIL_LINES) } else { None };
-    let mut result = finish(&input, &mut recorder, outcome, exit_code, stderr_tail, started, false)?;
+    // Only a conclusion that stopped the trainer, or came before it exited, says why it ended.
+    let concluded = concluded.filter(|_| matches!(kind, Some(StopKind::Reached) | None));
+    let mut result = finish(&input, &mut recorder, outcome, exit_code, stderr_tail, started, concluded.as_deref())?;
     result.stderr_path = Some(files.stderr);
     Ok(result)
 }
@@ -330,11 +349,15 @@ fn humanize(d: Duration) -> String {
     if secs < 120.0 { format!("{secs:.3}s").replace(".000s", "s") } else { format!("{}m", (secs / 60.0).round()) }
 }
 
-/// A successful exit well short of the budget, without a `stop_when` reason, is not complete:
-/// the trainer stopped early (one epoch of a finite data loader, say), and the trial's best step
-/// says nothing about the budget.
-fn settle(outcome: AttemptOutcome, recorder: &AttemptRecorder, max_train_steps: u64) -> AttemptOutcome {
-    if outcome != AttemptOutcome::Completed || recorder.reached().is_some() || reached_budget(recorder.last_step(), max_train_steps) {
+/// A successful exit well short of the budget, without a `stop_when` reason or a policy's
+/// (`concluded`), is not complete: the trainer stopped early (one epoch of a finite data loader,
+/// say), and the trial's best step says nothing about the budget.
+fn settle(outcome: AttemptOutcome, recorder: &AttemptRecorder, max_train_steps: u64, concluded: Option<&str>) -> AttemptOutcome {
+    if outcome != AttemptOutcome::Completed
+        || recorder.reached().is_some()
+        || concluded.is_some()
+        || reached_budget(recorder.last_step(), max_train_steps)
+    {
         return outcome;
     }
     let last = recorder.last_step().unwrap_or(0);
@@ -346,7 +369,8 @@ fn settle(outcome: AttemptOutcome, recorder: &AttemptRecorder, max_train_steps: 
     }
 }
 
-/// Write the end of an attempt and build its result.
+/// Write the end of an attempt and build its result. `concluded`: a policy's reason for ending
+/// it (see [`StopHandle::conclude`]).
 fn finish(
     input: &AttemptInput,
     recorder: &mut AttemptRecorder,
@@ -354,11 +378,11 @@ fn finish(
     exit_code: Option<i32>,
     stderr_tail: Option<String>,
     started: Instant,
-    lease_lost: bool,
+    concluded: Option<&str>,
 ) -> Result<AttemptResult, StoreError> {
     recorder.finish()?;
     let trial = &input.trial;
-    let outcome = settle(outcome, recorder, trial.max_train_steps);
+    let outcome = settle(outcome, recorder, trial.max_train_steps, concluded);
     let state = state_after(&outcome, trial.failures, input.spec.trainer.retries);
     let selection = recorder.selection();
     let mut message = match &outcome {
@@ -370,7 +394,7 @@ fn finish(
     };
     if outcome == AttemptOutcome::Completed
         && let Some(last) = recorder.last_step().filter(|s| *s < trial.max_train_steps) {
-            message = Some(match recorder.reached() {
+            message = Some(match recorder.reached().or(concluded) {
                 Some(why) => format!("stopped at step {last} of {}: {why}", trial.max_train_steps),
                 None => format!("stopped at step {last} of {}", trial.max_train_steps),
             });
@@ -393,7 +417,7 @@ fn finish(
         stderr_path: None,
         warnings: recorder.warnings_seen(),
         duration: started.elapsed(),
-        lease_lost,
+        lease_lost: false,
     })
 }
 
@@ -423,6 +447,7 @@ pub struct InProcessTrial<'a> {
     pub trial_dir: &'a Path,
     recorder: &'a mut AttemptRecorder,
     stop: Arc<AtomicBool>,
+    conclusion: Arc<Mutex<Option<String>>>,
     lease_lost: bool,
 }
 
@@ -440,16 +465,23 @@ impl InProcessTrial<'_> {
     }
 
     /// Whether the training function should return now: the user stopped the study, the
-    /// trial diverged, its `stop_when` criterion held, or another worker took it over.
+    /// trial diverged, its `stop_when` criterion held, a policy concluded it (once it reported
+    /// its objective), or another worker took it over.
     pub fn should_stop(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
             || self.recorder.divergence().is_some()
             || self.recorder.stop_when_done()
+            || (self.recorder.selection().is_some() && self.conclusion.lock().expect("conclusion lock").is_some())
             || self.lease_lost
     }
 }
 
-fn run_in_process(f: &TrainFn, input: AttemptInput, stop: Arc<AtomicBool>) -> Result<AttemptResult, StoreError> {
+fn run_in_process(
+    f: &TrainFn,
+    input: AttemptInput,
+    stop: Arc<AtomicBool>,
+    conclusion: Arc<Mutex<Option<String>>>,
+) -> Result<AttemptResult, StoreError> {
     let started = Instant::now();
     let mut recorder = recorder_for(&input);
     let seed = trial_seed(input.spec.seed, input.trial.number);
@@ -464,6 +496,7 @@ fn run_in_process(f: &TrainFn, input: AttemptInput, stop: Arc<AtomicBool>) -> Re
             trial_dir: &input.trial_dir,
             recorder: &mut recorder,
             stop: stop.clone(),
+            conclusion: conclusion.clone(),
             lease_lost: false,
         };
         let ret = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut handle)))
@@ -473,9 +506,10 @@ fn run_in_process(f: &TrainFn, input: AttemptInput, stop: Arc<AtomicBool>) -> Re
     if lease_lost {
         return Ok(lost(input, recorder, started));
     }
+    let concluded = conclusion.lock().expect("conclusion lock").clone().filter(|_| recorder.selection().is_some());
     let outcome = if let Some(why) = recorder.divergence() {
         AttemptOutcome::Diverged { reason: why.to_string() }
-    } else if recorder.stop_when_done() {
+    } else if recorder.stop_when_done() || concluded.is_some() {
         AttemptOutcome::Completed
     } else if stop.load(Ordering::SeqCst) && recorder.last_step().is_none_or(|s| s < input.trial.max_train_steps) {
         AttemptOutcome::Interrupted { reason: "interrupted".into() }
@@ -486,7 +520,7 @@ fn run_in_process(f: &TrainFn, input: AttemptInput, stop: Arc<AtomicBool>) -> Re
             Ok(()) => AttemptOutcome::Failed { reason: format!("never reported a finite {}", input.spec.objective.metric) },
         }
     };
-    finish(&input, &mut recorder, outcome, None, None, started, false)
+    finish(&input, &mut recorder, outcome, None, None, started, concluded.as_deref())
 }
 
 /// Reads complete lines appended to the metrics file since the last read, in bounded memory:

@@ -9,6 +9,9 @@
 //!   (argv only, its own process group, timeout, SIGTERM, grace period, SIGKILL) or as an
 //!   in-process closure, and turns what it reports into stored metrics through
 //!   [`recorder::AttemptRecorder`].
+//! - [`scheduler`]: the policy hook. A worker given a [`scheduler::Scheduler`] hands it what
+//!   storage holds of the study while trials run, and stops the trials it decides to stop (as
+//!   complete, with its reason).
 //!
 //! ```no_run
 //! use std::sync::{Arc, mpsc};
@@ -33,6 +36,7 @@ pub mod launch;
 pub mod process;
 pub mod recorder;
 pub mod resolve;
+pub mod scheduler;
 pub mod worker;
 
 /// Seconds since the Unix epoch, as storage records times.

@@ -4,6 +4,10 @@
 //! attempt's outcome means is `horizon_core::trial`, and whether another worker is gone is
 //! `horizon_core::trial::is_abandoned`. The worker holds no state that storage does not have,
 //! so any number of workers (processes, machines) can share a study, and a killed one resumes.
+//!
+//! A study's policy may also stop running trials: a worker given a
+//! [`Scheduler`](crate::scheduler::Scheduler) consults it while trials run and ends the attempts
+//! it names as complete, with its reason (see [`crate::scheduler`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,6 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use horizon_core::decision::Decision;
 use horizon_core::params::Params;
 use horizon_core::sampler::Sampler;
 use horizon_core::selection::Selection;
@@ -22,6 +27,7 @@ use crate::attempt::{AttemptInput, AttemptResult, Program, StopHandle, run_attem
 use crate::launch::AttemptFiles;
 use crate::process::{hostname, pid_alive, trial_processes_in_group};
 use crate::resolve::ResolvedStudy;
+use crate::scheduler::{CONSULT_AFTER_PROGRESS, CONSULT_EVERY, Scheduler, read_view};
 use crate::RunError;
 
 /// How a worker runs.
@@ -101,6 +107,8 @@ struct Running {
     stop: StopHandle,
     gpu: Option<String>,
     thread: JoinHandle<()>,
+    /// The scheduler asked this attempt to stop.
+    concluding: bool,
 }
 
 /// One process's share of a study.
@@ -114,6 +122,7 @@ pub struct Worker {
     sampler: Arc<dyn Sampler>,
     program: Program,
     lease: Lease,
+    scheduler: Option<Box<dyn Scheduler>>,
 }
 
 impl Worker {
@@ -136,12 +145,19 @@ impl Worker {
             sampler,
             program: Program::Subprocess,
             lease: Lease { worker, host, pid, heartbeat_at: 0.0 },
+            scheduler: None,
         })
     }
 
     /// Run trials with a function in this process instead of the study's command.
     pub fn with_program(mut self, program: Program) -> Worker {
         self.program = program;
+        self
+    }
+
+    /// Consult `scheduler` while trials run, and stop the attempts it decides to stop.
+    pub fn with_scheduler(mut self, scheduler: Box<dyn Scheduler>) -> Worker {
+        self.scheduler = Some(scheduler);
         self
     }
 
@@ -161,7 +177,7 @@ impl Worker {
     }
 
     /// Run until the study has no trial left for this worker, or the user stops it.
-    pub fn run(self) -> Result<WorkerSummary, RunError> {
+    pub fn run(mut self) -> Result<WorkerSummary, RunError> {
         let spec = self.study.spec.clone();
         let trials = self.storage.trials(self.record.id)?;
         let _ = self.events.send(Event::Started {
@@ -176,6 +192,8 @@ impl Worker {
         let mut summary = WorkerSummary::default();
         let mut draining = false;
         let mut last_reclaim: Option<Instant> = None;
+        // When the scheduler was last consulted, and whether an attempt stored new metrics since.
+        let mut consulted: (Option<Instant>, bool) = (None, false);
         loop {
             let mut exhausted = false;
             while !draining && running.len() < self.slots() {
@@ -198,9 +216,14 @@ impl Worker {
                 }
                 break;
             }
-            let msg = match self.inbox.1.recv_timeout(self.options.reclaim_every) {
+            // With a scheduler, wake at least once per consultation.
+            let wait = if self.scheduler.is_some() { self.options.reclaim_every.min(CONSULT_EVERY) } else { self.options.reclaim_every };
+            let msg = match self.inbox.1.recv_timeout(wait) {
                 Ok(msg) => msg,
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.consult(&mut running, &mut consulted);
+                    continue;
+                }
                 Err(RecvTimeoutError::Disconnected) => unreachable!("the worker holds a sender"),
             };
             match msg {
@@ -218,6 +241,7 @@ impl Worker {
                     }
                 }
                 Msg::Progress { number, step, max_train_steps } => {
+                    consulted.1 = true;
                     let _ = self.events.send(Event::Progress { number, step, max_train_steps });
                 }
                 Msg::Finished { key, result } => {
@@ -251,8 +275,42 @@ impl Worker {
                     let _ = self.events.send(Event::TrialFinished(Box::new(result)));
                 }
             }
+            self.consult(&mut running, &mut consulted);
         }
         Ok(summary)
+    }
+
+    /// Hand the scheduler (if any) what storage holds now while trials run (every
+    /// [`CONSULT_EVERY`], and soon after an attempt stored new metrics), and stop the running
+    /// attempts it names. A decision about a trial this worker does not run is ignored; a failed
+    /// read is logged and tried again on the next look.
+    fn consult(&mut self, running: &mut HashMap<(TrialId, u32), Running>, (last, fresh): &mut (Option<Instant>, bool)) {
+        let Some(scheduler) = self.scheduler.as_mut() else { return };
+        let since = last.map(|t| t.elapsed());
+        let due = since.is_none_or(|d| d >= CONSULT_EVERY || (*fresh && d >= CONSULT_AFTER_PROGRESS));
+        if running.is_empty() || !due {
+            return;
+        }
+        *last = Some(Instant::now());
+        *fresh = false;
+        let view = match read_view(self.storage.as_ref(), self.record.id, &scheduler.metrics()) {
+            Ok(view) => view,
+            Err(e) => {
+                tracing::warn!("reading the study for its scheduler: {e}");
+                return;
+            }
+        };
+        for decision in scheduler.decide(&view) {
+            match decision {
+                Decision::Stop { trial, reason } => {
+                    if let Some(r) = running.values_mut().find(|r| r.number == trial && !r.concluding) {
+                        tracing::debug!("trial {trial}: stopping: {reason}");
+                        r.concluding = true;
+                        r.stop.conclude(&reason);
+                    }
+                }
+            }
+        }
     }
 
     fn claim(&self) -> Result<Option<horizon_core::TrialRecord>, RunError> {
@@ -294,7 +352,7 @@ impl Worker {
                 let _ = inbox.send(Msg::Finished { key, result: Box::new(result) });
             })
             .expect("spawning a trial thread");
-        Running { number, stop, gpu, thread }
+        Running { number, stop, gpu, thread, concluding: false }
     }
 
     /// End what a dead worker's trainer left in its process group (e.g. data-loader processes).
