@@ -148,6 +148,10 @@ pub struct StudySpec {
     /// The "off" value of each regularization or augmentation parameter (`[params.NAME] off`,
     /// or the built-in workload's), used by the learning-rate sweep.
     pub off: BTreeMap<String, ParamValue>,
+    /// The value of each parameter that shapes the learning rate over training (a schedule, a
+    /// warmup) under which the rate stays constant (`[params.NAME] constant`, or the built-in
+    /// workload's), used by the learning-rate sweep.
+    pub constant: BTreeMap<String, ParamValue>,
     /// The `[lr_sweep]` section, checked; `None` when the file has none (see
     /// [`StudySpec::lr_sweep_spec`] for the defaults).
     pub lr_sweep: Option<LrSweepSpec>,
@@ -316,9 +320,12 @@ struct RawLrSweep {
     points: Option<i64>,
     fit: Option<String>,
     steps: Option<i64>,
-    start_steps: Option<i64>,
     max_steps: Option<i64>,
-    find_lr: Option<f64>,
+    patience: Option<i64>,
+    prune: Option<bool>,
+    /// Settings of the run that used to find N; refused with the reason.
+    start_steps: Option<toml::Value>,
+    find_lr: Option<toml::Value>,
     extensions: Option<i64>,
     extend_by: Option<i64>,
     eval_every: Option<i64>,
@@ -394,6 +401,7 @@ struct RawParam {
     choices: Option<Vec<toml::Value>>,
     value: Option<toml::Value>,
     off: Option<toml::Value>,
+    constant: Option<toml::Value>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -593,6 +601,14 @@ impl Checker<'_> {
                 off.insert(name.clone(), v);
             }
         }
+        let mut constant = BTreeMap::new();
+        for (name, p) in &raw.params {
+            if let Some(v) = &p.constant {
+                constant.insert(name.clone(), self.scalar(&format!("params.{name}.constant"), v)?);
+            } else if let Some(v) = builtin.and_then(|_| crate::lr_sweep::workload_constant(name)) {
+                constant.insert(name.clone(), v);
+            }
+        }
 
         let sampler = match &raw.sampler {
             None => SamplerSpec::default(),
@@ -653,6 +669,7 @@ impl Checker<'_> {
             checkpoints,
             space,
             off,
+            constant,
             lr_sweep: None,
             analysis: self.analysis(raw.analysis.as_ref())?,
         }
@@ -724,35 +741,34 @@ impl Checker<'_> {
             return Err(self.err("lr_sweep.fit", format!("{:?} is not among the metrics the trainer reports ({})", fit.metric, spec.trainer.metrics.join(", ")),
                 "use a training metric the trainer reports, e.g. train/error or train/loss"));
         }
+        for (field, given) in [("start_steps", &r.start_steps), ("find_lr", &r.find_lr)] {
+            if given.is_some() {
+                return Err(self.err(&format!("lr_sweep.{field}"),
+                    "no separate run finds N any more: the grid runs against max_steps, and the fastest fit stops the other rates",
+                    format!("remove {field} (docs/lr-sweep.md); give N as steps if you know it")));
+            }
+        }
         let eval_every = r.eval_every.map(|v| self.positive("lr_sweep.eval_every", v)).transpose()?.unwrap_or(spec.eval_every);
         let steps = r.steps.map(|v| self.positive("lr_sweep.steps", v)).transpose()?;
-        let start_steps =
-            r.start_steps.map(|v| self.positive("lr_sweep.start_steps", v)).transpose()?.unwrap_or(eval_every.saturating_mul(10));
         let max_steps = r.max_steps.map(|v| self.positive("lr_sweep.max_steps", v)).transpose()?
             .unwrap_or(spec.max_train_steps.saturating_mul(16));
-        if max_steps < start_steps {
-            return Err(self.err("lr_sweep.max_steps", format!("{max_steps} is below start_steps ({start_steps})"),
-                "the cap must allow at least the first budget; raise max_steps or lower start_steps"));
-        }
+        let patience = r.patience.map(|v| self.positive("lr_sweep.patience", v)).transpose()?.unwrap_or(eval_every.saturating_mul(20));
         // The sweep's studies scale the timeout with their budget (`lr_sweep::stage_study`).
         if let Some(t) = spec.trainer.timeout {
-            let longest = steps.unwrap_or(0).max(max_steps);
+            let longest = steps.unwrap_or(max_steps);
             let factor = (longest as f64 / spec.max_train_steps as f64).max(1.0);
             if Duration::try_from_secs_f64(t.as_secs_f64() * factor).is_err() {
-                return Err(self.err(if steps.unwrap_or(0) > max_steps { "lr_sweep.steps" } else { "lr_sweep.max_steps" },
+                return Err(self.err(if steps.is_some() { "lr_sweep.steps" } else { "lr_sweep.max_steps" },
                     format!("{longest} steps, {}x max_train_steps, would scale trainer.timeout past the longest duration there is",
                         longest / spec.max_train_steps),
                     "cap the sweep's budget at a reasonable multiple of max_train_steps (the default is 16)"));
             }
         }
-        if eval_every > steps.unwrap_or(start_steps) {
-            return Err(self.err("lr_sweep.eval_every", format!("{eval_every} is larger than the sweep's first budget ({})", steps.unwrap_or(start_steps)),
+        let budget = steps.unwrap_or(max_steps);
+        if eval_every > budget {
+            return Err(self.err("lr_sweep.eval_every", format!("{eval_every} is larger than the sweep's budget ({budget})"),
                 "evaluate often enough to see the step of the fit, e.g. every 1-5% of the budget"));
         }
-        if let Some(lr) = r.find_lr
-            && !(lr > 0.0 && lr.is_finite()) {
-                return Err(self.err("lr_sweep.find_lr", format!("must be a positive learning rate, got {lr}"), "leave it out to use the grid's geometric middle"));
-            }
         let mut set = BTreeMap::new();
         for (name, v) in &r.set {
             let field = format!("lr_sweep.set.{name}");
@@ -765,8 +781,8 @@ impl Checker<'_> {
             set.insert(name.clone(), self.scalar(&field, v)?);
         }
         Ok(LrSweepSpec {
-            param, low, high, points, fit, steps, start_steps, max_steps,
-            find_lr: r.find_lr, extensions, extend_by, eval_every, set,
+            param, low, high, points, fit, steps, max_steps, patience,
+            prune: r.prune.unwrap_or(true), extensions, extend_by, eval_every, set,
         })
     }
 
@@ -1411,13 +1427,13 @@ value = 3
 
     #[test]
     fn the_learning_rate_sweep_never_overflows_its_budgets() {
-        // Defaults of 10 x eval_every and 16 x max_train_steps saturate instead of wrapping.
+        // Defaults of 20 x eval_every (patience) and 16 x max_train_steps saturate instead of wrapping.
         let huge = GOOD.replace("max_train_steps = 1000", "max_train_steps = 9223372036854775807")
             .replace("eval_every = 100", "eval_every = 9223372036854775807");
         let fit = "\n[lr_sweep]\nfit = \"train/loss <= 0.01\"\n";
         let s = StudySpec::parse(&format!("{huge}{fit}"), "t").unwrap();
         let sweep = s.lr_sweep_spec("t").unwrap();
-        assert_eq!((sweep.start_steps, sweep.max_steps), (u64::MAX, u64::MAX));
+        assert_eq!((sweep.patience, sweep.max_steps), (u64::MAX, u64::MAX));
         // A budget so long that the timeout scaled to it is no duration at all.
         let long = GOOD.replace("timeout = \"5m\"", "timeout = \"300days\"");
         let e = err(&format!("{long}{fit}max_steps = 9223372036854775807\n"));

@@ -195,7 +195,7 @@ pub struct SweepArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
-    /// Print the report as JSON (schema horizon.lr-sweep/1) instead of text.
+    /// Print the report as JSON (schema horizon.lr-sweep/2) instead of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -1,27 +1,32 @@
 //! `horizon sweep-lr`: the constant-learning-rate sweep that picks an initial
 //! `max_train_steps` (docs/method.md section 2). The decisions are `horizon_core::lr_sweep`'s; this
 //! module runs the stages it asks for, each an ordinary study in
-//! `<study dir>/lr-sweep/<stage>/`, and prints the report. Running it again resumes: finished
-//! stages are read back from their databases, not run again.
+//! `<study dir>/lr-sweep/<stage>/`, with the policy `lr_sweep::stops` as the worker's scheduler
+//! (it stops trials that cannot change the answer), and prints the report. Running it again
+//! resumes: finished stages are read back from their databases, not run again.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::mpsc::channel;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use horizon_core::lr_sweep::{
-    BudgetSource, HeldBy, LrOutcome, LrSweepSpec, Next, Observed, Side, Stage, SweepReport, Verdict, held_params,
-    next_stage, stage_study,
+    BudgetSource, Held, HeldBy, LrOutcome, LrSweepSpec, Next, Observed, Side, Stage, StageTrial, SweepReport, Verdict,
+    fastest_so_far, held_params, next_stage, shapes_the_schedule, stage_study, stops,
 };
-use horizon_core::{StudySpec, TrialState};
+use horizon_core::protocol::is_loss_like;
+use horizon_core::TrialState;
 use horizon_runner::RunError;
 use horizon_runner::resolve::ResolvedStudy;
-use horizon_store::Storage;
+use horizon_runner::scheduler::from_fn;
+use horizon_runner::worker::{Worker, WorkerOptions};
+use horizon_store::{SqliteStorage, Storage, StudyId};
 use serde::Serialize;
 
 use crate::cli::SweepArgs;
-use crate::run::{SignalRelay, run_study};
+use crate::run::SignalRelay;
 use crate::table::num;
 
 /// The sweep's directory inside the study directory.
@@ -32,7 +37,7 @@ struct SweepOutput<'a> {
     schema: &'static str,
     study: &'a str,
     param: &'a str,
-    held: Vec<horizon_core::lr_sweep::Held>,
+    held: &'a [Held],
     directory: String,
     #[serde(flatten)]
     report: &'a SweepReport,
@@ -40,13 +45,24 @@ struct SweepOutput<'a> {
 
 pub fn sweep_lr(args: SweepArgs) -> Result<ExitCode> {
     let base = ResolvedStudy::load(&args.study)?;
-    let sweep = base.spec.lr_sweep_spec(&base.spec_path.display().to_string())?;
+    let origin = base.spec_path.display().to_string();
+    let sweep = base.spec.lr_sweep_spec(&origin)?;
+    // Refused before anything runs: a schedule that cannot be made constant, a parameter
+    // without a value to hold it at.
+    let held = held_params(&base.spec, &sweep, &origin)?;
     let root = base.dir.join(SWEEP_DIR);
     let relay = SignalRelay::install()?;
     let show_bar = !args.no_progress && std::io::stderr().is_terminal();
     let mut err = std::io::stderr().lock();
     writeln!(err, "learning-rate sweep of study {}: {} held constant, fit when {}", base.spec.name, sweep.param, sweep.fit)?;
-    writeln!(err, "  held: {}", describe_held(&base.spec, &sweep))?;
+    writeln!(err, "  held: {}", describe_held(&base.spec, &held))?;
+    if base.spec.trainer.workload.is_none() && !held.iter().any(|h| h.by == HeldBy::Constant || shapes_the_schedule(&h.name)) {
+        writeln!(
+            err,
+            "  note: no parameter sets the learning-rate schedule, so the trainer must keep {} constant itself; if one does, declare its constant value ([params.NAME] constant = VALUE, docs/lr-sweep.md)",
+            sweep.param
+        )?;
+    }
     drop(err);
 
     let mut observed = Observed::default();
@@ -56,34 +72,25 @@ pub fn sweep_lr(args: SweepArgs) -> Result<ExitCode> {
             Next::Run(stage) => stage,
         };
         eprintln!("stage {}: {}", stage.name(), describe_stage(&sweep, &stage));
-        let study = stage_resolved(&base, &sweep, &stage, &root)?;
+        let study = stage_resolved(&base, &sweep, &held, &stage, &root)?;
         crate::run::check_study_dir(&study.dir)?;
         let storage = Arc::new(study.open_storage()?);
-        let (_, study_id) = run_study(&study, storage.clone(), args.jobs, show_bar, &relay).map_err(|e| explain_incompatible(e, &root))?;
+        let prior = fastest_so_far(&sweep, &observed);
+        let study_id = run_stage(&study, storage.clone(), &sweep, prior, &args, show_bar, &relay).map_err(|e| explain_incompatible(e, &root))?;
         if relay.stopped() {
             eprintln!("stopped; `horizon sweep-lr {}` resumes the sweep", args.study.display());
             return Ok(ExitCode::from(crate::EXIT_STOPPED));
         }
-        let outcomes = stage_outcomes(storage.as_ref(), study_id, &sweep, &study.dir)?;
-        match stage {
-            Stage::FindSteps { .. } => {
-                let outcome = outcomes.into_iter().next().map(|(_, o)| o).context("the find-steps stage ran no trial")?;
-                if let LrOutcome::Fit { steps } = outcome {
-                    eprintln!("  fit at step {steps}: N = {}", sweep.found_budget(steps));
-                }
-                observed.find_steps = Some(outcome);
-            }
-            Stage::Grid { .. } => observed.grids.push(outcomes),
-        }
+        observed.grids.push(stage_trials(storage.as_ref(), study_id, &sweep, &study.spec.objective.metric, &study.dir)?);
     };
 
     let mut out = std::io::stdout().lock();
     if args.json {
         let output = SweepOutput {
-            schema: "horizon.lr-sweep/1",
+            schema: "horizon.lr-sweep/2",
             study: &base.spec.name,
             param: &sweep.param,
-            held: held_params(&base.spec, &sweep),
+            held: &held,
             directory: root.display().to_string(),
             report: &report,
         };
@@ -94,9 +101,35 @@ pub fn sweep_lr(args: SweepArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Run one stage's study with `jobs` trials at once, with the sweep's policy
+/// (`lr_sweep::stops`) stopping the trials that cannot change the answer.
+fn run_stage(
+    study: &ResolvedStudy,
+    storage: Arc<SqliteStorage>,
+    sweep: &LrSweepSpec,
+    prior: Option<(f64, u64)>,
+    args: &SweepArgs,
+    show_bar: bool,
+    relay: &SignalRelay,
+) -> Result<StudyId> {
+    let (events_tx, events_rx) = channel();
+    let options = WorkerOptions { jobs: args.jobs.max(1), ..WorkerOptions::default() };
+    let policy = sweep.clone();
+    let scheduler = from_fn(vec![sweep.fit.metric.clone()], move |view| stops(&policy, prior, view));
+    let worker = Worker::new(study.clone(), storage, options, events_tx)?.with_scheduler(Box::new(scheduler));
+    let study_id = worker.study().id;
+    relay.attach(worker.control_handle());
+    let spec = &study.spec;
+    let reporter = crate::progress::spawn(events_rx, show_bar, spec.objective.metric.clone(), spec.objective.direction, spec.trainer.retries);
+    let summary = worker.run();
+    let _ = reporter.join();
+    summary?;
+    Ok(study_id)
+}
+
 /// The stage's study, bound to its directory under the sweep's.
-fn stage_resolved(base: &ResolvedStudy, sweep: &LrSweepSpec, stage: &Stage, root: &Path) -> Result<ResolvedStudy> {
-    let spec = stage_study(&base.spec, sweep, stage);
+fn stage_resolved(base: &ResolvedStudy, sweep: &LrSweepSpec, held: &[Held], stage: &Stage, root: &Path) -> Result<ResolvedStudy> {
+    let spec = stage_study(&base.spec, sweep, held, stage);
     let mut study = ResolvedStudy::new(spec, &base.spec_path)?;
     study.dir = root.join(stage.name());
     Ok(study)
@@ -114,9 +147,10 @@ fn explain_incompatible(e: anyhow::Error, root: &Path) -> anyhow::Error {
     }
 }
 
-/// Each trial's learning rate and what it did, from storage. A stage whose trials have not all
+/// Each trial of a stage as stored: its learning rate, state, fit-metric curve, where a loss
+/// first became non-finite and the last step it reported. A stage whose trials have not all
 /// finished (another process still holds one) is not judged: half a grid could move an edge.
-fn stage_outcomes(storage: &dyn Storage, study: horizon_store::StudyId, sweep: &LrSweepSpec, dir: &Path) -> Result<Vec<(f64, LrOutcome)>> {
+fn stage_trials(storage: &dyn Storage, study: StudyId, sweep: &LrSweepSpec, objective: &str, dir: &Path) -> Result<Vec<StageTrial>> {
     let trials = storage.trials(study)?;
     let unfinished: Vec<String> =
         trials.iter().filter(|t| matches!(t.state, TrialState::Waiting | TrialState::Running)).map(|t| t.number.to_string()).collect();
@@ -127,40 +161,41 @@ fn stage_outcomes(storage: &dyn Storage, study: horizon_store::StudyId, sweep: &
             dir.display()
         );
     }
-    let curves = storage.study_metric(study, &sweep.fit.metric)?;
     let mut out = Vec::new();
     for t in trials {
-        let lr = t.params.get(&sweep.param).and_then(|v| v.as_f64()).context("a sweep trial without its learning rate")?;
-        let message = || t.message.clone().unwrap_or_else(|| t.state.to_string());
-        let outcome = match t.state {
-            TrialState::Complete => {
-                let curve: Vec<(u64, f64)> = curves.iter().filter(|(id, _, _)| *id == t.id).map(|(_, s, v)| (*s, *v)).collect();
-                match sweep.fit.first_step(&curve) {
-                    Some(steps) => LrOutcome::Fit { steps },
-                    None => LrOutcome::Never { best: sweep.fit.closest(&curve) },
-                }
-            }
-            TrialState::Diverged => LrOutcome::Diverged { message: message() },
-            _ => LrOutcome::Failed { message: message() },
-        };
-        out.push((lr, outcome));
+        let Some(lr) = t.params.get(&sweep.param).and_then(|v| v.as_f64()) else { bail!("a sweep trial without its learning rate") };
+        let points = storage.metrics(t.id)?;
+        let mut curve: Vec<(u64, f64)> = points.iter().filter(|p| p.name == sweep.fit.metric).map(|p| (p.step, p.value)).collect();
+        curve.sort_by_key(|(step, _)| *step);
+        let diverged_at = (t.state == TrialState::Diverged)
+            .then(|| points.iter().filter(|p| !p.value.is_finite() && is_loss_like(&p.name, objective)).map(|p| p.step).min())
+            .flatten();
+        out.push(StageTrial {
+            number: t.number,
+            lr,
+            state: t.state,
+            message: t.message.clone(),
+            curve,
+            diverged_at,
+            last_step: points.iter().map(|p| p.step).max(),
+        });
     }
     Ok(out)
 }
 
-fn describe_held(spec: &StudySpec, sweep: &LrSweepSpec) -> String {
-    let held = held_params(spec, sweep);
+fn describe_held(spec: &horizon_core::StudySpec, held: &[Held]) -> String {
     if held.is_empty() {
         return "nothing else".into();
     }
+    let workload = spec.trainer.workload.as_deref().unwrap_or("the workload");
     held.iter()
         .map(|h| {
             let why = match h.by {
-                HeldBy::Off => "off",
-                HeldBy::Set => "lr_sweep.set",
-                HeldBy::Fixed => "fixed",
-                HeldBy::Middle => "middle of its range",
-                HeldBy::Constant => "constant learning rate",
+                HeldBy::Off => "off".to_string(),
+                HeldBy::Set => "lr_sweep.set".to_string(),
+                HeldBy::Fixed => "fixed".to_string(),
+                HeldBy::Default => format!("{workload}'s default"),
+                HeldBy::Constant => "constant learning rate".to_string(),
             };
             format!("{} = {} ({why})", h.name, h.value)
         })
@@ -169,19 +204,21 @@ fn describe_held(spec: &StudySpec, sweep: &LrSweepSpec) -> String {
 }
 
 fn describe_stage(sweep: &LrSweepSpec, stage: &Stage) -> String {
-    match stage {
-        Stage::FindSteps { lr, max_steps } => format!(
-            "{} = {lr} for up to {max_steps} steps, to find N (the first of {}, {}, {}, ... steps that fits)",
-            sweep.param,
-            sweep.start_steps,
-            2 * sweep.start_steps,
-            4 * sweep.start_steps
-        ),
-        Stage::Grid { index: 0, lrs, steps } => {
-            format!("{} constant learning rates for {steps} steps each: {}", lrs.len(), join(lrs))
-        }
-        Stage::Grid { lrs, steps, .. } => format!("extending the grid past its edge: {} for {steps} steps each", join(lrs)),
-    }
+    let against = match sweep.steps {
+        Some(n) => format!("for up to N = {n} steps"),
+        None => format!("against the cap of {} steps (lr_sweep.max_steps)", stage.steps),
+    };
+    let what = if stage.index == 0 {
+        format!("{} constant learning rates {against}: {}", stage.lrs.len(), join(&stage.lrs))
+    } else {
+        format!("extending the grid past its edge: {} {against}", join(&stage.lrs))
+    };
+    let stops = if sweep.prune {
+        "; each stops at its fit, once a faster rate has fit, or once it stalls"
+    } else {
+        "; each stops at its fit (lr_sweep.prune = false)"
+    };
+    format!("{what}{stops}")
 }
 
 fn join(lrs: &[f64]) -> String {
@@ -197,14 +234,11 @@ pub fn render_report(sweep: &LrSweepSpec, r: &SweepReport, root: &Path) -> Strin
     };
     line(String::new());
     match &r.budget {
-        Some(BudgetSource::Given { steps }) => line(format!("N = {steps} steps (lr_sweep.steps)")),
-        Some(BudgetSource::Found { lr, fit_step, start_steps, steps }) => line(format!(
-            "N = {steps} steps: at {} = {lr} the training set was fit at step {fit_step}, within the doubled budget {steps} (from {start_steps})",
-            sweep.param
-        )),
-        None => {}
+        BudgetSource::Given { steps } => line(format!("N = {steps} steps (lr_sweep.steps)")),
+        BudgetSource::Cap { steps } => line(format!("budget: the cap, {steps} steps (lr_sweep.max_steps); the fastest fit bounds every other rate")),
     }
     if !r.results.is_empty() {
+        let closest = |best: &Option<f64>| best.map(|b| format!("; closest {}: {}", sweep.fit.metric, num(b))).unwrap_or_default();
         let rows: Vec<[String; 2]> = r
             .results
             .iter()
@@ -214,6 +248,8 @@ pub fn render_report(sweep: &LrSweepSpec, r: &SweepReport, root: &Path) -> Strin
                     LrOutcome::Fit { steps } => steps.to_string(),
                     LrOutcome::Never { best: Some(b) } => format!("never (closest {}: {})", sweep.fit.metric, num(*b)),
                     LrOutcome::Never { best: None } => "never".into(),
+                    LrOutcome::Slower { than, best } => format!("slower (not fit by step {than}{})", closest(best)),
+                    LrOutcome::Stalled { at, best } => format!("stalled (no progress by step {at}{})", closest(best)),
                     LrOutcome::Diverged { message } => format!("diverged ({message})"),
                     LrOutcome::Failed { message } => format!("failed ({message})"),
                 };
@@ -228,6 +264,14 @@ pub fn render_report(sweep: &LrSweepSpec, r: &SweepReport, root: &Path) -> Strin
     }
     for (side, lrs) in &r.extensions {
         line(format!("extended the grid past its {side} edge with {}", join(lrs)));
+    }
+    match r.suggested_max_train_steps.filter(|n| *n > 0) {
+        Some(n) => line(format!(
+            "trained: {} steps in all, {:.1}x the fastest rate's steps-to-fit",
+            r.trained_steps,
+            r.trained_steps as f64 / n as f64
+        )),
+        None => line(format!("trained: {} steps in all", r.trained_steps)),
     }
     line(String::new());
     let suggested = r.suggested_max_train_steps.map(|n| n.to_string()).unwrap_or_default();
@@ -267,37 +311,21 @@ pub fn render_report(sweep: &LrSweepSpec, r: &SweepReport, root: &Path) -> Strin
                 .collect();
             line(format!("  fix: move {} or raise lr_sweep.extensions, then run sweep-lr again", moves.join(" and ")));
         }
-        Verdict::CannotFit { lr, max_steps } => {
-            line(format!(
-                "the training set was not fit ({}) within {max_steps} steps at {} = {lr}: it cannot be fit perfectly under this setup.",
-                r.fit, sweep.param
-            ));
-            line("  The sweep assumes a perfect fit is reachable (docs/method.md section 2). If it is not, treat the workload as".into());
-            line("  compute-bound: tune in rounds with growing budgets (docs/method.md section 3), and expect regularization to".into());
-            line("  help little. Or loosen lr_sweep.fit, raise lr_sweep.max_steps, or try another lr_sweep.find_lr.".into());
-        }
-        Verdict::FindStepsFailed { lr, message } => {
-            let diverged = matches!(r.results.first(), Some((_, LrOutcome::Diverged { .. })));
-            line(format!(
-                "the find-steps trial at {} = {lr} {}: {message}",
-                sweep.param,
-                if diverged { "diverged" } else { "failed" }
-            ));
-            if diverged {
-                line("  fix: choose a smaller lr_sweep.find_lr (it defaults to the grid's geometric middle), or give N as lr_sweep.steps".into());
-            } else {
-                line(format!("  fix: read the trial's log in {}/find-steps/ and fix the trainer, or give N as lr_sweep.steps", root.display()));
+        Verdict::NothingFit { steps } => match r.budget {
+            BudgetSource::Cap { .. } => {
+                line(format!(
+                    "the training set was not fit ({}) within {steps} steps at any learning rate: it cannot be fit perfectly under this setup.",
+                    r.fit
+                ));
+                line("  The sweep assumes a perfect fit is reachable (docs/method.md section 2). If it is not, treat the workload as".into());
+                line("  compute-bound: tune in rounds with growing budgets (docs/method.md section 3), and expect regularization to".into());
+                line("  help little. Or loosen lr_sweep.fit, raise lr_sweep.max_steps, or widen lr_sweep.low/high.".into());
             }
-        }
-        Verdict::NothingFit { steps } => {
-            line(format!("no learning rate fit the training set ({}) within N = {steps} steps.", r.fit));
-            match r.budget {
-                Some(BudgetSource::Found { .. }) => line(format!(
-                    "  fix: give a longer N as lr_sweep.steps (above {steps}), or widen lr_sweep.low/high"
-                )),
-                _ => line("  fix: raise lr_sweep.steps, or widen lr_sweep.low/high".into()),
+            BudgetSource::Given { .. } => {
+                line(format!("no learning rate fit the training set ({}) within N = {steps} steps.", r.fit));
+                line("  fix: raise lr_sweep.steps (or leave it out to run against lr_sweep.max_steps), or widen lr_sweep.low/high".into());
             }
-        }
+        },
     }
     line(format!("trials and curves: {}/<stage> (`horizon trials DIR` works on each)", root.display()));
     s
@@ -309,27 +337,35 @@ mod tests {
     use horizon_core::criterion::Criterion;
 
     #[test]
-    fn the_report_names_the_fastest_rate_and_the_budget() {
+    fn the_report_names_the_fastest_rate_the_budget_and_the_cost() {
         let sweep: LrSweepSpec = serde_json::from_value(serde_json::json!({
             "param": "learning_rate", "low": 0.01, "high": 1.0, "points": 3, "fit": "train/error <= 0",
-            "steps": 400, "start_steps": 100, "max_steps": 1600, "find_lr": null, "extensions": 2,
+            "steps": null, "max_steps": 1600, "patience": 100, "prune": true, "extensions": 2,
             "extend_by": 2, "eval_every": 10, "set": {}
         }))
         .unwrap();
         assert_eq!(sweep.fit, Criterion::parse("train/error <= 0").unwrap());
         let report = SweepReport {
             fit: sweep.fit.to_string(),
-            budget: Some(BudgetSource::Given { steps: 400 }),
-            results: vec![(0.01, LrOutcome::Never { best: Some(0.05) }), (0.1, LrOutcome::Fit { steps: 130 }), (1.0, LrOutcome::Diverged { message: "nan".into() })],
+            budget: BudgetSource::Cap { steps: 1600 },
+            results: vec![
+                (0.001, LrOutcome::Stalled { at: 100, best: Some(0.9) }),
+                (0.01, LrOutcome::Slower { than: 130, best: Some(0.05) }),
+                (0.1, LrOutcome::Fit { steps: 130 }),
+                (1.0, LrOutcome::Diverged { message: "nan".into() }),
+            ],
             fastest: vec![0.1],
             extensions: vec![],
             verdict: Verdict::Found,
             suggested_max_train_steps: Some(130),
+            trained_steps: 390,
         };
         let text = render_report(&sweep, &report, Path::new("/x/lr-sweep"));
         assert!(text.contains("130  <- fastest"), "{text}");
         assert!(text.contains("initial max_train_steps: 130"), "{text}");
         assert!(text.contains("diverged (nan)"), "{text}");
-        assert!(text.contains("never (closest train/error: 0.05"), "{text}");
+        assert!(text.contains("slower (not fit by step 130; closest train/error: 0.05"), "{text}");
+        assert!(text.contains("stalled (no progress by step 100; closest train/error: 0.9"), "{text}");
+        assert!(text.contains("trained: 390 steps in all, 3.0x the fastest rate's steps-to-fit"), "{text}");
     }
 }
