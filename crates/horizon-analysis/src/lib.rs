@@ -1,14 +1,13 @@
 //! Analysis of a study's trials: is `max_train_steps` right, what do the best curves say, and
 //! are the best trials at an edge of the search space (docs/method.md sections 1, 2 and 4).
 //!
-//! Everything here is a pure function of its input except the import parsers, which read the
-//! files they are given and return data (nothing is written anywhere):
+//! Everything here is a pure function of its input: no file is read or written (runs made
+//! without horizon are read by `horizon-import`, which gives them to [`analyze`] as a
+//! [`StudyData`]).
 //!
 //! - [`analyze`]: [`StudyData`] in, [`Analysis`] out. The analysis is `Serialize` with a
 //!   versioned schema ([`SCHEMA`], documented field by field in `docs/analysis.md`).
 //! - [`render_text`]: the terminal summary of an analysis.
-//! - [`import::parse_jsonl`] and [`import::parse_csv_dir`]: runs made without horizon, as
-//!   [`import::ImportedRun`]s; [`import::study_from_runs`] turns them into [`StudyData`].
 //!
 //! Every threshold lives in [`AnalysisConfig`], with defaults argued in `docs/analysis.md`.
 //!
@@ -51,9 +50,7 @@ pub mod config {
     pub use horizon_core::analysis_config::*;
 }
 pub mod curves;
-pub mod import;
 pub mod stats;
-pub mod tensorboard;
 pub mod text;
 pub mod trials;
 
@@ -65,8 +62,6 @@ pub use boundary::SpaceReport;
 pub use budget::{BudgetVerdict, Confidence, Verdict};
 pub use config::AnalysisConfig;
 pub use curves::CurveReport;
-pub use import::{ImportError, ImportedRun, parse_csv_dir, parse_jsonl, study_from_runs};
-pub use tensorboard::parse_tensorboard_dir;
 pub use text::render_text;
 pub use trials::{HighLossRule, InfeasibleReason, TrialAnalysis};
 

@@ -13,10 +13,11 @@ use std::process::Command;
 
 use horizon_analysis::boundary::Edge;
 use horizon_analysis::curves::ComputeKind;
-use horizon_analysis::{AnalysisConfig, InfeasibleReason, Verdict, analyze, parse_jsonl, render_text, study_from_runs};
+use horizon_analysis::{AnalysisConfig, InfeasibleReason, Verdict, analyze, render_text};
 use horizon_core::params::ParamValue;
 use horizon_core::space::{ParamDef, ParamKind, Scale, SearchSpace};
 use horizon_core::{Direction, TrialState};
+use horizon_import::{parse_jsonl, study_from_runs};
 use serde_json::Value;
 
 fn repo() -> PathBuf {

@@ -1,5 +1,5 @@
 //! `horizon import`: runs made without horizon, stored as finished trials of a study so that
-//! `horizon analyze` judges them like its own. Parsing is `horizon_analysis`'s (all or nothing,
+//! `horizon analyze` judges them like its own. Parsing is `horizon_import`'s (all or nothing,
 //! errors with file, line, field and fix); storing is one transaction
 //! (`Storage::create_study_with_imports` / `Storage::import_trials`). Every trial records its
 //! run key (its parameters, budget and curve), unique in its study, so importing the same run
@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use horizon_analysis::{ImportedRun, parse_csv_dir, parse_jsonl, parse_tensorboard_dir};
+use horizon_import::{EVENT_PREFIX, Run, csv_files, event_runs, parse_csv_dir, parse_jsonl, parse_tensorboard_dir};
 use horizon_core::params::ParamValue;
 use horizon_core::space::{ParamDef, ParamKind};
 use horizon_core::spec::SpaceFile;
@@ -23,8 +23,6 @@ use crate::cli::{DirectionArg, ImportArgs, ImportFormat};
 use crate::table::shell_quote;
 use horizon_analysis::text::plural;
 use crate::target::{stored_objective, stored_spec};
-
-const EVENT_PREFIX: &str = "events.out.tfevents.";
 
 pub fn import(args: ImportArgs) -> Result<()> {
     let space = match &args.space {
@@ -47,7 +45,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
     };
     check_objective(&runs, objective, source)?;
     if let Some((path, file)) = &space {
-        check_runs_in_space(runs.iter().map(|r| (r.origin.as_str(), &r.params)), file, path)?;
+        check_runs_in_space(runs.iter().map(|r| (r.trial.origin.as_str(), &r.trial.params)), file, path)?;
     }
     let canonical =
         std::fs::canonicalize(source).with_context(|| format!("reading {}", source.display()))?;
@@ -63,7 +61,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
     let db = args.into.join(DATABASE_FILE);
     let storage = SqliteStorage::open(&db)?;
     let at = horizon_runner::now();
-    let trials = |direction| -> Vec<ImportedTrial> { runs.iter().map(|run| imported_trial(run, objective, direction, at)).collect() };
+    let trials = |direction| -> Vec<ImportedTrial> { runs.iter().map(|run| run.for_study(objective, direction, at)).collect() };
     // A new study is created together with its trials (one transaction); if another process
     // creates it first, the runs go into that study once its objective is checked.
     let stored = loop {
@@ -259,16 +257,8 @@ fn detect(source: &Path) -> Result<ImportFormat> {
             source.display()
         );
     }
-    let has_csv = std::fs::read_dir(source)
-        .with_context(|| format!("listing {}", source.display()))?
-        .filter_map(|e| e.ok())
-        .any(|e| {
-            e.path().is_file()
-                && e.path()
-                    .extension()
-                    .is_some_and(|x| x.eq_ignore_ascii_case("csv"))
-        });
-    let has_events = has_event_files(source);
+    let has_csv = !csv_files(source)?.is_empty();
+    let has_events = !event_runs(source)?.is_empty();
     match (has_csv, has_events) {
         (true, false) => Ok(ImportFormat::Csv),
         (false, true) => Ok(ImportFormat::Tensorboard),
@@ -283,60 +273,43 @@ fn detect(source: &Path) -> Result<ImportFormat> {
     }
 }
 
-/// Whether `dir` or a directory below it holds an event file (symbolic links not followed).
-fn has_event_files(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.filter_map(|e| e.ok()).any(|e| {
-        let Ok(kind) = e.file_type() else {
-            return false;
-        };
-        if kind.is_dir() {
-            has_event_files(&e.path())
-        } else {
-            e.file_name().to_string_lossy().starts_with(EVENT_PREFIX)
-        }
-    })
-}
-
 /// The origins of the runs without any evaluation of `objective`.
-fn lacking<'a>(runs: &'a [ImportedRun], objective: &str) -> Vec<&'a str> {
+fn lacking<'a>(runs: &'a [Run], objective: &str) -> Vec<&'a str> {
     runs.iter()
-        .filter(|r| !r.curve.iter().any(|m| m.name == objective))
-        .map(|r| r.origin.as_str())
+        .filter(|r| !r.trial.metrics.iter().any(|m| m.name == objective))
+        .map(|r| r.trial.origin.as_str())
         .collect()
 }
 
 /// The runs without a finite evaluation of the objective, by the reason `horizon analyze` will
 /// count them infeasible (its order: failed, then diverged, then no_objective).
-fn without_finite_objective<'a>(runs: &'a [ImportedRun], objective: &str) -> BTreeMap<&'static str, Vec<&'a str>> {
+fn without_finite_objective<'a>(runs: &'a [Run], objective: &str) -> BTreeMap<&'static str, Vec<&'a str>> {
     let mut out: BTreeMap<&'static str, Vec<&'a str>> = BTreeMap::new();
     for r in runs {
-        if r.curve.iter().any(|m| m.name == objective && m.value.is_finite()) {
+        if r.trial.metrics.iter().any(|m| m.name == objective && m.value.is_finite()) {
             continue;
         }
         let non_finite_loss =
-            r.curve.iter().any(|m| !m.value.is_finite() && (m.name == objective || m.name.to_ascii_lowercase().contains("loss")));
-        let reason = match r.state {
+            r.trial.metrics.iter().any(|m| !m.value.is_finite() && (m.name == objective || m.name.to_ascii_lowercase().contains("loss")));
+        let reason = match r.trial.state {
             TrialState::Failed => "failed",
             TrialState::Incomplete => "incomplete",
             TrialState::Diverged => "diverged",
             _ if non_finite_loss => "diverged",
             _ => "no_objective",
         };
-        out.entry(reason).or_default().push(r.origin.as_str());
+        out.entry(reason).or_default().push(r.trial.origin.as_str());
     }
     out
 }
 
 /// Refuses runs none of which has the objective (naming the metrics they do have).
-fn check_objective(runs: &[ImportedRun], objective: &str, source: &Path) -> Result<()> {
+fn check_objective(runs: &[Run], objective: &str, source: &Path) -> Result<()> {
     let missing = lacking(runs, objective);
     if missing.len() == runs.len() {
         let metrics: BTreeSet<&str> = runs
             .iter()
-            .flat_map(|r| r.curve.iter().map(|m| m.name.as_str()))
+            .flat_map(|r| r.trial.metrics.iter().map(|m| m.name.as_str()))
             .collect();
         let Some(first) = metrics.first() else {
             bail!(
@@ -420,41 +393,6 @@ fn new_study(
     }
 }
 
-fn imported_trial(
-    run: &ImportedRun,
-    objective: &str,
-    direction: Direction,
-    at: f64,
-) -> ImportedTrial {
-    ImportedTrial {
-        params: run.params.clone(),
-        max_train_steps: run.max_train_steps,
-        state: run.state,
-        message: run.message.clone(),
-        selection: run.selection(objective, direction),
-        metrics: run.curve.clone(),
-        run_key: run.run_key(),
-        origin: absolute_origin(&run.origin),
-        source: run.source.clone(),
-        at,
-    }
-}
-
-/// `file:line` with the file made absolute, so that the same run reads the same from any
-/// working directory.
-fn absolute_origin(origin: &str) -> String {
-    let (file, line) = match origin.rsplit_once(':') {
-        Some((f, l)) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => (f, Some(l)),
-        _ => (origin, None),
-    };
-    let file =
-        std::fs::canonicalize(file).map_or_else(|_| file.to_string(), |p| p.display().to_string());
-    match line {
-        Some(l) => format!("{file}:{l}"),
-        None => file,
-    }
-}
-
 /// The source's name without its extension (a directory's whole name).
 fn default_name(canonical: &Path) -> String {
     let name = if canonical.is_dir() {
@@ -490,7 +428,7 @@ fn write_summary(
     objective: &str,
     format: ImportFormat,
     study: &str,
-    runs: &[ImportedRun],
+    runs: &[Run],
     stored: &[horizon_core::TrialRecord],
     space_line: Option<String>,
 ) -> std::io::Result<()> {
@@ -507,7 +445,7 @@ fn write_summary(
         format_name(format),
         study,
     )?;
-    let count = |s: TrialState| runs.iter().filter(|r| r.state == s).count();
+    let count = |s: TrialState| runs.iter().filter(|r| r.trial.state == s).count();
     let mut states = vec![format!("{} complete", count(TrialState::Complete))];
     if count(TrialState::Incomplete) > 0 {
         states.push(format!("{} incomplete", count(TrialState::Incomplete)));
@@ -517,7 +455,7 @@ fn write_summary(
     writeln!(out, "  states   {}", states.join(", "))?;
     let mut budgets: BTreeMap<u64, usize> = BTreeMap::new();
     for r in runs {
-        *budgets.entry(r.max_train_steps).or_default() += 1;
+        *budgets.entry(r.trial.max_train_steps).or_default() += 1;
     }
     let budget_text = if budgets.len() <= 6 {
         budgets
@@ -556,28 +494,6 @@ fn write_summary(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn origins_become_absolute_and_keep_their_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("runs.jsonl");
-        std::fs::write(&file, "").unwrap();
-        let canonical = std::fs::canonicalize(&file).unwrap().display().to_string();
-        assert_eq!(
-            absolute_origin(&format!("{}:12", file.display())),
-            format!("{canonical}:12")
-        );
-        assert_eq!(
-            absolute_origin(&file.display().to_string()),
-            canonical,
-            "no line: the whole path"
-        );
-        assert_eq!(
-            absolute_origin("/no/such/file:3"),
-            "/no/such/file:3",
-            "kept as given when missing"
-        );
-    }
 
     #[test]
     fn the_default_name_is_the_source_without_its_extension() {

@@ -546,9 +546,9 @@ fn copy_tree(from: &Path, to: &Path) {
 #[test]
 fn a_tensorboard_log_directory_is_detected_and_imported() {
     let w = workspace();
-    // Real event files written by tensorboardX (horizon-analysis' fixtures: five runs).
+    // Real event files written by tensorboardX (horizon-import's fixtures: five runs).
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../horizon-analysis/tests/fixtures/tensorboard");
+        .join("../horizon-import/tests/fixtures/tensorboard");
     copy_tree(&fixtures, &w.path().join("logs"));
     let out = w.horizon(&[
         "import",

@@ -6,24 +6,23 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use horizon_analysis::{
-    AnalysisConfig, ImportError, ImportedRun, analyze, parse_tensorboard_dir, study_from_runs,
-};
+use horizon_analysis::{AnalysisConfig, analyze};
+use horizon_import::{EVENT_PREFIX, ImportError, Run, event_runs, parse_tensorboard_dir, study_from_runs};
 use horizon_core::{Direction, ParamValue, TrialState};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tensorboard")
 }
 
-fn curve(run: &ImportedRun) -> Vec<(u64, &str, f64)> {
-    run.curve
+fn curve(run: &Run) -> Vec<(u64, &str, f64)> {
+    run.trial.metrics
         .iter()
         .map(|m| (m.step, m.name.as_str(), m.value))
         .collect()
 }
 
-fn param<'a>(run: &'a ImportedRun, name: &str) -> Option<&'a ParamValue> {
-    run.params.get(name)
+fn param<'a>(run: &'a Run, name: &str) -> Option<&'a ParamValue> {
+    run.trial.params.get(name)
 }
 
 #[test]
@@ -61,12 +60,12 @@ fn reads_the_tensorboardx_fixtures() {
     assert_eq!(param(a, "optimizer"), Some(&ParamValue::Str("sgd".into())));
     assert_eq!(param(a, "nesterov"), Some(&ParamValue::Bool(true)));
     assert_eq!(
-        (a.params.len(), a.max_train_steps),
+        (a.trial.params.len(), a.trial.max_train_steps),
         (4, 300),
         "max_train_steps is the budget, not a parameter"
     );
     assert_eq!(
-        (a.state, a.source.as_deref(), a.message.as_deref()),
+        (a.trial.state, a.trial.source.as_deref(), a.trial.message.as_deref()),
         (
             TrialState::Complete,
             None,
@@ -75,9 +74,9 @@ fn reads_the_tensorboardx_fixtures() {
             )
         )
     );
-    assert_eq!(runs[1].message, None, "no value written twice");
+    assert_eq!(runs[1].trial.message, None, "no value written twice");
     assert_eq!(
-        Path::new(&a.origin),
+        Path::new(&a.trial.origin),
         fixtures().join("a/events.out.tfevents.1700000000.fixture")
     );
 
@@ -98,15 +97,15 @@ fn reads_the_tensorboardx_fixtures() {
             (20, "train/error", 2.0),
         ]
     );
-    assert_eq!(b.max_train_steps, 20);
+    assert_eq!(b.trial.max_train_steps, 20);
     assert_eq!(param(b, "nesterov"), Some(&ParamValue::Bool(false)));
     assert_eq!(param(b, "optimizer"), Some(&ParamValue::Str("adam".into())));
 
-    // NaN and inf: diverged. Parameters and budget from a flat hparams.yaml.
+    // NaN and inf: diverged. Parameters and budget from hparams.yaml.
     let d = &runs[2];
-    assert_eq!(d.state, TrialState::Diverged);
-    assert_eq!(d.max_train_steps, 40);
-    let values: Vec<f64> = d.curve.iter().map(|m| m.value).collect();
+    assert_eq!(d.trial.state, TrialState::Diverged);
+    assert_eq!(d.trial.max_train_steps, 40);
+    let values: Vec<f64> = d.trial.metrics.iter().map(|m| m.value).collect();
     assert_eq!(
         (values.len(), values[0], values[2]),
         (3, 4.0, f64::INFINITY)
@@ -118,19 +117,19 @@ fn reads_the_tensorboardx_fixtures() {
         Some(&ParamValue::Str("cosine".into()))
     );
     assert_eq!(param(d, "warmup"), Some(&ParamValue::Int(5)));
-    assert_eq!(d.params.len(), 3);
+    assert_eq!(d.trial.params.len(), 3);
 
     // Parameters from directory names, with either separator.
     let g = &runs[3];
     assert_eq!(
-        g.params.0,
+        g.trial.params.0,
         [
             ("lr".to_string(), ParamValue::Float(0.01)),
             ("wd".to_string(), ParamValue::Float(1e-4))
         ]
     );
     assert_eq!(
-        (curve(g), g.max_train_steps),
+        (curve(g), g.trial.max_train_steps),
         (
             vec![(50, "valid/loss", 1.25), (100, "valid/loss", 1.0)],
             100
@@ -138,14 +137,14 @@ fn reads_the_tensorboardx_fixtures() {
     );
     let h = &runs[4];
     assert_eq!(
-        h.params.0,
+        h.trial.params.0,
         [
             ("lr".to_string(), ParamValue::Int(1)),
             ("weight_decay".to_string(), ParamValue::Float(0.001)),
             ("opt".to_string(), ParamValue::Str("sgd".into()))
         ]
     );
-    assert_eq!(h.max_train_steps, 50);
+    assert_eq!(h.trial.max_train_steps, 50);
 
     let study = study_from_runs("valid/loss", Direction::Minimize, &runs);
     assert_eq!(
@@ -164,7 +163,7 @@ fn a_run_directory_is_a_root_too() {
     let runs = parse_tensorboard_dir(fixtures().join("a")).unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].name.as_deref(), Some("a"));
-    assert_eq!(runs[0].curve.len(), 6);
+    assert_eq!(runs[0].trial.metrics.len(), 6);
     // A directory of runs two levels up names them by their relative path.
     let grid = parse_tensorboard_dir(fixtures().join("grid")).unwrap();
     let names: Vec<&str> = grid.iter().map(|r| r.name.as_deref().unwrap()).collect();
@@ -172,6 +171,30 @@ fn a_run_directory_is_a_root_too() {
         names,
         ["lr=0.01,wd=1e-4", "lr=1_weight_decay=0.001_opt=sgd"]
     );
+}
+
+#[test]
+fn the_directory_walk_finds_the_runs_the_parser_reads() {
+    // One walk: what `horizon import` detects a log directory by is what is read.
+    let found = event_runs(&fixtures()).unwrap();
+    let dirs: Vec<String> = found.iter().map(|r| r.dir.display().to_string()).collect();
+    let runs = parse_tensorboard_dir(fixtures()).unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r.name.as_deref().unwrap()).collect();
+    assert_eq!(dirs, names);
+    assert_eq!(found[0].files.len(), 2, "run a: two event files, in name order");
+    assert!(found.iter().flat_map(|r| &r.files).all(|f| f.file_name().unwrap().to_string_lossy().starts_with(EVENT_PREFIX)));
+    assert!(found[0].files.windows(2).all(|w| w[0] < w[1]));
+
+    // A link to a directory is not followed (no cycles, no run counted twice).
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("run")).unwrap();
+    fs::write(dir.path().join("run/events.out.tfevents.1.host"), records().concat()).unwrap();
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("run/loop")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("run"), dir.path().join("again")).unwrap();
+    let found = event_runs(dir.path()).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].dir, Path::new("run"));
+    assert!(event_runs(&dir.path().join("run/events.out.tfevents.1.host")).is_err(), "a file is not a directory");
 }
 
 // A minimal encoder: TFRecord frames of `Event { step, summary { value { tag, simple_value } } }`.
@@ -241,7 +264,7 @@ fn run_dir(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
     (dir, file)
 }
 
-fn read(bytes: &[u8]) -> Result<Vec<ImportedRun>, ImportError> {
+fn read(bytes: &[u8]) -> Result<Vec<Run>, ImportError> {
     let (dir, _file) = run_dir(bytes);
     parse_tensorboard_dir(dir.path())
 }
@@ -256,7 +279,7 @@ fn a_truncated_last_record_is_ignored() {
         [(1, "loss", 1.0), (2, "loss", 0.5), (2, "acc", 0.75)]
     );
     assert_eq!(
-        (runs[0].name.as_deref(), runs[0].max_train_steps),
+        (runs[0].name.as_deref(), runs[0].trial.max_train_steps),
         (Some("run"), 2)
     );
     // Cut anywhere in the last record (header, data, footer): the first two records remain.
@@ -352,7 +375,7 @@ fn a_truncated_record_in_an_earlier_file_is_an_error() {
     .unwrap();
     let runs = parse_tensorboard_dir(dir.path()).unwrap();
     assert_eq!(curve(&runs[0]), [(1, "loss", 1.0), (3, "loss", 0.25)]);
-    assert_eq!(runs[0].message, None);
+    assert_eq!(runs[0].trial.message, None);
 }
 
 #[test]
@@ -372,10 +395,10 @@ fn event_files_are_read_in_name_order_and_the_last_value_wins() {
     fs::write(dir.path().join("notes.txt"), "not an event file").unwrap();
     let runs = parse_tensorboard_dir(dir.path()).unwrap();
     assert_eq!(curve(&runs[0]), [(3, "loss", 1.0), (5, "loss", 0.25)]);
-    assert!(runs[0].origin.ends_with("events.out.tfevents.1.host"));
+    assert!(runs[0].trial.origin.ends_with("events.out.tfevents.1.host"));
     // Step 5's loss, written three times, counts once.
     assert_eq!(
-        runs[0].message.as_deref(),
+        runs[0].trial.message.as_deref(),
         Some("1 evaluation was written more than once (a restarted run?); its last value was kept")
     );
 
@@ -410,7 +433,7 @@ fn event_files_are_read_in_name_order_and_the_last_value_wins() {
         ]
     );
     assert_eq!(
-        runs[0].message.as_deref(),
+        runs[0].trial.message.as_deref(),
         Some(
             "3 evaluations were written more than once (a restarted run?); the last value of each was kept"
         )
@@ -457,16 +480,16 @@ fn problems_are_errors_with_a_fix() {
         )
     );
 
-    // Nested parameters.
+    // A list of objects (nested objects are dotted names: tests/params.rs).
     fs::write(
         file.with_file_name("params.json"),
-        r#"{"optimizer": {"lr": 0.1}}"#,
+        r#"{"optimizer": {"groups": [{"lr": 0.1}]}}"#,
     )
     .unwrap();
     let e = parse_tensorboard_dir(dir.path()).unwrap_err();
     assert_eq!(
         (e.field.as_deref(), e.file.file_name().unwrap().to_str()),
-        (Some("optimizer"), Some("params.json"))
+        (Some("optimizer.groups"), Some("params.json"))
     );
     assert!(e.fix.contains("flatten"), "{}", e.fix);
 

@@ -16,9 +16,11 @@ use horizon_core::{MetricPoint, ParamValue, Params, TrialState};
 use prost::Message;
 use serde_json::Value as Json;
 
-use crate::import::{ImportError, ImportedRun};
+use crate::params::{Flat, Scalar, json_object, value};
+use crate::{ImportError, Run, as_read, list_dir, read};
 
-const EVENT_PREFIX: &str = "events.out.tfevents.";
+/// The name of every TensorBoard event file starts with this.
+pub const EVENT_PREFIX: &str = "events.out.tfevents.";
 const PARAM_FILES: &[&str] = &["params.json", "hparams.json", "params.yaml", "hparams.yaml"];
 const BUDGET: &str = "max_train_steps";
 const DT_FLOAT: i32 = 1;
@@ -114,6 +116,47 @@ fn err(
     }
 }
 
+/// A directory that holds event files: a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRun {
+    /// Its path relative to the root (empty when the root is itself a run).
+    pub dir: PathBuf,
+    /// Its `events.out.tfevents.*` files, sorted by name.
+    pub files: Vec<PathBuf>,
+}
+
+/// Every directory at or below `root` that holds event files, sorted by relative path. Depth
+/// first; symbolic links to directories are not followed (no cycles). This is the one walk:
+/// [`parse_tensorboard_dir`] reads what it finds, and `horizon import` detects the format by it.
+pub fn event_runs(root: &Path) -> Result<Vec<EventRun>, ImportError> {
+    let mut out = Vec::new();
+    walk(root, PathBuf::new(), &mut out)?;
+    out.sort_by(|a, b| a.dir.cmp(&b.dir));
+    Ok(out)
+}
+
+fn walk(dir: &Path, rel: PathBuf, out: &mut Vec<EventRun>) -> Result<(), ImportError> {
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for entry in list_dir(dir)? {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            dirs.push(entry.file_name());
+        } else if entry.file_name().to_string_lossy().starts_with(EVENT_PREFIX) && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    dirs.sort();
+    if !files.is_empty() {
+        out.push(EventRun { dir: rel.clone(), files });
+    }
+    for d in dirs {
+        walk(&dir.join(&d), rel.join(&d), out)?;
+    }
+    Ok(())
+}
+
 /// Read every TensorBoard run under `root`: `root` itself when it holds event files, and every
 /// directory below it that holds some, sorted by relative path.
 ///
@@ -125,7 +168,7 @@ fn err(
 /// being written) is ignored, in any earlier file it is an error. A value written twice for the
 /// same step and tag (a restarted run) is replaced by the later one, and the run's `message` says
 /// how many were.
-pub fn parse_tensorboard_dir(root: impl AsRef<Path>) -> Result<Vec<ImportedRun>, ImportError> {
+pub fn parse_tensorboard_dir(root: impl AsRef<Path>) -> Result<Vec<Run>, ImportError> {
     let root = root.as_ref();
     if !root.is_dir() {
         return Err(err(
@@ -136,8 +179,7 @@ pub fn parse_tensorboard_dir(root: impl AsRef<Path>) -> Result<Vec<ImportedRun>,
             "give a run directory (it holds events.out.tfevents.* files) or a directory of runs",
         ));
     }
-    let mut found = Vec::new();
-    find_runs(root, PathBuf::new(), &mut found)?;
+    let found = event_runs(root)?;
     if found.is_empty() {
         return Err(err(
             root,
@@ -148,76 +190,16 @@ pub fn parse_tensorboard_dir(root: impl AsRef<Path>) -> Result<Vec<ImportedRun>,
         ));
     }
     // When the root is itself a run, names start with its own name rather than being empty.
-    let base = if found[0].0.as_os_str().is_empty() {
-        let name = root.file_name().map(PathBuf::from).or_else(|| {
-            std::fs::canonicalize(root)
-                .ok()?
-                .file_name()
-                .map(PathBuf::from)
-        });
+    let base = if found[0].dir.as_os_str().is_empty() {
+        let name = root.file_name().map(PathBuf::from).or_else(|| std::fs::canonicalize(root).ok()?.file_name().map(PathBuf::from));
         name.unwrap_or_else(|| PathBuf::from("."))
     } else {
         PathBuf::new()
     };
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    found
-        .into_iter()
-        .map(|(rel, files)| read_run(root, &base.join(rel), &files))
-        .collect()
+    found.into_iter().map(|run| read_run(root, &base.join(&run.dir), &run.files)).collect()
 }
 
-/// Depth first: each directory that holds event files is a run (its event files sorted by
-/// name). Symbolic links to directories are not followed (no cycles).
-fn find_runs(
-    dir: &Path,
-    rel: PathBuf,
-    out: &mut Vec<(PathBuf, Vec<PathBuf>)>,
-) -> Result<(), ImportError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        err(
-            dir,
-            None,
-            None,
-            format!("cannot list: {e}"),
-            "check the directory's permissions",
-        )
-    })?;
-    let mut files = Vec::new();
-    let mut dirs = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| {
-            err(
-                dir,
-                None,
-                None,
-                format!("cannot list: {e}"),
-                "check the directory's permissions",
-            )
-        })?;
-        let path = entry.path();
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            dirs.push(entry.file_name());
-        } else if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(EVENT_PREFIX)
-            && path.is_file()
-        {
-            files.push(path);
-        }
-    }
-    files.sort();
-    dirs.sort();
-    if !files.is_empty() {
-        out.push((rel.clone(), files));
-    }
-    for d in dirs {
-        find_runs(&dir.join(&d), rel.join(&d), out)?;
-    }
-    Ok(())
-}
-
-fn read_run(root: &Path, rel: &Path, files: &[PathBuf]) -> Result<ImportedRun, ImportError> {
+fn read_run(root: &Path, rel: &Path, files: &[PathBuf]) -> Result<Run, ImportError> {
     let dir = files[0].parent().unwrap_or(root);
     let name: Vec<String> = rel
         .components()
@@ -341,16 +323,8 @@ fn read_run(root: &Path, rel: &Path, files: &[PathBuf]) -> Result<ImportedRun, I
             "{n} evaluations were written more than once (a restarted run?); the last value of each was kept"
         )),
     };
-    Ok(ImportedRun {
-        name: Some(name.join("/")),
-        params,
-        max_train_steps,
-        state,
-        curve,
-        message,
-        source: None,
-        origin: files[0].display().to_string(),
-    })
+    let trial = as_read(files[0].display().to_string(), params, max_train_steps, state, curve, message, None);
+    Ok(Run { name: Some(name.join("/")), trial })
 }
 
 /// Call `each(index, offset, data)` for every record of a TFRecord file, `index` 1-based.
@@ -507,211 +481,21 @@ fn param_file(dir: &Path) -> Result<Option<PathBuf>, ImportError> {
 }
 
 fn read_params(path: &Path) -> Result<Params, ImportError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        err(
-            path,
-            None,
-            None,
-            format!("cannot read: {e}"),
-            "check the file and that it is UTF-8 text",
-        )
-    })?;
-    if path.extension().is_some_and(|x| x == "json") {
-        json_params(path, &text)
-    } else {
-        yaml_params(path, &text)
-    }
+    let text = read(path)?;
+    if path.extension().is_some_and(|x| x == "json") { json_params(path, &text) } else { crate::yaml::params(path, &text) }
 }
 
+/// A JSON object of parameters, nested objects as dotted names ([`crate::params`]).
 fn json_params(path: &Path, text: &str) -> Result<Params, ImportError> {
-    let value: Json = serde_json::from_str(text).map_err(|e| {
-        err(
-            path,
-            Some(e.line() as u64),
-            None,
-            format!("not valid JSON: {e}"),
-            "write one flat JSON object: {\"lr\": 0.1, \"optimizer\": \"sgd\"}",
-        )
-    })?;
+    let shape = "write one JSON object: {\"lr\": 0.1, \"optimizer\": \"sgd\"}";
+    let value: Json = serde_json::from_str(text)
+        .map_err(|e| err(path, Some(e.line() as u64), None, format!("not valid JSON: {e}"), shape))?;
     let Json::Object(obj) = value else {
-        return Err(err(
-            path,
-            None,
-            None,
-            "must be a JSON object",
-            "write one flat JSON object: {\"lr\": 0.1, \"optimizer\": \"sgd\"}",
-        ));
+        return Err(err(path, None, None, "must be a JSON object", shape));
     };
-    let mut params = Params::default();
-    for (k, v) in obj {
-        let value = match &v {
-            Json::Null => continue,
-            Json::Bool(b) => ParamValue::Bool(*b),
-            Json::Number(n) => match (n.as_i64(), n.as_f64()) {
-                (Some(i), _) => ParamValue::Int(i),
-                (None, Some(f)) if n.is_f64() => ParamValue::Float(f),
-                _ => {
-                    return Err(err(
-                        path,
-                        None,
-                        Some(k),
-                        format!("number {n} out of range"),
-                        "use a value that fits a 64-bit integer or float",
-                    ));
-                }
-            },
-            Json::String(s) => ParamValue::Str(s.clone()),
-            other => {
-                return Err(err(
-                    path,
-                    None,
-                    Some(k),
-                    format!("must be a number, string, boolean or null, found {other}"),
-                    "flatten nested parameters into dotted names (\"optimizer.lr\": 0.1)",
-                ));
-            }
-        };
-        params.set(&k, value);
-    }
-    Ok(params)
-}
-
-/// A flat YAML mapping, one `key: value` per line: the subset hyperparameter files use.
-fn yaml_params(path: &Path, text: &str) -> Result<Params, ImportError> {
-    let flat = "write one `key: value` per line (no nesting, no lists), or use params.json";
-    let mut params = Params::default();
-    for (i, raw) in text.lines().enumerate() {
-        let line = Some(i as u64 + 1);
-        let content = strip_comment(raw);
-        if content.trim().is_empty() || content.trim() == "---" {
-            continue;
-        }
-        if content.starts_with(char::is_whitespace) || content.starts_with('-') {
-            return Err(err(
-                path,
-                line,
-                None,
-                "nested values and lists are not supported",
-                flat,
-            ));
-        }
-        let content = content.trim_end();
-        let (key, value) = match content.split_once(": ") {
-            Some((k, v)) => (k, v.trim()),
-            None => match content.strip_suffix(':') {
-                Some(k) => (k, ""),
-                None => return Err(err(path, line, None, "expected `key: value`", flat)),
-            },
-        };
-        let key = unquote(key.trim()).unwrap_or_else(|| key.trim().to_string());
-        if key.is_empty() {
-            return Err(err(path, line, None, "empty key", flat));
-        }
-        if params.get(&key).is_some() {
-            return Err(err(
-                path,
-                line,
-                Some(key),
-                "duplicate key",
-                "give each parameter once",
-            ));
-        }
-        let value = match value {
-            "" | "~" | "null" | "Null" | "NULL" => continue,
-            "true" | "True" | "TRUE" => ParamValue::Bool(true),
-            "false" | "False" | "FALSE" => ParamValue::Bool(false),
-            v if v.starts_with(['[', '{', '|', '>', '&', '*', '!']) => {
-                return Err(err(
-                    path,
-                    line,
-                    Some(key),
-                    format!("unsupported YAML value {v:?}"),
-                    flat,
-                ));
-            }
-            v => match unquote(v) {
-                Some(s) => ParamValue::Str(s),
-                None => typed(v).map_err(|problem| {
-                    err(
-                        path,
-                        line,
-                        Some(key.clone()),
-                        problem,
-                        "give a finite number, or quote text",
-                    )
-                })?,
-            },
-        };
-        params.set(&key, value);
-    }
-    Ok(params)
-}
-
-/// The line without a `#` comment (a `#` at the start or after a space, outside quotes; `''`
-/// inside single quotes and `\"` inside double quotes do not end them).
-fn strip_comment(line: &str) -> &str {
-    let mut quote = None;
-    let mut prev = ' ';
-    let mut chars = line.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match quote {
-            Some('"') if c == '\\' => {
-                chars.next();
-            }
-            Some('\'') if c == '\'' && chars.peek().is_some_and(|&(_, n)| n == '\'') => {
-                chars.next();
-            }
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '#' && prev.is_whitespace() => return &line[..i],
-            None if (c == '"' || c == '\'') && prev.is_whitespace() => quote = Some(c),
-            None => {}
-        }
-        prev = c;
-    }
-    line
-}
-
-/// The text of a quoted YAML scalar, `None` when `s` is not quoted.
-fn unquote(s: &str) -> Option<String> {
-    if s.len() >= 2 && s.starts_with('\'') && s.ends_with('\'') {
-        return Some(s[1..s.len() - 1].replace("''", "'"));
-    }
-    if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
-        let mut out = String::new();
-        let mut chars = s[1..s.len() - 1].chars();
-        while let Some(c) = chars.next() {
-            if c != '\\' {
-                out.push(c);
-                continue;
-            }
-            out.push(match chars.next() {
-                Some('n') => '\n',
-                Some('t') => '\t',
-                Some(other) => other,
-                None => '\\',
-            });
-        }
-        return Some(out);
-    }
-    None
-}
-
-/// Unquoted text as a parameter: a boolean, an integer, a finite float, or else text.
-fn typed(v: &str) -> Result<ParamValue, String> {
-    match v {
-        "true" => return Ok(ParamValue::Bool(true)),
-        "false" => return Ok(ParamValue::Bool(false)),
-        _ => {}
-    }
-    if let Ok(i) = v.parse::<i64>() {
-        return Ok(ParamValue::Int(i));
-    }
-    match v.parse::<f64>() {
-        Ok(f) if f.is_finite() => Ok(ParamValue::Float(f)),
-        Ok(_) => Err(format!("parameter value {v:?} is not finite")),
-        Err(_) => Ok(ParamValue::Str(v.to_string())),
-    }
+    let mut params = Flat::default();
+    json_object(&obj, "", &mut params).map_err(|(name, r)| err(path, None, Some(name), r.problem, r.fix))?;
+    Ok(params.into_params())
 }
 
 /// Parameters from the `key=value` components of the run's name: `lr=0.1,wd=1e-4` or
@@ -738,12 +522,12 @@ fn name_params(dir: &Path, components: &[String]) -> Result<Params, ImportError>
                 .ok_or_else(|| bad(format!("{token:?} is not key=value")))?;
             let mut pairs = Vec::new();
             for middle in rest {
-                let (value, next) = middle.split_once('_').ok_or_else(|| {
+                let (text, next) = middle.split_once('_').ok_or_else(|| {
                     bad(format!("{token:?}: cannot tell where {key:?}'s value ends"))
                 })?;
                 pairs.push((
                     std::mem::replace(&mut key, next.to_string()),
-                    value.to_string(),
+                    text.to_string(),
                 ));
             }
             pairs.push((key, last.to_string()));
@@ -754,7 +538,9 @@ fn name_params(dir: &Path, components: &[String]) -> Result<Params, ImportError>
                 if params.get(&k).is_some() {
                     return Err(bad(format!("parameter {k:?} given twice")));
                 }
-                params.set(&k, typed(&v).map_err(bad)?);
+                if let Some(v) = value(Scalar::Plain(&v)).map_err(|r| bad(r.problem))? {
+                    params.set(&k, v);
+                }
             }
         }
     }
@@ -882,26 +668,6 @@ mod tests {
         assert!(p("lr=").is_err());
         assert!(p("lr=0.1=2").is_err());
         assert!(p("lr=1,lr=2").is_err());
-    }
-
-    #[test]
-    fn flat_yaml() {
-        let text = "---\n# c\nlr: 0.1  # comment\nname: 'it''s # not a comment'\nq: \"a\\\" #b\"\nn: 3\nb: True\nnone: ~\nplain: cosine\n";
-        let got = yaml_params(Path::new("h.yaml"), text).unwrap();
-        assert_eq!(got.get("lr"), Some(&ParamValue::Float(0.1)));
-        assert_eq!(
-            got.get("name"),
-            Some(&ParamValue::Str("it's # not a comment".into()))
-        );
-        assert_eq!(got.get("q"), Some(&ParamValue::Str("a\" #b".into())));
-        assert_eq!(got.get("n"), Some(&ParamValue::Int(3)));
-        assert_eq!(got.get("b"), Some(&ParamValue::Bool(true)));
-        assert_eq!(got.get("none"), None);
-        assert_eq!(got.get("plain"), Some(&ParamValue::Str("cosine".into())));
-        let e = yaml_params(Path::new("h.yaml"), "lr: 0.1\noptim:\n  lr: 0.2\n").unwrap_err();
-        assert_eq!(e.line, Some(3));
-        assert!(yaml_params(Path::new("h.yaml"), "layers: [1, 2]\n").is_err());
-        assert!(yaml_params(Path::new("h.yaml"), "lr 0.1\n").is_err());
     }
 
     #[test]

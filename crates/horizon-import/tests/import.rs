@@ -1,11 +1,10 @@
 //! The import parsers: good files, and errors that name the file, line, field and fix, with
 //! nothing returned half-way.
 
-mod common;
-
 use std::fs;
 
-use horizon_analysis::{AnalysisConfig, ImportError, Verdict, analyze, parse_csv_dir, parse_jsonl, study_from_runs};
+use horizon_analysis::{AnalysisConfig, Verdict, analyze};
+use horizon_import::{ImportError, parse_csv_dir, parse_jsonl, study_from_runs};
 use horizon_core::{Direction, ParamValue, TrialState};
 
 fn jsonl(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -33,19 +32,19 @@ fn jsonl_reads_runs() {
     assert_eq!(runs.len(), 3);
     let a = &runs[0];
     assert_eq!(a.name.as_deref(), Some("a"));
-    assert_eq!(a.params.get("lr"), Some(&ParamValue::Float(0.1)));
-    assert_eq!(a.params.get("bs"), Some(&ParamValue::Int(128)));
-    assert_eq!(a.params.get("opt"), Some(&ParamValue::Str("sgd".into())));
-    assert_eq!(a.params.get("nesterov"), Some(&ParamValue::Bool(true)));
-    assert_eq!(a.state, TrialState::Complete);
-    let steps: Vec<u64> = a.curve.iter().map(|m| m.step).collect();
+    assert_eq!(a.trial.params.get("lr"), Some(&ParamValue::Float(0.1)));
+    assert_eq!(a.trial.params.get("bs"), Some(&ParamValue::Int(128)));
+    assert_eq!(a.trial.params.get("opt"), Some(&ParamValue::Str("sgd".into())));
+    assert_eq!(a.trial.params.get("nesterov"), Some(&ParamValue::Bool(true)));
+    assert_eq!(a.trial.state, TrialState::Complete);
+    let steps: Vec<u64> = a.trial.metrics.iter().map(|m| m.step).collect();
     assert_eq!(steps, vec![100, 200, 200, 300], "sorted by step; the null is skipped");
-    assert!(a.origin.ends_with(":1"));
+    assert!(a.trial.origin.ends_with(":1"));
     // "nan" as text: diverged by default.
-    assert_eq!(runs[1].state, TrialState::Diverged);
-    assert!(runs[1].curve[1].value.is_nan());
-    assert!(runs[1].origin.ends_with(":3"), "blank lines count: {}", runs[1].origin);
-    assert_eq!((runs[2].state, runs[2].message.as_deref(), runs[2].source.as_deref()), (TrialState::Failed, Some("OOM"), Some("lab notebook")));
+    assert_eq!(runs[1].trial.state, TrialState::Diverged);
+    assert!(runs[1].trial.metrics[1].value.is_nan());
+    assert!(runs[1].trial.origin.ends_with(":3"), "blank lines count: {}", runs[1].trial.origin);
+    assert_eq!((runs[2].trial.state, runs[2].trial.message.as_deref(), runs[2].trial.source.as_deref()), (TrialState::Failed, Some("OOM"), Some("lab notebook")));
 
     let study = study_from_runs("valid/loss", Direction::Minimize, &runs);
     assert_eq!(study.trials[0].record.best_step, Some(300));
@@ -86,8 +85,12 @@ fn jsonl_errors_name_line_field_and_fix() {
     let e = jsonl_err(r#"{"max_train_steps": 10, "curve": [], "state": "done"}"#);
     assert!(e.fix.contains("complete"));
 
-    let e = jsonl_err(r#"{"max_train_steps": 10, "curve": [], "params": {"opt": {"lr": 1}}}"#);
+    // Nested objects are dotted names (below); a list of objects has no scalar value.
+    let e = jsonl_err(r#"{"max_train_steps": 10, "curve": [], "params": {"opt": [{"lr": 1}]}}"#);
     assert_eq!(e.field.as_deref(), Some("params.opt"));
+    assert!(e.fix.contains("\"opt.0\""), "{e}");
+    let e = jsonl_err(r#"{"max_train_steps": 10, "curve": [], "params": {"opt": {"lr": 1}, "opt.lr": 2}}"#);
+    assert_eq!((e.field.as_deref(), e.problem.as_str()), (Some("params.opt.lr"), "duplicate key"));
 
     let e = jsonl_err("{\"name\": \"x\", \"max_train_steps\": 10, \"curve\": []}\n{\"name\": \"x\", \"max_train_steps\": 10, \"curve\": []}");
     assert_eq!(e.line, Some(2));
@@ -121,15 +124,15 @@ fn csv_dir_reads_runs() {
     assert_eq!(runs.len(), 2);
     let a = &runs[0];
     assert_eq!(a.name.as_deref(), Some("run-a"));
-    assert_eq!(a.max_train_steps, 100);
-    assert_eq!(a.params.get("lr"), Some(&ParamValue::Float(0.1)));
-    assert_eq!(a.params.get("optimizer"), Some(&ParamValue::Str("sgd".into())));
-    assert!(a.params.get("state").is_none() && a.params.get("curve").is_none(), "reserved columns are not parameters");
-    assert_eq!(a.curve.len(), 3, "empty cells are skipped");
-    assert_eq!(a.state, TrialState::Complete);
-    assert!(a.origin.ends_with("runs.csv:2"));
-    assert_eq!(runs[1].state, TrialState::Diverged);
-    assert!(runs[1].curve[1].value.is_nan());
+    assert_eq!(a.trial.max_train_steps, 100);
+    assert_eq!(a.trial.params.get("lr"), Some(&ParamValue::Float(0.1)));
+    assert_eq!(a.trial.params.get("optimizer"), Some(&ParamValue::Str("sgd".into())));
+    assert!(a.trial.params.get("state").is_none() && a.trial.params.get("curve").is_none(), "reserved columns are not parameters");
+    assert_eq!(a.trial.metrics.len(), 3, "empty cells are skipped");
+    assert_eq!(a.trial.state, TrialState::Complete);
+    assert!(a.trial.origin.ends_with("runs.csv:2"));
+    assert_eq!(runs[1].trial.state, TrialState::Diverged);
+    assert!(runs[1].trial.metrics[1].value.is_nan());
 }
 
 #[test]
