@@ -137,6 +137,96 @@ pub enum AttemptOutcome {
     Interrupted { reason: String },
 }
 
+/// Why horizon ended an attempt itself (before the program ended on its own).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopCause {
+    /// The user stopped horizon (Ctrl-C twice, SIGTERM).
+    Interrupted(String),
+    /// A loss became non-finite and the study stops on divergence.
+    Diverged,
+    /// `trainer.stop_when` held, or a policy concluded the trial: it is complete.
+    Reached,
+    /// `trainer.timeout` passed; the text is the limit as shown (`"2m"`).
+    TimedOut(String),
+}
+
+/// How the program itself ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProgramEnd {
+    /// A subprocess exited with this status.
+    Exited(i32),
+    /// A subprocess was killed by this signal (`"SIGSEGV"`).
+    Signaled(String),
+    /// An in-process training function returned.
+    Returned(Result<(), String>),
+    /// The runner lost track of the process.
+    Unknown(String),
+}
+
+/// Everything the outcome of an attempt depends on, gathered by the runner for both the
+/// subprocess and the in-process path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptEnd<'a> {
+    pub stopped: Option<StopCause>,
+    pub program: ProgramEnd,
+    /// The first non-finite loss, if any (`train/loss was NaN at step 120`).
+    pub divergence: Option<&'a str>,
+    /// A finite value of the objective was reported (there is a selection).
+    pub reported: bool,
+    /// The highest step reported.
+    pub progress: Option<u64>,
+    pub max_train_steps: u64,
+    pub objective: &'a str,
+    /// The attempt ended early for a stated reason (`stop_when`, a policy's decision), so
+    /// ending short of the budget is not the trainer's doing.
+    pub ended_for_a_reason: bool,
+}
+
+/// How an attempt ended: one rule for every way of running a trial (docs/protocol.md
+/// section 8). In order: a non-finite loss is divergence, whatever else happened; an
+/// interruption is an interruption unless the program had finished its budget successfully; a
+/// reached criterion with a reported objective is complete; a timeout is a failure; otherwise
+/// the program's own end decides, and a successful end well short of the budget (without a
+/// stated reason) is [`AttemptOutcome::EndedEarly`].
+pub fn attempt_outcome(end: &AttemptEnd<'_>) -> AttemptOutcome {
+    if let Some(why) = end.divergence {
+        return AttemptOutcome::Diverged { reason: why.to_string() };
+    }
+    let succeeded = matches!(end.program, ProgramEnd::Exited(0) | ProgramEnd::Returned(Ok(())));
+    match &end.stopped {
+        Some(StopCause::Interrupted(reason)) => {
+            let finished = succeeded && end.reported && end.progress.is_some_and(|p| p >= end.max_train_steps);
+            return if finished { AttemptOutcome::Completed } else { AttemptOutcome::Interrupted { reason: reason.clone() } };
+        }
+        Some(StopCause::Reached) if end.reported => return AttemptOutcome::Completed,
+        Some(StopCause::TimedOut(limit)) => return AttemptOutcome::Failed { reason: format!("timed out after {limit}") },
+        _ => {}
+    }
+    let failed = |reason: String| AttemptOutcome::Failed { reason };
+    match &end.program {
+        ProgramEnd::Exited(0) | ProgramEnd::Returned(Ok(())) if end.reported => {
+            if end.ended_for_a_reason || reached_budget(end.progress, end.max_train_steps) {
+                AttemptOutcome::Completed
+            } else {
+                AttemptOutcome::EndedEarly {
+                    reason: format!(
+                        "the trainer exited 0 at step {} of {}, short of its budget (needs at least {:.0}%); kept out of budget verdicts",
+                        end.progress.unwrap_or(0),
+                        end.max_train_steps,
+                        100.0 * REACHED_BUDGET_FRACTION
+                    ),
+                }
+            }
+        }
+        ProgramEnd::Exited(0) => failed(format!("exited with status 0 but never reported a finite {}", end.objective)),
+        ProgramEnd::Returned(Ok(())) => failed(format!("returned but never reported a finite {}", end.objective)),
+        ProgramEnd::Exited(code) => failed(format!("exited with status {code}")),
+        ProgramEnd::Signaled(signal) => failed(format!("killed by {signal}")),
+        ProgramEnd::Returned(Err(reason)) => failed(reason.clone()),
+        ProgramEnd::Unknown(why) => failed(why.clone()),
+    }
+}
+
 /// The state a trial moves to after an attempt, given how many attempts failed before this one
 /// and how many retries the study allows.
 pub fn state_after(outcome: &AttemptOutcome, failures_before: u32, retries: u32) -> TrialState {
@@ -212,6 +302,53 @@ mod tests {
         // No overflow at the largest budgets.
         assert!(reached_budget(Some(u64::MAX), u64::MAX));
         assert!(!reached_budget(Some(u64::MAX / 2), u64::MAX));
+    }
+
+    fn end(program: ProgramEnd) -> AttemptEnd<'static> {
+        AttemptEnd {
+            stopped: None,
+            program,
+            divergence: None,
+            reported: true,
+            progress: Some(100),
+            max_train_steps: 100,
+            objective: "valid/loss",
+            ended_for_a_reason: false,
+        }
+    }
+
+    #[test]
+    fn one_rule_decides_every_attempt() {
+        use AttemptOutcome as O;
+        let failed = |r: &str| O::Failed { reason: r.into() };
+        // The program's own end, the same for a subprocess and a closure.
+        assert_eq!(attempt_outcome(&end(ProgramEnd::Exited(0))), O::Completed);
+        assert_eq!(attempt_outcome(&end(ProgramEnd::Returned(Ok(())))), O::Completed);
+        assert_eq!(attempt_outcome(&end(ProgramEnd::Exited(3))), failed("exited with status 3"));
+        assert_eq!(attempt_outcome(&end(ProgramEnd::Signaled("SIGSEGV".into()))), failed("killed by SIGSEGV"));
+        assert_eq!(attempt_outcome(&end(ProgramEnd::Returned(Err("oom".into())))), failed("oom"));
+        let silent = AttemptEnd { reported: false, ..end(ProgramEnd::Exited(0)) };
+        assert_eq!(attempt_outcome(&silent), failed("exited with status 0 but never reported a finite valid/loss"));
+        // Divergence wins over everything, an exit status included.
+        let nan = AttemptEnd { divergence: Some("valid/loss was NaN at step 3"), ..end(ProgramEnd::Exited(1)) };
+        assert_eq!(attempt_outcome(&nan), O::Diverged { reason: "valid/loss was NaN at step 3".into() });
+        let nan = AttemptEnd { stopped: Some(StopCause::Interrupted("ctrl-c".into())), ..nan };
+        assert!(matches!(attempt_outcome(&nan), O::Diverged { .. }));
+        // Short of the budget: incomplete, unless a reason ended it.
+        let short = AttemptEnd { progress: Some(5), ..end(ProgramEnd::Exited(0)) };
+        assert!(matches!(attempt_outcome(&short), O::EndedEarly { .. }));
+        assert_eq!(attempt_outcome(&AttemptEnd { ended_for_a_reason: true, ..short.clone() }), O::Completed);
+        assert_eq!(attempt_outcome(&AttemptEnd { stopped: Some(StopCause::Reached), program: ProgramEnd::Exited(143), ..short.clone() }), O::Completed);
+        // Stopped by horizon.
+        let timed = AttemptEnd { stopped: Some(StopCause::TimedOut("2m".into())), ..short.clone() };
+        assert_eq!(attempt_outcome(&timed), failed("timed out after 2m"));
+        let interrupted = AttemptEnd { stopped: Some(StopCause::Interrupted("horizon was stopped".into())), ..short };
+        assert_eq!(attempt_outcome(&interrupted), O::Interrupted { reason: "horizon was stopped".into() });
+        // ... but a trainer that had finished its budget and exits 0 is complete.
+        let done = AttemptEnd { stopped: Some(StopCause::Interrupted("x".into())), ..end(ProgramEnd::Exited(0)) };
+        assert_eq!(attempt_outcome(&done), O::Completed);
+        let killed = AttemptEnd { stopped: Some(StopCause::Interrupted("x".into())), ..end(ProgramEnd::Exited(143)) };
+        assert!(matches!(attempt_outcome(&killed), O::Interrupted { .. }));
     }
 
     #[test]

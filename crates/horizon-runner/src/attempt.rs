@@ -19,7 +19,7 @@ use horizon_core::protocol::Report;
 use horizon_core::rng::trial_seed;
 use horizon_core::selection::Selection;
 use horizon_core::protocol::limits::MAX_LINE_BYTES;
-use horizon_core::trial::{AttemptOutcome, TrialRecord, TrialState, reached_budget, state_after};
+use horizon_core::trial::{AttemptEnd, AttemptOutcome, ProgramEnd, StopCause, TrialRecord, TrialState, attempt_outcome, state_after};
 use horizon_core::StudySpec;
 use horizon_store::{Finish, Storage, StoreError};
 
@@ -305,41 +305,41 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
     }
     let status = exit.ok();
     let exit_code = status.and_then(|s| s.code());
-    let outcome = match (&kind, recorder.divergence()) {
-        (_, Some(why)) => AttemptOutcome::Diverged { reason: why.to_string() },
-        (Some(StopKind::Interrupted(reason)), _) => {
-            let finished = status.is_some_and(|s| s.success())
-                && recorder.last_step().is_some_and(|s| s >= input.trial.max_train_steps)
-                && recorder.selection().is_some();
-            if finished { AttemptOutcome::Completed } else { AttemptOutcome::Interrupted { reason: reason.clone() } }
-        }
-        (Some(StopKind::Reached), _) if recorder.selection().is_some() => AttemptOutcome::Completed,
-        (Some(StopKind::TimedOut(limit)), _) => AttemptOutcome::Failed {
-            reason: format!("timed out after {}", humanize(*limit)),
-        },
-        _ => exit_outcome(status, &spec.objective.metric, recorder.selection().is_some()),
-    };
-    let failed = matches!(outcome, AttemptOutcome::Failed { .. });
-    let stderr_tail = if failed { read_tail(&files.stderr, STDERR_TAIL_LINES) } else { None };
     // Only a conclusion that stopped the trainer, or came before it exited, says why it ended.
     let concluded = concluded.filter(|_| matches!(kind, Some(StopKind::Reached) | None));
+    let stopped = match kind {
+        Some(StopKind::Interrupted(reason)) => Some(StopCause::Interrupted(reason)),
+        Some(StopKind::Diverged) => Some(StopCause::Diverged),
+        Some(StopKind::Reached) => Some(StopCause::Reached),
+        Some(StopKind::TimedOut(limit)) => Some(StopCause::TimedOut(humanize(limit))),
+        Some(StopKind::LeaseLost) | None => None,
+    };
+    let outcome = attempt_outcome(&AttemptEnd {
+        stopped,
+        program: program_end(status),
+        divergence: recorder.divergence(),
+        reported: recorder.selection().is_some(),
+        progress: recorder.last_step(),
+        max_train_steps: input.trial.max_train_steps,
+        objective: &spec.objective.metric,
+        ended_for_a_reason: recorder.reached().is_some() || concluded.is_some(),
+    });
+    let failed = matches!(outcome, AttemptOutcome::Failed { .. });
+    let stderr_tail = if failed { read_tail(&files.stderr, STDERR_TAIL_LINES) } else { None };
     let mut result = finish(&input, &mut recorder, outcome, exit_code, stderr_tail, started, concluded.as_deref())?;
     result.stderr_path = Some(files.stderr);
     Ok(result)
 }
 
-fn exit_outcome(status: Option<ExitStatus>, objective: &str, reported: bool) -> AttemptOutcome {
+/// A subprocess's end, as the outcome rule reads it.
+fn program_end(status: Option<ExitStatus>) -> ProgramEnd {
     use std::os::unix::process::ExitStatusExt;
     match status {
-        None => AttemptOutcome::Failed { reason: "lost track of the process".into() },
-        Some(s) if s.success() && reported => AttemptOutcome::Completed,
-        Some(s) if s.success() => AttemptOutcome::Failed {
-            reason: format!("exited with status 0 but never reported a finite {objective}"),
-        },
+        None => ProgramEnd::Unknown("lost track of the process".into()),
         Some(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => AttemptOutcome::Failed { reason: format!("exited with status {code}") },
-            (None, Some(sig)) => AttemptOutcome::Failed { reason: format!("killed by {}", signal_name(sig)) },
-            (None, None) => AttemptOutcome::Failed { reason: format!("ended with {s}") },
+            (Some(code), _) => ProgramEnd::Exited(code),
+            (None, Some(sig)) => ProgramEnd::Signaled(signal_name(sig)),
+            (None, None) => ProgramEnd::Unknown(format!("ended with {s}")),
         },
     }
 }
@@ -347,26 +347,6 @@ fn exit_outcome(status: Option<ExitStatus>, objective: &str, reported: bool) -> 
 fn humanize(d: Duration) -> String {
     let secs = d.as_secs_f64();
     if secs < 120.0 { format!("{secs:.3}s").replace(".000s", "s") } else { format!("{}m", (secs / 60.0).round()) }
-}
-
-/// A successful exit well short of the budget, without a `stop_when` reason or a policy's
-/// (`concluded`), is not complete: the trainer stopped early (one epoch of a finite data loader,
-/// say), and the trial's best step says nothing about the budget.
-fn settle(outcome: AttemptOutcome, recorder: &AttemptRecorder, max_train_steps: u64, concluded: Option<&str>) -> AttemptOutcome {
-    if outcome != AttemptOutcome::Completed
-        || recorder.reached().is_some()
-        || concluded.is_some()
-        || reached_budget(recorder.last_step(), max_train_steps)
-    {
-        return outcome;
-    }
-    let last = recorder.last_step().unwrap_or(0);
-    AttemptOutcome::EndedEarly {
-        reason: format!(
-            "the trainer exited 0 at step {last} of {max_train_steps}, short of its budget (needs at least {:.0}%); kept out of budget verdicts",
-            100.0 * horizon_core::trial::REACHED_BUDGET_FRACTION
-        ),
-    }
 }
 
 /// Write the end of an attempt and build its result. `concluded`: a policy's reason for ending
@@ -382,7 +362,6 @@ fn finish(
 ) -> Result<AttemptResult, StoreError> {
     recorder.finish()?;
     let trial = &input.trial;
-    let outcome = settle(outcome, recorder, trial.max_train_steps, concluded);
     let state = state_after(&outcome, trial.failures, input.spec.trainer.retries);
     let selection = recorder.selection();
     let mut message = match &outcome {
@@ -449,6 +428,11 @@ pub struct InProcessTrial<'a> {
     stop: Arc<AtomicBool>,
     conclusion: Arc<Mutex<Option<String>>>,
     lease_lost: bool,
+    /// `trainer.stop_on_divergence`: a non-finite loss ends the trial at once.
+    stop_on_divergence: bool,
+    /// `trainer.timeout` from the start of the attempt; set once should_stop saw it pass.
+    deadline: Option<Instant>,
+    timed_out: std::cell::Cell<bool>,
 }
 
 impl InProcessTrial<'_> {
@@ -468,8 +452,12 @@ impl InProcessTrial<'_> {
     /// trial diverged, its `stop_when` criterion held, a policy concluded it (once it reported
     /// its objective), or another worker took it over.
     pub fn should_stop(&self) -> bool {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.timed_out.set(true);
+        }
         self.stop.load(Ordering::SeqCst)
-            || self.recorder.divergence().is_some()
+            || self.timed_out.get()
+            || (self.stop_on_divergence && self.recorder.divergence().is_some())
             || self.recorder.stop_when_done()
             || (self.recorder.selection().is_some() && self.conclusion.lock().expect("conclusion lock").is_some())
             || self.lease_lost
@@ -485,7 +473,7 @@ fn run_in_process(
     let started = Instant::now();
     let mut recorder = recorder_for(&input);
     let seed = trial_seed(input.spec.seed, input.trial.number);
-    let (ret, lease_lost) = {
+    let (ret, lease_lost, timed_out) = {
         let mut handle = InProcessTrial {
             params: &input.trial.params,
             number: input.trial.number,
@@ -498,28 +486,40 @@ fn run_in_process(
             stop: stop.clone(),
             conclusion: conclusion.clone(),
             lease_lost: false,
+            stop_on_divergence: input.spec.trainer.stop_on_divergence,
+            deadline: input.spec.trainer.timeout.map(|t| started + t),
+            timed_out: std::cell::Cell::new(false),
         };
         let ret = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut handle)))
             .unwrap_or_else(|_| Err("the training function panicked".into()));
-        (ret, handle.lease_lost)
+        (ret, handle.lease_lost, handle.timed_out.get())
     };
     if lease_lost {
         return Ok(lost(input, recorder, started));
     }
     let concluded = conclusion.lock().expect("conclusion lock").clone().filter(|_| recorder.selection().is_some());
-    let outcome = if let Some(why) = recorder.divergence() {
-        AttemptOutcome::Diverged { reason: why.to_string() }
-    } else if recorder.stop_when_done() || concluded.is_some() {
-        AttemptOutcome::Completed
-    } else if stop.load(Ordering::SeqCst) && recorder.last_step().is_none_or(|s| s < input.trial.max_train_steps) {
-        AttemptOutcome::Interrupted { reason: "interrupted".into() }
+    // The same causes, in the same order, as a subprocess's (the rule is one function).
+    let stopped = if recorder.stop_when_done() || concluded.is_some() {
+        Some(StopCause::Reached)
+    } else if stop.load(Ordering::SeqCst) {
+        Some(StopCause::Interrupted("horizon was stopped".into()))
+    } else if timed_out {
+        input.spec.trainer.timeout.map(|t| StopCause::TimedOut(humanize(t)))
+    } else if recorder.divergence().is_some() && input.spec.trainer.stop_on_divergence {
+        Some(StopCause::Diverged)
     } else {
-        match ret {
-            Err(reason) => AttemptOutcome::Failed { reason },
-            Ok(()) if recorder.selection().is_some() => AttemptOutcome::Completed,
-            Ok(()) => AttemptOutcome::Failed { reason: format!("never reported a finite {}", input.spec.objective.metric) },
-        }
+        None
     };
+    let outcome = attempt_outcome(&AttemptEnd {
+        stopped,
+        program: ProgramEnd::Returned(ret),
+        divergence: recorder.divergence(),
+        reported: recorder.selection().is_some(),
+        progress: recorder.last_step(),
+        max_train_steps: input.trial.max_train_steps,
+        objective: &input.spec.objective.metric,
+        ended_for_a_reason: recorder.reached().is_some() || concluded.is_some(),
+    });
     finish(&input, &mut recorder, outcome, None, None, started, concluded.as_deref())
 }
 

@@ -143,3 +143,79 @@ values = [0, 2, 3, 4, 20]
         }
     }
 }
+
+/// A study of one closure trial with extra `[trainer]` lines.
+fn one_trial(dir: &std::path::Path, trainer: &str) -> ResolvedStudy {
+    let text = format!(
+        r#"
+[study]
+name = "one"
+trials = 1
+max_train_steps = 50
+eval_every = 5
+[objective]
+metric = "valid/loss"
+direction = "minimize"
+[trainer]
+command = ["true"]
+metrics = ["valid/loss"]
+{trainer}
+[params.x]
+type = "float"
+low = -1.0
+high = 1.0
+"#
+    );
+    let path = dir.join("study.toml");
+    std::fs::write(&path, &text).unwrap();
+    ResolvedStudy::new(StudySpec::parse(&text, "study.toml").unwrap(), &path).unwrap()
+}
+
+fn run_one(study: ResolvedStudy, f: impl Fn(&mut InProcessTrial<'_>) -> Result<(), String> + Send + Sync + 'static) -> horizon_core::TrialRecord {
+    let storage = Arc::new(study.open_storage().unwrap());
+    let (tx, _rx) = channel();
+    let worker = Worker::new(study, storage.clone(), WorkerOptions::default(), tx).unwrap().with_program(Program::InProcess(Arc::new(f)));
+    let id = worker.study().id;
+    worker.run().unwrap();
+    storage.trials(id).unwrap().remove(0)
+}
+
+#[test]
+fn closures_follow_stop_on_divergence_and_the_timeout_like_subprocesses() {
+    // A NaN at step 10: stopped at once by default, trained on with stop_on_divergence = false;
+    // diverged either way.
+    let nan_at_10 = |t: &mut InProcessTrial<'_>| {
+        let mut step = t.eval_every;
+        while step <= t.max_train_steps && !t.should_stop() {
+            t.report(step, "valid", &[("loss", if step == 10 { f64::NAN } else { 1.0 / step as f64 })]);
+            step += t.eval_every;
+        }
+        Ok(())
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = run_one(one_trial(tmp.path(), ""), nan_at_10);
+    assert_eq!((t.state, t.final_step), (TrialState::Diverged, Some(10)), "{t:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = run_one(one_trial(tmp.path(), "stop_on_divergence = false"), nan_at_10);
+    assert_eq!((t.state, t.final_step), (TrialState::Diverged, Some(50)), "trained on: {t:?}");
+
+    // A closure that would run forever: the timeout fails it, as it would a subprocess.
+    let tmp = tempfile::tempdir().unwrap();
+    let t = run_one(one_trial(tmp.path(), "timeout = \"1s\""), |t: &mut InProcessTrial<'_>| {
+        t.report(5, "valid", &[("loss", 0.5)]);
+        while !t.should_stop() {
+            std::thread::yield_now();
+        }
+        Ok(())
+    });
+    assert_eq!(t.state, TrialState::Failed, "{t:?}");
+    assert_eq!(t.message.as_deref(), Some("timed out after 1s"));
+
+    // Returning early without a reason is incomplete, as for a subprocess.
+    let tmp = tempfile::tempdir().unwrap();
+    let t = run_one(one_trial(tmp.path(), ""), |t: &mut InProcessTrial<'_>| {
+        t.report(5, "valid", &[("loss", 0.5)]);
+        Ok(())
+    });
+    assert_eq!(t.state, TrialState::Incomplete, "{t:?}");
+}
