@@ -38,7 +38,8 @@ fn line(path: &str, trials: u64, wall_s: f64) {
 
 fn store(dir: &Path, trials: u64, batched: bool) -> Result<f64> {
     let storage = SqliteStorage::open(&dir.join("floor.db"))?;
-    let study = storage.open_or_create_study(&NewStudy { name: "floor".into(), spec_json: "{}".into(), identity_json: "{}".into() })?;
+    let study =
+        storage.open_or_create_study(&NewStudy { name: "floor".into(), spec_json: "{}".into(), identity_json: "{}".into() })?;
     let lease = Lease { worker: "bench:1:1".into(), host: "bench".into(), pid: std::process::id(), heartbeat_at: 0.0 };
     let sample = |i: u64| -> Result<Params, String> {
         Ok(Params(vec![("x".into(), ParamValue::Float(i as f64 / 1000.0)), ("y".into(), ParamValue::Float(0.5))]))
@@ -57,14 +58,24 @@ fn store(dir: &Path, trials: u64, batched: bool) -> Result<f64> {
             }
         }
         let last = 1.0 / STEPS as f64;
-        storage.finish_attempt(trial.id, trial.attempt, &Finish {
-            state: TrialState::Complete,
-            message: None,
-            selection: Some(Selection { best_step: STEPS, best_value: last, final_step: STEPS, final_value: last, evaluations: STEPS as usize }),
-            counts_as_failure: false,
-            exit_code: Some(0),
-            at: 0.0,
-        })?;
+        storage.finish_attempt(
+            trial.id,
+            trial.attempt,
+            &Finish {
+                state: TrialState::Complete,
+                message: None,
+                selection: Some(Selection {
+                    best_step: STEPS,
+                    best_value: last,
+                    final_step: STEPS,
+                    final_value: last,
+                    evaluations: STEPS as usize,
+                }),
+                counts_as_failure: false,
+                exit_code: Some(0),
+                at: 0.0,
+            },
+        )?;
     }
     Ok(started.elapsed().as_secs_f64())
 }
@@ -81,11 +92,8 @@ fn spawn(dir: &Path, trials: u64, trainer: &Path, in_group: bool) -> Result<f64>
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let mut child = if in_group {
-            horizon_runner::process::spawn_in_group(&mut cmd)?
-        } else {
-            cmd.process_group(0).spawn()?
-        };
+        let mut child =
+            if in_group { horizon_runner::process::spawn_in_group(&mut cmd)? } else { cmd.process_group(0).spawn()? };
         let status = child.wait()?;
         if !status.success() {
             bail!("{} exited with {status}", trainer.display());

@@ -58,7 +58,8 @@ fn usage() -> ! {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args { trials: 2000, path: PathKind::InProcess, jobs: 1, trainer: None, python: "python3".into(), keep: false };
+    let mut args =
+        Args { trials: 2000, path: PathKind::InProcess, jobs: 1, trainer: None, python: "python3".into(), keep: false };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let (flag, inline) = match a.split_once('=') {
@@ -217,14 +218,15 @@ fn run(args: &Args, dir: &Path) -> Result<serde_json::Value> {
 
     let finished_events = reporter.join().expect("the reporter thread does not panic");
     if summary.completed as u64 != args.trials || finished_events as u64 != args.trials {
-        bail!("the worker completed {} trials ({finished_events} finish events), expected {}: {summary:?}", summary.completed, args.trials);
+        bail!(
+            "the worker completed {} trials ({finished_events} finish events), expected {}: {summary:?}",
+            summary.completed,
+            args.trials
+        );
     }
     check(storage_dyn.as_ref(), study_id, args.trials)?;
-    let db_bytes: u64 = ["", "-wal", "-shm"]
-        .iter()
-        .filter_map(|s| std::fs::metadata(format!("{}{s}", db.display())).ok())
-        .map(|m| m.len())
-        .sum();
+    let db_bytes: u64 =
+        ["", "-wal", "-shm"].iter().filter_map(|s| std::fs::metadata(format!("{}{s}", db.display())).ok()).map(|m| m.len()).sum();
 
     let path = match args.path {
         PathKind::InProcess => "horizon-inprocess".to_string(),

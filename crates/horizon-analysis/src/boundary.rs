@@ -8,11 +8,11 @@ use horizon_core::params::ParamValue;
 use horizon_core::space::{ParamDef, ParamKind, Scale};
 use serde::Serialize;
 
+use crate::StudyData;
 use crate::config::AnalysisConfig;
 use crate::stats;
 use crate::text::{num, pct};
 use crate::trials::{InfeasibleReason, TrialAnalysis};
-use crate::StudyData;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -312,8 +312,7 @@ pub(crate) fn report(input: &StudyData, trials: &[TrialAnalysis], ranked: &[usiz
             let top_in_band = top.iter().filter(|&&p| in_band(p, edge, config.edge_margin)).count();
             let top3_in_band = pos.iter().take(3).filter(|&&p| in_band(p, edge, config.edge_margin)).count();
             let best_in_band = in_band(pos[0], edge, config.edge_margin);
-            let feasible_share =
-                pos.iter().filter(|&&p| in_band(p, edge, config.edge_margin)).count() as f64 / pos.len() as f64;
+            let feasible_share = pos.iter().filter(|&&p| in_band(p, edge, config.edge_margin)).count() as f64 / pos.len() as f64;
             let sampling = (axis.source == RangeSource::Space).then(|| sampling_share(&axis.def, edge, config.edge_margin));
             let base = feasible_share.max(sampling.unwrap_or(0.0));
             let p_value = stats::binomial_tail(top_in_band, k, base);
@@ -409,7 +408,9 @@ fn advice(axis: &Axis, low: &EdgeTest, high: &EdgeTest, best_pos: f64, config: &
             (Edge::High, false, RangeSource::Observed) => format!("try values above the largest tried ({})", num(hi)),
         };
         let what = if e.edge == Edge::Low && lo == 0.0 && !discrete {
-            format!("{what} if negative values make sense; 0 is often the natural bound, and then the best trials simply prefer {name} off")
+            format!(
+                "{what} if negative values make sense; 0 is often the natural bound, and then the best trials simply prefer {name} off"
+            )
         } else {
             what
         };
@@ -445,7 +446,11 @@ fn infeasible_report(axes: &[Axis], trials: &[TrialAnalysis], config: &AnalysisC
         let mut halves = [(0usize, 0usize); 2];
         for t in &finished {
             let Some(p) = t.params.get(&axis.def.name).and_then(|v| axis.def.unit_position(v)) else { continue };
-            if t.feasible { feas.push(p) } else { inf.push(p) }
+            if t.feasible {
+                feas.push(p)
+            } else {
+                inf.push(p)
+            }
             let h = usize::from(p > 0.5);
             halves[h].0 += 1;
             halves[h].1 += usize::from(!t.feasible);
@@ -465,9 +470,8 @@ fn infeasible_report(axes: &[Axis], trials: &[TrialAnalysis], config: &AnalysisC
             high_half: half(halves[1]),
         });
     }
-    parameters.sort_by(|a, b| {
-        b.shift.map_or(-1.0, f64::abs).total_cmp(&a.shift.map_or(-1.0, f64::abs)).then(a.name.cmp(&b.name))
-    });
+    parameters
+        .sort_by(|a, b| b.shift.map_or(-1.0, f64::abs).total_cmp(&a.shift.map_or(-1.0, f64::abs)).then(a.name.cmp(&b.name)));
     let cluster = parameters.first().filter(|_| n_inf >= config.cluster_min_trials).and_then(|p| {
         let shift = p.shift?;
         if shift.abs() < config.cluster_min_shift {

@@ -101,7 +101,9 @@ pub(crate) fn excluded(trials: &[TrialAnalysis]) -> Vec<Excluded> {
                 trials: numbers.len(),
                 examples: numbers.iter().copied().take(10).collect(),
                 why: match r {
-                    R::Incomplete => "ended well short of their budget (the trainer stopped early), so their best step says nothing about it",
+                    R::Incomplete => {
+                        "ended well short of their budget (the trainer stopped early), so their best step says nothing about it"
+                    }
                     R::Diverged => "the loss became NaN or infinite",
                     R::Failed => "the program failed",
                     R::HighLoss => "best value far from the study's typical values (high loss)",
@@ -190,7 +192,9 @@ pub(crate) fn verdict(group: &str, members: &[&TrialAnalysis], config: &Analysis
     };
     let size_text = format!("{} ({} for this size)", crate::text::plural(n, "trial"), size_level.label());
     let (confidence, confidence_reason) = match verdict {
-        Verdict::InsufficientEvidence => (Confidence::Low, format!("only {} (needs {})", crate::text::plural(n, "trial"), config.min_group)),
+        Verdict::InsufficientEvidence => {
+            (Confidence::Low, format!("only {} (needs {})", crate::text::plural(n, "trial"), config.min_group))
+        }
         Verdict::TooHigh | Verdict::TooLow => {
             let iqr = fs.map_or(1.0, |s| s.iqr());
             let spread_level = if iqr <= 0.10 {
@@ -248,34 +252,34 @@ pub(crate) fn verdict(group: &str, members: &[&TrialAnalysis], config: &Analysis
         ));
     }
     if let Some(s) = Summary::of(&budgets)
-        && mixed {
-            evidence.push(format!(
-                "budgets differ (max_train_steps {}..{}, median {}): each trial is judged against its own",
-                num(s.min),
-                num(s.max),
-                num(s.median)
-            ));
-        }
+        && mixed
+    {
+        evidence.push(format!(
+            "budgets differ (max_train_steps {}..{}, median {}): each trial is judged against its own",
+            num(s.min),
+            num(s.max),
+            num(s.median)
+        ));
+    }
     // Resolution: with coarse evaluations the first 10% may contain no evaluation at all.
     let mut confidence = confidence;
     let mut confidence_reason = confidence_reason;
-    let first_fracs: Vec<f64> = members
-        .iter()
-        .filter_map(|t| t.first_step.map(|s| s as f64 / t.max_train_steps.max(1) as f64))
-        .collect();
+    let first_fracs: Vec<f64> =
+        members.iter().filter_map(|t| t.first_step.map(|s| s as f64 / t.max_train_steps.max(1) as f64)).collect();
     if let Some(f) = stats::median(&first_fracs)
-        && f > config.early_fraction {
-            evidence.push(format!(
-                "caution: the first evaluation comes at {} of the budget (median), so a best step in the first {} \
+        && f > config.early_fraction
+    {
+        evidence.push(format!(
+            "caution: the first evaluation comes at {} of the budget (median), so a best step in the first {} \
                  cannot be seen: evaluate more often",
-                pct(f),
-                pct(config.early_fraction)
-            ));
-            if verdict == Verdict::Adequate {
-                confidence = Confidence::Low;
-                confidence_reason.push_str("; evaluations too coarse to see a too-high budget");
-            }
+            pct(f),
+            pct(config.early_fraction)
+        ));
+        if verdict == Verdict::Adequate {
+            confidence = Confidence::Low;
+            confidence_reason.push_str("; evaluations too coarse to see a too-high budget");
         }
+    }
 
     BudgetVerdict {
         group: group.to_string(),
@@ -395,22 +399,43 @@ pub(crate) fn budget_param(
     let round = |x: f64| if integral { stats::round_up_2sig(x) as f64 } else { round_2sig(x) };
     let median_top = stats::median(&tops);
     let checkpoints = top_verdict.verdict;
-    let late_text = format!("{} of the top {} select a checkpoint in the last {} of their run", top_verdict.late, top_verdict.trials, pct(1.0 - config.late_fraction));
+    let late_text = format!(
+        "{} of the top {} select a checkpoint in the last {} of their run",
+        top_verdict.late,
+        top_verdict.trials,
+        pct(1.0 - config.late_fraction)
+    );
     let mut evidence = vec![format!("{name} {relation}; read on {}..{}", num(low), num(high))];
     if let Some(m) = median_top {
         evidence.push(format!("the top trials' {name}: median {}", num(m)));
     }
     if let Some(b) = boundary {
-        evidence.push(format!("the upper edge of {name}: {} of the top {} in the highest {} of the range (p = {:.3}){}", b.high_edge.top_in_band, b.high_edge.top_count, pct(config.edge_margin), b.high_edge.p_value, if at_upper_edge { ", flagged" } else { "" }));
+        evidence.push(format!(
+            "the upper edge of {name}: {} of the top {} in the highest {} of the range (p = {:.3}){}",
+            b.high_edge.top_in_band,
+            b.high_edge.top_count,
+            pct(config.edge_margin),
+            b.high_edge.p_value,
+            if at_upper_edge { ", flagged" } else { "" }
+        ));
     }
     evidence.push(late_text.clone());
     let (verdict, suggested, line) = if at_upper_edge || checkpoints == Verdict::TooLow {
         let base = if at_upper_edge { high } else { median_top.unwrap_or(high) };
         let x = round(config.too_low_factor * base);
         let line = match (at_upper_edge, checkpoints == Verdict::TooLow) {
-            (true, true) => format!("train longer: widen {name} upward to {} (the best trials sit at the upper edge of {name}, and {late_text})", num(x)),
-            (true, false) => format!("train longer: widen {name} upward to {} (the best trials sit at the upper edge of {name}, although the per-trial verdict is {})", num(x), checkpoints.label()),
-            _ => format!("train longer: raise {name} to about {} ({late_text}; {name}'s best values are inside its range)", num(x)),
+            (true, true) => format!(
+                "train longer: widen {name} upward to {} (the best trials sit at the upper edge of {name}, and {late_text})",
+                num(x)
+            ),
+            (true, false) => format!(
+                "train longer: widen {name} upward to {} (the best trials sit at the upper edge of {name}, although the per-trial verdict is {})",
+                num(x),
+                checkpoints.label()
+            ),
+            _ => {
+                format!("train longer: raise {name} to about {} ({late_text}; {name}'s best values are inside its range)", num(x))
+            }
         };
         (Verdict::TooLow, Some(x), line)
     } else {
@@ -421,9 +446,17 @@ pub(crate) fn budget_param(
                     _ => 0.5,
                 };
                 let x = round(m * scale);
-                (Verdict::TooHigh, Some(x), format!("shorter runs suffice: {name} about {} (the top trials' best checkpoints come early)", num(x)))
+                (
+                    Verdict::TooHigh,
+                    Some(x),
+                    format!("shorter runs suffice: {name} about {} (the top trials' best checkpoints come early)", num(x)),
+                )
             }
-            (Verdict::Adequate, Some(m)) => (Verdict::Adequate, Some(m), format!("keep {name} around {} (the top trials' median; not at the upper edge, checkpoints not late)", num(m))),
+            (Verdict::Adequate, Some(m)) => (
+                Verdict::Adequate,
+                Some(m),
+                format!("keep {name} around {} (the top trials' median; not at the upper edge, checkpoints not late)", num(m)),
+            ),
             _ => (Verdict::InsufficientEvidence, None, format!("no verdict about {name}: too few top trials")),
         }
     };

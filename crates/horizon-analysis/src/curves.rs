@@ -145,10 +145,13 @@ impl Curve {
 
     fn running_best(&self) -> Vec<f64> {
         let mut m = f64::INFINITY;
-        self.y.iter().map(|&v| {
-            m = m.min(v);
-            m
-        }).collect()
+        self.y
+            .iter()
+            .map(|&v| {
+                m = m.min(v);
+                m
+            })
+            .collect()
     }
 
     /// Total improvement (first to best) and the scale rises and noise are measured against:
@@ -273,10 +276,7 @@ fn diagnose(data: &TrialData, t: &TrialAnalysis, dir: Direction, objective: &str
     let sat_frac = obj.steps[sat] as f64 / budget;
     let reaches_end = end >= (1.0 - config.final_window) * budget;
     d.saturated_early = if !reaches_end {
-        Sign::not_computed(
-            config.saturation_fraction,
-            format!("the curve ends at {} of the budget", pct(end / budget)),
-        )
+        Sign::not_computed(config.saturation_fraction, format!("the curve ends at {} of the budget", pct(end / budget)))
     } else {
         Sign {
             flagged: sat_frac <= config.saturation_fraction,

@@ -199,9 +199,7 @@ pub fn analyze(input: &StudyData, config: &AnalysisConfig) -> Analysis {
         });
     }
     if finished > 0 && ranked.is_empty() {
-        notes.push(format!(
-            "no feasible trial among {finished} finished: the search space needs adjusting, or there is a bug"
-        ));
+        notes.push(format!("no feasible trial among {finished} finished: the search space needs adjusting, or there is a bug"));
     }
     if input.space.is_none() && !space.parameters.is_empty() {
         notes.push("no search space given: parameter ranges are inferred from the observed values".into());

@@ -4,9 +4,9 @@ use std::fmt::Write;
 
 use horizon_core::Direction;
 
+use crate::Analysis;
 use crate::budget::BudgetVerdict;
 use crate::curves::CurveDiagnostics;
-use crate::Analysis;
 
 /// A number in at most 4 significant digits, switching to exponent form when very large or small.
 pub fn num(x: f64) -> String {
@@ -85,8 +85,18 @@ pub fn render_text(a: &Analysis) -> String {
 
     // Best trials.
     if !a.top_trials.is_empty() {
-        let _ = writeln!(s, "\nTop trials ({} of {} feasible; best quarter, at least {}):", a.top_trials.len(), c.feasible, a.config.top_min);
-        let _ = writeln!(s, "  {:>5} {:>6} {:>12} {:>10} {:>10} {:>9} {:>12}", "rank", "trial", "best", "best step", "budget", "fraction", "final");
+        let _ = writeln!(
+            s,
+            "\nTop trials ({} of {} feasible; best quarter, at least {}):",
+            a.top_trials.len(),
+            c.feasible,
+            a.config.top_min
+        );
+        let _ = writeln!(
+            s,
+            "  {:>5} {:>6} {:>12} {:>10} {:>10} {:>9} {:>12}",
+            "rank", "trial", "best", "best step", "budget", "fraction", "final"
+        );
         for &num_ in a.top_trials.iter().take(SHOWN) {
             let t = a.trials.iter().find(|t| t.number == num_).unwrap();
             let _ = writeln!(
@@ -127,7 +137,11 @@ pub fn render_text(a: &Analysis) -> String {
         for e in &p.evidence {
             let _ = writeln!(s, "    - {e}");
         }
-        let _ = writeln!(s, "  per trial, each against its own budget (steps; suggestions are in steps, {} is the unit you tune):", p.name);
+        let _ = writeln!(
+            s,
+            "  per trial, each against its own budget (steps; suggestions are in steps, {} is the unit you tune):",
+            p.name
+        );
     }
     for v in [&a.budget.feasible, &a.budget.top] {
         verdict_text(&mut s, v);
@@ -140,7 +154,8 @@ pub fn render_text(a: &Analysis) -> String {
     if k.diagnosed > 0 {
         let _ = writeln!(s, "  still improving at the end: {} of {}", k.still_improving, k.diagnosed);
         let _ = writeln!(s, "  saturated long before the end: {} of {}", k.saturated_early, k.diagnosed);
-        let _ = writeln!(s, "  {} rising after its best (problematic overfitting): {} of {}", cr.metric, k.overfitting, k.diagnosed);
+        let _ =
+            writeln!(s, "  {} rising after its best (problematic overfitting): {} of {}", cr.metric, k.overfitting, k.diagnosed);
         let train_n = cr.trials.len() - k.train_metric_missing;
         if train_n > 0 {
             let _ = writeln!(s, "  {} rising (likely a bug): {} of {}", cr.train_metric, k.train_loss_rising, train_n);
@@ -149,11 +164,9 @@ pub fn render_text(a: &Analysis) -> String {
         }
         let _ = writeln!(s, "  high step-to-step noise late in training: {} of {}", k.late_noise, k.diagnosed);
         for d in cr.trials.iter().filter(|d| flagged_problem(d)).take(SHOWN) {
-            for (what, sign) in [
-                ("overfitting", &d.overfitting),
-                ("training loss rising", &d.train_loss_rising),
-                ("late noise", &d.late_noise),
-            ] {
+            for (what, sign) in
+                [("overfitting", &d.overfitting), ("training loss rising", &d.train_loss_rising), ("late noise", &d.late_noise)]
+            {
                 if sign.flagged {
                     let _ = writeln!(s, "    trial {} {what}: {}", d.number, sign.evidence);
                 }

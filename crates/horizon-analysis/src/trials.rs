@@ -142,9 +142,8 @@ pub(crate) fn judge(input: &StudyData, config: &AnalysisConfig) -> (Vec<TrialAna
     let mut out: Vec<TrialAnalysis> = input.trials.iter().map(|t| read_trial(t, input, config)).collect();
 
     // Candidates for the high-loss rule: finished, not diverged/failed, with a best value.
-    let candidates: Vec<usize> = (0..out.len())
-        .filter(|&i| out[i].finished && out[i].infeasible.is_none() && out[i].best_value.is_some())
-        .collect();
+    let candidates: Vec<usize> =
+        (0..out.len()).filter(|&i| out[i].finished && out[i].infeasible.is_none() && out[i].best_value.is_some()).collect();
     let rule = high_loss_rule(&out, &candidates, input, config);
     if let Some(limit) = rule.limit {
         let limit_y = oriented(dir, limit);
@@ -177,8 +176,7 @@ pub(crate) fn judge(input: &StudyData, config: &AnalysisConfig) -> (Vec<TrialAna
 
 fn read_trial(t: &TrialData, input: &StudyData, config: &AnalysisConfig) -> TrialAnalysis {
     let rec = &t.record;
-    let raw: Vec<(u64, f64)> =
-        t.metrics.iter().filter(|m| m.name == input.objective).map(|m| (m.step, m.value)).collect();
+    let raw: Vec<(u64, f64)> = t.metrics.iter().filter(|m| m.name == input.objective).map(|m| (m.step, m.value)).collect();
     let finite = series(&t.metrics, &input.objective);
     let sel = select(&raw, input.direction);
     let (best_step, best_value, final_step, final_value) = match sel {
@@ -192,26 +190,21 @@ fn read_trial(t: &TrialData, input: &StudyData, config: &AnalysisConfig) -> Tria
     let best_fraction = best_step.filter(|_| rec.max_train_steps > 0).map(|s| s as f64 / rec.max_train_steps as f64);
     let first = finite.first().copied();
 
-    let non_finite = t
-        .metrics
-        .iter()
-        .find(|m| !m.value.is_finite() && is_loss_like(&m.name, &input.objective, &config.train_metric));
+    let non_finite =
+        t.metrics.iter().find(|m| !m.value.is_finite() && is_loss_like(&m.name, &input.objective, &config.train_metric));
 
     let finished = rec.state.is_finished();
     let (infeasible, detail) = match rec.state {
-        TrialState::Waiting | TrialState::Running => {
-            (None, Some(format!("{}: not judged until it finishes", rec.state)))
-        }
+        TrialState::Waiting | TrialState::Running => (None, Some(format!("{}: not judged until it finishes", rec.state))),
         TrialState::Incomplete => (
             Some(InfeasibleReason::Incomplete),
             Some(rec.message.clone().unwrap_or_else(|| {
                 format!("ended at step {} of {}", final_step.map_or("?".into(), |s| s.to_string()), rec.max_train_steps)
             })),
         ),
-        TrialState::Failed => (
-            Some(InfeasibleReason::Failed),
-            Some(rec.message.clone().unwrap_or_else(|| "the trial failed".into())),
-        ),
+        TrialState::Failed => {
+            (Some(InfeasibleReason::Failed), Some(rec.message.clone().unwrap_or_else(|| "the trial failed".into())))
+        }
         TrialState::Diverged => (
             Some(InfeasibleReason::Diverged),
             Some(match (&rec.message, non_finite) {
@@ -268,8 +261,7 @@ fn high_loss_rule(out: &[TrialAnalysis], candidates: &[usize], input: &StudyData
     let mut start: Option<(f64, &str)> = config.chance_level.map(|c| (oriented(dir, c), "chance_level"));
     if start.is_none() {
         let with_first: Vec<&TrialAnalysis> = out.iter().filter(|t| t.first_value.is_some() && t.max_train_steps > 0).collect();
-        let fractions: Vec<f64> =
-            with_first.iter().map(|t| t.first_step.unwrap() as f64 / t.max_train_steps as f64).collect();
+        let fractions: Vec<f64> = with_first.iter().map(|t| t.first_step.unwrap() as f64 / t.max_train_steps as f64).collect();
         let firsts: Vec<f64> = with_first.iter().map(|t| oriented(dir, t.first_value.unwrap())).collect();
         match stats::median(&fractions) {
             None => notes.push("progress rule not applied: no trial has a finite evaluation".into()),
@@ -299,11 +291,7 @@ fn high_loss_rule(out: &[TrialAnalysis], candidates: &[usize], input: &StudyData
     let mut fence_y = None;
     if let Some(k) = config.high_loss_iqr_factor {
         if ys.len() < config.fence_min_trials {
-            notes.push(format!(
-                "fence not applied: {} candidate trials (needs {})",
-                ys.len(),
-                config.fence_min_trials
-            ));
+            notes.push(format!("fence not applied: {} candidate trials (needs {})", ys.len(), config.fence_min_trials));
         } else if let Some(s) = Summary::of(&ys) {
             if s.iqr() > 0.0 {
                 fence_y = Some(s.q3 + k * s.iqr());
@@ -341,20 +329,22 @@ fn high_loss_detail(best: f64, rule: &HighLossRule, dir: Direction, config: &Ana
     use crate::text::num;
     let mut parts = Vec::new();
     if let (Some(s), Some(b), Some(p)) = (rule.start_level, rule.study_best, rule.progress_limit)
-        && oriented(dir, best) > oriented(dir, p) {
-            let progress = if s != b { (s - best) / (s - b) } else { 0.0 };
-            parts.push(format!(
-                "best {} made {:.0}% of the progress from the start level {} to the study's best {} (needs {:.0}%)",
-                num(best),
-                100.0 * progress,
-                num(s),
-                num(b),
-                100.0 * config.min_progress
-            ));
-        }
+        && oriented(dir, best) > oriented(dir, p)
+    {
+        let progress = if s != b { (s - best) / (s - b) } else { 0.0 };
+        parts.push(format!(
+            "best {} made {:.0}% of the progress from the start level {} to the study's best {} (needs {:.0}%)",
+            num(best),
+            100.0 * progress,
+            num(s),
+            num(b),
+            100.0 * config.min_progress
+        ));
+    }
     if let Some(f) = rule.fence
-        && oriented(dir, best) > oriented(dir, f) {
-            parts.push(format!("best {} is beyond the far-out fence {}", num(best), num(f)));
-        }
+        && oriented(dir, best) > oriented(dir, f)
+    {
+        parts.push(format!("best {} is beyond the far-out fence {}", num(best), num(f)));
+    }
     parts.join("; ")
 }

@@ -30,7 +30,8 @@ fn data() -> PathBuf {
 
 /// The sampling distribution of the data's README.
 fn space() -> SearchSpace {
-    let float = |name: &str, low: f64, high: f64, scale| ParamDef { name: name.into(), kind: ParamKind::Float { low, high, scale } };
+    let float =
+        |name: &str, low: f64, high: f64, scale| ParamDef { name: name.into(), kind: ParamKind::Float { low, high, scale } };
     SearchSpace {
         params: vec![
             float("lr", 5e-3, 5e1, Scale::Log),
@@ -91,11 +92,7 @@ fn raw_rows() -> Vec<Raw> {
 
 #[test]
 fn opda_alexnet_import_and_analysis() {
-    assert!(
-        data().is_file(),
-        "{} is missing: it is part of the repository (is this a partial checkout?)",
-        data().display()
-    );
+    assert!(data().is_file(), "{} is missing: it is part of the repository (is this a partial checkout?)", data().display());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("alexnet.jsonl");
     let status = Command::new("python3")

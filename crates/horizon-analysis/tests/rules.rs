@@ -127,7 +127,8 @@ fn coarse_evaluations_lower_confidence_in_adequate() {
 #[test]
 fn no_progress_from_the_start_level_is_high_loss() {
     // Nine trials learn from 2.0 to about 0.5; one stays at 1.9 (5% of the way).
-    let mut trials: Vec<_> = (0..9).map(|n| trial(n, 100, &curve(100, 10, |s| 2.0 - 1.5 * s / 100.0 + 0.01 * n as f64))).collect();
+    let mut trials: Vec<_> =
+        (0..9).map(|n| trial(n, 100, &curve(100, 10, |s| 2.0 - 1.5 * s / 100.0 + 0.01 * n as f64))).collect();
     trials.push(trial(9, 100, &curve(100, 10, |s| 2.0 - 0.1 * s / 100.0)));
     let a = analyze(&study(trials), &cfg());
     let stuck = &a.trials[9];
@@ -262,7 +263,8 @@ fn flat_curve() {
     assert!(d.saturated_early.flagged && !d.still_improving.flagged && !d.overfitting.flagged && !d.late_noise.flagged);
     assert_eq!(d.total_improvement, Some(0.0));
     // Among learning trials, a curve flat at the start level made no progress.
-    let mut trials: Vec<_> = (0..5).map(|n| trial(n, 100, &curve(100, 10, |s| 0.7 - 0.4 * s / 100.0 + 0.01 * n as f64))).collect();
+    let mut trials: Vec<_> =
+        (0..5).map(|n| trial(n, 100, &curve(100, 10, |s| 0.7 - 0.4 * s / 100.0 + 0.01 * n as f64))).collect();
     trials.push(trial(5, 100, &curve(100, 10, |_| 0.67)));
     let a = analyze(&study(trials), &cfg());
     assert_eq!(a.trials[5].infeasible, Some(InfeasibleReason::HighLoss));
@@ -433,7 +435,10 @@ fn enrichment_flags_a_crowded_edge_without_the_best() {
 fn discrete_parameters_read_by_index() {
     let space = SearchSpace {
         params: vec![
-            ParamDef { name: "batch".into(), kind: ParamKind::Discrete { values: [32, 64, 128, 256].map(ParamValue::Int).to_vec() } },
+            ParamDef {
+                name: "batch".into(),
+                kind: ParamKind::Discrete { values: [32, 64, 128, 256].map(ParamValue::Int).to_vec() },
+            },
             ParamDef { name: "opt".into(), kind: ParamKind::Categorical { choices: vec![ParamValue::Str("sgd".into())] } },
         ],
     };
@@ -518,7 +523,10 @@ fn one_param_trials(name: &str, values: &[f64], score: impl Fn(usize, f64) -> f6
         .enumerate()
         .map(|(i, &v)| {
             let floor = score(i, v);
-            with_params(trial(i as u64, 100, &curve(100, 10, |s| 2.0 - (2.0 - floor) * s / 100.0)), &[(name, ParamValue::Float(v))])
+            with_params(
+                trial(i as u64, 100, &curve(100, 10, |s| 2.0 - (2.0 - floor) * s / 100.0)),
+                &[(name, ParamValue::Float(v))],
+            )
         })
         .collect()
 }
@@ -538,7 +546,11 @@ fn a_linear_parameter_with_a_few_small_values_is_not_inferred_log() {
     assert_eq!((p.scale.as_str(), p.range_source), ("linear", RangeSource::Observed), "{:?}", p.note);
     assert!(p.note.as_ref().unwrap().contains("more evenly on a linear axis"), "{:?}", p.note);
     assert!(p.widen.is_empty(), "no edge at 0.87 of a linear range: {}", p.advice);
-    assert!(render_text(&a).contains("dropout [0 .. 0.3, linear, inferred]") || render_text(&a).contains(", linear, inferred]"), "{}", render_text(&a));
+    assert!(
+        render_text(&a).contains("dropout [0 .. 0.3, linear, inferred]") || render_text(&a).contains(", linear, inferred]"),
+        "{}",
+        render_text(&a)
+    );
 
     // A value of exactly 0 rules log out whatever the span.
     values[7] = 0.0;
@@ -588,7 +600,10 @@ fn an_edge_is_never_flagged_without_enrichment() {
                 0.5 + 0.001 * i as f64
             };
             let lr = 10f64.powf(-4.0 + 4.0 * u);
-            with_params(trial(i as u64, 100, &curve(100, 10, |s| 2.0 - (2.0 - floor) * s / 100.0)), &[("lr", ParamValue::Float(lr))])
+            with_params(
+                trial(i as u64, 100, &curve(100, 10, |s| 2.0 - (2.0 - floor) * s / 100.0)),
+                &[("lr", ParamValue::Float(lr))],
+            )
         })
         .collect();
     let a = analyze(&study_in(lr_space(), trials), &cfg());
@@ -653,7 +668,11 @@ fn adequate_checkpoints_do_not_hide_a_budget_parameter_at_its_upper_edge() {
     let p = a.budget.parameter.as_ref().unwrap();
     assert!(p.at_upper_edge);
     assert_eq!(p.verdict, Verdict::TooLow);
-    assert!(p.line.contains("widen epochs upward to 200") && p.line.contains("although the per-trial verdict is adequate"), "{}", p.line);
+    assert!(
+        p.line.contains("widen epochs upward to 200") && p.line.contains("although the per-trial verdict is adequate"),
+        "{}",
+        p.line
+    );
 }
 
 #[test]

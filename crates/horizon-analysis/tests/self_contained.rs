@@ -23,20 +23,18 @@ fn repo() -> PathBuf {
 /// Paths relative to the repository root.
 fn files() -> Vec<PathBuf> {
     let root = repo();
-    let git = Command::new("git")
-        .arg("-C")
-        .arg(&root)
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
-        .output();
-    if let Ok(out) = git {
-        if out.status.success() && !out.stdout.is_empty() {
-            return out
-                .stdout
-                .split(|&b| b == 0)
-                .filter(|p| !p.is_empty())
-                .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
-                .collect();
-        }
+    let git =
+        Command::new("git").arg("-C").arg(&root).args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"]).output();
+    if let Ok(out) = git
+        && out.status.success()
+        && !out.stdout.is_empty()
+    {
+        return out
+            .stdout
+            .split(|&b| b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
+            .collect();
     }
     let mut found = Vec::new();
     walk(&root, Path::new(""), &mut found);

@@ -167,16 +167,27 @@ impl AnalysisConfig {
         ];
         for (field, x) in open_unit {
             if !(x > 0.0 && x < 1.0) {
-                return bad(field, format!("{x} is not a fraction strictly between 0 and 1"), "give a value such as 0.1 (see docs/analysis.md section 5 for the default)");
+                return bad(
+                    field,
+                    format!("{x} is not a fraction strictly between 0 and 1"),
+                    "give a value such as 0.1 (see docs/analysis.md section 5 for the default)",
+                );
             }
         }
         if !(self.edge_margin > 0.0 && self.edge_margin < 0.5) {
-            return bad("edge_margin", format!("{} is not between 0 and 0.5 (the two edge bands would overlap)", self.edge_margin), "use e.g. 0.1, the default");
+            return bad(
+                "edge_margin",
+                format!("{} is not between 0 and 0.5 (the two edge bands would overlap)", self.edge_margin),
+                "use e.g. 0.1, the default",
+            );
         }
         if self.late_fraction <= self.early_fraction {
             return bad(
                 "late_fraction",
-                format!("{} is not above early_fraction ({}): a best step could be both early and late", self.late_fraction, self.early_fraction),
+                format!(
+                    "{} is not above early_fraction ({}): a best step could be both early and late",
+                    self.late_fraction, self.early_fraction
+                ),
                 "use e.g. early_fraction = 0.1 and late_fraction = 0.75, the defaults",
             );
         }
@@ -190,26 +201,46 @@ impl AnalysisConfig {
         ];
         for (field, x) in non_negative {
             if !(x.is_finite() && x >= 0.0) {
-                return bad(field, format!("{x} is not a finite number >= 0"), "give a small non-negative number (see docs/analysis.md section 5 for the default)");
+                return bad(
+                    field,
+                    format!("{x} is not a finite number >= 0"),
+                    "give a small non-negative number (see docs/analysis.md section 5 for the default)",
+                );
             }
         }
         for (field, x) in [("too_high_safety", self.too_high_safety), ("log_decades", self.log_decades)] {
             if !(x.is_finite() && x > 0.0) {
-                return bad(field, format!("{x} is not a positive number"), "give a positive number (see docs/analysis.md section 5 for the default)");
+                return bad(
+                    field,
+                    format!("{x} is not a positive number"),
+                    "give a positive number (see docs/analysis.md section 5 for the default)",
+                );
             }
         }
         if !(self.too_low_factor.is_finite() && self.too_low_factor > 1.0) {
-            return bad("too_low_factor", format!("{} would not lengthen a budget that is too low", self.too_low_factor), "use a factor above 1, e.g. 2.0, the default");
+            return bad(
+                "too_low_factor",
+                format!("{} would not lengthen a budget that is too low", self.too_low_factor),
+                "use a factor above 1, e.g. 2.0, the default",
+            );
         }
         if let Some(k) = self.high_loss_iqr_factor
             && !(k.is_finite() && k > 0.0)
         {
-            return bad("high_loss_iqr_factor", format!("{k} is not a positive number"), "use e.g. 3.0 (Tukey's far-out fence), or leave it out");
+            return bad(
+                "high_loss_iqr_factor",
+                format!("{k} is not a positive number"),
+                "use e.g. 3.0 (Tukey's far-out fence), or leave it out",
+            );
         }
         if let Some(c) = self.chance_level
             && !c.is_finite()
         {
-            return bad("chance_level", format!("{c} is not a finite number"), "give the objective's value at chance, e.g. 0.999 error for 1000 classes");
+            return bad(
+                "chance_level",
+                format!("{c} is not a finite number"),
+                "give the objective's value at chance, e.g. 0.999 error for 1000 classes",
+            );
         }
         for (field, n) in [
             ("min_group", self.min_group),
@@ -219,14 +250,22 @@ impl AnalysisConfig {
             ("cluster_min_trials", self.cluster_min_trials),
         ] {
             if n == 0 {
-                return bad(field, "0 trials is no evidence".into(), "use at least 1 (see docs/analysis.md section 5 for the default)");
+                return bad(
+                    field,
+                    "0 trials is no evidence".into(),
+                    "use at least 1 (see docs/analysis.md section 5 for the default)",
+                );
             }
         }
         if self.train_metric.is_empty() {
             return bad("train_metric", "is empty".into(), "name the training loss metric, e.g. \"train/loss\"");
         }
         if self.budget_param.as_deref() == Some("") {
-            return bad("budget_param", "is empty".into(), "name the parameter that sets the budget, e.g. \"epochs\", or leave it out");
+            return bad(
+                "budget_param",
+                "is empty".into(),
+                "name the parameter that sets the budget, e.g. \"epochs\", or leave it out",
+            );
         }
         Ok(())
     }

@@ -667,7 +667,9 @@ pub fn held_params(base: &StudySpec, sweep: &LrSweepSpec, origin: &str) -> Resul
                 sweep.param,
                 if missing.len() == 1 { "has" } else { "have" }
             ),
-            format!("give the value you would train with: [lr_sweep] set = {{ {example} }} (for a regularizer, declare its off = VALUE under [params.NAME] instead)"),
+            format!(
+                "give the value you would train with: [lr_sweep] set = {{ {example} }} (for a regularizer, declare its off = VALUE under [params.NAME] instead)"
+            ),
         ));
     }
     for (name, value) in &sweep.set {
@@ -699,7 +701,10 @@ pub fn stage_study(base: &StudySpec, sweep: &LrSweepSpec, held: &[Held], stage: 
     let (lr_kind, trials) = if stage.lrs.len() == 1 {
         (ParamKind::Fixed { value: ParamValue::Float(stage.lrs[0]) }, 1)
     } else {
-        (ParamKind::Discrete { values: run_order(&stage.lrs).into_iter().map(ParamValue::Float).collect() }, stage.lrs.len() as u64)
+        (
+            ParamKind::Discrete { values: run_order(&stage.lrs).into_iter().map(ParamValue::Float).collect() },
+            stage.lrs.len() as u64,
+        )
     };
     let mut params: Vec<ParamDef> = base
         .space
@@ -801,15 +806,26 @@ mod tests {
     #[test]
     fn the_grid_runs_against_the_cap_unless_n_is_given() {
         // No separate run to find N: the first stage is the grid, against the cap.
-        assert_eq!(next_stage(&spec(), &Observed::default()), Next::Run(Stage { index: 0, lrs: vec![0.001, 0.01, 0.1, 1.0], steps: 3200 }));
+        assert_eq!(
+            next_stage(&spec(), &Observed::default()),
+            Next::Run(Stage { index: 0, lrs: vec![0.001, 0.01, 0.1, 1.0], steps: 3200 })
+        );
         let given = LrSweepSpec { steps: Some(700), ..spec() };
-        assert_eq!(next_stage(&given, &Observed::default()), Next::Run(Stage { index: 0, lrs: vec![0.001, 0.01, 0.1, 1.0], steps: 700 }));
+        assert_eq!(
+            next_stage(&given, &Observed::default()),
+            Next::Run(Stage { index: 0, lrs: vec![0.001, 0.01, 0.1, 1.0], steps: 700 })
+        );
     }
 
     #[test]
     fn an_interior_fastest_rate_ends_the_sweep() {
         let s = LrSweepSpec { steps: Some(400), ..spec() };
-        let stages = vec![vec![(0.001, never(0.2)), (0.01, fit(300)), (0.1, fit(120)), (1.0, LrOutcome::Diverged { message: "nan".into() })]];
+        let stages = vec![vec![
+            (0.001, never(0.2)),
+            (0.01, fit(300)),
+            (0.1, fit(120)),
+            (1.0, LrOutcome::Diverged { message: "nan".into() }),
+        ]];
         let Next::Done(r) = next_from_outcomes(&s, &stages, 1234) else { panic!("expected a report") };
         assert_eq!(r.verdict, Verdict::Found);
         assert_eq!(r.fastest, vec![0.1]);
@@ -825,7 +841,10 @@ mod tests {
         assert_eq!(next(&s, std::slice::from_ref(&first)), Next::Run(Stage { index: 1, lrs: vec![10.0, 100.0], steps: 400 }));
         // Still fastest at the new edge: extend again.
         let second = vec![(10.0, fit(50)), (100.0, fit(40))];
-        assert_eq!(next(&s, &[first.clone(), second.clone()]), Next::Run(Stage { index: 2, lrs: vec![1000.0, 10000.0], steps: 400 }));
+        assert_eq!(
+            next(&s, &[first.clone(), second.clone()]),
+            Next::Run(Stage { index: 2, lrs: vec![1000.0, 10000.0], steps: 400 })
+        );
         // The limit reached: report it as unresolved, with the best seen.
         let third = vec![(1000.0, fit(30)), (10000.0, fit(20))];
         let Next::Done(r) = next(&s, &[first, second, third]) else { panic!("expected a report") };
@@ -926,7 +945,11 @@ mod tests {
         let out = stage_outcomes(&s, None, &stage);
         assert_eq!(out[1], (0.1, fit(200)));
         assert!(matches!(out[0].1, LrOutcome::Stalled { at: 100, .. }), "{:?}", out[0]);
-        assert_eq!(out[2], (0.01, LrOutcome::Slower { than: 200, best: Some(0.9 * 0.5) }), "read up to the bound, not to step 230");
+        assert_eq!(
+            out[2],
+            (0.01, LrOutcome::Slower { than: 200, best: Some(0.9 * 0.5) }),
+            "read up to the bound, not to step 230"
+        );
         assert!(matches!(out[3].1, LrOutcome::Slower { than: 200, .. }));
         let Next::Done(r) = next_stage(&s, &Observed { grids: vec![stage] }) else { panic!() };
         assert_eq!((r.verdict, r.fastest, r.suggested_max_train_steps), (Verdict::Found, vec![0.1], Some(200)));
@@ -936,7 +959,10 @@ mod tests {
     #[test]
     fn a_fit_after_the_bound_of_an_earlier_stage_is_slower() {
         let s = spec();
-        let grid0 = vec![trial(0, 1.0, TrialState::Complete, curve(100, falling(100))), trial(1, 0.1, TrialState::Complete, curve(100, falling(300)))];
+        let grid0 = vec![
+            trial(0, 1.0, TrialState::Complete, curve(100, falling(100))),
+            trial(1, 0.1, TrialState::Complete, curve(100, falling(300))),
+        ];
         let grid1 = vec![trial(0, 10.0, TrialState::Complete, curve(150, falling(150)))];
         let obs = Observed { grids: vec![grid0.clone(), grid1] };
         assert_eq!(fastest_so_far(&s, &Observed { grids: vec![grid0] }), Some((1.0, 100)));
@@ -1030,28 +1056,46 @@ mod tests {
         };
         use TrialState::{Complete, Running};
         // Nothing has fit and every curve is progressing: nothing to stop.
-        let v = view(vec![(0, curve(60, falling(100))), (1, curve(50, falling(200))), (2, curve(40, falling(400)))], &[Running, Running, Running]);
+        let v = view(
+            vec![(0, curve(60, falling(100))), (1, curve(50, falling(200))), (2, curve(40, falling(400)))],
+            &[Running, Running, Running],
+        );
         assert!(stops(&s, None, &v).is_empty());
         // Trial 0 fit at 100 (still running: stop_when ends it); trial 1 is at 110 without a
         // fit: stopped; trial 2 is at 90: not yet.
-        let v = view(vec![(0, curve(100, falling(100))), (1, curve(110, falling(200))), (2, curve(90, falling(400)))], &[Running, Running, Running]);
+        let v = view(
+            vec![(0, curve(100, falling(100))), (1, curve(110, falling(200))), (2, curve(90, falling(400)))],
+            &[Running, Running, Running],
+        );
         let d = stops(&s, None, &v);
         assert_eq!(d.len(), 1, "{d:?}");
         let Decision::Stop { trial, reason } = &d[0];
         assert_eq!(*trial, 1);
-        assert_eq!(reason, "cannot be the fastest: learning_rate = 1 (trial 0) fit (train/error <= 0) at step 100, and this trial had not");
+        assert_eq!(
+            reason,
+            "cannot be the fastest: learning_rate = 1 (trial 0) fit (train/error <= 0) at step 100, and this trial had not"
+        );
         // A bound from an earlier stage applies from the start; finished trials are left alone.
-        let v = view(vec![(0, curve(40, falling(100))), (1, curve(30, falling(200))), (2, curve(400, falling(400)))], &[Running, Running, Complete]);
+        let v = view(
+            vec![(0, curve(40, falling(100))), (1, curve(30, falling(200))), (2, curve(400, falling(400)))],
+            &[Running, Running, Complete],
+        );
         let d = stops(&s, Some((3.0, 30)), &v);
         let why = "cannot be the fastest: learning_rate = 3 (an earlier stage) fit (train/error <= 0) at step 30, and this trial had not";
         assert_eq!(d, vec![Decision::Stop { trial: 0, reason: why.into() }, Decision::Stop { trial: 1, reason: why.into() }]);
         // A dead network stalls.
-        let v = view(vec![(0, curve(120, |_| 0.9)), (1, curve(50, falling(200))), (2, curve(40, falling(400)))], &[Running, Running, Running]);
+        let v = view(
+            vec![(0, curve(120, |_| 0.9)), (1, curve(50, falling(200))), (2, curve(40, falling(400)))],
+            &[Running, Running, Running],
+        );
         let d = stops(&s, None, &v);
         assert_eq!(d.len(), 1);
         let Decision::Stop { trial, reason } = &d[0];
         assert_eq!(*trial, 0);
-        assert!(reason.starts_with("stalled: train/error came less than 1% closer to train/error <= 0 between steps 50 and 100"), "{reason}");
+        assert!(
+            reason.starts_with("stalled: train/error came less than 1% closer to train/error <= 0 between steps 50 and 100"),
+            "{reason}"
+        );
     }
 
     const DIGITS: &str = r#"
@@ -1130,8 +1174,10 @@ mod tests {
         assert_eq!(first.get("optimizer"), Some(&ParamValue::Str("sgd".into())));
         assert_eq!(first.get("batch_size"), Some(&ParamValue::Int(64)));
         let by = |n: &str| held.iter().find(|h| h.name == n).unwrap().by;
-        assert_eq!((by("momentum"), by("weight_decay"), by("schedule"), by("batch_size"), by("optimizer")),
-            (HeldBy::Set, HeldBy::Off, HeldBy::Constant, HeldBy::Fixed, HeldBy::Default));
+        assert_eq!(
+            (by("momentum"), by("weight_decay"), by("schedule"), by("batch_size"), by("optimizer")),
+            (HeldBy::Set, HeldBy::Off, HeldBy::Constant, HeldBy::Fixed, HeldBy::Default)
+        );
         // A 16x longer budget gets a 16x longer timeout.
         let capped = stage_study(&base, &sweep, &held, &Stage { index: 0, lrs: vec![0.1], steps: 48000 });
         assert_eq!(capped.trials, 1);
@@ -1187,8 +1233,13 @@ mod tests {
         let e = held_params(&base, base.lr_sweep.as_ref().unwrap(), "own.toml").unwrap_err();
         assert_eq!(e.field, "lr_sweep.set");
         assert!(e.problem.contains("momentum, act have none"), "{e}");
-        assert!(e.fix.starts_with("give the value you would train with: [lr_sweep] set = { momentum = VALUE, act = VALUE }"), "{e}");
-        let fixed = StudySpec::parse(&own.replace("fit = ", "set = { momentum = 0.9, act = \"gelu\" }\n            fit = "), "own.toml").unwrap();
+        assert!(
+            e.fix.starts_with("give the value you would train with: [lr_sweep] set = { momentum = VALUE, act = VALUE }"),
+            "{e}"
+        );
+        let fixed =
+            StudySpec::parse(&own.replace("fit = ", "set = { momentum = 0.9, act = \"gelu\" }\n            fit = "), "own.toml")
+                .unwrap();
         let held = held_params(&fixed, fixed.lr_sweep.as_ref().unwrap(), "own.toml").unwrap();
         let by: Vec<(&str, HeldBy)> = held.iter().map(|h| (h.name.as_str(), h.by)).collect();
         assert_eq!(by, vec![("momentum", HeldBy::Set), ("act", HeldBy::Set), ("dropout", HeldBy::Off)]);
@@ -1196,8 +1247,10 @@ mod tests {
 
     #[test]
     fn a_fixed_schedule_of_a_workload_still_becomes_constant() {
-        let text = DIGITS.replace("type = \"categorical\"\n        choices = [\"cosine\", \"linear\"]", "type = \"fixed\"\n        value = \"cosine\"")
-            + "[params.warmup_steps]\ntype = \"fixed\"\nvalue = 200\n";
+        let text = DIGITS.replace(
+            "type = \"categorical\"\n        choices = [\"cosine\", \"linear\"]",
+            "type = \"fixed\"\n        value = \"cosine\"",
+        ) + "[params.warmup_steps]\ntype = \"fixed\"\nvalue = 200\n";
         let base = StudySpec::parse(&text, "digits.toml").unwrap();
         assert!(matches!(base.space.param("schedule").unwrap().kind, ParamKind::Fixed { .. }), "the test must fix the schedule");
         let held = held_params(&base, &base.lr_sweep_spec("digits.toml").unwrap(), "digits.toml").unwrap();

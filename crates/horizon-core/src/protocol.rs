@@ -113,7 +113,11 @@ impl TrialEnvironment {
     /// the trial number and attempt may be missing (a trainer run by hand); the rest may not.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<TrialEnvironment, EnvError> {
         let required = |var: &'static str| lookup(var).ok_or(EnvError::Missing { var });
-        let invalid = |var: &'static str, value: &str, expected: &'static str| EnvError::Invalid { var, value: value.to_string(), expected };
+        let invalid = |var: &'static str, value: &str, expected: &'static str| EnvError::Invalid {
+            var,
+            value: value.to_string(),
+            expected,
+        };
         let positive = |var: &'static str| -> Result<u64, EnvError> {
             let v = required(var)?;
             match v.trim().parse::<u64>() {
@@ -128,7 +132,8 @@ impl TrialEnvironment {
             }
         };
         let seed_text = required(env::SEED)?;
-        let seed = seed_text.trim().parse::<u64>().map_err(|_| invalid(env::SEED, &seed_text, "expected a non-negative integer"))?;
+        let seed =
+            seed_text.trim().parse::<u64>().map_err(|_| invalid(env::SEED, &seed_text, "expected a non-negative integer"))?;
         let metrics_file = required(env::METRICS_FILE)?;
         if metrics_file.is_empty() {
             return Err(invalid(env::METRICS_FILE, &metrics_file, "expected the path of the file to append metric lines to"));
@@ -138,13 +143,24 @@ impl TrialEnvironment {
             Some(text) if text.trim().is_empty() => None,
             Some(text) => match text.trim().parse::<u64>() {
                 Ok(n) if n >= 1 => Some(n),
-                _ => return Err(invalid(env::CHECKPOINT_EVERY, &text, "expected an integer >= 1, or nothing for no periodic checkpoints")),
+                _ => {
+                    return Err(invalid(
+                        env::CHECKPOINT_EVERY,
+                        &text,
+                        "expected an integer >= 1, or nothing for no periodic checkpoints",
+                    ));
+                }
             },
         };
         let checkpoint_steps = match lookup(env::CHECKPOINT_STEPS) {
             None => Vec::new(),
-            Some(text) => parse_steps(&text)
-                .ok_or_else(|| invalid(env::CHECKPOINT_STEPS, &text, "expected comma-separated integers >= 1, such as \"100,200,300\", or nothing"))?,
+            Some(text) => parse_steps(&text).ok_or_else(|| {
+                invalid(
+                    env::CHECKPOINT_STEPS,
+                    &text,
+                    "expected comma-separated integers >= 1, such as \"100,200,300\", or nothing",
+                )
+            })?,
         };
         Ok(TrialEnvironment {
             study: lookup(env::STUDY).unwrap_or_default(),

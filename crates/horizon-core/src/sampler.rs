@@ -15,7 +15,7 @@
 
 use crate::params::{ParamValue, Params};
 use crate::rng::SplitMix64;
-use crate::space::{int_at, lerp, ParamDef, ParamKind, Scale, SearchSpace, EXACT_INT, EXACT_LOG_INT};
+use crate::space::{EXACT_INT, EXACT_LOG_INT, ParamDef, ParamKind, Scale, SearchSpace, int_at, lerp};
 
 /// Why a sample could not be produced.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -163,10 +163,7 @@ impl Grid {
     pub fn new(space: &SearchSpace, points: u32) -> Result<Self, String> {
         let varied: Vec<&ParamDef> = space.params.iter().filter(|p| p.is_varied()).collect();
         if varied.is_empty() || varied.len() > 2 {
-            return Err(format!(
-                "grid search needs one or two varied parameters, this space varies {}",
-                varied.len()
-            ));
+            return Err(format!("grid search needs one or two varied parameters, this space varies {}", varied.len()));
         }
         let levels = varied.iter().map(|p| grid_levels(p, points)).collect();
         let fixed = Params(
@@ -252,9 +249,7 @@ pub fn grid_levels(p: &ParamDef, points: u32) -> Vec<ParamValue> {
                         ((low as f64).ln() + t(k) * ((high as f64).ln() - (low as f64).ln())).exp().round() as i64
                     }
                     // Beyond, step along the offset from low, whose width (up to 2^64) is one float.
-                    (Scale::Linear, false) => {
-                        int_at(low, high, (t(k) * (high as i128 - low as i128) as f64).round())
-                    }
+                    (Scale::Linear, false) => int_at(low, high, (t(k) * (high as i128 - low as i128) as f64).round()),
                     (Scale::Log, false) => {
                         let (l, w) = (low as f64, (high as i128 - low as i128) as f64);
                         int_at(low, high, (l * (t(k) * (w / l).ln_1p()).exp_m1()).round())
@@ -292,10 +287,7 @@ mod tests {
     fn space(dims: usize) -> SearchSpace {
         SearchSpace {
             params: (0..dims)
-                .map(|d| ParamDef {
-                    name: format!("x{d}"),
-                    kind: ParamKind::Float { low: 0.0, high: 1.0, scale: Scale::Linear },
-                })
+                .map(|d| ParamDef { name: format!("x{d}"), kind: ParamKind::Float { low: 0.0, high: 1.0, scale: Scale::Linear } })
                 .collect(),
         }
     }
@@ -325,9 +317,7 @@ mod tests {
                 sum2 += p
                     .iter()
                     .zip(q)
-                    .map(|(&x, &y)| {
-                        1.0 + 0.5 * (x - 0.5).abs() + 0.5 * (y - 0.5).abs() - 0.5 * (x - y).abs()
-                    })
+                    .map(|(&x, &y)| 1.0 + 0.5 * (x - 0.5).abs() + 0.5 * (y - 0.5).abs() - 0.5 * (x - y).abs())
                     .product::<f64>();
             }
         }
@@ -417,7 +407,10 @@ mod tests {
             params: vec![
                 ParamDef { name: "lr".into(), kind: ParamKind::Float { low: 1e-5, high: 1.0, scale: Scale::Log } },
                 ParamDef { name: "width".into(), kind: ParamKind::Int { low: 8, high: 512, scale: Scale::Log } },
-                ParamDef { name: "opt".into(), kind: ParamKind::Categorical { choices: vec![ParamValue::Str("sgd".into()), ParamValue::Str("adam".into())] } },
+                ParamDef {
+                    name: "opt".into(),
+                    kind: ParamKind::Categorical { choices: vec![ParamValue::Str("sgd".into()), ParamValue::Str("adam".into())] },
+                },
             ],
         };
         for spec in [SamplerSpec::default(), SamplerSpec::Random] {
@@ -443,7 +436,10 @@ mod tests {
         let space = SearchSpace {
             params: vec![
                 ParamDef { name: "lr".into(), kind: ParamKind::Float { low: 1e-3, high: 1e-1, scale: Scale::Log } },
-                ParamDef { name: "bs".into(), kind: ParamKind::Discrete { values: vec![ParamValue::Int(32), ParamValue::Int(64)] } },
+                ParamDef {
+                    name: "bs".into(),
+                    kind: ParamKind::Discrete { values: vec![ParamValue::Int(32), ParamValue::Int(64)] },
+                },
                 ParamDef { name: "k".into(), kind: ParamKind::Fixed { value: ParamValue::Int(1) } },
             ],
         };

@@ -66,12 +66,13 @@ impl Schedule {
             )));
         }
         if let Decay::ConstantThenLinear { decay_steps } = self.decay
-            && (decay_steps == 0 || decay_steps + self.warmup_steps > self.total_steps) {
-                return Err(ScheduleError(format!(
-                    "decay_steps must be in 1..={} (the run minus warmup), got {decay_steps}",
-                    self.total_steps - self.warmup_steps
-                )));
-            }
+            && (decay_steps == 0 || decay_steps + self.warmup_steps > self.total_steps)
+        {
+            return Err(ScheduleError(format!(
+                "decay_steps must be in 1..={} (the run minus warmup), got {decay_steps}",
+                self.total_steps - self.warmup_steps
+            )));
+        }
         Ok(self)
     }
 
@@ -207,7 +208,8 @@ mod tests {
             }
         }
         // The ladder's case: warmup-stable-decay with a decay of fixed length or fixed fraction.
-        let wsd = |total: u64, decay: u64| Schedule::new(0.1, 100, total, Decay::ConstantThenLinear { decay_steps: decay }).unwrap();
+        let wsd =
+            |total: u64, decay: u64| Schedule::new(0.1, 100, total, Decay::ConstantThenLinear { decay_steps: decay }).unwrap();
         assert_eq!(wsd(900, 100).identical_until(&wsd(2700, 100)), 800, "fixed length: up to the shorter run's decay start");
         assert_eq!(wsd(900, 180).identical_until(&wsd(2700, 540)), 720, "fixed fraction (20%)");
         let cos = |total: u64| Schedule::new(0.1, 100, total, Decay::Cosine).unwrap();

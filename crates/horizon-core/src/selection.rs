@@ -140,7 +140,10 @@ mod tests {
                         (Some(a), Some(b)) => {
                             assert_eq!((a.best_step, a.final_step, a.evaluations), (b.best_step, b.final_step, b.evaluations));
                             assert!(a.best_value == b.best_value);
-                            assert!(a.final_value.to_bits() == b.final_value.to_bits() || a.final_value.is_nan() && b.final_value.is_nan());
+                            assert!(
+                                a.final_value.to_bits() == b.final_value.to_bits()
+                                    || a.final_value.is_nan() && b.final_value.is_nan()
+                            );
                         }
                         (a, b) => panic!("tracker {a:?} vs select {b:?}"),
                     }

@@ -92,9 +92,9 @@ impl ParamDef {
             ParamKind::Int { low, high, scale } => match (value, scale) {
                 // Differences in i128, rounded once: the same as f64 differences where those were
                 // exact (below 2^53), and no overflow or cancellation beyond.
-                (ParamValue::Int(i), Scale::Linear) if low < high => (low..=high).contains(&i).then(|| {
-                    (*i as i128 - *low as i128) as f64 / (*high as i128 - *low as i128) as f64
-                }),
+                (ParamValue::Int(i), Scale::Linear) if low < high => {
+                    (low..=high).contains(&i).then(|| (*i as i128 - *low as i128) as f64 / (*high as i128 - *low as i128) as f64)
+                }
                 _ => unit_of(x?, *low as f64, *high as f64, *scale),
             },
             ParamKind::Discrete { values } => {
@@ -232,7 +232,10 @@ mod tests {
             params: vec![
                 float(1e-4, 1.0, Scale::Log),
                 ParamDef { name: "n".into(), kind: ParamKind::Int { low: 1, high: 9, scale: Scale::Linear } },
-                ParamDef { name: "c".into(), kind: ParamKind::Categorical { choices: vec![ParamValue::Str("a".into()), ParamValue::Int(2)] } },
+                ParamDef {
+                    name: "c".into(),
+                    kind: ParamKind::Categorical { choices: vec![ParamValue::Str("a".into()), ParamValue::Int(2)] },
+                },
                 ParamDef { name: "k".into(), kind: ParamKind::Fixed { value: ParamValue::Float(0.5) } },
             ],
         };

@@ -77,8 +77,7 @@ pub enum Piece {
 }
 
 /// Placeholders every command template may use besides the parameters.
-pub const BUILTIN_PLACEHOLDERS: &[&str] =
-    &["max_train_steps", "eval_every", "trial_dir", "trial_number", "seed", "metrics_file"];
+pub const BUILTIN_PLACEHOLDERS: &[&str] = &["max_train_steps", "eval_every", "trial_dir", "trial_number", "seed", "metrics_file"];
 
 /// How horizon starts a trial's training program.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -270,7 +269,8 @@ impl SpaceFile {
                 .map(|s| format!("line {}", text[..s.start].matches('\n').count() + 1))
                 .unwrap_or_else(|| "(syntax)".into()),
             problem: e.message().trim().to_string(),
-            fix: "a space file holds [params.NAME] tables as in a study file (docs/study-spec.md), and optionally [analysis]".into(),
+            fix: "a space file holds [params.NAME] tables as in a study file (docs/study-spec.md), and optionally [analysis]"
+                .into(),
         })?;
         let checker = Checker { origin };
         if raw.params.is_empty() {
@@ -438,12 +438,18 @@ impl Checker<'_> {
             return Err(self.err(FIELD, format!("{text:?} is zero: every attempt would time out as it starts"), fix));
         }
         if d < MIN_TIMEOUT {
-            return Err(self.err(FIELD,
-                format!("{text:?} is under a second: no trainer starts and trains in that time, so every attempt would time out"), fix));
+            return Err(self.err(
+                FIELD,
+                format!("{text:?} is under a second: no trainer starts and trains in that time, so every attempt would time out"),
+                fix,
+            ));
         }
         if d > MAX_TIMEOUT {
-            return Err(self.err(FIELD, format!("{text:?} is longer than a year, which is no limit at all"),
-                "leave timeout out for no limit, or give the longest an attempt may take, e.g. \"2d\""));
+            return Err(self.err(
+                FIELD,
+                format!("{text:?} is longer than a year, which is no limit at all"),
+                "leave timeout out for no limit, or give the longest an attempt may take, e.g. \"2d\"",
+            ));
         }
         Ok(d)
     }
@@ -454,9 +460,11 @@ impl Checker<'_> {
         let d = self.duration(FIELD, text)?;
         if d < MIN_KILL_GRACE {
             let what = if d.is_zero() { "is zero" } else { "is shorter than horizon's 100 ms tick" };
-            return Err(self.err(FIELD,
+            return Err(self.err(
+                FIELD,
                 format!("{text:?} {what}: the trainer would be killed right after SIGTERM, with no time to save or exit"),
-                "give it time to write a checkpoint and exit, e.g. kill_grace = \"10s\" (the default)"));
+                "give it time to write a checkpoint and exit, e.g. kill_grace = \"10s\" (the default)",
+            ));
         }
         if d > MAX_KILL_GRACE {
             return Err(self.err(FIELD,
@@ -469,16 +477,21 @@ impl Checker<'_> {
     fn check(&self, raw: RawSpec) -> Result<StudySpec, SpecError> {
         let s = &raw.study;
         if s.name.trim().is_empty() || s.name.contains(['/', '\\']) {
-            return Err(self.err("study.name", format!("{:?} is not a usable study name", s.name),
-                "use a non-empty name without slashes, e.g. \"digits-lr-sweep\""));
+            return Err(self.err(
+                "study.name",
+                format!("{:?} is not a usable study name", s.name),
+                "use a non-empty name without slashes, e.g. \"digits-lr-sweep\"",
+            ));
         }
         let trials = self.positive("study.trials", s.trials)?;
         let max_train_steps = self.positive("study.max_train_steps", s.max_train_steps)?;
         let eval_every = self.positive("study.eval_every", s.eval_every)?;
         if eval_every > max_train_steps {
-            return Err(self.err("study.eval_every",
+            return Err(self.err(
+                "study.eval_every",
                 format!("{eval_every} is larger than max_train_steps ({max_train_steps}): no evaluation would happen"),
-                "evaluate at least a few times per run, e.g. max_train_steps / 20"));
+                "evaluate at least a few times per run, e.g. max_train_steps / 20",
+            ));
         }
         if s.seed < 0 {
             return Err(self.err("study.seed", format!("must be >= 0, got {}", s.seed), "use a non-negative integer"));
@@ -500,66 +513,100 @@ impl Checker<'_> {
         let metrics: Vec<String> = match (&t.metrics, builtin) {
             (Some(m), _) => m.clone(),
             (None, Some(w)) => w.metrics.iter().map(|m| m.to_string()).collect(),
-            (None, None) => return Err(self.err("trainer.metrics", "is missing",
-                "list the metric names the trainer reports, e.g. [\"train/loss\", \"valid/loss\"]")),
+            (None, None) => {
+                return Err(self.err(
+                    "trainer.metrics",
+                    "is missing",
+                    "list the metric names the trainer reports, e.g. [\"train/loss\", \"valid/loss\"]",
+                ));
+            }
         };
         if metrics.is_empty() {
-            return Err(self.err("trainer.metrics", "is empty",
-                "list the metric names the trainer reports, e.g. [\"train/loss\", \"valid/loss\"]"));
+            return Err(self.err(
+                "trainer.metrics",
+                "is empty",
+                "list the metric names the trainer reports, e.g. [\"train/loss\", \"valid/loss\"]",
+            ));
         }
         for (i, m) in metrics.iter().enumerate() {
             if m.is_empty() || m.chars().any(char::is_whitespace) {
-                return Err(self.err(&format!("trainer.metrics[{i}]"), format!("{m:?} is not a metric name"),
-                    "use names without spaces, with their split, e.g. \"valid/loss\""));
+                return Err(self.err(
+                    &format!("trainer.metrics[{i}]"),
+                    format!("{m:?} is not a metric name"),
+                    "use names without spaces, with their split, e.g. \"valid/loss\"",
+                ));
             }
             if let Some(w) = builtin
-                && !w.metrics.contains(&m.as_str()) {
-                    return Err(self.err(&format!("trainer.metrics[{i}]"), format!("workload {} does not report {m:?}", w.name),
-                        format!("it reports: {}", w.metrics.join(", "))));
-                }
+                && !w.metrics.contains(&m.as_str())
+            {
+                return Err(self.err(
+                    &format!("trainer.metrics[{i}]"),
+                    format!("workload {} does not report {m:?}", w.name),
+                    format!("it reports: {}", w.metrics.join(", ")),
+                ));
+            }
         }
         if let Some(w) = builtin {
             for p in &space.params {
                 if crate::workloads::workload_param(w, &p.name).is_none() {
-                    return Err(self.err(&format!("params.{}", p.name), format!("workload {} has no parameter {:?}", w.name, p.name),
-                        format!("it takes: {}", crate::workloads::workload_param_names(w).join(", "))));
+                    return Err(self.err(
+                        &format!("params.{}", p.name),
+                        format!("workload {} has no parameter {:?}", w.name, p.name),
+                        format!("it takes: {}", crate::workloads::workload_param_names(w).join(", ")),
+                    ));
                 }
             }
         }
         let Some(direction) = Direction::parse(&raw.objective.direction) else {
-            return Err(self.err("objective.direction", format!("{:?} is not a direction", raw.objective.direction),
-                "write \"minimize\" (losses, error rates) or \"maximize\" (accuracies)"));
+            return Err(self.err(
+                "objective.direction",
+                format!("{:?} is not a direction", raw.objective.direction),
+                "write \"minimize\" (losses, error rates) or \"maximize\" (accuracies)",
+            ));
         };
         if !metrics.contains(&raw.objective.metric) {
-            return Err(self.err("objective.metric",
+            return Err(self.err(
+                "objective.metric",
                 format!("{:?} is not among the metrics the trainer reports ({})", raw.objective.metric, metrics.join(", ")),
-                "name one of trainer.metrics, or add the metric to trainer.metrics"));
+                "name one of trainer.metrics, or add the metric to trainer.metrics",
+            ));
         }
 
         let command_text = t.command.clone().unwrap_or_default();
         if builtin.is_none() && (command_text.is_empty() || command_text[0].is_empty()) {
-            return Err(self.err("trainer.command", "is empty",
-                "give the program and its arguments as a list, e.g. [\"python3\", \"train.py\", \"--lr={learning_rate}\"]"));
+            return Err(self.err(
+                "trainer.command",
+                "is empty",
+                "give the program and its arguments as a list, e.g. [\"python3\", \"train.py\", \"--lr={learning_rate}\"]",
+            ));
         }
         let mut allowed: Vec<&str> = space.params.iter().map(|p| p.name.as_str()).collect();
         allowed.extend(BUILTIN_PLACEHOLDERS);
         let mut command = Vec::new();
         for (i, arg) in command_text.iter().enumerate() {
             let field = format!("trainer.command[{i}]");
-            let pieces = parse_template(arg).map_err(|p| self.err(&field, p, "write {name} for a value and {{ or }} for a literal brace"))?;
+            let pieces = parse_template(arg)
+                .map_err(|p| self.err(&field, p, "write {name} for a value and {{ or }} for a literal brace"))?;
             for piece in &pieces {
                 if let Piece::Var(v) = piece
-                    && !allowed.contains(&v.as_str()) {
-                        return Err(self.err(&field, format!("placeholder {{{v}}} is neither a parameter nor a built-in"),
-                            format!("use one of: {}", allowed.join(", "))));
-                    }
+                    && !allowed.contains(&v.as_str())
+                {
+                    return Err(self.err(
+                        &field,
+                        format!("placeholder {{{v}}} is neither a parameter nor a built-in"),
+                        format!("use one of: {}", allowed.join(", ")),
+                    ));
+                }
             }
             command.push(pieces);
         }
         for key in t.env.keys() {
             if key.is_empty() || key.contains('=') || key.starts_with("HORIZON_") {
-                return Err(self.err(&format!("trainer.env.{key}"), "is not a variable horizon can set",
-                    "use a name without '=' that does not start with HORIZON_ (horizon sets those itself)"));
+                return Err(self.err(
+                    &format!("trainer.env.{key}"),
+                    "is not a variable horizon can set",
+                    "use a name without '=' that does not start with HORIZON_ (horizon sets those itself)",
+                ));
             }
         }
         let timeout = t.timeout.as_deref().map(|x| self.timeout(x)).transpose()?;
@@ -568,27 +615,38 @@ impl Checker<'_> {
             return Err(self.err("trainer.retries", format!("must be >= 0, got {}", t.retries), "use 0 to never retry"));
         }
         if t.retries > MAX_RETRIES {
-            return Err(self.err("trainer.retries",
+            return Err(self.err(
+                "trainer.retries",
                 format!("{} re-runs of a failed trial is more than horizon allows ({MAX_RETRIES})", t.retries),
-                "a trial that fails this often has a bug, not bad luck; use a few, e.g. retries = 2"));
+                "a trial that fails this often has a bug, not bad luck; use a few, e.g. retries = 2",
+            ));
         }
         let mut gpus = Vec::new();
         for (i, g) in t.gpus.iter().enumerate() {
             gpus.push(match g {
                 toml::Value::Integer(n) if *n >= 0 => n.to_string(),
                 toml::Value::String(s) if !s.is_empty() && !s.contains(',') => s.clone(),
-                other => return Err(self.err(&format!("trainer.gpus[{i}]"), format!("{other} is not a device id"),
-                    "list device indices or UUIDs, e.g. gpus = [0, 1]")),
+                other => {
+                    return Err(self.err(
+                        &format!("trainer.gpus[{i}]"),
+                        format!("{other} is not a device id"),
+                        "list device indices or UUIDs, e.g. gpus = [0, 1]",
+                    ));
+                }
             });
         }
 
         let stop_when = match &t.stop_when {
             None => None,
             Some(text) => {
-                let c = Criterion::parse(text).map_err(|p| self.err("trainer.stop_when", p, "write e.g. \"train/error <= 0\""))?;
+                let c =
+                    Criterion::parse(text).map_err(|p| self.err("trainer.stop_when", p, "write e.g. \"train/error <= 0\""))?;
                 if !metrics.contains(&c.metric) {
-                    return Err(self.err("trainer.stop_when", format!("{:?} is not among trainer.metrics", c.metric),
-                        format!("use one of: {}", metrics.join(", "))));
+                    return Err(self.err(
+                        "trainer.stop_when",
+                        format!("{:?} is not among trainer.metrics", c.metric),
+                        format!("use one of: {}", metrics.join(", ")),
+                    ));
                 }
                 Some(c)
             }
@@ -614,17 +672,28 @@ impl Checker<'_> {
             None => SamplerSpec::default(),
             Some(rs) => self.sampler(rs, &space)?,
         };
-        if let Some(cap) = sampler.build(&space, 0).map_err(|e| self.err("sampler.kind", e, "use kind = \"halton\" for more than two dimensions"))?.capacity()
-            && trials > cap {
-                return Err(self.err("study.trials", format!("{trials} trials but the grid has only {cap} points"),
-                    format!("set trials = {cap} or raise sampler.points")));
-            }
+        if let Some(cap) = sampler
+            .build(&space, 0)
+            .map_err(|e| self.err("sampler.kind", e, "use kind = \"halton\" for more than two dimensions"))?
+            .capacity()
+            && trials > cap
+        {
+            return Err(self.err(
+                "study.trials",
+                format!("{trials} trials but the grid has only {cap} points"),
+                format!("set trials = {cap} or raise sampler.points"),
+            ));
+        }
 
         let mut checkpoints = CheckpointSpec::default();
         if let Some(c) = &raw.checkpoints {
             if let Some(k) = c.keep_best {
                 if k < 0 {
-                    return Err(self.err("checkpoints.keep_best", format!("must be >= 0, got {k}"), "use 0 to keep only the latest"));
+                    return Err(self.err(
+                        "checkpoints.keep_best",
+                        format!("must be >= 0, got {k}"),
+                        "use 0 to keep only the latest",
+                    ));
                 }
                 checkpoints.keep_best = k as usize;
             }
@@ -634,9 +703,14 @@ impl Checker<'_> {
             if let Some(e) = c.every {
                 let every = self.positive("checkpoints.every", e)?;
                 if every > max_train_steps {
-                    return Err(self.err("checkpoints.every",
+                    return Err(self.err(
+                        "checkpoints.every",
                         format!("{every} is larger than max_train_steps ({max_train_steps}): no checkpoint would be asked for"),
-                        format!("use at most {max_train_steps}, e.g. every = {}, or leave every out", (max_train_steps / 5).max(1))));
+                        format!(
+                            "use at most {max_train_steps}, e.g. every = {}, or leave every out",
+                            (max_train_steps / 5).max(1)
+                        ),
+                    ));
                 }
                 checkpoints.every = Some(every);
             }
@@ -680,7 +754,11 @@ impl Checker<'_> {
     fn analysis(&self, raw: Option<&toml::Value>) -> Result<AnalysisConfig, SpecError> {
         let Some(raw) = raw else { return Ok(AnalysisConfig::default()) };
         let config: AnalysisConfig = raw.clone().try_into().map_err(|e: toml::de::Error| {
-            self.err("analysis", e.message().trim().to_string(), "see docs/analysis.md section 5 for every setting and its default")
+            self.err(
+                "analysis",
+                e.message().trim().to_string(),
+                "see docs/analysis.md section 5 for every setting and its default",
+            )
         })?;
         config.check().map_err(|p| SpecError {
             origin: self.origin.to_string(),
@@ -698,8 +776,11 @@ impl Checker<'_> {
         };
         let param = r.param.clone().unwrap_or_else(|| "learning_rate".into());
         if !known(&param) {
-            return Err(self.err("lr_sweep.param", format!("{param:?} is not a parameter of this study"),
-                "name the learning-rate parameter (param = \"learning_rate\") and declare it under [params]"));
+            return Err(self.err(
+                "lr_sweep.param",
+                format!("{param:?} is not a parameter of this study"),
+                "name the learning-rate parameter (param = \"learning_rate\") and declare it under [params]",
+            ));
         }
         let range = spec.space.param(&param).and_then(|d| match &d.kind {
             ParamKind::Float { low, high, .. } => Some((*low, *high)),
@@ -713,18 +794,29 @@ impl Checker<'_> {
         let (low, high) = match (r.low, r.high, range) {
             (Some(l), Some(h), _) => (l, h),
             (l, h, Some((a, b))) => (l.unwrap_or(a), h.unwrap_or(b)),
-            (l, _, None) => return Err(self.err(if l.is_none() { "lr_sweep.low" } else { "lr_sweep.high" },
-                format!("is missing, and params.{param} has no range to take it from"),
-                "give the grid's range, e.g. low = 0.001 and high = 1.0")),
+            (l, _, None) => {
+                return Err(self.err(
+                    if l.is_none() { "lr_sweep.low" } else { "lr_sweep.high" },
+                    format!("is missing, and params.{param} has no range to take it from"),
+                    "give the grid's range, e.g. low = 0.001 and high = 1.0",
+                ));
+            }
         };
         if !(low > 0.0 && high > low && high.is_finite()) {
-            return Err(self.err("lr_sweep.low", format!("the grid needs 0 < low < high, got low = {low}, high = {high}"),
-                "give a positive range, e.g. low = 0.001 and high = 1.0 (learning rates are swept in log scale)"));
+            return Err(self.err(
+                "lr_sweep.low",
+                format!("the grid needs 0 < low < high, got low = {low}, high = {high}"),
+                "give a positive range, e.g. low = 0.001 and high = 1.0 (learning rates are swept in log scale)",
+            ));
         }
         let count = |field: &str, v: Option<i64>, default: i64, min: i64| -> Result<u32, SpecError> {
             let v = v.unwrap_or(default);
             if v < min || v > 1000 {
-                return Err(self.err(&format!("lr_sweep.{field}"), format!("must be between {min} and 1000, got {v}"), format!("use e.g. {field} = {default}")));
+                return Err(self.err(
+                    &format!("lr_sweep.{field}"),
+                    format!("must be between {min} and 1000, got {v}"),
+                    format!("use e.g. {field} = {default}"),
+                ));
             }
             Ok(v as u32)
         };
@@ -732,14 +824,25 @@ impl Checker<'_> {
         let extensions = count("extensions", r.extensions, 2, 0)?;
         let extend_by = count("extend_by", r.extend_by, 2, 1)?;
         let fit = match &r.fit {
-            Some(text) => Criterion::parse(text).map_err(|p| self.err("lr_sweep.fit", p, "write e.g. fit = \"train/error <= 0\" or \"train/loss <= 0.001\""))?,
-            None if spec.trainer.metrics.iter().any(|m| m == "train/error") => Criterion::parse("train/error <= 0").expect("a valid criterion"),
-            None => return Err(self.err("lr_sweep.fit", "is missing, and the trainer reports no train/error to default to",
-                "say when the training set counts as fit, e.g. fit = \"train/loss <= 0.001\"")),
+            Some(text) => Criterion::parse(text)
+                .map_err(|p| self.err("lr_sweep.fit", p, "write e.g. fit = \"train/error <= 0\" or \"train/loss <= 0.001\""))?,
+            None if spec.trainer.metrics.iter().any(|m| m == "train/error") => {
+                Criterion::parse("train/error <= 0").expect("a valid criterion")
+            }
+            None => {
+                return Err(self.err(
+                    "lr_sweep.fit",
+                    "is missing, and the trainer reports no train/error to default to",
+                    "say when the training set counts as fit, e.g. fit = \"train/loss <= 0.001\"",
+                ));
+            }
         };
         if !spec.trainer.metrics.contains(&fit.metric) {
-            return Err(self.err("lr_sweep.fit", format!("{:?} is not among the metrics the trainer reports ({})", fit.metric, spec.trainer.metrics.join(", ")),
-                "use a training metric the trainer reports, e.g. train/error or train/loss"));
+            return Err(self.err(
+                "lr_sweep.fit",
+                format!("{:?} is not among the metrics the trainer reports ({})", fit.metric, spec.trainer.metrics.join(", ")),
+                "use a training metric the trainer reports, e.g. train/error or train/loss",
+            ));
         }
         for (field, given) in [("start_steps", &r.start_steps), ("find_lr", &r.find_lr)] {
             if given.is_some() {
@@ -750,24 +853,35 @@ impl Checker<'_> {
         }
         let eval_every = r.eval_every.map(|v| self.positive("lr_sweep.eval_every", v)).transpose()?.unwrap_or(spec.eval_every);
         let steps = r.steps.map(|v| self.positive("lr_sweep.steps", v)).transpose()?;
-        let max_steps = r.max_steps.map(|v| self.positive("lr_sweep.max_steps", v)).transpose()?
+        let max_steps = r
+            .max_steps
+            .map(|v| self.positive("lr_sweep.max_steps", v))
+            .transpose()?
             .unwrap_or(spec.max_train_steps.saturating_mul(16));
-        let patience = r.patience.map(|v| self.positive("lr_sweep.patience", v)).transpose()?.unwrap_or(eval_every.saturating_mul(20));
+        let patience =
+            r.patience.map(|v| self.positive("lr_sweep.patience", v)).transpose()?.unwrap_or(eval_every.saturating_mul(20));
         // The sweep's studies scale the timeout with their budget (`lr_sweep::stage_study`).
         if let Some(t) = spec.trainer.timeout {
             let longest = steps.unwrap_or(max_steps);
             let factor = (longest as f64 / spec.max_train_steps as f64).max(1.0);
             if Duration::try_from_secs_f64(t.as_secs_f64() * factor).is_err() {
-                return Err(self.err(if steps.is_some() { "lr_sweep.steps" } else { "lr_sweep.max_steps" },
-                    format!("{longest} steps, {}x max_train_steps, would scale trainer.timeout past the longest duration there is",
-                        longest / spec.max_train_steps),
-                    "cap the sweep's budget at a reasonable multiple of max_train_steps (the default is 16)"));
+                return Err(self.err(
+                    if steps.is_some() { "lr_sweep.steps" } else { "lr_sweep.max_steps" },
+                    format!(
+                        "{longest} steps, {}x max_train_steps, would scale trainer.timeout past the longest duration there is",
+                        longest / spec.max_train_steps
+                    ),
+                    "cap the sweep's budget at a reasonable multiple of max_train_steps (the default is 16)",
+                ));
             }
         }
         let budget = steps.unwrap_or(max_steps);
         if eval_every > budget {
-            return Err(self.err("lr_sweep.eval_every", format!("{eval_every} is larger than the sweep's budget ({budget})"),
-                "evaluate often enough to see the step of the fit, e.g. every 1-5% of the budget"));
+            return Err(self.err(
+                "lr_sweep.eval_every",
+                format!("{eval_every} is larger than the sweep's budget ({budget})"),
+                "evaluate often enough to see the step of the fit, e.g. every 1-5% of the budget",
+            ));
         }
         let mut set = BTreeMap::new();
         for (name, v) in &r.set {
@@ -776,19 +890,38 @@ impl Checker<'_> {
                 return Err(self.err(&field, "sets the swept learning rate", format!("remove it; the sweep varies {param}")));
             }
             if !known(name) {
-                return Err(self.err(&field, format!("{name:?} is not a parameter of this study"), "set only parameters declared under [params] (or the workload's)"));
+                return Err(self.err(
+                    &field,
+                    format!("{name:?} is not a parameter of this study"),
+                    "set only parameters declared under [params] (or the workload's)",
+                ));
             }
             set.insert(name.clone(), self.scalar(&field, v)?);
         }
         Ok(LrSweepSpec {
-            param, low, high, points, fit, steps, max_steps, patience,
-            prune: r.prune.unwrap_or(true), extensions, extend_by, eval_every, set,
+            param,
+            low,
+            high,
+            points,
+            fit,
+            steps,
+            max_steps,
+            patience,
+            prune: r.prune.unwrap_or(true),
+            extensions,
+            extend_by,
+            eval_every,
+            set,
         })
     }
 
     fn sampler(&self, rs: &RawSampler, space: &SearchSpace) -> Result<SamplerSpec, SpecError> {
         let unused = |field: &str, kind: &str| {
-            self.err(&format!("sampler.{field}"), format!("does not apply to kind = \"{kind}\""), format!("remove sampler.{field}"))
+            self.err(
+                &format!("sampler.{field}"),
+                format!("does not apply to kind = \"{kind}\""),
+                format!("remove sampler.{field}"),
+            )
         };
         match rs.kind.as_str() {
             "halton" => {
@@ -797,7 +930,11 @@ impl Checker<'_> {
                 }
                 let skip = rs.skip.unwrap_or(DEFAULT_HALTON_SKIP as i64);
                 if skip < 0 {
-                    return Err(self.err("sampler.skip", format!("must be >= 0, got {skip}"), "use the default (100) unless you know why"));
+                    return Err(self.err(
+                        "sampler.skip",
+                        format!("must be >= 0, got {skip}"),
+                        "use the default (100) unless you know why",
+                    ));
                 }
                 Ok(SamplerSpec::Halton { skip: skip as u64 })
             }
@@ -819,18 +956,26 @@ impl Checker<'_> {
                     return Err(self.err("sampler.points", format!("must be >= 2, got {points}"), "use e.g. points = 5"));
                 }
                 if points > MAX_GRID_POINTS {
-                    return Err(self.err("sampler.points",
+                    return Err(self.err(
+                        "sampler.points",
                         format!("{points} points per parameter is more than horizon allows ({MAX_GRID_POINTS})"),
-                        "use e.g. points = 5 to 20; for a finer search use kind = \"halton\""));
+                        "use e.g. points = 5 to 20; for a finer search use kind = \"halton\"",
+                    ));
                 }
                 if space.dims() == 0 || space.dims() > 2 {
-                    return Err(self.err("sampler.kind",
+                    return Err(self.err(
+                        "sampler.kind",
                         format!("grid search needs one or two varied parameters, this space varies {}", space.dims()),
-                        "use kind = \"halton\" (quasi-random search) for more dimensions"));
+                        "use kind = \"halton\" (quasi-random search) for more dimensions",
+                    ));
                 }
                 Ok(SamplerSpec::Grid { points: points as u32 })
             }
-            other => Err(self.err("sampler.kind", format!("{other:?} is not a sampler"), "use \"halton\" (default), \"random\" or \"grid\"")),
+            other => Err(self.err(
+                "sampler.kind",
+                format!("{other:?} is not a sampler"),
+                "use \"halton\" (default), \"random\" or \"grid\"",
+            )),
         }
     }
 
@@ -839,27 +984,47 @@ impl Checker<'_> {
         for (name, p) in raw {
             let f = |field: &str| format!("params.{name}.{field}");
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
-                return Err(self.err(&format!("params.{name}"), "is not a usable parameter name",
-                    "use letters, digits, '_', '-' and '.' only"));
+                return Err(self.err(
+                    &format!("params.{name}"),
+                    "is not a usable parameter name",
+                    "use letters, digits, '_', '-' and '.' only",
+                ));
             }
             if BUILTIN_PLACEHOLDERS.contains(&name.as_str()) {
-                return Err(self.err(&format!("params.{name}"), "is the name of a built-in placeholder",
-                    "rename the parameter; the built-ins are set by horizon"));
+                return Err(self.err(
+                    &format!("params.{name}"),
+                    "is the name of a built-in placeholder",
+                    "rename the parameter; the built-ins are set by horizon",
+                ));
             }
             let allowed: &[&str] = match p.kind.as_str() {
                 "float" | "int" => &["low", "high", "scale"],
                 "discrete" => &["values"],
                 "categorical" => &["choices"],
                 "fixed" => &["value"],
-                other => return Err(self.err(&f("type"), format!("{other:?} is not a parameter type"),
-                    "use \"float\", \"int\", \"discrete\", \"categorical\" or \"fixed\"")),
+                other => {
+                    return Err(self.err(
+                        &f("type"),
+                        format!("{other:?} is not a parameter type"),
+                        "use \"float\", \"int\", \"discrete\", \"categorical\" or \"fixed\"",
+                    ));
+                }
             };
-            let present = [("low", p.low.is_some()), ("high", p.high.is_some()), ("scale", p.scale.is_some()),
-                ("values", p.values.is_some()), ("choices", p.choices.is_some()), ("value", p.value.is_some())];
+            let present = [
+                ("low", p.low.is_some()),
+                ("high", p.high.is_some()),
+                ("scale", p.scale.is_some()),
+                ("values", p.values.is_some()),
+                ("choices", p.choices.is_some()),
+                ("value", p.value.is_some()),
+            ];
             for (field, is_set) in present {
                 if is_set && !allowed.contains(&field) {
-                    return Err(self.err(&f(field), format!("does not apply to type = \"{}\"", p.kind),
-                        format!("a {} parameter takes {}", p.kind, allowed.join(", "))));
+                    return Err(self.err(
+                        &f(field),
+                        format!("does not apply to type = \"{}\"", p.kind),
+                        format!("a {} parameter takes {}", p.kind, allowed.join(", ")),
+                    ));
                 }
             }
             let kind = match p.kind.as_str() {
@@ -867,32 +1032,50 @@ impl Checker<'_> {
                     let scale = match p.scale.as_deref() {
                         None | Some("linear") => Scale::Linear,
                         Some("log") => Scale::Log,
-                        Some(other) => return Err(self.err(&f("scale"), format!("{other:?} is not a scale"), "use \"linear\" (default) or \"log\"")),
+                        Some(other) => {
+                            return Err(self.err(
+                                &f("scale"),
+                                format!("{other:?} is not a scale"),
+                                "use \"linear\" (default) or \"log\"",
+                            ));
+                        }
                     };
                     if p.kind == "int" {
-                        let (low, high) = (self.int_bound(&f("low"), p.low.as_ref())?, self.int_bound(&f("high"), p.high.as_ref())?);
+                        let (low, high) =
+                            (self.int_bound(&f("low"), p.low.as_ref())?, self.int_bound(&f("high"), p.high.as_ref())?);
                         self.range_order(&f("low"), low, high, |x| x.to_string())?;
                         if scale == Scale::Log && low < 1 {
-                            return Err(self.err(&f("low"), format!("a log scale needs low >= 1, got {low}"),
-                                "use low = 1 or more, or scale = \"linear\""));
+                            return Err(self.err(
+                                &f("low"),
+                                format!("a log scale needs low >= 1, got {low}"),
+                                "use low = 1 or more, or scale = \"linear\"",
+                            ));
                         }
                         if high.checked_sub(low).is_none() {
-                            return Err(self.err(&f("high"),
+                            return Err(self.err(
+                                &f("high"),
                                 format!("the range from {low} to {high} is wider than the largest integer ({})", i64::MAX),
-                                "narrow the range, e.g. so that low and high have the same sign"));
+                                "narrow the range, e.g. so that low and high have the same sign",
+                            ));
                         }
                         ParamKind::Int { low, high, scale }
                     } else {
-                        let (low, high) = (self.float_bound(&f("low"), p.low.as_ref())?, self.float_bound(&f("high"), p.high.as_ref())?);
+                        let (low, high) =
+                            (self.float_bound(&f("low"), p.low.as_ref())?, self.float_bound(&f("high"), p.high.as_ref())?);
                         self.range_order(&f("low"), low, high, |x| format!("{x:?}"))?;
                         if scale == Scale::Log && low <= 0.0 {
-                            return Err(self.err(&f("low"), format!("a log scale needs low > 0, got {low:?}"),
-                                "use a small positive low (e.g. 1e-6), or scale = \"linear\""));
+                            return Err(self.err(
+                                &f("low"),
+                                format!("a log scale needs low > 0, got {low:?}"),
+                                "use a small positive low (e.g. 1e-6), or scale = \"linear\"",
+                            ));
                         }
                         if !(high - low).is_finite() {
-                            return Err(self.err(&f("high"),
+                            return Err(self.err(
+                                &f("high"),
                                 format!("the range from {low:?} to {high:?} is wider than the largest float ({:?})", f64::MAX),
-                                "narrow the range; for values over many orders of magnitude use scale = \"log\" with low > 0"));
+                                "narrow the range; for values over many orders of magnitude use scale = \"log\" with low > 0",
+                            ));
                         }
                         ParamKind::Float { low, high, scale }
                     }
@@ -900,20 +1083,29 @@ impl Checker<'_> {
                 "discrete" => {
                     let values = self.list(&f("values"), p.values.as_deref())?;
                     if values.iter().any(|v| v.as_f64().is_none()) {
-                        return Err(self.err(&f("values"), "discrete values must be numbers",
-                            "use type = \"categorical\" for strings or booleans"));
+                        return Err(self.err(
+                            &f("values"),
+                            "discrete values must be numbers",
+                            "use type = \"categorical\" for strings or booleans",
+                        ));
                     }
                     for (i, v) in values.iter().enumerate() {
                         if let Some(earlier) = values[..i].iter().find(|e| e.as_f64() == v.as_f64()) {
-                            return Err(self.err(&format!("{}[{i}]", f("values")), format!("{v} is the same number as {earlier}, listed earlier"),
-                                "list each value once"));
+                            return Err(self.err(
+                                &format!("{}[{i}]", f("values")),
+                                format!("{v} is the same number as {earlier}, listed earlier"),
+                                "list each value once",
+                            ));
                         }
                     }
                     ParamKind::Discrete { values }
                 }
                 "categorical" => ParamKind::Categorical { choices: self.list(&f("choices"), p.choices.as_deref())? },
                 _ => {
-                    let v = p.value.as_ref().ok_or_else(|| self.err(&f("value"), "is missing", "give the value, e.g. value = 0.9"))?;
+                    let v = p
+                        .value
+                        .as_ref()
+                        .ok_or_else(|| self.err(&f("value"), "is missing", "give the value, e.g. value = 0.9"))?;
                     ParamKind::Fixed { value: self.scalar(&f("value"), v)? }
                 }
             };
@@ -929,20 +1121,34 @@ impl Checker<'_> {
             None => Err(self.err(field, "is missing", "give both ends of the range, e.g. low = 1 and high = 100")),
             Some(toml::Value::Integer(i)) => Ok(*i),
             Some(toml::Value::Float(x)) if x.is_nan() => Err(self.err(field, "nan is not a number", whole)),
-            Some(toml::Value::Float(x)) if x.is_infinite() => Err(self.err(field, format!("{x} is not a whole number"),
-                format!("write a whole number between {} and {}", i64::MIN, i64::MAX))),
-            Some(toml::Value::Float(x)) if x.fract() != 0.0 => Err(self.err(field, format!("{x:?} is not an integer"),
-                format!("write a whole number such as {} or {}", x.floor() as i64, x.ceil() as i64))),
-            Some(toml::Value::Float(x)) if *x < -(2f64.powi(63)) || *x >= 2f64.powi(63) => Err(self.err(field,
+            Some(toml::Value::Float(x)) if x.is_infinite() => Err(self.err(
+                field,
+                format!("{x} is not a whole number"),
+                format!("write a whole number between {} and {}", i64::MIN, i64::MAX),
+            )),
+            Some(toml::Value::Float(x)) if x.fract() != 0.0 => Err(self.err(
+                field,
+                format!("{x:?} is not an integer"),
+                format!("write a whole number such as {} or {}", x.floor() as i64, x.ceil() as i64),
+            )),
+            Some(toml::Value::Float(x)) if *x < -(2f64.powi(63)) || *x >= 2f64.powi(63) => Err(self.err(
+                field,
                 format!("{x:?} is beyond the integers an int parameter holds ({} to {})", i64::MIN, i64::MAX),
-                "write a whole number in that range, or use type = \"float\"")),
-            Some(toml::Value::Float(x)) => Err(self.err(field, format!("{x:?} is a float, and an int parameter's bounds are integers"),
-                format!("write {} (without the decimal point)", *x as i64))),
-            Some(toml::Value::String(text)) => Err(self.err(field, format!("{text:?} is a string, not an integer"),
+                "write a whole number in that range, or use type = \"float\"",
+            )),
+            Some(toml::Value::Float(x)) => Err(self.err(
+                field,
+                format!("{x:?} is a float, and an int parameter's bounds are integers"),
+                format!("write {} (without the decimal point)", *x as i64),
+            )),
+            Some(toml::Value::String(text)) => Err(self.err(
+                field,
+                format!("{text:?} is a string, not an integer"),
                 match text.trim().parse::<i64>() {
                     Ok(i) => format!("remove the quotes: {i}"),
                     Err(_) => whole.to_string(),
-                })),
+                },
+            )),
             Some(other) => Err(self.err(field, format!("{other} is {}, not an integer", a_type(other)), whole)),
         }
     }
@@ -955,22 +1161,40 @@ impl Checker<'_> {
             Some(toml::Value::Integer(i)) => Ok(*i as f64),
             Some(toml::Value::Float(x)) if x.is_finite() => Ok(*x),
             Some(toml::Value::Float(x)) if x.is_nan() => Err(self.err(field, "nan is not a number", number)),
-            Some(toml::Value::Float(x)) => Err(self.err(field, format!("{x} is not a finite number"),
-                format!("a range needs finite ends: write the most extreme value worth trying, e.g. {}", if *x < 0.0 { "-1e6" } else { "1e6" }))),
-            Some(toml::Value::String(text)) => Err(self.err(field, format!("{text:?} is a string, not a number"),
+            Some(toml::Value::Float(x)) => Err(self.err(
+                field,
+                format!("{x} is not a finite number"),
+                format!(
+                    "a range needs finite ends: write the most extreme value worth trying, e.g. {}",
+                    if *x < 0.0 { "-1e6" } else { "1e6" }
+                ),
+            )),
+            Some(toml::Value::String(text)) => Err(self.err(
+                field,
+                format!("{text:?} is a string, not a number"),
                 match text.trim().parse::<f64>() {
                     Ok(x) if x.is_finite() => format!("remove the quotes: {x:?}"),
                     _ => number.to_string(),
-                })),
+                },
+            )),
             Some(other) => Err(self.err(field, format!("{other} is {}, not a number", a_type(other)), number)),
         }
     }
 
     /// `low` must be below `high`; `text` writes a bound as messages show it.
-    fn range_order<T: PartialOrd + Copy>(&self, field: &str, low: T, high: T, text: impl Fn(T) -> String) -> Result<(), SpecError> {
+    fn range_order<T: PartialOrd + Copy>(
+        &self,
+        field: &str,
+        low: T,
+        high: T,
+        text: impl Fn(T) -> String,
+    ) -> Result<(), SpecError> {
         if low == high {
-            return Err(self.err(field, format!("{} equals high: the range holds a single value", text(low)),
-                format!("widen the range, or use type = \"fixed\" with value = {}", text(low))));
+            return Err(self.err(
+                field,
+                format!("{} equals high: the range holds a single value", text(low)),
+                format!("widen the range, or use type = \"fixed\" with value = {}", text(low)),
+            ));
         }
         if low > high {
             return Err(self.err(field, format!("{} must be below high ({})", text(low), text(high)), "swap low and high"));
@@ -983,7 +1207,8 @@ impl Checker<'_> {
         if values.is_empty() {
             return Err(self.err(field, "is empty", "give at least one value"));
         }
-        let out = values.iter().enumerate().map(|(i, v)| self.scalar(&format!("{field}[{i}]"), v)).collect::<Result<Vec<_>, _>>()?;
+        let out =
+            values.iter().enumerate().map(|(i, v)| self.scalar(&format!("{field}[{i}]"), v)).collect::<Result<Vec<_>, _>>()?;
         for i in 0..out.len() {
             if out[..i].contains(&out[i]) {
                 return Err(self.err(field, format!("{} appears twice", out[i]), "list each value once"));
@@ -1191,7 +1416,11 @@ value = 3
 
     #[test]
     fn a_space_file_is_checked_as_a_study_files_params() {
-        let f = SpaceFile::parse("[params.dropout]\ntype = \"float\"\nlow = 0.0\nhigh = 0.3\n[analysis]\nchance_level = 0.9\n", "space.toml").unwrap();
+        let f = SpaceFile::parse(
+            "[params.dropout]\ntype = \"float\"\nlow = 0.0\nhigh = 0.3\n[analysis]\nchance_level = 0.9\n",
+            "space.toml",
+        )
+        .unwrap();
         assert_eq!(f.space.params[0].name, "dropout");
         assert_eq!(f.analysis.chance_level, Some(0.9));
         // A whole study file works too.
@@ -1201,7 +1430,9 @@ value = 3
         let e = SpaceFile::parse("[params.lr]\ntype = \"float\"\nlow = 2.0\nhigh = 1.0\n", "space.toml").unwrap_err();
         assert_eq!(e.field, "params.lr.low");
         assert!(e.problem.contains("below high") && e.to_string().starts_with("space.toml:"), "{e}");
-        let e = SpaceFile::parse("[params.lr]\ntype = \"float\"\nlow = 1e-4\nhigh = 1.0\nscale = \"logarithmic\"\n", "space.toml").unwrap_err();
+        let e =
+            SpaceFile::parse("[params.lr]\ntype = \"float\"\nlow = 1e-4\nhigh = 1.0\nscale = \"logarithmic\"\n", "space.toml")
+                .unwrap_err();
         assert!(e.to_string().starts_with("space.toml:"), "{e}");
         let e = SpaceFile::parse("[trainer]\ncommand = []\n", "space.toml").unwrap_err();
         assert_eq!(e.field, "params");
@@ -1341,8 +1572,11 @@ value = 3
             ("\"many\"", "\"many\" is a string, not an integer", "write a whole number such as 1 or 100"),
             ("nan", "nan is not a number", "write a whole number such as 1 or 100"),
             ("inf", "inf is not a whole number", "write a whole number between -9223372036854775808 and 9223372036854775807"),
-            ("1e30", "1e30 is beyond the integers an int parameter holds (-9223372036854775808 to 9223372036854775807)",
-                "write a whole number in that range, or use type = \"float\""),
+            (
+                "1e30",
+                "1e30 is beyond the integers an int parameter holds (-9223372036854775808 to 9223372036854775807)",
+                "write a whole number in that range, or use type = \"float\"",
+            ),
             ("true", "true is a boolean, not an integer", "write a whole number such as 1 or 100"),
             ("[1, 2]", "[1, 2] is an array, not an integer", "write a whole number such as 1 or 100"),
         ];
@@ -1351,14 +1585,21 @@ value = 3
             assert_eq!((e.problem.as_str(), e.fix.as_str()), (problem, fix), "low = {value}");
         }
         let e = refused("high = 256", "", "params.width.high");
-        assert_eq!((e.problem.as_str(), e.fix.as_str()), ("is missing", "give both ends of the range, e.g. low = 1 and high = 100"));
+        assert_eq!(
+            (e.problem.as_str(), e.fix.as_str()),
+            ("is missing", "give both ends of the range, e.g. low = 1 and high = 100")
+        );
     }
 
     #[test]
     fn float_bounds_say_what_is_wrong_and_how_to_fix_it() {
         let cases = [
             ("nan", "nan is not a number", "write a number such as 0.001 or 10"),
-            ("inf", "inf is not a finite number", "a range needs finite ends: write the most extreme value worth trying, e.g. 1e6"),
+            (
+                "inf",
+                "inf is not a finite number",
+                "a range needs finite ends: write the most extreme value worth trying, e.g. 1e6",
+            ),
             ("\"1.0\"", "\"1.0\" is a string, not a number", "remove the quotes: 1.0"),
             ("false", "false is a boolean, not a number", "write a number such as 0.001 or 10"),
         ];
@@ -1380,7 +1621,10 @@ value = 3
         let e = refused("low = 1e-4", "low = 1", "params.learning_rate.low");
         assert_eq!(e.problem, "1.0 equals high: the range holds a single value");
         let e = refused("low = 16\nhigh = 256", "low = 0\nhigh = 256\nscale = \"log\"", "params.width.low");
-        assert_eq!((e.problem.as_str(), e.fix.as_str()), ("a log scale needs low >= 1, got 0", "use low = 1 or more, or scale = \"linear\""));
+        assert_eq!(
+            (e.problem.as_str(), e.fix.as_str()),
+            ("a log scale needs low >= 1, got 0", "use low = 1 or more, or scale = \"linear\"")
+        );
     }
 
     #[test]
@@ -1396,15 +1640,23 @@ value = 3
             let s = StudySpec::parse(&GOOD.replace("low = 16\nhigh = 256", &format!("low = {low}\nhigh = {high}")), "t").unwrap();
             assert_eq!(s.space.param("width").unwrap().kind, ParamKind::Int { low, high, scale: Scale::Linear });
             let sampler = s.sampler.build(&s.space, s.seed).unwrap();
-            let xs: Vec<i64> = (0..32).map(|i| match sampler.sample(i).unwrap().get("width") {
-                Some(ParamValue::Int(n)) => *n,
-                other => panic!("{other:?}"),
-            }).collect();
+            let xs: Vec<i64> = (0..32)
+                .map(|i| match sampler.sample(i).unwrap().get("width") {
+                    Some(ParamValue::Int(n)) => *n,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
             let middle = low / 2 + high / 2;
             assert!(xs.iter().all(|x| (low..=high).contains(x)), "{xs:?}");
             assert!(xs.iter().any(|&x| x < middle) && xs.iter().any(|&x| x > middle), "[{low}, {high}]: {xs:?}");
         }
-        let s = StudySpec::parse(&GOOD.replace("low = 1e-4\nhigh = 1\n", "low = -1e307\nhigh = 1e308\n").replace("scale = \"log\"\n\n[params.width]", "\n[params.width]"), "t").unwrap();
+        let s = StudySpec::parse(
+            &GOOD
+                .replace("low = 1e-4\nhigh = 1\n", "low = -1e307\nhigh = 1e308\n")
+                .replace("scale = \"log\"\n\n[params.width]", "\n[params.width]"),
+            "t",
+        )
+        .unwrap();
         assert!(matches!(s.space.param("learning_rate").unwrap().kind, ParamKind::Float { scale: Scale::Linear, .. }));
     }
 
@@ -1422,13 +1674,17 @@ value = 3
         assert_eq!(e.problem, "5000 is larger than max_train_steps (1000): no checkpoint would be asked for");
         assert_eq!(e.fix, "use at most 1000, e.g. every = 200, or leave every out");
         let e = refused("values = [32, 64]", "values = [32, 64, 32.0]", "params.batch_size.values[2]");
-        assert_eq!((e.problem.as_str(), e.fix.as_str()), ("32.0 is the same number as 32, listed earlier", "list each value once"));
+        assert_eq!(
+            (e.problem.as_str(), e.fix.as_str()),
+            ("32.0 is the same number as 32, listed earlier", "list each value once")
+        );
     }
 
     #[test]
     fn the_learning_rate_sweep_never_overflows_its_budgets() {
         // Defaults of 20 x eval_every (patience) and 16 x max_train_steps saturate instead of wrapping.
-        let huge = GOOD.replace("max_train_steps = 1000", "max_train_steps = 9223372036854775807")
+        let huge = GOOD
+            .replace("max_train_steps = 1000", "max_train_steps = 9223372036854775807")
             .replace("eval_every = 100", "eval_every = 9223372036854775807");
         let fit = "\n[lr_sweep]\nfit = \"train/loss <= 0.01\"\n";
         let s = StudySpec::parse(&format!("{huge}{fit}"), "t").unwrap();
@@ -1438,7 +1694,10 @@ value = 3
         let long = GOOD.replace("timeout = \"5m\"", "timeout = \"300days\"");
         let e = err(&format!("{long}{fit}max_steps = 9223372036854775807\n"));
         assert_eq!(e.field, "lr_sweep.max_steps");
-        assert_eq!(e.problem, "9223372036854775807 steps, 9223372036854775x max_train_steps, would scale trainer.timeout past the longest duration there is");
+        assert_eq!(
+            e.problem,
+            "9223372036854775807 steps, 9223372036854775x max_train_steps, would scale trainer.timeout past the longest duration there is"
+        );
         assert!(StudySpec::parse(&format!("{GOOD}{fit}max_steps = 100000000\n"), "t").is_ok());
     }
 

@@ -338,7 +338,10 @@ mod tests {
         let short = AttemptEnd { progress: Some(5), ..end(ProgramEnd::Exited(0)) };
         assert!(matches!(attempt_outcome(&short), O::EndedEarly { .. }));
         assert_eq!(attempt_outcome(&AttemptEnd { ended_for_a_reason: true, ..short.clone() }), O::Completed);
-        assert_eq!(attempt_outcome(&AttemptEnd { stopped: Some(StopCause::Reached), program: ProgramEnd::Exited(143), ..short.clone() }), O::Completed);
+        assert_eq!(
+            attempt_outcome(&AttemptEnd { stopped: Some(StopCause::Reached), program: ProgramEnd::Exited(143), ..short.clone() }),
+            O::Completed
+        );
         // Stopped by horizon.
         let timed = AttemptEnd { stopped: Some(StopCause::TimedOut("2m".into())), ..short.clone() };
         assert_eq!(attempt_outcome(&timed), failed("timed out after 2m"));

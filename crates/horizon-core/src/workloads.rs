@@ -65,7 +65,11 @@ pub const COMMON_PARAMS: &[WorkloadParam] = &[
     p("beta2", Default::Float(0.999), "Adam/AdamW second-moment decay"),
     p("epsilon", Default::Float(1e-8), "Adam/AdamW epsilon"),
     p("weight_decay", Default::Float(0.0), "weight decay (0 = off); decoupled for AdamW, L2 otherwise"),
-    p("schedule", Default::Str("constant"), "\"constant\", \"linear\", \"cosine\", \"rsqrt\" or \"wsd\" (constant then linear decay)"),
+    p(
+        "schedule",
+        Default::Str("constant"),
+        "\"constant\", \"linear\", \"cosine\", \"rsqrt\" or \"wsd\" (constant then linear decay)",
+    ),
     p("warmup_steps", Default::Int(0), "linear warmup from 0 (0 = off)"),
     p("decay_steps", Default::Int(0), "length of the final linear decay of \"wsd\""),
     p("grad_clip", Default::Float(0.0), "clip the global gradient norm to this (0 = off)"),

@@ -3,7 +3,7 @@
 //! decades), for any seed and index, and still spreads its samples over the range.
 
 use horizon_core::params::ParamValue;
-use horizon_core::sampler::{grid_levels, random_point, HaltonSequence, Sampler, SamplerSpec};
+use horizon_core::sampler::{HaltonSequence, Sampler, SamplerSpec, grid_levels, random_point};
 use horizon_core::space::{ParamDef, ParamKind, Scale, SearchSpace};
 use proptest::prelude::*;
 
@@ -86,7 +86,10 @@ fn space(f: (f64, f64), fl: (f64, f64), i: (i64, i64), il: (i64, i64)) -> Search
             def("fl", ParamKind::Float { low: fl.0, high: fl.1, scale: Scale::Log }),
             def("i", ParamKind::Int { low: i.0, high: i.1, scale: Scale::Linear }),
             def("il", ParamKind::Int { low: il.0, high: il.1, scale: Scale::Log }),
-            def("d", ParamKind::Discrete { values: vec![ParamValue::Int(i64::MIN), ParamValue::Float(-f64::MAX), ParamValue::Int(3)] }),
+            def(
+                "d",
+                ParamKind::Discrete { values: vec![ParamValue::Int(i64::MIN), ParamValue::Float(-f64::MAX), ParamValue::Int(3)] },
+            ),
             def("c", ParamKind::Categorical { choices: vec![ParamValue::Str("a".into()), ParamValue::Bool(true)] }),
             def("k", ParamKind::Fixed { value: ParamValue::Float(0.5) }),
         ],

@@ -6,7 +6,7 @@
 //! change altered what a resumed study would sample.
 
 use horizon_core::params::ParamValue;
-use horizon_core::sampler::{grid_levels, SamplerSpec};
+use horizon_core::sampler::{SamplerSpec, grid_levels};
 use horizon_core::space::{ParamDef, ParamKind, Scale, SearchSpace};
 
 /// FNV-1a over text: a stable digest without a dependency.

@@ -77,11 +77,19 @@ pub fn parse_csv_dir(dir: impl AsRef<Path>) -> Result<Vec<Run>, ImportError> {
         let cell = |name: &str| col(name).and_then(|i| record.get(i)).filter(|s| !s.is_empty());
         let name = cell("name").ok_or_else(|| at.err("name".to_string(), "empty", "give every run a unique name"))?.to_string();
         if let Some(first) = names.insert(name.clone(), lineno) {
-            return Err(at.err("name".to_string(), format!("duplicate run name {name:?} (first on line {first})"), "give every run a unique name"));
+            return Err(at.err(
+                "name".to_string(),
+                format!("duplicate run name {name:?} (first on line {first})"),
+                "give every run a unique name",
+            ));
         }
         let budget_text = cell("max_train_steps").unwrap_or("");
         let max_train_steps = budget_text.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
-            at.err("max_train_steps".to_string(), format!("must be a positive integer, found {budget_text:?}"), "give the run's step budget as a whole number")
+            at.err(
+                "max_train_steps".to_string(),
+                format!("must be a positive integer, found {budget_text:?}"),
+                "give the run's step budget as a whole number",
+            )
         })?;
         let mut params = Params::default();
         for (i, h) in headers.iter().enumerate() {
@@ -104,7 +112,11 @@ pub fn parse_csv_dir(dir: impl AsRef<Path>) -> Result<Vec<Run>, ImportError> {
         }
         let curve_path = dir.join(rel_path);
         if let Some(first) = curves.insert(curve_path.clone(), lineno) {
-            return Err(at.err("curve".to_string(), format!("{rel} is already the curve of the run on line {first}"), "give each run its own curve file"));
+            return Err(at.err(
+                "curve".to_string(),
+                format!("{rel} is already the curve of the run on line {first}"),
+                "give each run its own curve file",
+            ));
         }
         if !curve_path.is_file() {
             return Err(at.err(
@@ -162,7 +174,11 @@ fn csv_curve(path: &Path, max_train_steps: u64) -> Result<Vec<MetricPoint>, Impo
     let headers = reader.headers().map_err(|e| csv_err(path, e))?.clone();
     let top = At { file: path, line: Some(1) };
     if headers.get(0) != Some("step") {
-        return Err(top.err("(header)".to_string(), "the first column must be `step`", "write the header as step,<metric>,<metric>,... e.g. step,valid/loss,train/loss"));
+        return Err(top.err(
+            "(header)".to_string(),
+            "the first column must be `step`",
+            "write the header as step,<metric>,<metric>,... e.g. step,valid/loss,train/loss",
+        ));
     }
     let mut seen = BTreeSet::new();
     for h in headers.iter().skip(1) {
@@ -181,7 +197,11 @@ fn csv_curve(path: &Path, max_train_steps: u64) -> Result<Vec<MetricPoint>, Impo
         let at = At { file: path, line: Some(lineno) };
         let step_text = record.get(0).unwrap_or("");
         let step = step_text.parse::<u64>().map_err(|_| {
-            at.err("step".to_string(), format!("must be a non-negative integer, found {step_text:?}"), "steps are whole numbers (use 1-based epochs if you count epochs)")
+            at.err(
+                "step".to_string(),
+                format!("must be a non-negative integer, found {step_text:?}"),
+                "steps are whole numbers (use 1-based epochs if you count epochs)",
+            )
         })?;
         if step > max_train_steps {
             return Err(at.err(
@@ -199,7 +219,11 @@ fn csv_curve(path: &Path, max_train_steps: u64) -> Result<Vec<MetricPoint>, Impo
             let x = match v.parse::<f64>() {
                 Ok(x) => x,
                 Err(_) => non_finite_word(v).ok_or_else(|| {
-                    at.err(h.to_string(), format!("not a number: {v:?}"), "write a number, leave the cell empty, or write nan/inf/-inf")
+                    at.err(
+                        h.to_string(),
+                        format!("not a number: {v:?}"),
+                        "write a number, leave the cell empty, or write nan/inf/-inf",
+                    )
                 })?,
             };
             values.push((h.to_string(), x));

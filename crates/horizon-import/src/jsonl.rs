@@ -31,7 +31,11 @@ pub fn parse_jsonl(path: impl AsRef<Path>) -> Result<Vec<Run>, ImportError> {
             )
         })?;
         let Value::Object(obj) = value else {
-            return Err(at.err(None, "a line must be a JSON object", "write one object per line: {\"params\": {...}, \"max_train_steps\": N, \"curve\": [...]}"));
+            return Err(at.err(
+                None,
+                "a line must be a JSON object",
+                "write one object per line: {\"params\": {...}, \"max_train_steps\": N, \"curve\": [...]}",
+            ));
         };
         let run = run(&obj, &at)?;
         if let Some(name) = &run.name
@@ -76,7 +80,9 @@ fn run(obj: &Map<String, Value>, at: &At) -> Result<Run, ImportError> {
     let source = opt_string("source")?;
 
     let max_train_steps = match obj.get("max_train_steps") {
-        None => return Err(at.err("max_train_steps".to_string(), "missing", "give the run's step budget: \"max_train_steps\": N")),
+        None => {
+            return Err(at.err("max_train_steps".to_string(), "missing", "give the run's step budget: \"max_train_steps\": N"));
+        }
         Some(v) => match v.as_u64() {
             Some(n) if n > 0 => n,
             _ => {
@@ -95,13 +101,31 @@ fn run(obj: &Map<String, Value>, at: &At) -> Result<Run, ImportError> {
         Some(Value::Object(m)) => {
             json_object(m, "", &mut params).map_err(|(name, r)| at.err(format!("params.{name}"), r.problem, r.fix))?;
         }
-        Some(other) => return Err(at.err("params".to_string(), format!("must be an object, found {other}"), "write \"params\": {\"name\": value, ...}")),
+        Some(other) => {
+            return Err(at.err(
+                "params".to_string(),
+                format!("must be an object, found {other}"),
+                "write \"params\": {\"name\": value, ...}",
+            ));
+        }
     }
 
     let points = match obj.get("curve") {
-        None => return Err(at.err("curve".to_string(), "missing", "give the evaluations: \"curve\": [{\"step\": S, \"valid/loss\": v}, ...] (an empty list is allowed)")),
+        None => {
+            return Err(at.err(
+                "curve".to_string(),
+                "missing",
+                "give the evaluations: \"curve\": [{\"step\": S, \"valid/loss\": v}, ...] (an empty list is allowed)",
+            ));
+        }
         Some(Value::Array(a)) => a,
-        Some(other) => return Err(at.err("curve".to_string(), format!("must be a list, found {other}"), "write \"curve\": [{\"step\": S, \"metric\": v}, ...]")),
+        Some(other) => {
+            return Err(at.err(
+                "curve".to_string(),
+                format!("must be a list, found {other}"),
+                "write \"curve\": [{\"step\": S, \"metric\": v}, ...]",
+            ));
+        }
     };
     let mut rows: Rows = Vec::new();
     for (j, p) in points.iter().enumerate() {
@@ -112,7 +136,11 @@ fn run(obj: &Map<String, Value>, at: &At) -> Result<Run, ImportError> {
         let step = match p.get("step") {
             None => return Err(at.err(field("step"), "missing", "every evaluation needs its \"step\"")),
             Some(v) => v.as_u64().ok_or_else(|| {
-                at.err(field("step"), format!("must be a non-negative integer, found {v}"), "steps are whole numbers (use 1-based epochs if you count epochs)")
+                at.err(
+                    field("step"),
+                    format!("must be a non-negative integer, found {v}"),
+                    "steps are whole numbers (use 1-based epochs if you count epochs)",
+                )
             })?,
         };
         if step > max_train_steps {
@@ -134,21 +162,37 @@ fn run(obj: &Map<String, Value>, at: &At) -> Result<Run, ImportError> {
                 Value::Null => continue,
                 Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
                 Value::String(s) => non_finite_word(s).ok_or_else(|| {
-                    at.err(field(k), format!("not a number: {s:?}"), "write numbers as JSON numbers; only \"nan\", \"inf\" and \"-inf\" are accepted as text")
+                    at.err(
+                        field(k),
+                        format!("not a number: {s:?}"),
+                        "write numbers as JSON numbers; only \"nan\", \"inf\" and \"-inf\" are accepted as text",
+                    )
                 })?,
-                other => return Err(at.err(field(k), format!("must be a number, found {other}"), "write a JSON number, null, or \"nan\"/\"inf\"/\"-inf\"")),
+                other => {
+                    return Err(at.err(
+                        field(k),
+                        format!("must be a number, found {other}"),
+                        "write a JSON number, null, or \"nan\"/\"inf\"/\"-inf\"",
+                    ));
+                }
             };
             values.push((k.clone(), x));
         }
         rows.push((step, j, values));
     }
     let curve = assemble(rows, |j, other| {
-        at.err(format!("curve[{j}].step"), format!("duplicate step (also in curve[{other}])"), "give each step once, with all its metrics")
+        at.err(
+            format!("curve[{j}].step"),
+            format!("duplicate step (also in curve[{other}])"),
+            "give each step once, with all its metrics",
+        )
     })?;
     let state = match obj.get("state") {
         None | Some(Value::Null) => default_state(&curve),
         Some(Value::String(s)) => parse_state(s, at, "state")?,
-        Some(other) => return Err(at.err("state".to_string(), format!("must be a string, found {other}"), format!("use {STATES}"))),
+        Some(other) => {
+            return Err(at.err("state".to_string(), format!("must be a string, found {other}"), format!("use {STATES}")));
+        }
     };
     let origin = format!("{}:{}", at.file.display(), at.line.unwrap_or(0));
     Ok(Run { name, trial: as_read(origin, params.into_params(), max_train_steps, state, curve, message, source) })

@@ -254,7 +254,13 @@ struct At<'a> {
 
 impl At<'_> {
     fn err(&self, field: impl Into<Option<String>>, problem: impl Into<String>, fix: impl Into<String>) -> ImportError {
-        ImportError { file: self.file.to_path_buf(), line: self.line, field: field.into(), problem: problem.into(), fix: fix.into() }
+        ImportError {
+            file: self.file.to_path_buf(),
+            line: self.line,
+            field: field.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
     }
 }
 
@@ -267,7 +273,9 @@ fn read(path: &Path) -> Result<String, ImportError> {
 
 /// A directory's entries.
 fn list_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, ImportError> {
-    let cannot = |e: std::io::Error| At { file: dir, line: None }.err(None, format!("cannot list: {e}"), "check the directory's permissions");
+    let cannot = |e: std::io::Error| {
+        At { file: dir, line: None }.err(None, format!("cannot list: {e}"), "check the directory's permissions")
+    };
     std::fs::read_dir(dir).map_err(cannot)?.map(|e| e.map_err(cannot)).collect()
 }
 
@@ -284,18 +292,45 @@ mod tests {
 
     #[test]
     fn a_run_key_depends_on_the_run_not_on_where_or_how_it_was_written() {
-        let base = key(vec![("lr", ParamValue::Float(0.1)), ("wd", ParamValue::Int(0))], 100, vec![(10, "loss", 1.0), (20, "loss", 0.5)]);
+        let base = key(
+            vec![("lr", ParamValue::Float(0.1)), ("wd", ParamValue::Int(0))],
+            100,
+            vec![(10, "loss", 1.0), (20, "loss", 0.5)],
+        );
         assert!(base.starts_with("fnv1a64:") && base.len() == 8 + 16, "{base}");
         // Parameter and curve order do not change the run (nor do origin, name, state or
         // message, which are not arguments).
-        assert_eq!(key(vec![("wd", ParamValue::Int(0)), ("lr", ParamValue::Float(0.1))], 100, vec![(20, "loss", 0.5), (10, "loss", 1.0)]), base);
+        assert_eq!(
+            key(
+                vec![("wd", ParamValue::Int(0)), ("lr", ParamValue::Float(0.1))],
+                100,
+                vec![(20, "loss", 0.5), (10, "loss", 1.0)]
+            ),
+            base
+        );
         // Any change of a value, a type, the budget or the curve does.
         let changed = [
-            key(vec![("lr", ParamValue::Float(0.2)), ("wd", ParamValue::Int(0))], 100, vec![(10, "loss", 1.0), (20, "loss", 0.5)]),
-            key(vec![("lr", ParamValue::Float(0.1)), ("wd", ParamValue::Float(0.0))], 100, vec![(10, "loss", 1.0), (20, "loss", 0.5)]),
-            key(vec![("lr", ParamValue::Float(0.1)), ("wd", ParamValue::Int(0))], 100, vec![(10, "loss", 1.0), (20, "loss", 0.6)]),
+            key(
+                vec![("lr", ParamValue::Float(0.2)), ("wd", ParamValue::Int(0))],
+                100,
+                vec![(10, "loss", 1.0), (20, "loss", 0.5)],
+            ),
+            key(
+                vec![("lr", ParamValue::Float(0.1)), ("wd", ParamValue::Float(0.0))],
+                100,
+                vec![(10, "loss", 1.0), (20, "loss", 0.5)],
+            ),
+            key(
+                vec![("lr", ParamValue::Float(0.1)), ("wd", ParamValue::Int(0))],
+                100,
+                vec![(10, "loss", 1.0), (20, "loss", 0.6)],
+            ),
             key(vec![("lr", ParamValue::Float(0.1)), ("wd", ParamValue::Int(0))], 100, vec![(10, "loss", 1.0)]),
-            key(vec![("lr", ParamValue::Float(0.1)), ("wd", ParamValue::Int(0))], 200, vec![(10, "loss", 1.0), (20, "loss", 0.5)]),
+            key(
+                vec![("lr", ParamValue::Float(0.1)), ("wd", ParamValue::Int(0))],
+                200,
+                vec![(10, "loss", 1.0), (20, "loss", 0.5)],
+            ),
         ];
         for c in &changed {
             assert_ne!(c, &base);

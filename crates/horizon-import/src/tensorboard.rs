@@ -100,20 +100,8 @@ fn masked_crc(data: &[u8]) -> u32 {
     crc.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
-fn err(
-    file: &Path,
-    line: Option<u64>,
-    field: Option<String>,
-    problem: impl Into<String>,
-    fix: impl Into<String>,
-) -> ImportError {
-    ImportError {
-        file: file.to_path_buf(),
-        line,
-        field,
-        problem: problem.into(),
-        fix: fix.into(),
-    }
+fn err(file: &Path, line: Option<u64>, field: Option<String>, problem: impl Into<String>, fix: impl Into<String>) -> ImportError {
+    ImportError { file: file.to_path_buf(), line, field, problem: problem.into(), fix: fix.into() }
 }
 
 /// A directory that holds event files: a run.
@@ -191,7 +179,8 @@ pub fn parse_tensorboard_dir(root: impl AsRef<Path>) -> Result<Vec<Run>, ImportE
     }
     // When the root is itself a run, names start with its own name rather than being empty.
     let base = if found[0].dir.as_os_str().is_empty() {
-        let name = root.file_name().map(PathBuf::from).or_else(|| std::fs::canonicalize(root).ok()?.file_name().map(PathBuf::from));
+        let name =
+            root.file_name().map(PathBuf::from).or_else(|| std::fs::canonicalize(root).ok()?.file_name().map(PathBuf::from));
         name.unwrap_or_else(|| PathBuf::from("."))
     } else {
         PathBuf::new()
@@ -201,10 +190,7 @@ pub fn parse_tensorboard_dir(root: impl AsRef<Path>) -> Result<Vec<Run>, ImportE
 
 fn read_run(root: &Path, rel: &Path, files: &[PathBuf]) -> Result<Run, ImportError> {
     let dir = files[0].parent().unwrap_or(root);
-    let name: Vec<String> = rel
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
+    let name: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
     let (mut params, params_from) = match param_file(dir)? {
         Some(path) => (read_params(&path)?, path),
         None => (name_params(dir, &name)?, dir.to_path_buf()),
@@ -220,13 +206,7 @@ fn read_run(root: &Path, rel: &Path, files: &[PathBuf]) -> Result<Run, ImportErr
         read_records(file, last_file, |index, offset, data| {
             // The record number and offset are in the problem; a record is not a line.
             let at = |problem: String, fix: &str| {
-                err(
-                    file,
-                    None,
-                    None,
-                    format!("record {index} at byte offset {offset}: {problem}"),
-                    fix,
-                )
+                err(file, None, None, format!("record {index} at byte offset {offset}: {problem}"), fix)
             };
             let event = Event::decode(data).map_err(|e| {
                 at(
@@ -239,11 +219,7 @@ fn read_run(root: &Path, rel: &Path, files: &[PathBuf]) -> Result<Run, ImportErr
             };
             for value in summary.value {
                 // Metadata (the plugin) is written with a tag's first value only.
-                if let Some(plugin) = value
-                    .metadata
-                    .and_then(|m| m.plugin_data)
-                    .map(|p| p.plugin_name)
-                    .filter(|p| !p.is_empty())
+                if let Some(plugin) = value.metadata.and_then(|m| m.plugin_data).map(|p| p.plugin_name).filter(|p| !p.is_empty())
                 {
                     plugins.entry(value.tag.clone()).or_insert(plugin);
                 }
@@ -259,10 +235,7 @@ fn read_run(root: &Path, rel: &Path, files: &[PathBuf]) -> Result<Run, ImportErr
                     (None, None) => continue,
                 };
                 let step = u64::try_from(event.step).map_err(|_| {
-                    at(
-                        format!("negative step {}", event.step),
-                        "steps are non-negative: fix the writer's global_step",
-                    )
+                    at(format!("negative step {}", event.step), "steps are non-negative: fix the writer's global_step")
                 })?;
                 if let Some(b) = budget
                     && step > b
@@ -303,25 +276,13 @@ fn read_run(root: &Path, rel: &Path, files: &[PathBuf]) -> Result<Run, ImportErr
     };
     let curve: Vec<MetricPoint> = points
         .into_iter()
-        .flat_map(|(step, row)| {
-            row.into_iter()
-                .map(move |(name, value)| MetricPoint { step, name, value })
-        })
+        .flat_map(|(step, row)| row.into_iter().map(move |(name, value)| MetricPoint { step, name, value }))
         .collect();
-    let state = if curve.iter().any(|m| !m.value.is_finite()) {
-        TrialState::Diverged
-    } else {
-        TrialState::Complete
-    };
+    let state = if curve.iter().any(|m| !m.value.is_finite()) { TrialState::Diverged } else { TrialState::Complete };
     let message = match rewritten.len() {
         0 => None,
-        1 => Some(
-            "1 evaluation was written more than once (a restarted run?); its last value was kept"
-                .to_string(),
-        ),
-        n => Some(format!(
-            "{n} evaluations were written more than once (a restarted run?); the last value of each was kept"
-        )),
+        1 => Some("1 evaluation was written more than once (a restarted run?); its last value was kept".to_string()),
+        n => Some(format!("{n} evaluations were written more than once (a restarted run?); the last value of each was kept")),
     };
     let trial = as_read(files[0].display().to_string(), params, max_train_steps, state, curve, message, None);
     Ok(Run { name: Some(name.join("/")), trial })
@@ -335,15 +296,8 @@ fn read_records(
     last_file: bool,
     each: impl FnMut(u64, u64, &[u8]) -> Result<(), ImportError>,
 ) -> Result<(), ImportError> {
-    let file = File::open(path).map_err(|e| {
-        err(
-            path,
-            None,
-            None,
-            format!("cannot read: {e}"),
-            "check the path and its permissions",
-        )
-    })?;
+    let file =
+        File::open(path).map_err(|e| err(path, None, None, format!("cannot read: {e}"), "check the path and its permissions"))?;
     read_frames(path, BufReader::new(file), last_file, each)
 }
 
@@ -361,15 +315,7 @@ fn read_frames(
     loop {
         index += 1;
         // The record number and offset are in the problem; a record is not a line.
-        let at = |problem: &str| {
-            err(
-                path,
-                None,
-                None,
-                format!("record {index} at byte offset {offset}: {problem}"),
-                damaged,
-            )
-        };
+        let at = |problem: &str| err(path, None, None, format!("record {index} at byte offset {offset}: {problem}"), damaged);
         let io = |e: std::io::Error| {
             err(
                 path,
@@ -433,28 +379,18 @@ fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// A float32 as the shortest decimal that reads back as it (`0.1`, not `0.10000000149011612`).
 fn widen(x: f32) -> f64 {
-    if x.is_finite() {
-        x.to_string().parse().unwrap_or(f64::from(x))
-    } else {
-        f64::from(x)
-    }
+    if x.is_finite() { x.to_string().parse().unwrap_or(f64::from(x)) } else { f64::from(x) }
 }
 
 /// The value of a one-element float32 or float64 tensor; `None` for anything else.
 fn scalar(t: &TensorProto) -> Option<f64> {
-    if !t
-        .tensor_shape
-        .as_ref()
-        .is_none_or(|s| s.dim.iter().all(|d| d.size == 1))
-    {
+    if !t.tensor_shape.as_ref().is_none_or(|s| s.dim.iter().all(|d| d.size == 1)) {
         return None;
     }
     let content = &t.tensor_content;
     match t.dtype {
         DT_FLOAT if content.is_empty() => t.float_val.first().copied().map(widen),
-        DT_FLOAT => Some(widen(f32::from_le_bytes(
-            content.as_slice().try_into().ok()?,
-        ))),
+        DT_FLOAT => Some(widen(f32::from_le_bytes(content.as_slice().try_into().ok()?))),
         DT_DOUBLE if content.is_empty() => t.double_val.first().copied(),
         DT_DOUBLE => Some(f64::from_le_bytes(content.as_slice().try_into().ok()?)),
         _ => None,
@@ -462,21 +398,11 @@ fn scalar(t: &TensorProto) -> Option<f64> {
 }
 
 fn param_file(dir: &Path) -> Result<Option<PathBuf>, ImportError> {
-    let present: Vec<&str> = PARAM_FILES
-        .iter()
-        .copied()
-        .filter(|f| dir.join(f).is_file())
-        .collect();
+    let present: Vec<&str> = PARAM_FILES.iter().copied().filter(|f| dir.join(f).is_file()).collect();
     match present.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(dir.join(one))),
-        many => Err(err(
-            dir,
-            None,
-            None,
-            format!("several parameter files: {}", many.join(", ")),
-            "keep one of them",
-        )),
+        many => Err(err(dir, None, None, format!("several parameter files: {}", many.join(", ")), "keep one of them")),
     }
 }
 
@@ -488,8 +414,8 @@ fn read_params(path: &Path) -> Result<Params, ImportError> {
 /// A JSON object of parameters, nested objects as dotted names ([`crate::params`]).
 fn json_params(path: &Path, text: &str) -> Result<Params, ImportError> {
     let shape = "write one JSON object: {\"lr\": 0.1, \"optimizer\": \"sgd\"}";
-    let value: Json = serde_json::from_str(text)
-        .map_err(|e| err(path, Some(e.line() as u64), None, format!("not valid JSON: {e}"), shape))?;
+    let value: Json =
+        serde_json::from_str(text).map_err(|e| err(path, Some(e.line() as u64), None, format!("not valid JSON: {e}"), shape))?;
     let Json::Object(obj) = value else {
         return Err(err(path, None, None, "must be a JSON object", shape));
     };
@@ -517,18 +443,12 @@ fn name_params(dir: &Path, components: &[String]) -> Result<Params, ImportError>
             let mut pieces = token.split('=');
             let mut key = pieces.next().unwrap_or_default().to_string();
             let mut rest: Vec<&str> = pieces.collect();
-            let last = rest
-                .pop()
-                .ok_or_else(|| bad(format!("{token:?} is not key=value")))?;
+            let last = rest.pop().ok_or_else(|| bad(format!("{token:?} is not key=value")))?;
             let mut pairs = Vec::new();
             for middle in rest {
-                let (text, next) = middle.split_once('_').ok_or_else(|| {
-                    bad(format!("{token:?}: cannot tell where {key:?}'s value ends"))
-                })?;
-                pairs.push((
-                    std::mem::replace(&mut key, next.to_string()),
-                    text.to_string(),
-                ));
+                let (text, next) =
+                    middle.split_once('_').ok_or_else(|| bad(format!("{token:?}: cannot tell where {key:?}'s value ends")))?;
+                pairs.push((std::mem::replace(&mut key, next.to_string()), text.to_string()));
             }
             pairs.push((key, last.to_string()));
             for (k, v) in pairs {
@@ -608,10 +528,7 @@ mod tests {
         for cut in [0, 5, 12, 20, record.len() - 1] {
             let mut good = record.clone();
             good.extend_from_slice(&record[..cut]);
-            let reader = Failing {
-                good,
-                kind: ErrorKind::Other,
-            };
+            let reader = Failing { good, kind: ErrorKind::Other };
             let mut seen = 0;
             let e = read_frames(path, reader, true, |_, _, _| {
                 seen += 1;
@@ -620,13 +537,7 @@ mod tests {
             .unwrap_err();
             assert_eq!(seen, 1, "cut at {cut}");
             assert_eq!((e.file.as_path(), e.line), (path, None));
-            assert_eq!(
-                e.problem,
-                format!(
-                    "record 2 at byte offset {}: cannot read: disk on fire",
-                    record.len()
-                )
-            );
+            assert_eq!(e.problem, format!("record 2 at byte offset {}: cannot read: disk on fire", record.len()));
         }
         // Interrupted is retried, not an error.
         let mut calls = 0;
@@ -660,10 +571,7 @@ mod tests {
         assert_eq!(got.get("lr"), Some(&ParamValue::Int(1)));
         assert_eq!(got.get("weight_decay"), Some(&ParamValue::Float(1e-4)));
         assert_eq!(got.get("opt"), Some(&ParamValue::Str("adam".into())));
-        assert_eq!(
-            p("lr=0.1,nesterov=true").unwrap().get("nesterov"),
-            Some(&ParamValue::Bool(true))
-        );
+        assert_eq!(p("lr=0.1,nesterov=true").unwrap().get("nesterov"), Some(&ParamValue::Bool(true)));
         assert!(p("version_0").unwrap().is_empty());
         assert!(p("lr=").is_err());
         assert!(p("lr=0.1=2").is_err());
@@ -674,39 +582,15 @@ mod tests {
     fn tensor_scalars() {
         let t = |dtype, dims: &[i64], content: Vec<u8>, f: Vec<f32>, d: Vec<f64>| TensorProto {
             dtype,
-            tensor_shape: Some(TensorShape {
-                dim: dims.iter().map(|&size| Dim { size }).collect(),
-            }),
+            tensor_shape: Some(TensorShape { dim: dims.iter().map(|&size| Dim { size }).collect() }),
             tensor_content: content,
             float_val: f,
             double_val: d,
         };
-        assert_eq!(
-            scalar(&t(DT_FLOAT, &[], vec![], vec![0.1], vec![])),
-            Some(0.1)
-        );
-        assert_eq!(
-            scalar(&t(
-                DT_DOUBLE,
-                &[1, 1],
-                0.3f64.to_le_bytes().to_vec(),
-                vec![],
-                vec![]
-            )),
-            Some(0.3)
-        );
-        assert_eq!(
-            scalar(&t(DT_FLOAT, &[2], vec![], vec![1.0, 2.0], vec![])),
-            None
-        );
-        assert_eq!(
-            scalar(&t(DT_FLOAT, &[], vec![1, 2, 3], vec![], vec![])),
-            None
-        );
-        assert_eq!(
-            scalar(&t(7, &[], vec![], vec![], vec![])),
-            None,
-            "DT_STRING"
-        );
+        assert_eq!(scalar(&t(DT_FLOAT, &[], vec![], vec![0.1], vec![])), Some(0.1));
+        assert_eq!(scalar(&t(DT_DOUBLE, &[1, 1], 0.3f64.to_le_bytes().to_vec(), vec![], vec![])), Some(0.3));
+        assert_eq!(scalar(&t(DT_FLOAT, &[2], vec![], vec![1.0, 2.0], vec![])), None);
+        assert_eq!(scalar(&t(DT_FLOAT, &[], vec![1, 2, 3], vec![], vec![])), None);
+        assert_eq!(scalar(&t(7, &[], vec![], vec![], vec![])), None, "DT_STRING");
     }
 }

@@ -83,7 +83,12 @@ impl<'a> Reader<'a> {
                 Event::DocumentStart(_) => {
                     documents += 1;
                     if documents > 1 {
-                        return Err(self.err(line, None, "more than one YAML document", "keep one document: one mapping of parameters"));
+                        return Err(self.err(
+                            line,
+                            None,
+                            "more than one YAML document",
+                            "keep one document: one mapping of parameters",
+                        ));
                     }
                     let (root, line) = self.next()?;
                     match root {
@@ -141,7 +146,9 @@ impl<'a> Reader<'a> {
                     let (item, line) = self.next()?;
                     match item {
                         Event::SequenceEnd => break,
-                        Event::Scalar(text, style, _, tag) => values.push(self.scalar(&text, style, tag.as_deref(), line, name)?),
+                        Event::Scalar(text, style, _, tag) => {
+                            values.push(self.scalar(&text, style, tag.as_deref(), line, name)?)
+                        }
                         Event::Alias(_) => return Err(self.alias(line, name)),
                         _ => {
                             return Err(self.err(
@@ -161,7 +168,14 @@ impl<'a> Reader<'a> {
         self.out.insert(name, typed).map_err(|r| self.refused(key_line, name, r))
     }
 
-    fn scalar(&self, text: &str, style: ScalarStyle, tag: Option<&Tag>, line: usize, name: &str) -> Result<Option<ParamValue>, ImportError> {
+    fn scalar(
+        &self,
+        text: &str,
+        style: ScalarStyle,
+        tag: Option<&Tag>,
+        line: usize,
+        name: &str,
+    ) -> Result<Option<ParamValue>, ImportError> {
         let scalar = match tag {
             None if style != ScalarStyle::Plain => Scalar::Quoted(text),
             Some(t) if is_core(t, &["str"]) => Scalar::Quoted(text),
@@ -179,9 +193,12 @@ impl<'a> Reader<'a> {
     /// Refuses a tag on a mapping or list other than the core schema's own (`!!map`, `!!seq`).
     fn plain_collection(&self, tag: Option<&Tag>, core: &str, line: usize, name: &str) -> Result<(), ImportError> {
         match tag {
-            Some(t) if !is_core(t, &[core]) => {
-                Err(self.err(line, Some(name).filter(|n| !n.is_empty()), format!("the YAML tag {} is not supported", show(t)), TAG_FIX))
-            }
+            Some(t) if !is_core(t, &[core]) => Err(self.err(
+                line,
+                Some(name).filter(|n| !n.is_empty()),
+                format!("the YAML tag {} is not supported", show(t)),
+                TAG_FIX,
+            )),
             _ => Ok(()),
         }
     }

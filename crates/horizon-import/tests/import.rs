@@ -4,8 +4,8 @@
 use std::fs;
 
 use horizon_analysis::{AnalysisConfig, Verdict, analyze};
-use horizon_import::{ImportError, parse_csv_dir, parse_jsonl, study_from_runs};
 use horizon_core::{Direction, ParamValue, TrialState};
+use horizon_import::{ImportError, parse_csv_dir, parse_jsonl, study_from_runs};
 
 fn jsonl(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -44,7 +44,10 @@ fn jsonl_reads_runs() {
     assert_eq!(runs[1].trial.state, TrialState::Diverged);
     assert!(runs[1].trial.metrics[1].value.is_nan());
     assert!(runs[1].trial.origin.ends_with(":3"), "blank lines count: {}", runs[1].trial.origin);
-    assert_eq!((runs[2].trial.state, runs[2].trial.message.as_deref(), runs[2].trial.source.as_deref()), (TrialState::Failed, Some("OOM"), Some("lab notebook")));
+    assert_eq!(
+        (runs[2].trial.state, runs[2].trial.message.as_deref(), runs[2].trial.source.as_deref()),
+        (TrialState::Failed, Some("OOM"), Some("lab notebook"))
+    );
 
     let study = study_from_runs("valid/loss", Direction::Minimize, &runs);
     assert_eq!(study.trials[0].record.best_step, Some(300));
@@ -92,7 +95,9 @@ fn jsonl_errors_name_line_field_and_fix() {
     let e = jsonl_err(r#"{"max_train_steps": 10, "curve": [], "params": {"opt": {"lr": 1}, "opt.lr": 2}}"#);
     assert_eq!((e.field.as_deref(), e.problem.as_str()), (Some("params.opt.lr"), "duplicate key"));
 
-    let e = jsonl_err("{\"name\": \"x\", \"max_train_steps\": 10, \"curve\": []}\n{\"name\": \"x\", \"max_train_steps\": 10, \"curve\": []}");
+    let e = jsonl_err(
+        "{\"name\": \"x\", \"max_train_steps\": 10, \"curve\": []}\n{\"name\": \"x\", \"max_train_steps\": 10, \"curve\": []}",
+    );
     assert_eq!(e.line, Some(2));
     assert!(e.problem.contains("first on line 1"));
 
@@ -113,7 +118,8 @@ fn csv_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-const INDEX: &str = "name,max_train_steps,lr,optimizer,state,curve\nrun-a,100,0.1,sgd,,\nrun-b,200,1e-3,adam,diverged,curves/b.csv\n";
+const INDEX: &str =
+    "name,max_train_steps,lr,optimizer,state,curve\nrun-a,100,0.1,sgd,,\nrun-b,200,1e-3,adam,diverged,curves/b.csv\n";
 const CURVE_A: &str = "step,valid/loss,train/loss\n50,0.8,0.7\n100,0.6,\n";
 const CURVE_B: &str = "step,valid/loss\n100,0.9\n200,nan\n";
 
@@ -127,7 +133,10 @@ fn csv_dir_reads_runs() {
     assert_eq!(a.trial.max_train_steps, 100);
     assert_eq!(a.trial.params.get("lr"), Some(&ParamValue::Float(0.1)));
     assert_eq!(a.trial.params.get("optimizer"), Some(&ParamValue::Str("sgd".into())));
-    assert!(a.trial.params.get("state").is_none() && a.trial.params.get("curve").is_none(), "reserved columns are not parameters");
+    assert!(
+        a.trial.params.get("state").is_none() && a.trial.params.get("curve").is_none(),
+        "reserved columns are not parameters"
+    );
     assert_eq!(a.trial.metrics.len(), 3, "empty cells are skipped");
     assert_eq!(a.trial.state, TrialState::Complete);
     assert!(a.trial.origin.ends_with("runs.csv:2"));
@@ -153,7 +162,12 @@ fn csv_dir_errors() {
     check(&[("runs.csv", "name,max_train_steps,curve\na,100,../x.csv\n")], "runs.csv", Some(2), "not a file inside");
     check(&[("runs.csv", "name,max_train_steps\na,100\n"), ("a.csv", "epoch,loss\n1,2\n")], "a.csv", Some(1), "`step`");
     check(&[("runs.csv", "name,max_train_steps\na,100\n"), ("a.csv", "step,loss\n1,2\n2,oops\n")], "a.csv", Some(3), "loss");
-    check(&[("runs.csv", "name,max_train_steps\na,100\n"), ("a.csv", "step,loss\n1,2\n1,3\n")], "a.csv", Some(3), "duplicate step");
+    check(
+        &[("runs.csv", "name,max_train_steps\na,100\n"), ("a.csv", "step,loss\n1,2\n1,3\n")],
+        "a.csv",
+        Some(3),
+        "duplicate step",
+    );
     check(&[("runs.csv", "name,max_train_steps\na,100\n"), ("a.csv", "step,loss\n1,2,3\n")], "a.csv", Some(2), "malformed CSV");
     check(&[("runs.csv", "name,max_train_steps\na,50\n"), ("a.csv", CURVE_A)], "a.csv", Some(3), "beyond");
     check(&[("runs.csv", "name,max_train_steps\na,100\n"), ("a.csv", CURVE_A), ("b.csv", CURVE_A)], "b.csv", None, "not listed");
@@ -164,8 +178,9 @@ fn imported_runs_analyze_end_to_end() {
     // Six runs, each still improving at its end: too low.
     let mut text = String::new();
     for i in 0..6 {
-        let curve: Vec<String> =
-            (1..=10).map(|s| format!("{{\"step\": {}, \"valid/loss\": {}}}", s * 10, 2.0 - 0.1 * s as f64 - 0.01 * i as f64)).collect();
+        let curve: Vec<String> = (1..=10)
+            .map(|s| format!("{{\"step\": {}, \"valid/loss\": {}}}", s * 10, 2.0 - 0.1 * s as f64 - 0.01 * i as f64))
+            .collect();
         text.push_str(&format!(
             "{{\"params\": {{\"lr\": {}}}, \"max_train_steps\": 100, \"curve\": [{}]}}\n",
             0.001 * (i + 1) as f64,

@@ -29,7 +29,8 @@ fn tensorboard(run_dir: &str, files: &[(&str, &str)]) -> Result<Vec<Run>, Import
 fn jsonl(params: &str) -> Result<Vec<Run>, ImportError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("runs.jsonl");
-    fs::write(&path, format!(r#"{{"params": {params}, "max_train_steps": 20, "curve": [{{"step": 10, "loss": 1.0}}]}}"#)).unwrap();
+    fs::write(&path, format!(r#"{{"params": {params}, "max_train_steps": 20, "curve": [{{"step": 10, "loss": 1.0}}]}}"#))
+        .unwrap();
     parse_jsonl(&path)
 }
 
@@ -65,7 +66,13 @@ fn the_same_scalar_is_the_same_value_in_every_format() {
         // No value: the run has none for the parameter.
         (Some("null"), Some(""), Some("~"), None, Ok(None)),
         // An integer past 64 bits is refused, not rounded to a float.
-        (Some("9223372036854775808"), Some("9223372036854775808"), Some("9223372036854775808"), Some("9223372036854775808"), Err("out of range")),
+        (
+            Some("9223372036854775808"),
+            Some("9223372036854775808"),
+            Some("9223372036854775808"),
+            Some("9223372036854775808"),
+            Err("out of range"),
+        ),
         (None, Some("nan"), Some(".nan"), Some("inf"), Err("not finite")),
         // A list of scalars: one text parameter, the same from JSON and YAML.
         (Some("[0.9, 0.999]"), None, Some("[0.9, 0.999]"), None, Ok(Some(Str("[0.9,0.999]".into())))),
@@ -95,7 +102,8 @@ fn the_same_scalar_is_the_same_value_in_every_format() {
 
 #[test]
 fn nested_keys_are_dotted_names_in_yaml_and_json() {
-    let want = vec![("optimizer.lr".to_string(), ParamValue::Float(0.1)), ("optimizer.momentum".to_string(), ParamValue::Float(0.9))];
+    let want =
+        vec![("optimizer.lr".to_string(), ParamValue::Float(0.1)), ("optimizer.momentum".to_string(), ParamValue::Float(0.9))];
     let params = |runs: Result<Vec<Run>, ImportError>| runs.unwrap()[0].trial.params.0.clone();
     assert_eq!(params(tensorboard("run", &[("hparams.yaml", "optimizer: {lr: 0.1, momentum: 0.9}\n")])), want);
     assert_eq!(params(tensorboard("run", &[("params.yaml", "optimizer:\n  lr: 0.1\n  momentum: 0.9\n")])), want);

@@ -7,18 +7,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use horizon_analysis::{AnalysisConfig, analyze};
-use horizon_import::{EVENT_PREFIX, ImportError, Run, event_runs, parse_tensorboard_dir, study_from_runs};
 use horizon_core::{Direction, ParamValue, TrialState};
+use horizon_import::{EVENT_PREFIX, ImportError, Run, event_runs, parse_tensorboard_dir, study_from_runs};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tensorboard")
 }
 
 fn curve(run: &Run) -> Vec<(u64, &str, f64)> {
-    run.trial.metrics
-        .iter()
-        .map(|m| (m.step, m.name.as_str(), m.value))
-        .collect()
+    run.trial.metrics.iter().map(|m| (m.step, m.name.as_str(), m.value)).collect()
 }
 
 fn param<'a>(run: &'a Run, name: &str) -> Option<&'a ParamValue> {
@@ -29,16 +26,7 @@ fn param<'a>(run: &'a Run, name: &str) -> Option<&'a ParamValue> {
 fn reads_the_tensorboardx_fixtures() {
     let runs = parse_tensorboard_dir(fixtures()).unwrap();
     let names: Vec<&str> = runs.iter().map(|r| r.name.as_deref().unwrap()).collect();
-    assert_eq!(
-        names,
-        [
-            "a",
-            "b",
-            "diverged",
-            "grid/lr=0.01,wd=1e-4",
-            "grid/lr=1_weight_decay=0.001_opt=sgd"
-        ]
-    );
+    assert_eq!(names, ["a", "b", "diverged", "grid/lr=0.01,wd=1e-4", "grid/lr=1_weight_decay=0.001_opt=sgd"]);
 
     // add_scalar over two event files; the second rewrites step 200's valid/loss; the
     // histogram and the text summary are skipped; float32 values read as written (0.8, not
@@ -59,26 +47,13 @@ fn reads_the_tensorboardx_fixtures() {
     assert_eq!(param(a, "batch_size"), Some(&ParamValue::Int(128)));
     assert_eq!(param(a, "optimizer"), Some(&ParamValue::Str("sgd".into())));
     assert_eq!(param(a, "nesterov"), Some(&ParamValue::Bool(true)));
-    assert_eq!(
-        (a.trial.params.len(), a.trial.max_train_steps),
-        (4, 300),
-        "max_train_steps is the budget, not a parameter"
-    );
+    assert_eq!((a.trial.params.len(), a.trial.max_train_steps), (4, 300), "max_train_steps is the budget, not a parameter");
     assert_eq!(
         (a.trial.state, a.trial.source.as_deref(), a.trial.message.as_deref()),
-        (
-            TrialState::Complete,
-            None,
-            Some(
-                "1 evaluation was written more than once (a restarted run?); its last value was kept"
-            )
-        )
+        (TrialState::Complete, None, Some("1 evaluation was written more than once (a restarted run?); its last value was kept"))
     );
     assert_eq!(runs[1].trial.message, None, "no value written twice");
-    assert_eq!(
-        Path::new(&a.trial.origin),
-        fixtures().join("a/events.out.tfevents.1700000000.fixture")
-    );
+    assert_eq!(Path::new(&a.trial.origin), fixtures().join("a/events.out.tfevents.1700000000.fixture"));
 
     // Scalar tensors in each encoding (float_val, double_val, float32 and float64
     // tensor_content); a two-element tensor and another plugin's tag are skipped. No budget in
@@ -106,35 +81,17 @@ fn reads_the_tensorboardx_fixtures() {
     assert_eq!(d.trial.state, TrialState::Diverged);
     assert_eq!(d.trial.max_train_steps, 40);
     let values: Vec<f64> = d.trial.metrics.iter().map(|m| m.value).collect();
-    assert_eq!(
-        (values.len(), values[0], values[2]),
-        (3, 4.0, f64::INFINITY)
-    );
+    assert_eq!((values.len(), values[0], values[2]), (3, 4.0, f64::INFINITY));
     assert!(values[1].is_nan());
     assert_eq!(param(d, "lr"), Some(&ParamValue::Float(10.0)));
-    assert_eq!(
-        param(d, "schedule"),
-        Some(&ParamValue::Str("cosine".into()))
-    );
+    assert_eq!(param(d, "schedule"), Some(&ParamValue::Str("cosine".into())));
     assert_eq!(param(d, "warmup"), Some(&ParamValue::Int(5)));
     assert_eq!(d.trial.params.len(), 3);
 
     // Parameters from directory names, with either separator.
     let g = &runs[3];
-    assert_eq!(
-        g.trial.params.0,
-        [
-            ("lr".to_string(), ParamValue::Float(0.01)),
-            ("wd".to_string(), ParamValue::Float(1e-4))
-        ]
-    );
-    assert_eq!(
-        (curve(g), g.trial.max_train_steps),
-        (
-            vec![(50, "valid/loss", 1.25), (100, "valid/loss", 1.0)],
-            100
-        )
-    );
+    assert_eq!(g.trial.params.0, [("lr".to_string(), ParamValue::Float(0.01)), ("wd".to_string(), ParamValue::Float(1e-4))]);
+    assert_eq!((curve(g), g.trial.max_train_steps), (vec![(50, "valid/loss", 1.25), (100, "valid/loss", 1.0)], 100));
     let h = &runs[4];
     assert_eq!(
         h.trial.params.0,
@@ -147,13 +104,7 @@ fn reads_the_tensorboardx_fixtures() {
     assert_eq!(h.trial.max_train_steps, 50);
 
     let study = study_from_runs("valid/loss", Direction::Minimize, &runs);
-    assert_eq!(
-        (
-            study.trials[0].record.best_step,
-            study.trials[0].record.best_value
-        ),
-        (Some(300), Some(0.45))
-    );
+    assert_eq!((study.trials[0].record.best_step, study.trials[0].record.best_value), (Some(300), Some(0.45)));
     let analysis = analyze(&study, &AnalysisConfig::default());
     assert_eq!((analysis.counts.trials, analysis.counts.diverged), (5, 1));
 }
@@ -167,10 +118,7 @@ fn a_run_directory_is_a_root_too() {
     // A directory of runs two levels up names them by their relative path.
     let grid = parse_tensorboard_dir(fixtures().join("grid")).unwrap();
     let names: Vec<&str> = grid.iter().map(|r| r.name.as_deref().unwrap()).collect();
-    assert_eq!(
-        names,
-        ["lr=0.01,wd=1e-4", "lr=1_weight_decay=0.001_opt=sgd"]
-    );
+    assert_eq!(names, ["lr=0.01,wd=1e-4", "lr=1_weight_decay=0.001_opt=sgd"]);
 }
 
 #[test]
@@ -248,11 +196,7 @@ fn frame(data: &[u8]) -> Vec<u8> {
 fn records() -> Vec<Vec<u8>> {
     let mut version = vec![3 << 3 | 2, 13];
     version.extend_from_slice(b"brain.Event:2");
-    vec![
-        frame(&version),
-        frame(&event(1, &[("loss", 1.0)])),
-        frame(&event(2, &[("loss", 0.5), ("acc", 0.75)])),
-    ]
+    vec![frame(&version), frame(&event(1, &[("loss", 1.0)])), frame(&event(2, &[("loss", 0.5), ("acc", 0.75)]))]
 }
 
 fn run_dir(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
@@ -274,14 +218,8 @@ fn a_truncated_last_record_is_ignored() {
     let records = records();
     let whole = records.concat();
     let runs = read(&whole).unwrap();
-    assert_eq!(
-        curve(&runs[0]),
-        [(1, "loss", 1.0), (2, "loss", 0.5), (2, "acc", 0.75)]
-    );
-    assert_eq!(
-        (runs[0].name.as_deref(), runs[0].trial.max_train_steps),
-        (Some("run"), 2)
-    );
+    assert_eq!(curve(&runs[0]), [(1, "loss", 1.0), (2, "loss", 0.5), (2, "acc", 0.75)]);
+    assert_eq!((runs[0].name.as_deref(), runs[0].trial.max_train_steps), (Some("run"), 2));
     // Cut anywhere in the last record (header, data, footer): the first two records remain.
     let two = records[..2].concat();
     for cut in two.len()..whole.len() {
@@ -301,18 +239,9 @@ fn a_bad_checksum_names_the_file_record_and_offset() {
     let e = parse_tensorboard_dir(dir.path()).unwrap_err();
     // A record is not a line: the number is in the problem only.
     assert_eq!((e.file.as_path(), e.line), (file.as_path(), None));
-    assert!(
-        e.problem
-            .contains(&format!("record 2 at byte offset {offset}")),
-        "{}",
-        e.problem
-    );
+    assert!(e.problem.contains(&format!("record 2 at byte offset {offset}")), "{}", e.problem);
     assert!(e.problem.contains("data's checksum"), "{}", e.problem);
-    assert!(
-        e.to_string()
-            .contains("events.out.tfevents.1.host: record 2 at byte offset"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("events.out.tfevents.1.host: record 2 at byte offset"), "{e}");
 
     // The length's checksum.
     let mut bytes = records.concat();
@@ -327,12 +256,7 @@ fn a_bad_checksum_names_the_file_record_and_offset() {
     bytes[last] ^= 0x01;
     let e = read(&bytes).unwrap_err();
     let third = records[0].len() + records[1].len();
-    assert!(
-        e.problem
-            .contains(&format!("record 3 at byte offset {third}")),
-        "{}",
-        e.problem
-    );
+    assert!(e.problem.contains(&format!("record 3 at byte offset {third}")), "{}", e.problem);
 }
 
 #[test]
@@ -342,11 +266,7 @@ fn a_truncated_record_in_an_earlier_file_is_an_error() {
     let two = records[..2].concat();
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("events.out.tfevents.1.host");
-    fs::write(
-        dir.path().join("events.out.tfevents.2.host"),
-        frame(&event(3, &[("loss", 0.25)])),
-    )
-    .unwrap();
+    fs::write(dir.path().join("events.out.tfevents.2.host"), frame(&event(3, &[("loss", 0.25)]))).unwrap();
     // Cut anywhere in record 3 (header, data, footer) of the first of two files.
     for cut in two.len() + 1..whole.len() {
         fs::write(&first, &whole[..cut]).unwrap();
@@ -368,11 +288,7 @@ fn a_truncated_record_in_an_earlier_file_is_an_error() {
     let runs = parse_tensorboard_dir(dir.path()).unwrap();
     assert_eq!(curve(&runs[0]), [(1, "loss", 1.0), (3, "loss", 0.25)]);
     fs::write(&first, frame(&event(3, &[("loss", 0.25)]))).unwrap();
-    fs::write(
-        dir.path().join("events.out.tfevents.2.host"),
-        &whole[..whole.len() - 1],
-    )
-    .unwrap();
+    fs::write(dir.path().join("events.out.tfevents.2.host"), &whole[..whole.len() - 1]).unwrap();
     let runs = parse_tensorboard_dir(dir.path()).unwrap();
     assert_eq!(curve(&runs[0]), [(1, "loss", 1.0), (3, "loss", 0.25)]);
     assert_eq!(runs[0].trial.message, None);
@@ -381,16 +297,8 @@ fn a_truncated_record_in_an_earlier_file_is_an_error() {
 #[test]
 fn event_files_are_read_in_name_order_and_the_last_value_wins() {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(
-        dir.path().join("events.out.tfevents.2.host"),
-        frame(&event(5, &[("loss", 0.25)])),
-    )
-    .unwrap();
-    let first = [
-        frame(&event(5, &[("loss", 0.5), ("loss", 0.4)])),
-        frame(&event(3, &[("loss", 1.0)])),
-    ]
-    .concat();
+    fs::write(dir.path().join("events.out.tfevents.2.host"), frame(&event(5, &[("loss", 0.25)]))).unwrap();
+    let first = [frame(&event(5, &[("loss", 0.5), ("loss", 0.4)])), frame(&event(3, &[("loss", 1.0)]))].concat();
     fs::write(dir.path().join("events.out.tfevents.1.host"), first).unwrap();
     fs::write(dir.path().join("notes.txt"), "not an event file").unwrap();
     let runs = parse_tensorboard_dir(dir.path()).unwrap();
@@ -415,28 +323,14 @@ fn event_files_are_read_in_name_order_and_the_last_value_wins() {
     .unwrap();
     fs::write(
         dir.path().join("events.out.tfevents.1.host"),
-        [
-            frame(&event(2, &[("loss", 0.8), ("acc", 0.2)])),
-            frame(&event(3, &[("loss", 0.75)])),
-        ]
-        .concat(),
+        [frame(&event(2, &[("loss", 0.8), ("acc", 0.2)])), frame(&event(3, &[("loss", 0.75)]))].concat(),
     )
     .unwrap();
     let runs = parse_tensorboard_dir(dir.path()).unwrap();
-    assert_eq!(
-        curve(&runs[0]),
-        [
-            (2, "loss", 0.7),
-            (2, "acc", 0.1),
-            (3, "loss", 0.6),
-            (4, "loss", 0.5)
-        ]
-    );
+    assert_eq!(curve(&runs[0]), [(2, "loss", 0.7), (2, "acc", 0.1), (3, "loss", 0.6), (4, "loss", 0.5)]);
     assert_eq!(
         runs[0].trial.message.as_deref(),
-        Some(
-            "3 evaluations were written more than once (a restarted run?); the last value of each was kept"
-        )
+        Some("3 evaluations were written more than once (a restarted run?); the last value of each was kept")
     );
 }
 
@@ -446,79 +340,38 @@ fn problems_are_errors_with_a_fix() {
 
     // A step beyond the budget given in the parameters.
     let (dir, file) = run_dir(&records);
-    fs::write(
-        file.with_file_name("params.json"),
-        r#"{"lr": 0.1, "max_train_steps": 1}"#,
-    )
-    .unwrap();
+    fs::write(file.with_file_name("params.json"), r#"{"lr": 0.1, "max_train_steps": 1}"#).unwrap();
     let e = parse_tensorboard_dir(dir.path()).unwrap_err();
     assert_eq!((e.file.as_path(), e.line), (file.as_path(), None));
-    assert!(
-        e.problem.starts_with("record 3 at byte offset"),
-        "{}",
-        e.problem
-    );
-    assert!(
-        e.problem.contains("step 2 is beyond max_train_steps 1"),
-        "{}",
-        e.problem
-    );
+    assert!(e.problem.starts_with("record 3 at byte offset"), "{}", e.problem);
+    assert!(e.problem.contains("step 2 is beyond max_train_steps 1"), "{}", e.problem);
     assert!(e.fix.contains("raise max_train_steps"), "{}", e.fix);
 
     // A budget that is not a positive integer.
-    fs::write(
-        file.with_file_name("params.json"),
-        r#"{"max_train_steps": 0.5}"#,
-    )
-    .unwrap();
+    fs::write(file.with_file_name("params.json"), r#"{"max_train_steps": 0.5}"#).unwrap();
     let e = parse_tensorboard_dir(dir.path()).unwrap_err();
-    assert_eq!(
-        (e.field.as_deref(), e.file.as_path()),
-        (
-            Some("max_train_steps"),
-            file.with_file_name("params.json").as_path()
-        )
-    );
+    assert_eq!((e.field.as_deref(), e.file.as_path()), (Some("max_train_steps"), file.with_file_name("params.json").as_path()));
 
     // A list of objects (nested objects are dotted names: tests/params.rs).
-    fs::write(
-        file.with_file_name("params.json"),
-        r#"{"optimizer": {"groups": [{"lr": 0.1}]}}"#,
-    )
-    .unwrap();
+    fs::write(file.with_file_name("params.json"), r#"{"optimizer": {"groups": [{"lr": 0.1}]}}"#).unwrap();
     let e = parse_tensorboard_dir(dir.path()).unwrap_err();
-    assert_eq!(
-        (e.field.as_deref(), e.file.file_name().unwrap().to_str()),
-        (Some("optimizer.groups"), Some("params.json"))
-    );
+    assert_eq!((e.field.as_deref(), e.file.file_name().unwrap().to_str()), (Some("optimizer.groups"), Some("params.json")));
     assert!(e.fix.contains("flatten"), "{}", e.fix);
 
     // Two parameter files.
     fs::write(file.with_file_name("params.json"), "{}").unwrap();
     fs::write(file.with_file_name("hparams.yaml"), "lr: 0.1\n").unwrap();
     let e = parse_tensorboard_dir(dir.path()).unwrap_err();
-    assert!(
-        e.problem.contains("params.json, hparams.yaml"),
-        "{}",
-        e.problem
-    );
+    assert!(e.problem.contains("params.json, hparams.yaml"), "{}", e.problem);
 
     // No scalar at a positive step and no budget.
     let e = read(&frame(&event(0, &[("loss", 1.0)]))).unwrap_err();
-    assert!(
-        e.problem.contains("budget cannot be inferred"),
-        "{}",
-        e.problem
-    );
+    assert!(e.problem.contains("budget cannot be inferred"), "{}", e.problem);
 
     // Nothing to read.
     let empty = tempfile::tempdir().unwrap();
     let e = parse_tensorboard_dir(empty.path()).unwrap_err();
-    assert!(
-        e.problem.contains("no TensorBoard event files"),
-        "{}",
-        e.problem
-    );
+    assert!(e.problem.contains("no TensorBoard event files"), "{}", e.problem);
     let e = parse_tensorboard_dir(empty.path().join("missing")).unwrap_err();
     assert_eq!(e.problem, "not a directory");
 

@@ -14,13 +14,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use horizon_core::StudySpec;
 use horizon_core::params::Params;
 use horizon_core::protocol::Report;
+use horizon_core::protocol::limits::MAX_LINE_BYTES;
 use horizon_core::rng::trial_seed;
 use horizon_core::selection::Selection;
-use horizon_core::protocol::limits::MAX_LINE_BYTES;
-use horizon_core::trial::{AttemptEnd, AttemptOutcome, ProgramEnd, StopCause, TrialRecord, TrialState, attempt_outcome, state_after};
-use horizon_core::StudySpec;
+use horizon_core::trial::{
+    AttemptEnd, AttemptOutcome, ProgramEnd, StopCause, TrialRecord, TrialState, attempt_outcome, state_after,
+};
 use horizon_store::{Finish, Storage, StoreError};
 
 use crate::files::{create_owned_file, ensure_trial_dir};
@@ -122,7 +124,11 @@ pub struct AttemptResult {
 }
 
 /// Run one attempt with `program`, write its end to storage, and return how it went.
-pub fn run_attempt(program: &Program, input: AttemptInput, stop: (StopHandle, Receiver<AttemptMsg>)) -> Result<AttemptResult, StoreError> {
+pub fn run_attempt(
+    program: &Program,
+    input: AttemptInput,
+    stop: (StopHandle, Receiver<AttemptMsg>),
+) -> Result<AttemptResult, StoreError> {
     match program {
         Program::Subprocess => run_subprocess(input, stop),
         Program::InProcess(f) => run_in_process(f.as_ref(), input, stop.0.flag, stop.0.conclusion),
@@ -192,7 +198,9 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
     let pgid = child.id();
     // Recorded so that, if horizon dies, the worker that requeues this trial can end whatever
     // the trainer left in its process group (the parent-death signal reaches only the trainer).
-    if let Err(e) = create_owned_file(&files.pgid).and_then(|mut f| std::io::Write::write_all(&mut f, pgid.to_string().as_bytes())) {
+    if let Err(e) =
+        create_owned_file(&files.pgid).and_then(|mut f| std::io::Write::write_all(&mut f, pgid.to_string().as_bytes()))
+    {
         tracing::warn!("{}: {e}", files.pgid.display());
     }
     let waiter_tx = handle.tx.clone();
@@ -238,14 +246,17 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
             stop_now(StopKind::Reached, &mut stopping);
         }
         if let Some(limit) = spec.trainer.timeout
-            && started.elapsed() > limit {
-                stop_now(StopKind::TimedOut(limit), &mut stopping);
-            }
+            && started.elapsed() > limit
+        {
+            stop_now(StopKind::TimedOut(limit), &mut stopping);
+        }
         if let Some((_, deadline)) = &stopping
-            && !killed && Instant::now() >= *deadline {
-                signal_group(pgid, libc::SIGKILL);
-                killed = true;
-            }
+            && !killed
+            && Instant::now() >= *deadline
+        {
+            signal_group(pgid, libc::SIGKILL);
+            killed = true;
+        }
         match recorder.flush() {
             Ok(()) => {}
             Err(StoreError::NotWritable { .. }) => {
@@ -372,20 +383,25 @@ fn finish(
         | AttemptOutcome::Interrupted { reason } => Some(reason.clone()),
     };
     if outcome == AttemptOutcome::Completed
-        && let Some(last) = recorder.last_step().filter(|s| *s < trial.max_train_steps) {
-            message = Some(match recorder.reached().or(concluded) {
-                Some(why) => format!("stopped at step {last} of {}: {why}", trial.max_train_steps),
-                None => format!("stopped at step {last} of {}", trial.max_train_steps),
-            });
-        }
-    input.storage.finish_attempt(trial.id, trial.attempt, &Finish {
-        state,
-        message,
-        selection,
-        counts_as_failure: matches!(outcome, AttemptOutcome::Failed { .. }),
-        exit_code,
-        at: crate::now(),
-    })?;
+        && let Some(last) = recorder.last_step().filter(|s| *s < trial.max_train_steps)
+    {
+        message = Some(match recorder.reached().or(concluded) {
+            Some(why) => format!("stopped at step {last} of {}: {why}", trial.max_train_steps),
+            None => format!("stopped at step {last} of {}", trial.max_train_steps),
+        });
+    }
+    input.storage.finish_attempt(
+        trial.id,
+        trial.attempt,
+        &Finish {
+            state,
+            message,
+            selection,
+            counts_as_failure: matches!(outcome, AttemptOutcome::Failed { .. }),
+            exit_code,
+            at: crate::now(),
+        },
+    )?;
     Ok(AttemptResult {
         trial: trial.clone(),
         outcome,

@@ -111,9 +111,7 @@ pub fn remove_announced(trial_dir: &Path, announced: &Path) -> Result<Removal, K
 /// Create (or truncate) one of horizon's own files for writing. A symbolic link at `path` (a
 /// trainer may have made one in its trial directory) is replaced by a new file, never followed.
 pub fn create_owned_file(path: &Path) -> io::Result<File> {
-    let open = || {
-        OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_NOFOLLOW).open(path)
-    };
+    let open = || OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_NOFOLLOW).open(path);
     match open() {
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             std::fs::remove_file(path)?;
@@ -222,7 +220,17 @@ mod tests {
     #[test]
     fn the_reported_attacks_are_kept() {
         let s = Sandbox::new();
-        for announced in ["../../horizon.db", "../../../elsewhere/file", ".", "", "./", "..", "../00002/ckpt", "attempt-1.stdout", "./attempt-1.stderr"] {
+        for announced in [
+            "../../horizon.db",
+            "../../../elsewhere/file",
+            ".",
+            "",
+            "./",
+            "..",
+            "../00002/ckpt",
+            "attempt-1.stdout",
+            "./attempt-1.stderr",
+        ] {
             let r = remove_announced(&s.trial, Path::new(announced));
             assert!(r.is_err(), "{announced:?} was acted on: {r:?}");
             s.assert_intact(announced);
@@ -247,7 +255,10 @@ mod tests {
             s.assert_intact(announced);
         }
         // A link itself is a descendant: it is removed, its target is not.
-        assert_eq!(remove_announced(&s.trial, Path::new("link-to-file")), Ok(Removal::Removed(s.trial.canonicalize().unwrap().join("link-to-file"))));
+        assert_eq!(
+            remove_announced(&s.trial, Path::new("link-to-file")),
+            Ok(Removal::Removed(s.trial.canonicalize().unwrap().join("link-to-file")))
+        );
         assert!(!s.trial.join("link-to-file").exists() && s.root.join("elsewhere/file").is_file());
         assert!(matches!(remove_announced(&s.trial, Path::new("out")), Ok(Removal::Removed(_))));
         s.assert_intact("links removed");

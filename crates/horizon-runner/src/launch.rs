@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use horizon_core::StudySpec;
 use horizon_core::protocol::TrialEnvironment;
 use horizon_core::rng::trial_seed;
 use horizon_core::spec::{Builtins, expand_template};
 use horizon_core::trial::TrialRecord;
-use horizon_core::StudySpec;
 
 /// What to execute for one attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +42,14 @@ impl AttemptFiles {
 
 /// Build the argv and environment for an attempt. `gpu` becomes `CUDA_VISIBLE_DEVICES`; a
 /// built-in workload runs as `<horizon> workload run NAME`.
-pub fn plan(spec: &StudySpec, trial: &TrialRecord, files: &AttemptFiles, working_dir: &Path, gpu: Option<&str>, horizon: &Path) -> LaunchPlan {
+pub fn plan(
+    spec: &StudySpec,
+    trial: &TrialRecord,
+    files: &AttemptFiles,
+    working_dir: &Path,
+    gpu: Option<&str>,
+    horizon: &Path,
+) -> LaunchPlan {
     let seed = trial_seed(spec.seed, trial.number);
     let builtins = Builtins {
         max_train_steps: trial.max_train_steps,
@@ -114,9 +121,23 @@ high = 1.0
         )
         .unwrap();
         let trial = TrialRecord {
-            id: 1, number: 7, sample_index: Some(7), params: Params(vec![("lr".into(), ParamValue::Float(0.05))]),
-            max_train_steps: 100, state: TrialState::Running, attempt: 2, failures: 1, best_step: None, best_value: None,
-            final_step: None, final_value: None, message: None, created_at: 0.0, started_at: None, finished_at: None, lease: None,
+            id: 1,
+            number: 7,
+            sample_index: Some(7),
+            params: Params(vec![("lr".into(), ParamValue::Float(0.05))]),
+            max_train_steps: 100,
+            state: TrialState::Running,
+            attempt: 2,
+            failures: 1,
+            best_step: None,
+            best_value: None,
+            final_step: None,
+            final_value: None,
+            message: None,
+            created_at: 0.0,
+            started_at: None,
+            finished_at: None,
+            lease: None,
         };
         let files = AttemptFiles::new(Path::new("/s/trials/00007"), 2);
         let p = plan(&spec, &trial, &files, Path::new("/w"), Some("1"), Path::new("/bin/horizon"));

@@ -49,8 +49,8 @@ pub fn signal_group(pgid: u32, signal: i32) {
 /// trainer can overwrite: the id is trusted only for processes that prove they belong to that
 /// attempt, so no number a trainer writes makes horizon signal an unrelated process.
 pub fn trial_processes_in_group(pgid: u32, trial_dir: &std::path::Path, attempt: u32) -> Vec<u32> {
-    use std::os::unix::ffi::OsStrExt;
     use horizon_core::protocol::env;
+    use std::os::unix::ffi::OsStrExt;
     let dir_mark = [env::TRIAL_DIR.as_bytes(), b"=", trial_dir.as_os_str().as_bytes()].concat();
     let attempt_mark = format!("{}={attempt}", env::ATTEMPT).into_bytes();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
@@ -153,7 +153,10 @@ mod tests {
         assert_eq!(trial_processes_in_group(marked.pid(), dir, 2), vec![marked.pid()]);
         assert!(trial_processes_in_group(other_attempt.pid(), dir, 2).is_empty(), "another attempt's group");
         assert!(trial_processes_in_group(unrelated.pid(), dir, 2).is_empty(), "an unmarked group");
-        assert!(trial_processes_in_group(marked.pid(), std::path::Path::new("/study/trials/0000"), 2).is_empty(), "a prefix of the directory");
+        assert!(
+            trial_processes_in_group(marked.pid(), std::path::Path::new("/study/trials/0000"), 2).is_empty(),
+            "a prefix of the directory"
+        );
         // The test's own group (what a hostile pgid file would name) is never the trial's.
         let own = unsafe { libc::getpgrp() } as u32;
         assert!(trial_processes_in_group(own, dir, 2).is_empty());

@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use horizon_core::MetricPoint;
 use horizon_core::checkpoint::{CheckpointInfo, to_delete};
 use horizon_core::criterion::Criterion;
-use horizon_core::protocol::limits::{MAX_CHECKPOINTS, MAX_LINE_BYTES, MAX_METRIC_NAMES, MAX_METRIC_NAME_BYTES, MAX_METRIC_VALUES};
+use horizon_core::protocol::limits::{
+    MAX_CHECKPOINTS, MAX_LINE_BYTES, MAX_METRIC_NAME_BYTES, MAX_METRIC_NAMES, MAX_METRIC_VALUES,
+};
 use horizon_core::protocol::{Report, is_loss_like, parse_line};
 use horizon_core::selection::{Selection, SelectionTracker};
 use horizon_core::spec::{CheckpointSpec, Direction};
-use horizon_core::MetricPoint;
 use horizon_store::{Storage, StoreError, TrialId};
 
 /// Warnings stored per attempt; further malformed lines are counted, not stored.
@@ -121,10 +123,7 @@ impl AttemptRecorder {
     /// A line longer than [`MAX_LINE_BYTES`] was skipped without being read.
     pub fn overlong_line(&mut self, bytes: u64) {
         self.lines += 1;
-        self.warn(format!(
-            "metrics line {}: {bytes} bytes, longer than the limit of {MAX_LINE_BYTES}; line skipped",
-            self.lines
-        ));
+        self.warn(format!("metrics line {}: {bytes} bytes, longer than the limit of {MAX_LINE_BYTES}; line skipped", self.lines));
     }
 
     /// Whether a parsed report may be recorded: its step is within the budget (the protocol's
@@ -169,7 +168,9 @@ impl AttemptRecorder {
                 for (name, value) in values {
                     if !self.names.contains(&name) {
                         if self.names.len() >= MAX_METRIC_NAMES {
-                            self.drop_value(format!("more than {MAX_METRIC_NAMES} distinct metric names ({name} is one too many)"));
+                            self.drop_value(format!(
+                                "more than {MAX_METRIC_NAMES} distinct metric names ({name} is one too many)"
+                            ));
                             continue;
                         }
                         self.names.insert(name.clone());
@@ -207,7 +208,9 @@ impl AttemptRecorder {
                 }
                 self.live_checkpoints.retain(|(s, _)| *s != step);
                 self.live_checkpoints.push((step, path));
-                if let Err(e) = self.storage.record_checkpoint(self.trial, self.attempt, step, &self.live_checkpoints.last().unwrap().1) {
+                if let Err(e) =
+                    self.storage.record_checkpoint(self.trial, self.attempt, step, &self.live_checkpoints.last().unwrap().1)
+                {
                     self.warn(format!("checkpoint at step {step} not recorded: {e}"));
                 }
                 self.apply_retention();
@@ -220,10 +223,7 @@ impl AttemptRecorder {
         let infos: Vec<CheckpointInfo> = self
             .live_checkpoints
             .iter()
-            .map(|(step, _)| CheckpointInfo {
-                step: *step,
-                value: self.objective.value_at(*step),
-            })
+            .map(|(step, _)| CheckpointInfo { step: *step, value: self.objective.value_at(*step) })
             .collect();
         for step in to_delete(&infos, &self.policy, self.direction) {
             let Some(pos) = self.live_checkpoints.iter().position(|(s, _)| *s == step) else { continue };
@@ -277,16 +277,11 @@ impl AttemptRecorder {
     pub fn finish(&mut self) -> Result<(), StoreError> {
         if self.values_dropped > 0 {
             // Stored even past the warning limit: it says what is missing.
-            self.pending_warnings.push(format!(
-                "{} metric values were not stored (limits in docs/protocol.md section 9)",
-                self.values_dropped
-            ));
+            self.pending_warnings
+                .push(format!("{} metric values were not stored (limits in docs/protocol.md section 9)", self.values_dropped));
         }
         if self.warnings_seen > MAX_STORED_WARNINGS {
-            self.pending_warnings.push(format!(
-                "{} more warnings were not stored",
-                self.warnings_seen - MAX_STORED_WARNINGS
-            ));
+            self.pending_warnings.push(format!("{} more warnings were not stored", self.warnings_seen - MAX_STORED_WARNINGS));
         }
         self.apply_retention();
         self.flush()

@@ -49,8 +49,11 @@ impl ResolvedStudy {
             None => base.clone(),
         };
         if !working_dir.is_dir() {
-            return Err(err("trainer.working_dir", format!("{} is not a directory", working_dir.display()),
-                "give a directory relative to the study file, or leave the field out to use the study file's directory"));
+            return Err(err(
+                "trainer.working_dir",
+                format!("{} is not a directory", working_dir.display()),
+                "give a directory relative to the study file, or leave the field out to use the study file's directory",
+            ));
         }
         // The program, and any literal argument that names a script, must exist.
         for (i, pieces) in spec.trainer.command.iter().enumerate() {
@@ -59,16 +62,25 @@ impl ResolvedStudy {
             if i == 0 {
                 if arg.contains('/') {
                     if !working_dir.join(arg).is_file() {
-                        return Err(err(&field, format!("program {arg} does not exist (looked in {})", working_dir.display()),
-                            "give a path relative to trainer.working_dir (default: the study file's directory), or a program on PATH"));
+                        return Err(err(
+                            &field,
+                            format!("program {arg} does not exist (looked in {})", working_dir.display()),
+                            "give a path relative to trainer.working_dir (default: the study file's directory), or a program on PATH",
+                        ));
                     }
                 } else if find_on_path(arg).is_none() {
-                    return Err(err(&field, format!("program {arg:?} is not on PATH"),
-                        "install it, or give its path (e.g. \"/usr/bin/python3\" or \"./train.sh\")"));
+                    return Err(err(
+                        &field,
+                        format!("program {arg:?} is not on PATH"),
+                        "install it, or give its path (e.g. \"/usr/bin/python3\" or \"./train.sh\")",
+                    ));
                 }
             } else if looks_like_script(arg) && !working_dir.join(arg).is_file() {
-                return Err(err(&field, format!("{arg} does not exist (looked in {})", working_dir.display()),
-                    "give the script's path relative to trainer.working_dir (default: the study file's directory)"));
+                return Err(err(
+                    &field,
+                    format!("{arg} does not exist (looked in {})", working_dir.display()),
+                    "give the script's path relative to trainer.working_dir (default: the study file's directory)",
+                ));
             }
         }
         let horizon_exe = std::env::current_exe().map_err(io_err(Path::new("the horizon executable")))?;
@@ -165,7 +177,9 @@ fn diff_values(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &m
 fn is_template(v: &serde_json::Value) -> bool {
     v.as_array().is_some_and(|pieces| {
         !pieces.is_empty()
-            && pieces.iter().all(|p| p.as_object().is_some_and(|o| o.len() == 1 && (o.contains_key("Text") || o.contains_key("Var"))))
+            && pieces
+                .iter()
+                .all(|p| p.as_object().is_some_and(|o| o.len() == 1 && (o.contains_key("Text") || o.contains_key("Var"))))
     })
 }
 
@@ -211,8 +225,7 @@ pub fn trial_dir(study_dir: &Path, number: u64) -> PathBuf {
 
 fn looks_like_script(arg: &str) -> bool {
     const EXTENSIONS: &[&str] = &["py", "sh", "bash", "jl", "R", "r", "lua", "js", "rb", "pl"];
-    !arg.starts_with('-')
-        && Path::new(arg).extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e))
+    !arg.starts_with('-') && Path::new(arg).extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e))
 }
 
 /// The first executable named `program` on `PATH`.

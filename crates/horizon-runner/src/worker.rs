@@ -11,8 +11,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,12 +23,12 @@ use horizon_core::selection::Selection;
 use horizon_core::trial::{Lease, TrialState, is_abandoned};
 use horizon_store::{ClaimRequest, Storage, StoreError, StudyRecord, TrialId};
 
+use crate::RunError;
 use crate::attempt::{AttemptInput, AttemptResult, Program, StopHandle, run_attempt};
 use crate::launch::AttemptFiles;
 use crate::process::{hostname, pid_alive, trial_processes_in_group};
 use crate::resolve::ResolvedStudy;
 use crate::scheduler::{CONSULT_AFTER_PROGRESS, CONSULT_EVERY, Scheduler, read_view};
-use crate::RunError;
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -59,12 +59,29 @@ pub enum Control {
 /// Everything a reporter needs to show a study's progress.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Started { study: String, database: PathBuf, total: u64, finished: u64, jobs: usize },
-    TrialStarted { number: u64, attempt: u32, params: Params },
-    Progress { number: u64, step: u64, max_train_steps: u64 },
+    Started {
+        study: String,
+        database: PathBuf,
+        total: u64,
+        finished: u64,
+        jobs: usize,
+    },
+    TrialStarted {
+        number: u64,
+        attempt: u32,
+        params: Params,
+    },
+    Progress {
+        number: u64,
+        step: u64,
+        max_train_steps: u64,
+    },
     TrialFinished(Box<AttemptResult>),
     /// A trial abandoned by a dead worker was put back in the queue.
-    Requeued { number: u64, reason: String },
+    Requeued {
+        number: u64,
+        reason: String,
+    },
     Draining,
     Terminating,
 }
@@ -86,10 +103,17 @@ pub struct WorkerSummary {
 
 enum Msg {
     Control(Control),
-    Progress { number: u64, step: u64, max_train_steps: u64 },
+    Progress {
+        number: u64,
+        step: u64,
+        max_train_steps: u64,
+    },
     /// An attempt ended; keyed by trial and attempt, because a retried trial can be claimed
     /// again before the dispatcher reads this message.
-    Finished { key: (TrialId, u32), result: Box<Result<AttemptResult, StoreError>> },
+    Finished {
+        key: (TrialId, u32),
+        result: Box<Result<AttemptResult, StoreError>>,
+    },
 }
 
 /// A handle to send [`Control`]s to a running worker (e.g. from a signal thread).
@@ -127,11 +151,15 @@ pub struct Worker {
 
 impl Worker {
     /// Open (or create) the study in storage and prepare to run it.
-    pub fn new(study: ResolvedStudy, storage: Arc<dyn Storage>, options: WorkerOptions, events: Sender<Event>) -> Result<Worker, RunError> {
+    pub fn new(
+        study: ResolvedStudy,
+        storage: Arc<dyn Storage>,
+        options: WorkerOptions,
+        events: Sender<Event>,
+    ) -> Result<Worker, RunError> {
         let record = study.open_study(storage.as_ref())?;
-        let sampler: Arc<dyn Sampler> = Arc::from(
-            study.spec.sampler.build(&study.spec.space, study.spec.seed).map_err(RunError::Incompatible)?,
-        );
+        let sampler: Arc<dyn Sampler> =
+            Arc::from(study.spec.sampler.build(&study.spec.space, study.spec.seed).map_err(RunError::Incompatible)?);
         let host = hostname();
         let pid = std::process::id();
         let worker = format!("{host}:{pid}:{}", (crate::now() * 1e6) as u64);
@@ -206,7 +234,11 @@ impl Worker {
                     break;
                 };
                 let gpu = free_gpus.pop();
-                let _ = self.events.send(Event::TrialStarted { number: trial.number, attempt: trial.attempt, params: trial.params.clone() });
+                let _ = self.events.send(Event::TrialStarted {
+                    number: trial.number,
+                    attempt: trial.attempt,
+                    params: trial.params.clone(),
+                });
                 running.insert((trial.id, trial.attempt), self.launch(trial, gpu));
             }
             if running.is_empty() && (draining || exhausted) {
@@ -217,7 +249,8 @@ impl Worker {
                 break;
             }
             // With a scheduler, wake at least once per consultation.
-            let wait = if self.scheduler.is_some() { self.options.reclaim_every.min(CONSULT_EVERY) } else { self.options.reclaim_every };
+            let wait =
+                if self.scheduler.is_some() { self.options.reclaim_every.min(CONSULT_EVERY) } else { self.options.reclaim_every };
             let msg = match self.inbox.1.recv_timeout(wait) {
                 Ok(msg) => msg,
                 Err(RecvTimeoutError::Timeout) => {
@@ -318,12 +351,10 @@ impl Worker {
         let lease = Lease { heartbeat_at: crate::now(), ..self.lease.clone() };
         let sampler = self.sampler.clone();
         let sample = move |index: u64| sampler.sample(index).map_err(|e| e.to_string());
-        Ok(self.storage.claim_trial(self.record.id, &ClaimRequest {
-            lease: &lease,
-            max_trials: spec.trials,
-            max_train_steps: spec.max_train_steps,
-            sample: &sample,
-        })?)
+        Ok(self.storage.claim_trial(
+            self.record.id,
+            &ClaimRequest { lease: &lease, max_trials: spec.trials, max_train_steps: spec.max_train_steps, sample: &sample },
+        )?)
     }
 
     fn launch(&self, trial: horizon_core::TrialRecord, gpu: Option<String>) -> Running {
@@ -361,7 +392,8 @@ impl Worker {
         let files = AttemptFiles::new(&trial_dir, attempt);
         // The file is the trainer's to overwrite: only processes of that group that carry this
         // attempt's environment are signalled, one by one.
-        let Some(pgid) = crate::files::read_small(&files.pgid, 32).and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u32>().ok())
+        let Some(pgid) =
+            crate::files::read_small(&files.pgid, 32).and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u32>().ok())
         else {
             return;
         };
@@ -408,18 +440,24 @@ pub fn count_states(trials: &[horizon_core::TrialRecord]) -> HashMap<TrialState,
 }
 
 /// The best trial's selection among complete trials.
-pub fn best_of(trials: &[horizon_core::TrialRecord], direction: horizon_core::Direction) -> Option<(&horizon_core::TrialRecord, Selection)> {
+pub fn best_of(
+    trials: &[horizon_core::TrialRecord],
+    direction: horizon_core::Direction,
+) -> Option<(&horizon_core::TrialRecord, Selection)> {
     trials
         .iter()
         .filter(|t| t.state == TrialState::Complete)
         .filter_map(|t| {
-            Some((t, Selection {
-                best_step: t.best_step?,
-                best_value: t.best_value?,
-                final_step: t.final_step?,
-                final_value: t.final_value?,
-                evaluations: 0,
-            }))
+            Some((
+                t,
+                Selection {
+                    best_step: t.best_step?,
+                    best_value: t.best_value?,
+                    final_step: t.final_step?,
+                    final_value: t.final_value?,
+                    evaluations: 0,
+                },
+            ))
         })
         .fold(None, |best: Option<(&horizon_core::TrialRecord, Selection)>, (t, s)| match best {
             Some((_, b)) if !direction.better(s.best_value, b.best_value) => best,

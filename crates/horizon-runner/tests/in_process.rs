@@ -68,7 +68,13 @@ fn closures_run_as_trials_with_the_same_recording_rules() {
     assert_eq!(events.iter().filter(|e| matches!(e, Event::TrialFinished(_))).count(), summary.attempts);
     for t in &trials {
         let x = t.params.get("x").unwrap().as_f64().unwrap();
-        let expected = if x > 0.8 { TrialState::Failed } else if x < -0.8 { TrialState::Diverged } else { TrialState::Complete };
+        let expected = if x > 0.8 {
+            TrialState::Failed
+        } else if x < -0.8 {
+            TrialState::Diverged
+        } else {
+            TrialState::Complete
+        };
         assert_eq!(t.state, expected, "x = {x}");
         match t.state {
             // The bowl's bottom is at step 25 of 50.
@@ -77,8 +83,10 @@ fn closures_run_as_trials_with_the_same_recording_rules() {
             _ => assert_eq!(t.attempt, 1, "divergence is not retried"),
         }
     }
-    assert!(trials.iter().any(|t| t.state == TrialState::Failed) && trials.iter().any(|t| t.state == TrialState::Diverged),
-        "40 Halton points in [-1, 1] reach both ends");
+    assert!(
+        trials.iter().any(|t| t.state == TrialState::Failed) && trials.iter().any(|t| t.state == TrialState::Diverged),
+        "40 Halton points in [-1, 1] reach both ends"
+    );
 }
 
 /// `trainer.stop_when`: a trial stops at the first evaluation where the criterion holds, and
@@ -125,7 +133,9 @@ values = [0, 2, 3, 4, 20]
         }
         Ok(())
     };
-    let worker = Worker::new(study, storage.clone(), WorkerOptions::default(), tx).unwrap().with_program(Program::InProcess(Arc::new(train)));
+    let worker = Worker::new(study, storage.clone(), WorkerOptions::default(), tx)
+        .unwrap()
+        .with_program(Program::InProcess(Arc::new(train)));
     let id = worker.study().id;
     worker.run().unwrap();
     for t in storage.trials(id).unwrap() {
@@ -139,7 +149,10 @@ values = [0, 2, 3, 4, 20]
             let fit = (100.0 / speed / 5.0).ceil() as u64 * 5;
             assert_eq!(last, fit, "speed {speed} stops where it fits");
             let message = t.message.unwrap();
-            assert!(message.contains(&format!("stopped at step {fit} of 100")) && message.contains("train/error <= 0 held"), "{message}");
+            assert!(
+                message.contains(&format!("stopped at step {fit} of 100")) && message.contains("train/error <= 0 held"),
+                "{message}"
+            );
         }
     }
 }
@@ -171,10 +184,14 @@ high = 1.0
     ResolvedStudy::new(StudySpec::parse(&text, "study.toml").unwrap(), &path).unwrap()
 }
 
-fn run_one(study: ResolvedStudy, f: impl Fn(&mut InProcessTrial<'_>) -> Result<(), String> + Send + Sync + 'static) -> horizon_core::TrialRecord {
+fn run_one(
+    study: ResolvedStudy,
+    f: impl Fn(&mut InProcessTrial<'_>) -> Result<(), String> + Send + Sync + 'static,
+) -> horizon_core::TrialRecord {
     let storage = Arc::new(study.open_storage().unwrap());
     let (tx, _rx) = channel();
-    let worker = Worker::new(study, storage.clone(), WorkerOptions::default(), tx).unwrap().with_program(Program::InProcess(Arc::new(f)));
+    let worker =
+        Worker::new(study, storage.clone(), WorkerOptions::default(), tx).unwrap().with_program(Program::InProcess(Arc::new(f)));
     let id = worker.study().id;
     worker.run().unwrap();
     storage.trials(id).unwrap().remove(0)

@@ -144,5 +144,11 @@ fn without_a_scheduler_nothing_is_stopped() {
         .with_program(Program::InProcess(Arc::new(train)));
     let id = worker.study().id;
     worker.run().unwrap();
-    assert!(storage.trials(id).unwrap().iter().all(|t| t.state == TrialState::Complete && t.final_step == Some(100) && t.message.is_none()));
+    assert!(
+        storage
+            .trials(id)
+            .unwrap()
+            .iter()
+            .all(|t| t.state == TrialState::Complete && t.final_step == Some(100) && t.message.is_none())
+    );
 }

@@ -71,7 +71,9 @@ pub enum StoreError {
     Sqlite { path: String, source: rusqlite::Error },
     #[error("database {path} has schema version {found}, newer than this horizon knows ({known}); upgrade horizon")]
     SchemaTooNew { path: String, found: i64, known: i64 },
-    #[error("trial {trial}: attempt {attempt} may not write to it (state {state}, attempt {current}); a finished trial is never written again")]
+    #[error(
+        "trial {trial}: attempt {attempt} may not write to it (state {state}, attempt {current}); a finished trial is never written again"
+    )]
     NotWritable { trial: TrialId, attempt: u32, state: TrialState, current: u32 },
     #[error("no trial with id {0}")]
     NoTrial(TrialId),
@@ -83,9 +85,13 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{origin}: a run in state {state} cannot be imported; only finished runs (complete, diverged or failed) can")]
     NotImportable { origin: String, state: TrialState },
-    #[error("{origin} is the same run (parameters, budget and curve) as {earlier}, already trial {number} of study {study}; importing it again would count the run twice")]
+    #[error(
+        "{origin} is the same run (parameters, budget and curve) as {earlier}, already trial {number} of study {study}; importing it again would count the run twice"
+    )]
     AlreadyImported { origin: String, earlier: String, study: StudyId, number: u64 },
-    #[error("{origin} is the same run (parameters, budget and curve) as {earlier}, earlier in the same import; importing both would count the run twice")]
+    #[error(
+        "{origin} is the same run (parameters, budget and curve) as {earlier}, earlier in the same import; importing both would count the run twice"
+    )]
     DuplicateRun { origin: String, earlier: String },
     #[error("a study named {name:?} already exists")]
     StudyExists { name: String },
@@ -107,7 +113,10 @@ impl StoreError {
         use rusqlite::ErrorCode as C;
         match self {
             StoreError::Sqlite { source, .. } => {
-                matches!(source.sqlite_error_code(), Some(C::ReadOnly | C::PermissionDenied | C::CannotOpen | C::AuthorizationForStatementDenied))
+                matches!(
+                    source.sqlite_error_code(),
+                    Some(C::ReadOnly | C::PermissionDenied | C::CannotOpen | C::AuthorizationForStatementDenied)
+                )
             }
             _ => false,
         }

@@ -25,7 +25,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The schema, one migration per version: `MIGRATIONS[i]` moves `user_version` from `i` to `i + 1`.
 /// Never edit a released migration; append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE studies (
     id                INTEGER PRIMARY KEY,
     name              TEXT NOT NULL UNIQUE,
@@ -101,7 +102,8 @@ CREATE TABLE attempts (
     exit_code   INTEGER,
     PRIMARY KEY (trial_id, attempt)
 ) WITHOUT ROWID;
-"#, r#"
+"#,
+    r#"
 CREATE TABLE imports (
     trial_id INTEGER PRIMARY KEY REFERENCES trials(id) ON DELETE CASCADE,
     study_id INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
@@ -109,7 +111,8 @@ CREATE TABLE imports (
     source   TEXT,
     UNIQUE (study_id, origin)
 );
-"#, r#"
+"#,
+    r#"
 -- A run is identified by its content (run_key), not by where it was read from: an edited or
 -- renamed file must not import the same run twice. Rows of version 2 keep their origin as key.
 CREATE TABLE imports_v3 (
@@ -124,7 +127,8 @@ INSERT INTO imports_v3 (trial_id, study_id, run_key, origin, source)
     SELECT trial_id, study_id, origin, origin, source FROM imports;
 DROP TABLE imports;
 ALTER TABLE imports_v3 RENAME TO imports;
-"#, r#"
+"#,
+    r#"
 -- A new state, 'incomplete' (exited successfully well short of the budget). SQLite cannot
 -- change a CHECK constraint in place: the table is rebuilt (its rows, ids and index kept).
 -- migrate() runs this with foreign keys off, so dropping the old table deletes no metrics.
@@ -158,7 +162,8 @@ INSERT INTO trials_v4 SELECT * FROM trials;
 DROP TABLE trials;
 ALTER TABLE trials_v4 RENAME TO trials;
 CREATE INDEX trials_by_state ON trials (study_id, state, number);
-"#];
+"#,
+];
 
 const MEMORY_PATH: &str = ":memory:";
 
@@ -206,12 +211,15 @@ impl SqliteStorage {
             Err(e) if matches!(e.sqlite_error_code(), Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen)) => {
                 let wal = path.with_file_name(format!("{}-wal", path.file_name().unwrap_or_default().to_string_lossy()));
                 if wal.metadata().is_ok_and(|m| m.len() > 0) {
-                    return Err(cannot_open(&name, &format!(
-                        "{} holds changes not yet in the database, and reading them needs write access to its directory ({e})\n  \
+                    return Err(cannot_open(
+                        &name,
+                        &format!(
+                            "{} holds changes not yet in the database, and reading them needs write access to its directory ({e})\n  \
                          fix: let a horizon command run by a user who may write there finish (it folds them in when it closes), \
                          or copy the study directory somewhere you may write",
-                        wal.display()
-                    )));
+                            wal.display()
+                        ),
+                    ));
                 }
                 let conn = Connection::open_with_flags(immutable_uri(path), flags).map_err(sql_err)?;
                 probe(&conn).map_err(sql_err)?;
@@ -233,8 +241,7 @@ impl SqliteStorage {
 
     /// A private database that lives as long as the value (for tests and dry runs).
     pub fn open_in_memory() -> Result<Self> {
-        let conn = Connection::open_in_memory()
-            .map_err(|source| StoreError::Sqlite { path: MEMORY_PATH.into(), source })?;
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite { path: MEMORY_PATH.into(), source })?;
         Self::init(conn, MEMORY_PATH.into(), false)
     }
 
@@ -244,10 +251,7 @@ impl SqliteStorage {
     }
 
     fn init(mut conn: Connection, path: String, wal: bool) -> Result<Self> {
-        configure(&conn, wal)
-            .map_err(Fail::from)
-            .and_then(|()| migrate(&mut conn, &path))
-            .map_err(|f| f.at(&path))?;
+        configure(&conn, wal).map_err(Fail::from).and_then(|()| migrate(&mut conn, &path)).map_err(|f| f.at(&path))?;
         Ok(SqliteStorage { conn: Mutex::new(conn), path })
     }
 
@@ -395,9 +399,8 @@ fn migrate_in_transaction(conn: &mut Connection, path: &str) -> Result<(), Fail>
         tx.execute_batch(sql)?;
     }
     if found < known {
-        let broken: Option<String> = tx
-            .query_row("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", [], |r| r.get(0))
-            .optional()?;
+        let broken: Option<String> =
+            tx.query_row("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", [], |r| r.get(0)).optional()?;
         if let Some(table) = broken {
             return Err(StoreError::Corrupt(format!(
                 "database {path}: upgrading the schema to version {known} left rows of {table} without their trial; nothing was changed"
@@ -419,9 +422,7 @@ struct State(TrialState);
 impl FromSql for State {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
         let text = value.as_str()?;
-        TrialState::parse(text)
-            .map(State)
-            .ok_or_else(|| FromSqlError::Other(format!("unknown trial state {text:?}").into()))
+        TrialState::parse(text).map(State).ok_or_else(|| FromSqlError::Other(format!("unknown trial state {text:?}").into()))
     }
 }
 
@@ -621,8 +622,7 @@ fn create_trial(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>
 /// The study's next trial number: numbers are 0, 1, 2, ... without gaps, so it is the count;
 /// MAX uses the (study_id, number) index where COUNT(*) would scan every trial of the study.
 fn next_number(tx: &Transaction<'_>, study: StudyId) -> rusqlite::Result<u64> {
-    tx.prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")?
-        .query_row([study], |r| r.get(0))
+    tx.prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")?.query_row([study], |r| r.get(0))
 }
 
 /// A trial as first written, claimed (running, with a lease) or imported (finished).
@@ -797,9 +797,8 @@ fn requeue_chosen(tx: &Transaction<'_>, study: StudyId, requeue: &Requeue<'_>) -
     if let Some(&missing) = requeue.numbers.iter().find(|n| !chosen.iter().any(|(t, _)| t.number == **n)) {
         return Err(StoreError::NoTrialNumber { study, number: missing }.into());
     }
-    let mut update = tx.prepare_cached(
-        "UPDATE trials SET state = 'waiting', failures = 0, finished_at = NULL, message = ?2 WHERE id = ?1",
-    )?;
+    let mut update =
+        tx.prepare_cached("UPDATE trials SET state = 'waiting', failures = 0, finished_at = NULL, message = ?2 WHERE id = ?1")?;
     for (trial, _) in &chosen {
         update.execute(params![trial.id, requeue.message])?;
     }
@@ -989,7 +988,8 @@ impl Storage for SqliteStorage {
                 "SELECT i.trial_id, i.origin, i.source FROM imports i JOIN trials t ON t.id = i.trial_id
                  WHERE i.study_id = ?1 ORDER BY t.number",
             )?;
-            let rows = stmt.query_map([study], |r| Ok(ImportRecord { trial: r.get(0)?, origin: r.get(1)?, source: r.get(2)? }))?;
+            let rows =
+                stmt.query_map([study], |r| Ok(ImportRecord { trial: r.get(0)?, origin: r.get(1)?, source: r.get(2)? }))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
@@ -1044,8 +1044,9 @@ impl Storage for SqliteStorage {
     fn checkpoints(&self, trial: TrialId) -> Result<Vec<CheckpointRecord>> {
         self.read(|tx| {
             ensure_trial(tx, trial)?;
-            let mut stmt =
-                tx.prepare_cached("SELECT trial_id, attempt, step, path, deleted FROM checkpoints WHERE trial_id = ?1 ORDER BY step")?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT trial_id, attempt, step, path, deleted FROM checkpoints WHERE trial_id = ?1 ORDER BY step",
+            )?;
             let rows = stmt.query_map([trial], |r| {
                 Ok(CheckpointRecord {
                     trial: r.get("trial_id")?,
@@ -1062,7 +1063,8 @@ impl Storage for SqliteStorage {
     fn warnings(&self, trial: TrialId) -> Result<Vec<WarningRecord>> {
         self.read(|tx| {
             ensure_trial(tx, trial)?;
-            let mut stmt = tx.prepare_cached("SELECT trial_id, attempt, message FROM warnings WHERE trial_id = ?1 ORDER BY id")?;
+            let mut stmt =
+                tx.prepare_cached("SELECT trial_id, attempt, message FROM warnings WHERE trial_id = ?1 ORDER BY id")?;
             let rows = stmt.query_map([trial], |r| {
                 Ok(WarningRecord { trial: r.get("trial_id")?, attempt: r.get("attempt")?, message: r.get("message")? })
             })?;
@@ -1103,7 +1105,9 @@ mod tests {
         let store = SqliteStorage::open(&path).unwrap();
         store.open_or_create_study(&NewStudy { name: "odd".into(), spec_json: "{}".into(), identity_json: "{}".into() }).unwrap();
         drop(store);
-        let conn = Connection::open_with_flags(immutable_uri(&path), OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI).unwrap();
+        let conn =
+            Connection::open_with_flags(immutable_uri(&path), OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)
+                .unwrap();
         let name: String = conn.query_row("SELECT name FROM studies", [], |r| r.get(0)).unwrap();
         assert_eq!(name, "odd");
         assert_eq!(probe(&conn).unwrap(), MIGRATIONS.len() as i64);
@@ -1145,9 +1149,15 @@ mod tests {
         let version: i64 = store.lock().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
         let study = store.study("s").unwrap().unwrap();
-        assert_eq!(store.trials(study.id).unwrap().iter().map(|t| (t.number, t.sample_index)).collect::<Vec<_>>(), [(0, Some(0)), (1, None)]);
+        assert_eq!(
+            store.trials(study.id).unwrap().iter().map(|t| (t.number, t.sample_index)).collect::<Vec<_>>(),
+            [(0, Some(0)), (1, None)]
+        );
         let imports = store.imports(study.id).unwrap();
-        assert_eq!((imports.len(), imports[0].trial, imports[0].origin.as_str(), imports[0].source.as_deref()), (1, 2, "/data/runs.jsonl:1", Some("elsewhere")));
+        assert_eq!(
+            (imports.len(), imports[0].trial, imports[0].origin.as_str(), imports[0].source.as_deref()),
+            (1, 2, "/data/runs.jsonl:1", Some("elsewhere"))
+        );
         let run = ImportedTrial {
             params: Params::default(),
             max_train_steps: 100,

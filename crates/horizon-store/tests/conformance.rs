@@ -11,7 +11,9 @@ use std::sync::{Arc, Barrier};
 use horizon_core::selection::Selection;
 use horizon_core::trial::{Lease, TrialRecord, TrialState};
 use horizon_core::{MetricPoint, ParamValue, Params};
-use horizon_store::{ClaimRequest, Finish, ImportedTrial, NewStudy, Requeue, SqliteStorage, Storage, StoreError, StudyRecord, TrialId};
+use horizon_store::{
+    ClaimRequest, Finish, ImportedTrial, NewStudy, Requeue, SqliteStorage, Storage, StoreError, StudyRecord, TrialId,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -122,7 +124,11 @@ mod suite {
         assert_ne!(a.id, b.id);
 
         let again = s
-            .open_or_create_study(&NewStudy { name: "a".into(), spec_json: "{\"v\":2}".into(), identity_json: "{\"other\":1}".into() })
+            .open_or_create_study(&NewStudy {
+                name: "a".into(),
+                spec_json: "{\"v\":2}".into(),
+                identity_json: "{\"other\":1}".into(),
+            })
             .unwrap();
         assert_eq!(again.id, a.id);
         assert_eq!(again.spec_json, "{\"v\":2}", "the spec is updated");
@@ -482,7 +488,10 @@ mod suite {
         assert_eq!(history.len(), 2);
         let (first, second) = (&history[0], &history[1]);
         assert_eq!((first.attempt, first.worker.as_str(), first.started_at, first.finished_at), (1, "w1", 100.0, Some(150.0)));
-        assert_eq!((first.outcome, first.message.as_deref(), first.exit_code), (Some(TrialState::Waiting), Some("exit status 1"), Some(1)));
+        assert_eq!(
+            (first.outcome, first.message.as_deref(), first.exit_code),
+            (Some(TrialState::Waiting), Some("exit status 1"), Some(1))
+        );
         assert_eq!((second.attempt, second.worker.as_str(), second.host.as_str(), second.pid), (2, "w2", "other", 7));
         assert_eq!((second.started_at, second.finished_at, second.outcome), (200.0, Some(260.0), Some(TrialState::Complete)));
         assert_eq!(second.exit_code, Some(0));
@@ -520,7 +529,8 @@ mod suite {
         s.mark_checkpoint_deleted(t.id, 200).unwrap(); // allowed on a finished trial
         s.mark_checkpoint_deleted(t.id, 12345).unwrap(); // an unknown step is not an error
 
-        let ckpts: Vec<_> = s.checkpoints(t.id).unwrap().into_iter().map(|c| (c.trial, c.attempt, c.step, c.path, c.deleted)).collect();
+        let ckpts: Vec<_> =
+            s.checkpoints(t.id).unwrap().into_iter().map(|c| (c.trial, c.attempt, c.step, c.path, c.deleted)).collect();
         assert_eq!(
             ckpts,
             [
@@ -572,16 +582,28 @@ mod suite {
         assert!(matches!(refused, Err(StoreError::NotRequeueable { number: 4, state: TrialState::Failed, .. })), "{refused:?}");
         let refused = s.requeue_trials(st.id, &Requeue { numbers: &[0, 99], states: &[], message: "m" });
         assert!(matches!(refused, Err(StoreError::NoTrialNumber { number: 99, .. })), "{refused:?}");
-        assert!(matches!(s.requeue_trials(st.id + 1000, &Requeue { numbers: &[], states: &[], message: "m" }), Err(StoreError::NoStudy(_))));
+        assert!(matches!(
+            s.requeue_trials(st.id + 1000, &Requeue { numbers: &[], states: &[], message: "m" }),
+            Err(StoreError::NoStudy(_))
+        ));
         assert_eq!(snapshot(s, &st), before, "a refused requeue is all or nothing");
 
         // Every failed trial, except the imported one.
-        let requeued = s.requeue_trials(st.id, &Requeue { numbers: &[], states: &[TrialState::Failed], message: "requeued by the user" }).unwrap();
+        let requeued = s
+            .requeue_trials(st.id, &Requeue { numbers: &[], states: &[TrialState::Failed], message: "requeued by the user" })
+            .unwrap();
         assert_eq!(requeued.iter().map(|t| t.number).collect::<Vec<_>>(), [0, 3]);
         let r0 = s.trial(t0.id).unwrap();
         assert_eq!(requeued[0], r0);
-        assert_eq!((r0.state, r0.attempt, r0.failures), (TrialState::Waiting, 2, 0), "the attempt count stays, the failures reset");
-        assert_eq!((r0.message.as_deref(), r0.finished_at, r0.sample_index, &r0.params), (Some("requeued by the user"), None, t0.sample_index, &t0.params));
+        assert_eq!(
+            (r0.state, r0.attempt, r0.failures),
+            (TrialState::Waiting, 2, 0),
+            "the attempt count stays, the failures reset"
+        );
+        assert_eq!(
+            (r0.message.as_deref(), r0.finished_at, r0.sample_index, &r0.params),
+            (Some("requeued by the user"), None, t0.sample_index, &t0.params)
+        );
         assert_eq!(s.attempts(t0.id).unwrap().len(), 2, "attempt records are kept");
         assert_eq!(s.warnings(t0.id).unwrap().len(), 1);
         assert_eq!(s.checkpoints(t0.id).unwrap().len(), 1);
@@ -598,7 +620,10 @@ mod suite {
 
         // A complete trial can be chosen by number; a waiting one stays waiting.
         let chosen = s.requeue_trials(st.id, &Requeue { numbers: &[1, 3], states: &[], message: "again" }).unwrap();
-        assert_eq!(chosen.iter().map(|t| (t.number, t.state)).collect::<Vec<_>>(), [(1, TrialState::Waiting), (3, TrialState::Waiting)]);
+        assert_eq!(
+            chosen.iter().map(|t| (t.number, t.state)).collect::<Vec<_>>(),
+            [(1, TrialState::Waiting), (3, TrialState::Waiting)]
+        );
         s.finish_attempt(t2.id, 1, &finish(TrialState::Complete)).unwrap();
     }
 
@@ -687,7 +712,10 @@ mod suite {
             Err(e @ StoreError::AlreadyImported { .. }) => {
                 assert!(matches!(&e, StoreError::AlreadyImported { number: 1, study, .. } if *study == st.id), "{e:?}");
                 let text = e.to_string();
-                assert!(text.contains("/data/renamed.jsonl:7") && text.contains("/data/runs.jsonl:1") && text.contains("trial 1"), "{text}");
+                assert!(
+                    text.contains("/data/renamed.jsonl:7") && text.contains("/data/runs.jsonl:1") && text.contains("trial 1"),
+                    "{text}"
+                );
             }
             other => panic!("expected AlreadyImported, got {other:?}"),
         }
@@ -706,18 +734,24 @@ mod suite {
         assert_eq!(s.metrics(ok[0].id).unwrap(), metrics());
         let next = claim(s, &st, 10).unwrap();
         assert_eq!((next.number, next.sample_index), (4, Some(1)));
-        let origins: Vec<(TrialId, String, Option<String>)> = s.imports(st.id).unwrap().into_iter().map(|i| (i.trial, i.origin, i.source)).collect();
+        let origins: Vec<(TrialId, String, Option<String>)> =
+            s.imports(st.id).unwrap().into_iter().map(|i| (i.trial, i.origin, i.source)).collect();
         let source = Some("a colleague's sweep".to_string());
         let trials = s.trials(st.id).unwrap();
-        assert_eq!(origins, [
-            (trials[1].id, "/data/runs.jsonl:1".to_string(), source.clone()),
-            (trials[2].id, "/data/runs.jsonl:1".to_string(), source.clone()),
-            (trials[3].id, "/data/runs.jsonl:2".to_string(), source),
-        ], "every import keeps its origin and source, by trial number");
+        assert_eq!(
+            origins,
+            [
+                (trials[1].id, "/data/runs.jsonl:1".to_string(), source.clone()),
+                (trials[2].id, "/data/runs.jsonl:1".to_string(), source.clone()),
+                (trials[3].id, "/data/runs.jsonl:2".to_string(), source),
+            ],
+            "every import keeps its origin and source, by trial number"
+        );
     }
 
     pub fn a_study_created_with_its_imports_is_all_or_nothing(s: &dyn Storage) {
-        let new = |name: &str| NewStudy { name: name.into(), spec_json: "{}".into(), identity_json: r#"{"imported":true}"#.into() };
+        let new =
+            |name: &str| NewStudy { name: name.into(), spec_json: "{}".into(), identity_json: r#"{"imported":true}"#.into() };
         let runs = [imported(1, TrialState::Complete, vec![point(100, "loss", 1.0)]), imported(2, TrialState::Diverged, vec![])];
         let (st, stored) = s.create_study_with_imports(&new("fresh"), &runs).unwrap();
         assert_eq!((st.name.as_str(), stored.len()), ("fresh", 2));

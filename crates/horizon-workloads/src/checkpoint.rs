@@ -85,7 +85,12 @@ pub fn dir_name(step: u64) -> String {
 }
 
 /// Write `ckpt-<step>/` in `trial_dir`; returns its name.
-pub fn save<M: Module>(trial_dir: &Path, model: &M, optim: &ModuleOptimizer, state: &TrainState) -> Result<String, WorkloadError> {
+pub fn save<M: Module>(
+    trial_dir: &Path,
+    model: &M,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+) -> Result<String, WorkloadError> {
     let name = dir_name(state.step);
     let dir = trial_dir.join(&name);
     let tmp = trial_dir.join(format!("{name}.tmp"));
@@ -112,7 +117,9 @@ pub fn save<M: Module>(trial_dir: &Path, model: &M, optim: &ModuleOptimizer, sta
 pub fn load<M: Module>(path: &Path, model: M, optim: ModuleOptimizer) -> Result<(M, ModuleOptimizer, TrainState), WorkloadError> {
     let fail = |reason: String| WorkloadError::Resume { path: path.to_path_buf(), reason };
     if !path.is_dir() {
-        return Err(fail("not a directory (a built-in workload's checkpoints are ckpt-<step> directories in the trial directory)".into()));
+        return Err(fail(
+            "not a directory (a built-in workload's checkpoints are ckpt-<step> directories in the trial directory)".into(),
+        ));
     }
     let read = |file: &str| fs::read(path.join(file)).map_err(|e| fail(format!("reading {file}: {e}")));
     let state: TrainState = serde_json::from_slice(&read(STATE_FILE)?).map_err(|e| fail(format!("{STATE_FILE}: {e}")))?;
@@ -163,7 +170,9 @@ pub fn model_to_safetensors<M: Module>(model: &M) -> Result<Vec<u8>, String> {
     let views = bytes
         .iter()
         .map(|(path, shape, data)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (path.clone(), v)).map_err(|e| e.to_string())
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|v| (path.clone(), v))
+                .map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, String>>()?;
     safetensors::serialize(views, None).map_err(|e| e.to_string())
@@ -267,7 +276,9 @@ mod tests {
         let shape = LmShape { vocab: 7, context: 5, d_model: 4, heads: 2, layers: 1 };
         let lm = Lm::new(&mut Init::new(&device, Rng::stream(1, 1)), shape);
         let n = names(&model_to_safetensors(&lm).unwrap());
-        for expected in ["tok", "pos", "blocks.0.qkv.weight", "blocks.0.ln1.gamma", "blocks.0.out.bias", "ln_f.beta", "head.weight"] {
+        for expected in
+            ["tok", "pos", "blocks.0.qkv.weight", "blocks.0.ln1.gamma", "blocks.0.out.bias", "ln_f.beta", "head.weight"]
+        {
             assert!(n.iter().any(|x| x == expected), "{expected} in {n:?}");
         }
     }

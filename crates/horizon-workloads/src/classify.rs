@@ -2,13 +2,13 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::WorkloadError;
 use crate::checkpoint::DataState;
 use crate::config::{Common, ParamSet};
 use crate::data::{self, Images, Split};
 use crate::nn::{Dropout, Init, Mlp};
 use crate::rng::Rng;
 use crate::train::{Evaluation, Task, cross_entropy, next_batch, score};
-use crate::WorkloadError;
 
 /// How many training examples the train/* metrics are computed on: the first ones of the
 /// (fixed) training split, the same at every evaluation.

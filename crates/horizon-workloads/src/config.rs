@@ -76,11 +76,7 @@ impl ParamSet {
             ParamValue::Float(_) => return Err(WorkloadError::invalid(name, v, "an integer")),
             v => return Err(WorkloadError::invalid(name, quoted(v), "an integer")),
         };
-        if (lo..=hi).contains(&i) {
-            Ok(i)
-        } else {
-            Err(WorkloadError::invalid(name, v, format!("an integer in {lo}..={hi}")))
-        }
+        if (lo..=hi).contains(&i) { Ok(i) } else { Err(WorkloadError::invalid(name, v, format!("an integer in {lo}..={hi}"))) }
     }
 
     pub fn usize_in(&self, name: &str, lo: usize, hi: usize) -> Result<usize, WorkloadError> {
@@ -99,7 +95,9 @@ impl ParamSet {
         let v = self.value(name);
         let expected = || format!("one of {}", choices.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", "));
         match v {
-            ParamValue::Str(s) => choices.iter().find(|c| **c == s).copied().ok_or_else(|| WorkloadError::invalid(name, quoted(v), expected())),
+            ParamValue::Str(s) => {
+                choices.iter().find(|c| **c == s).copied().ok_or_else(|| WorkloadError::invalid(name, quoted(v), expected()))
+            }
             v => Err(WorkloadError::invalid(name, v, expected())),
         }
     }
@@ -116,9 +114,20 @@ fn quoted(v: &ParamValue) -> String {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum OptimizerKind {
     /// SGD with (optionally Nesterov) momentum, PyTorch's convention: no dampening.
-    Sgd { momentum: f64, nesterov: bool },
-    Adam { beta1: f64, beta2: f64, epsilon: f64 },
-    AdamW { beta1: f64, beta2: f64, epsilon: f64 },
+    Sgd {
+        momentum: f64,
+        nesterov: bool,
+    },
+    Adam {
+        beta1: f64,
+        beta2: f64,
+        epsilon: f64,
+    },
+    AdamW {
+        beta1: f64,
+        beta2: f64,
+        epsilon: f64,
+    },
 }
 
 /// The settings every workload shares.
@@ -143,7 +152,11 @@ impl Common {
                 let momentum = p.float_in("momentum", 0.0, 1.0, false)?;
                 let nesterov = p.bool("nesterov")?;
                 if nesterov && momentum == 0.0 {
-                    return Err(WorkloadError::invalid("nesterov", true, "false when momentum = 0 (Nesterov momentum needs momentum > 0)"));
+                    return Err(WorkloadError::invalid(
+                        "nesterov",
+                        true,
+                        "false when momentum = 0 (Nesterov momentum needs momentum > 0)",
+                    ));
                 }
                 OptimizerKind::Sgd { momentum, nesterov }
             }
@@ -154,7 +167,11 @@ impl Common {
                 if epsilon <= 0.0 {
                     return Err(WorkloadError::invalid("epsilon", epsilon, "a positive number such as 1e-8"));
                 }
-                if kind == "adam" { OptimizerKind::Adam { beta1, beta2, epsilon } } else { OptimizerKind::AdamW { beta1, beta2, epsilon } }
+                if kind == "adam" {
+                    OptimizerKind::Adam { beta1, beta2, epsilon }
+                } else {
+                    OptimizerKind::AdamW { beta1, beta2, epsilon }
+                }
             }
         };
         let learning_rate = p.float("learning_rate")?;
@@ -182,7 +199,9 @@ impl Common {
                     return Err(WorkloadError::invalid(
                         "decay_steps",
                         decay_steps,
-                        format!("an integer in 1..={room} for schedule = \"wsd\" (max_train_steps {max_train_steps} minus warmup_steps {warmup_steps})"),
+                        format!(
+                            "an integer in 1..={room} for schedule = \"wsd\" (max_train_steps {max_train_steps} minus warmup_steps {warmup_steps})"
+                        ),
                     ));
                 }
                 Decay::ConstantThenLinear { decay_steps }

@@ -24,9 +24,7 @@ pub const MNIST_TRAIN: usize = 4_000;
 
 fn gunzip(name: &'static str, bytes: &[u8]) -> Result<Vec<u8>, WorkloadError> {
     let mut out = Vec::new();
-    GzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .map_err(|e| WorkloadError::Data { name, reason: format!("gzip: {e}") })?;
+    GzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| WorkloadError::Data { name, reason: format!("gzip: {e}") })?;
     Ok(out)
 }
 
@@ -138,15 +136,19 @@ fn split(all: &Images, n_train: usize) -> Split {
 }
 
 /// Parse a data set once per process.
-fn cached<T>(cell: &'static OnceLock<Result<T, String>>, name: &'static str, load: fn() -> Result<T, WorkloadError>) -> Result<&'static T, WorkloadError> {
+fn cached<T>(
+    cell: &'static OnceLock<Result<T, String>>,
+    name: &'static str,
+    load: fn() -> Result<T, WorkloadError>,
+) -> Result<&'static T, WorkloadError> {
     cell.get_or_init(|| {
         load().map_err(|e| match e {
             WorkloadError::Data { reason, .. } => reason,
             e => e.to_string(),
         })
     })
-        .as_ref()
-        .map_err(|reason| WorkloadError::Data { name, reason: reason.clone() })
+    .as_ref()
+    .map_err(|reason| WorkloadError::Data { name, reason: reason.clone() })
 }
 
 /// UCI ML hand-written digits (scikit-learn's copy): 1,797 images of 8x8 pixels in `0..=16`,

@@ -52,7 +52,11 @@ impl TrialEnv {
             Params::default()
         } else {
             serde_json::from_str(&e.params_json).map_err(|err| {
-                invalid(env::PARAMS, &e.params_json, &format!("expected a JSON object of parameter names to numbers, booleans or strings ({err})"))
+                invalid(
+                    env::PARAMS,
+                    &e.params_json,
+                    &format!("expected a JSON object of parameter names to numbers, booleans or strings ({err})"),
+                )
             })?
         };
         let trial_dir = PathBuf::from(&e.trial_dir);
@@ -88,4 +92,3 @@ impl TrialEnv {
 fn resolve(trial_dir: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() { p.to_path_buf() } else { trial_dir.join(p) }
 }
-

@@ -7,7 +7,9 @@ pub enum WorkloadError {
     #[error("unknown workload {name:?}; the built-in workloads are: {known}")]
     UnknownWorkload { name: String, known: String },
 
-    #[error("environment variable {var} is not set; `horizon workload run` is meant to be started by `horizon run`, which sets it (trial protocol v1, docs/protocol.md)")]
+    #[error(
+        "environment variable {var} is not set; `horizon workload run` is meant to be started by `horizon run`, which sets it (trial protocol v1, docs/protocol.md)"
+    )]
     MissingEnv { var: &'static str },
 
     #[error("environment variable {var}={value:?} is invalid: {reason}")]

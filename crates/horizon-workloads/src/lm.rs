@@ -2,13 +2,13 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::WorkloadError;
 use crate::checkpoint::DataState;
 use crate::config::{Common, ParamSet};
 use crate::data::{self, Text};
 use crate::nn::{Dropout, Init, Lm, LmShape};
 use crate::rng::Rng;
 use crate::train::{Evaluation, Task, cross_entropy, score};
-use crate::WorkloadError;
 
 /// How many windows of `context + 1` characters each evaluation reads from each split: spread
 /// evenly over the split, the same at every evaluation. Every position of a window is

@@ -211,9 +211,8 @@ impl Lm {
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
         for block in &self.blocks {
             let qkv = block.qkv.forward(block.ln1.forward(x.clone()));
-            let heads = |part: usize| {
-                qkv.clone().slice([0..b, 0..t, part * d..(part + 1) * d]).reshape([b, t, h, d / h]).swap_dims(1, 2)
-            };
+            let heads =
+                |part: usize| qkv.clone().slice([0..b, 0..t, part * d..(part + 1) * d]).reshape([b, t, h, d / h]).swap_dims(1, 2);
             let y = attention(heads(0), heads(1), heads(2), None, None, options);
             let mut y = block.proj.forward(y.swap_dims(1, 2).reshape([b, t, d]));
             if let Some(drop) = dropout.as_deref_mut() {

@@ -50,7 +50,13 @@ pub trait Task {
 
 /// Run a task under the protocol: `params` are the checked parameters, `common` the shared
 /// settings read from them.
-pub fn run<T: Task>(task: &T, params: &ParamSet, common: &Common, env: &TrialEnv, stop: &AtomicBool) -> Result<RunEnd, WorkloadError> {
+pub fn run<T: Task>(
+    task: &T,
+    params: &ParamSet,
+    common: &Common,
+    env: &TrialEnv,
+    stop: &AtomicBool,
+) -> Result<RunEnd, WorkloadError> {
     let device = Device::flex().autodiff();
     let mut reporter = Reporter::open(&env.metrics_file)?;
     let mut model = task.init(Rng::stream(env.seed, STREAM_INIT), &device);

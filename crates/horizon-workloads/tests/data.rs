@@ -64,6 +64,7 @@ fn jargon_is_split_90_10_with_a_byte_vocabulary() {
     assert!(text.vocab.windows(2).all(|w| w[0] < w[1]), "sorted, distinct bytes");
     let v = text.vocab.len() as u16;
     assert!(text.train.iter().chain(&text.valid).all(|&i| i < v));
-    let decode = |ids: &[u16]| String::from_utf8_lossy(&ids.iter().map(|&i| text.vocab[i as usize]).collect::<Vec<_>>()).into_owned();
+    let decode =
+        |ids: &[u16]| String::from_utf8_lossy(&ids.iter().map(|&i| text.vocab[i as usize]).collect::<Vec<_>>()).into_owned();
     assert!(decode(&text.train[..200]).contains("The Jargon File"));
 }

@@ -170,7 +170,11 @@ fn resume_is_bit_for_bit(name: &str, p: Params, steps: u64, half: u64, eval_ever
     let at = lines.iter().position(|l| *l == announcement(half)).unwrap();
     // After the step's metrics, before the next step's.
     assert!(parsed(&lines[..at]).iter().all(|v| v.0 <= half) && parsed(&lines[at..]).iter().all(|v| v.0 > half));
-    assert_eq!(lines.iter().filter(|l| !is_event(l)).cloned().collect::<Vec<_>>(), straight, "{name}: checkpointing changes nothing");
+    assert_eq!(
+        lines.iter().filter(|l| !is_event(l)).cloned().collect::<Vec<_>>(),
+        straight,
+        "{name}: checkpointing changes nothing"
+    );
     let ckpt = trial.path().join(format!("ckpt-{half}"));
     for file in ["model.safetensors", "optimizer.bpk", "state.json"] {
         assert!(ckpt.join(file).is_file(), "{file} in the checkpoint");
@@ -195,7 +199,13 @@ fn resume_is_bit_for_bit(name: &str, p: Params, steps: u64, half: u64, eval_ever
 
 #[test]
 fn digits_mlp_resumes_bit_for_bit() {
-    let p = params(&[("dropout", float(0.2)), ("nesterov", ParamValue::Bool(true)), ("weight_decay", float(1e-3)), ("schedule", text("cosine")), ("warmup_steps", int(3))]);
+    let p = params(&[
+        ("dropout", float(0.2)),
+        ("nesterov", ParamValue::Bool(true)),
+        ("weight_decay", float(1e-3)),
+        ("schedule", text("cosine")),
+        ("warmup_steps", int(3)),
+    ]);
     resume_is_bit_for_bit("digits-mlp", p, 40, 20, 10);
 }
 

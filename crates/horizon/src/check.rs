@@ -48,9 +48,10 @@ pub fn check(path: &Path, points: u64, as_json: bool) -> Result<()> {
     let files = AttemptFiles::new(&study.trial_dir(0), 1);
     let gpu = spec.trainer.gpus.first().map(String::as_str);
     let launch = plan(spec, &trial, &files, &study.working_dir, gpu, &study.horizon_exe);
-    let program = launch.argv.first().map(|p| {
-        if p.contains('/') { study.working_dir.join(p) } else { find_on_path(p).unwrap_or_else(|| p.into()) }
-    });
+    let program = launch
+        .argv
+        .first()
+        .map(|p| if p.contains('/') { study.working_dir.join(p) } else { find_on_path(p).unwrap_or_else(|| p.into()) });
 
     let mut out = std::io::stdout().lock();
     if as_json {
@@ -81,7 +82,11 @@ pub fn check(path: &Path, points: u64, as_json: bool) -> Result<()> {
         return Ok(());
     }
     writeln!(out, "{}: a valid study file; nothing was run or written", study.spec_path.display())?;
-    writeln!(out, "  study        {} ({} trials of {} steps, evaluated every {}; seed {})", spec.name, spec.trials, spec.max_train_steps, spec.eval_every, spec.seed)?;
+    writeln!(
+        out,
+        "  study        {} ({} trials of {} steps, evaluated every {}; seed {})",
+        spec.name, spec.trials, spec.max_train_steps, spec.eval_every, spec.seed
+    )?;
     let exists = if study.dir.is_dir() { "exists" } else { "does not exist yet; `horizon run` creates it" };
     writeln!(out, "  study dir    {} ({exists})", study.dir.display())?;
     writeln!(out, "  database     {}", db.text(&study))?;
@@ -91,7 +96,11 @@ pub fn check(path: &Path, points: u64, as_json: bool) -> Result<()> {
     }
     let sampler = serde_json::to_value(&spec.sampler)?;
     writeln!(out, "  sampler      {}", sampler)?;
-    writeln!(out, "\nthe first {} (sample index: parameters; the trials get these, in this order)", horizon_analysis::text::plural(sampled.len(), "sampled point"))?;
+    writeln!(
+        out,
+        "\nthe first {} (sample index: parameters; the trials get these, in this order)",
+        horizon_analysis::text::plural(sampled.len(), "sampled point")
+    )?;
     for (i, p) in &sampled {
         let values: Vec<String> = p.iter().map(|(n, v)| format!("{n}={}", param(v))).collect();
         writeln!(out, "  {i:>4}  {}", values.join("  "))?;
@@ -123,7 +132,11 @@ impl Database {
             Database::Unreadable(e) => format!("{path} (cannot be read: {e})"),
             Database::NoStudy => format!("{path} (holds no study {:?} yet: `horizon run` creates it)", study.spec.name),
             Database::Matches { trials, finished } => {
-                format!("{path} (study {:?}: {}, {finished} finished; this file matches it, so `horizon run` resumes it)", study.spec.name, horizon_analysis::text::plural(*trials, "trial"))
+                format!(
+                    "{path} (study {:?}: {}, {finished} finished; this file matches it, so `horizon run` resumes it)",
+                    study.spec.name,
+                    horizon_analysis::text::plural(*trials, "trial")
+                )
             }
             Database::Refused { differences } => format!(
                 "{path}: `horizon run` would refuse this file: the stored study {:?} was started with different identity fields:\n    {}",
@@ -139,7 +152,9 @@ impl Database {
             Database::Missing => json!({"path": path, "state": "missing"}),
             Database::Unreadable(e) => json!({"path": path, "state": "unreadable", "error": e}),
             Database::NoStudy => json!({"path": path, "state": "no_study"}),
-            Database::Matches { trials, finished } => json!({"path": path, "state": "matches", "trials": trials, "finished": finished}),
+            Database::Matches { trials, finished } => {
+                json!({"path": path, "state": "matches", "trials": trials, "finished": finished})
+            }
             Database::Refused { differences } => json!({"path": path, "state": "refused", "differences": differences}),
         }
     }

@@ -10,19 +10,19 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use horizon_import::{EVENT_PREFIX, Run, csv_files, event_runs, parse_csv_dir, parse_jsonl, parse_tensorboard_dir};
 use horizon_core::params::ParamValue;
 use horizon_core::space::{ParamDef, ParamKind};
 use horizon_core::spec::SpaceFile;
 use horizon_core::{Direction, Params, TrialState};
+use horizon_import::{EVENT_PREFIX, Run, csv_files, event_runs, parse_csv_dir, parse_jsonl, parse_tensorboard_dir};
 use horizon_runner::resolve::DATABASE_FILE;
 use horizon_store::{ImportedTrial, NewStudy, SqliteStorage, Storage, StoreError, StudyRecord};
 use serde_json::json;
 
 use crate::cli::{DirectionArg, ImportArgs, ImportFormat};
 use crate::table::shell_quote;
-use horizon_analysis::text::plural;
 use crate::target::{stored_objective, stored_spec};
+use horizon_analysis::text::plural;
 
 pub fn import(args: ImportArgs) -> Result<()> {
     let space = match &args.space {
@@ -47,8 +47,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
     if let Some((path, file)) = &space {
         check_runs_in_space(runs.iter().map(|r| (r.trial.origin.as_str(), &r.trial.params)), file, path)?;
     }
-    let canonical =
-        std::fs::canonicalize(source).with_context(|| format!("reading {}", source.display()))?;
+    let canonical = std::fs::canonicalize(source).with_context(|| format!("reading {}", source.display()))?;
     let name = match &args.name {
         Some(n) if n.trim().is_empty() => {
             bail!("--name is empty\n  fix: give the study a name, or leave --name out")
@@ -189,7 +188,9 @@ fn set_space(args: &ImportArgs, (path, file): (std::path::PathBuf, SpaceFile)) -
     let storage = SqliteStorage::open(&db)?;
     let studies = storage.studies()?;
     let study = match (&args.name, studies.as_slice()) {
-        (Some(n), _) => studies.iter().find(|s| &s.name == n).cloned().with_context(|| format!("{} has no study {n:?}", db.display()))?,
+        (Some(n), _) => {
+            studies.iter().find(|s| &s.name == n).cloned().with_context(|| format!("{} has no study {n:?}", db.display()))?
+        }
         (None, [one]) => one.clone(),
         (None, _) => bail!(
             "{} holds {} studies; nothing was changed\n  fix: say which with --name ({})",
@@ -207,7 +208,8 @@ fn set_space(args: &ImportArgs, (path, file): (std::path::PathBuf, SpaceFile)) -
     }
     let trials = storage.trials(study.id)?;
     let imports = storage.imports(study.id)?;
-    let origin_of = |id: i64| imports.iter().find(|i| i.trial == id).map_or_else(|| "an imported run".to_string(), |i| i.origin.clone());
+    let origin_of =
+        |id: i64| imports.iter().find(|i| i.trial == id).map_or_else(|| "an imported run".to_string(), |i| i.origin.clone());
     let origins: Vec<String> = trials.iter().map(|t| origin_of(t.id)).collect();
     check_runs_in_space(origins.iter().map(String::as_str).zip(trials.iter().map(|t| &t.params)), &file, &path)?;
     store_space(&storage, &study, &file, &path)?;
@@ -240,16 +242,10 @@ fn explain_store_error(e: StoreError, name: &str, db: &Path) -> anyhow::Error {
 fn detect(source: &Path) -> Result<ImportFormat> {
     let fix = "pass --format jsonl, csv or tensorboard";
     if source.is_file() {
-        if source
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("jsonl"))
-        {
+        if source.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl")) {
             return Ok(ImportFormat::Jsonl);
         }
-        bail!(
-            "{}: cannot tell the format from the file's name (JSON Lines files end in .jsonl)\n  fix: {fix}",
-            source.display()
-        );
+        bail!("{}: cannot tell the format from the file's name (JSON Lines files end in .jsonl)\n  fix: {fix}", source.display());
     }
     if !source.is_dir() {
         bail!(
@@ -262,10 +258,7 @@ fn detect(source: &Path) -> Result<ImportFormat> {
     match (has_csv, has_events) {
         (true, false) => Ok(ImportFormat::Csv),
         (false, true) => Ok(ImportFormat::Tensorboard),
-        (true, true) => bail!(
-            "{}: holds both CSV files and TensorBoard event files\n  fix: {fix}",
-            source.display()
-        ),
+        (true, true) => bail!("{}: holds both CSV files and TensorBoard event files\n  fix: {fix}", source.display()),
         (false, false) => bail!(
             "{}: holds neither CSV files (runs.csv and one curve per run) nor TensorBoard event files ({EVENT_PREFIX}*)\n  fix: {fix}, or give the right directory",
             source.display()
@@ -275,10 +268,7 @@ fn detect(source: &Path) -> Result<ImportFormat> {
 
 /// The origins of the runs without any evaluation of `objective`.
 fn lacking<'a>(runs: &'a [Run], objective: &str) -> Vec<&'a str> {
-    runs.iter()
-        .filter(|r| !r.trial.metrics.iter().any(|m| m.name == objective))
-        .map(|r| r.trial.origin.as_str())
-        .collect()
+    runs.iter().filter(|r| !r.trial.metrics.iter().any(|m| m.name == objective)).map(|r| r.trial.origin.as_str()).collect()
 }
 
 /// The runs without a finite evaluation of the objective, by the reason `horizon analyze` will
@@ -289,8 +279,11 @@ fn without_finite_objective<'a>(runs: &'a [Run], objective: &str) -> BTreeMap<&'
         if r.trial.metrics.iter().any(|m| m.name == objective && m.value.is_finite()) {
             continue;
         }
-        let non_finite_loss =
-            r.trial.metrics.iter().any(|m| !m.value.is_finite() && (m.name == objective || m.name.to_ascii_lowercase().contains("loss")));
+        let non_finite_loss = r
+            .trial
+            .metrics
+            .iter()
+            .any(|m| !m.value.is_finite() && (m.name == objective || m.name.to_ascii_lowercase().contains("loss")));
         let reason = match r.trial.state {
             TrialState::Failed => "failed",
             TrialState::Incomplete => "incomplete",
@@ -307,10 +300,7 @@ fn without_finite_objective<'a>(runs: &'a [Run], objective: &str) -> BTreeMap<&'
 fn check_objective(runs: &[Run], objective: &str, source: &Path) -> Result<()> {
     let missing = lacking(runs, objective);
     if missing.len() == runs.len() {
-        let metrics: BTreeSet<&str> = runs
-            .iter()
-            .flat_map(|r| r.trial.metrics.iter().map(|m| m.name.as_str()))
-            .collect();
+        let metrics: BTreeSet<&str> = runs.iter().flat_map(|r| r.trial.metrics.iter().map(|m| m.name.as_str())).collect();
         let Some(first) = metrics.first() else {
             bail!(
                 "{}: none of its {} runs has any evaluation, so there is no {objective:?} to judge them by; nothing was imported\n  \
@@ -332,12 +322,7 @@ fn check_objective(runs: &[Run], objective: &str, source: &Path) -> Result<()> {
 }
 
 /// The direction to import with into an existing study, whose objective must be this one.
-fn check_stored_objective(
-    study: &StudyRecord,
-    objective: &str,
-    given: Option<DirectionArg>,
-    db: &Path,
-) -> Result<Direction> {
+fn check_stored_objective(study: &StudyRecord, objective: &str, given: Option<DirectionArg>, db: &Path) -> Result<Direction> {
     let spec = stored_spec(study)?;
     let (metric, stored) = stored_objective(&spec);
     let wanted = given.map(direction_of).or(stored);
@@ -348,11 +333,7 @@ fn check_stored_objective(
         return Ok(d);
     }
     let show = |m: Option<&str>, d: Option<Direction>| {
-        format!(
-            "{} ({})",
-            m.unwrap_or("none"),
-            d.map_or("no direction", Direction::as_str)
-        )
+        format!("{} ({})", m.unwrap_or("none"), d.map_or("no direction", Direction::as_str))
     };
     bail!(
         "study {:?} in {} judges its trials by {}, not {}; its trials and these runs would not be comparable; nothing was imported\n  \
@@ -362,22 +343,13 @@ fn check_stored_objective(
         show(metric, stored),
         show(Some(objective), wanted),
         match (metric, stored) {
-            (Some(m), Some(d)) => format!(
-                ", or judge the runs as it does: --objective {m} --direction {}",
-                d.as_str()
-            ),
+            (Some(m), Some(d)) => format!(", or judge the runs as it does: --objective {m} --direction {}", d.as_str()),
             _ => String::new(),
         }
     )
 }
 
-fn new_study(
-    name: &str,
-    objective: &str,
-    direction: Direction,
-    source: &Path,
-    format: ImportFormat,
-) -> NewStudy {
+fn new_study(name: &str, objective: &str, direction: Direction, source: &Path, format: ImportFormat) -> NewStudy {
     let objective = json!({"metric": objective, "direction": direction.as_str()});
     NewStudy {
         name: name.to_string(),
@@ -395,14 +367,8 @@ fn new_study(
 
 /// The source's name without its extension (a directory's whole name).
 fn default_name(canonical: &Path) -> String {
-    let name = if canonical.is_dir() {
-        canonical.file_name()
-    } else {
-        canonical.file_stem()
-    };
-    name.map(|n| n.to_string_lossy().into_owned())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "imported".into())
+    let name = if canonical.is_dir() { canonical.file_name() } else { canonical.file_stem() };
+    name.map(|n| n.to_string_lossy().into_owned()).filter(|n| !n.is_empty()).unwrap_or_else(|| "imported".into())
 }
 
 fn direction_of(d: DirectionArg) -> Direction {
@@ -458,16 +424,9 @@ fn write_summary(
         *budgets.entry(r.trial.max_train_steps).or_default() += 1;
     }
     let budget_text = if budgets.len() <= 6 {
-        budgets
-            .iter()
-            .map(|(b, n)| format!("{b} ({})", plural(*n, "run")))
-            .collect::<Vec<_>>()
-            .join(", ")
+        budgets.iter().map(|(b, n)| format!("{b} ({})", plural(*n, "run"))).collect::<Vec<_>>().join(", ")
     } else {
-        let (lo, hi) = (
-            budgets.keys().next().unwrap_or(&0),
-            budgets.keys().next_back().unwrap_or(&0),
-        );
+        let (lo, hi) = (budgets.keys().next().unwrap_or(&0), budgets.keys().next_back().unwrap_or(&0));
         format!("{} different budgets from {lo} to {hi}", budgets.len())
     };
     writeln!(out, "  budgets  max_train_steps {budget_text}")?;
@@ -503,11 +462,7 @@ mod tests {
         assert_eq!(default_name(&file), "sweep.v2");
         let sub = dir.path().join("logs.d");
         std::fs::create_dir(&sub).unwrap();
-        assert_eq!(
-            default_name(&sub),
-            "logs.d",
-            "a directory keeps its whole name"
-        );
+        assert_eq!(default_name(&sub), "logs.d", "a directory keeps its whole name");
     }
 
     #[test]
@@ -532,11 +487,6 @@ mod tests {
         assert_eq!(detect(&tb).unwrap(), ImportFormat::Tensorboard);
         std::fs::write(tb.join("x.csv"), "").unwrap();
         assert!(detect(&tb).unwrap_err().to_string().contains("both"));
-        assert!(
-            detect(&dir.path().join("missing"))
-                .unwrap_err()
-                .to_string()
-                .contains("no such")
-        );
+        assert!(detect(&dir.path().join("missing")).unwrap_err().to_string().contains("no such"));
     }
 }

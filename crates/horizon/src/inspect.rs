@@ -85,7 +85,14 @@ pub fn trial(args: TrialArgs) -> Result<()> {
 
     writeln!(out, "\nattempts ({})", attempts.len())?;
     if !attempts.is_empty() {
-        let mut table = Table::new(&[("attempt", true), ("started (UTC)", false), ("took", true), ("outcome", false), ("exit", true), ("message", false)]);
+        let mut table = Table::new(&[
+            ("attempt", true),
+            ("started (UTC)", false),
+            ("took", true),
+            ("outcome", false),
+            ("exit", true),
+            ("message", false),
+        ]);
         for a in &attempts {
             table.push(vec![
                 a.attempt.to_string(),
@@ -117,7 +124,12 @@ pub fn trial(args: TrialArgs) -> Result<()> {
     }
 
     let evaluations = metrics.iter().map(|m| m.step).collect::<std::collections::BTreeSet<_>>();
-    writeln!(out, "\nmetrics ({} metrics at {} steps; `horizon export` writes them as CSV or JSON Lines)", curves.len(), evaluations.len())?;
+    writeln!(
+        out,
+        "\nmetrics ({} metrics at {} steps; `horizon export` writes them as CSV or JSON Lines)",
+        curves.len(),
+        evaluations.len()
+    )?;
     if !curves.is_empty() {
         let names: Vec<&String> = curves.keys().collect();
         let mut columns: Vec<(&str, bool)> = vec![("step", true)];
@@ -148,7 +160,9 @@ pub fn export(args: ExportArgs) -> Result<()> {
     for trial in &trials {
         for m in t.storage.metrics(trial.id)? {
             match args.format {
-                ExportFormat::Csv => writeln!(buffer, "{},{},{},{}", trial.number, m.step, csv_cell(&m.name), csv_value(m.value))?,
+                ExportFormat::Csv => {
+                    writeln!(buffer, "{},{},{},{}", trial.number, m.step, csv_cell(&m.name), csv_value(m.value))?
+                }
                 ExportFormat::Jsonl => writeln!(
                     buffer,
                     "{}",
@@ -189,11 +203,7 @@ fn curves(metrics: &[MetricPoint]) -> BTreeMap<String, Vec<(u64, f64)>> {
 
 /// A metric value in JSON: a number, or the protocol's strings for what JSON cannot hold.
 fn value_json(v: f64) -> serde_json::Value {
-    if v.is_finite() {
-        json!(v)
-    } else {
-        json!(csv_value(v))
-    }
+    if v.is_finite() { json!(v) } else { json!(csv_value(v)) }
 }
 
 /// A metric value as text that reads back exactly (`nan`, `inf`, `-inf` for the others).

@@ -37,7 +37,17 @@ pub fn spawn(events: Receiver<Event>, show_bar: bool, objective: String, directi
                 .progress_chars("=> "),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
-        let mut r = Reporter { bar, objective, direction, running: BTreeMap::new(), failed: 0, diverged: 0, incomplete: 0, best: None, retries };
+        let mut r = Reporter {
+            bar,
+            objective,
+            direction,
+            running: BTreeMap::new(),
+            failed: 0,
+            diverged: 0,
+            incomplete: 0,
+            best: None,
+            retries,
+        };
         for event in events {
             r.handle(event);
         }
@@ -57,9 +67,10 @@ impl Reporter {
     fn refresh(&self) {
         let mut msg = format!("running {}", self.running.len());
         if let Some((&n, &(step, max))) = self.running.iter().next()
-            && self.running.len() == 1 {
-                msg = format!("running trial {n} (step {step}/{max})");
-            }
+            && self.running.len() == 1
+        {
+            msg = format!("running trial {n} (step {step}/{max})");
+        }
         if self.failed > 0 {
             msg.push_str(&format!(" · failed {}", self.failed));
         }
@@ -108,7 +119,11 @@ impl Reporter {
                         }
                         self.say(format!(
                             "trial {number} complete: best {} {} at step {}/{} (final {}) in {secs:.1}s",
-                            self.objective, num(s.best_value), s.best_step, result.trial.max_train_steps, num(s.final_value)
+                            self.objective,
+                            num(s.best_value),
+                            s.best_step,
+                            result.trial.max_train_steps,
+                            num(s.final_value)
                         ));
                     }
                     TrialState::Incomplete => {
@@ -126,7 +141,9 @@ impl Reporter {
                         }
                         let next = match (&result.outcome, result.state) {
                             (_, TrialState::Failed) => String::new(),
-                            (AttemptOutcome::Failed { .. }, _) => format!("; retrying ({} of {} retries used)", result.trial.failures + 1, self.retries),
+                            (AttemptOutcome::Failed { .. }, _) => {
+                                format!("; retrying ({} of {} retries used)", result.trial.failures + 1, self.retries)
+                            }
                             _ => "; it runs again when the study resumes".to_string(),
                         };
                         let what = if failed { "failed" } else { "was interrupted" };
@@ -157,9 +174,8 @@ impl Reporter {
                 "stopping: no new trials; waiting for {} to finish. Ctrl-C again to stop them now.",
                 plural(self.running.len(), "running trial")
             )),
-            Event::Terminating => {
-                self.say("stopping running trials (SIGTERM, then SIGKILL after the grace period); they run again on resume".into())
-            }
+            Event::Terminating => self
+                .say("stopping running trials (SIGTERM, then SIGKILL after the grace period); they run again on resume".into()),
         }
         self.refresh();
     }

@@ -64,10 +64,8 @@ pub fn reproduce(t: &Target, trial: &TrialRecord) -> Option<Reproduction> {
     if workload.is_none() && templates.is_none() {
         return None;
     }
-    let trial_dir = std::env::temp_dir()
-        .join("horizon-reproduce")
-        .join(safe_name(&t.study.name))
-        .join(format!("{:05}", trial.number));
+    let trial_dir =
+        std::env::temp_dir().join("horizon-reproduce").join(safe_name(&t.study.name)).join(format!("{:05}", trial.number));
     let metrics_file = trial_dir.join("metrics.jsonl");
     let seed = trial_seed(spec["seed"].as_u64().unwrap_or(0), trial.number);
     let eval_every = spec["eval_every"].as_u64().unwrap_or(0);

@@ -49,7 +49,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let finished = trials.iter().filter(|t| t.state.is_finished()).count() as u64;
     let unfinished = horizon_core::trial::planned_total(spec.trials, &trials) - finished;
     if summary.stopped_early && unfinished > 0 {
-        writeln!(out, "stopped with {} left; `horizon run {}` resumes the study", horizon_analysis::text::plural(unfinished as usize, "trial"), args.study.display())?;
+        writeln!(
+            out,
+            "stopped with {} left; `horizon run {}` resumes the study",
+            horizon_analysis::text::plural(unfinished as usize, "trial"),
+            args.study.display()
+        )?;
         return Ok(ExitCode::from(crate::EXIT_STOPPED));
     }
     Ok(ExitCode::SUCCESS)
@@ -109,7 +114,13 @@ pub fn run_study(
     let study_id = worker.study().id;
     relay.attach(worker.control_handle());
     let spec = &study.spec;
-    let reporter = crate::progress::spawn(events_rx, show_bar, spec.objective.metric.clone(), spec.objective.direction, spec.trainer.retries);
+    let reporter = crate::progress::spawn(
+        events_rx,
+        show_bar,
+        spec.objective.metric.clone(),
+        spec.objective.direction,
+        spec.trainer.retries,
+    );
     let summary = worker.run();
     let _ = reporter.join();
     Ok((summary?, study_id))

@@ -74,7 +74,12 @@ pub fn status(args: ShowArgs) -> Result<()> {
         Some((trial, s)) => writeln!(
             out,
             "best     trial {}: {} {} at step {} of {} (final {})",
-            trial.number, t.objective, opt_num(Some(s.best_value)), s.best_step, trial.max_train_steps, opt_num(trial.final_value)
+            trial.number,
+            t.objective,
+            opt_num(Some(s.best_value)),
+            s.best_step,
+            trial.max_train_steps,
+            opt_num(trial.final_value)
         )?,
         None => writeln!(out, "best     no complete trial yet")?,
     }
@@ -139,8 +144,15 @@ pub fn best(args: ShowArgs) -> Result<()> {
         return Ok(());
     }
     writeln!(out, "best trial {} of study {}", trial.number, t.study.name)?;
-    writeln!(out, "  {} = {} at step {} of {} (retrospectively selected; final value {})",
-        t.objective, opt_num(Some(s.best_value)), s.best_step, trial.max_train_steps, opt_num(trial.final_value))?;
+    writeln!(
+        out,
+        "  {} = {} at step {} of {} (retrospectively selected; final value {})",
+        t.objective,
+        opt_num(Some(s.best_value)),
+        s.best_step,
+        trial.max_train_steps,
+        opt_num(trial.final_value)
+    )?;
     for (name, value) in trial.params.iter() {
         writeln!(out, "  {name} = {}", value)?;
     }
@@ -206,7 +218,8 @@ pub fn trial_json(t: &TrialRecord) -> serde_json::Value {
 
 /// The table of trials that `horizon trials` and the end of `horizon run` print.
 pub fn trials_table(trials: &[TrialRecord], objective: &str) -> String {
-    let param_names: Vec<String> = trials.first().map(|t| t.params.iter().map(|(n, _)| n.to_string()).collect()).unwrap_or_default();
+    let param_names: Vec<String> =
+        trials.first().map(|t| t.params.iter().map(|(n, _)| n.to_string()).collect()).unwrap_or_default();
     let best_col = format!("best {objective}");
     let mut columns: Vec<(&str, bool)> = vec![("trial", true), ("state", false)];
     columns.extend(param_names.iter().map(|n| (n.as_str(), true)));

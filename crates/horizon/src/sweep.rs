@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::sync::mpsc::channel;
 
 use anyhow::{Result, bail};
+use horizon_core::TrialState;
 use horizon_core::lr_sweep::{
     BudgetSource, Held, HeldBy, LrOutcome, LrSweepSpec, Next, Observed, Side, Stage, StageTrial, SweepReport, Verdict,
     fastest_so_far, held_params, next_stage, shapes_the_schedule, stage_study, stops,
 };
 use horizon_core::protocol::is_loss_like;
-use horizon_core::TrialState;
 use horizon_runner::RunError;
 use horizon_runner::resolve::ResolvedStudy;
 use horizon_runner::scheduler::from_fn;
@@ -76,7 +76,8 @@ pub fn sweep_lr(args: SweepArgs) -> Result<ExitCode> {
         crate::run::check_study_dir(&study.dir)?;
         let storage = Arc::new(study.open_storage()?);
         let prior = fastest_so_far(&sweep, &observed);
-        let study_id = run_stage(&study, storage.clone(), &sweep, prior, &args, show_bar, &relay).map_err(|e| explain_incompatible(e, &root))?;
+        let study_id = run_stage(&study, storage.clone(), &sweep, prior, &args, show_bar, &relay)
+            .map_err(|e| explain_incompatible(e, &root))?;
         if relay.stopped() {
             eprintln!("stopped; `horizon sweep-lr {}` resumes the sweep", args.study.display());
             return Ok(ExitCode::from(crate::EXIT_STOPPED));
@@ -120,7 +121,13 @@ fn run_stage(
     let study_id = worker.study().id;
     relay.attach(worker.control_handle());
     let spec = &study.spec;
-    let reporter = crate::progress::spawn(events_rx, show_bar, spec.objective.metric.clone(), spec.objective.direction, spec.trainer.retries);
+    let reporter = crate::progress::spawn(
+        events_rx,
+        show_bar,
+        spec.objective.metric.clone(),
+        spec.objective.direction,
+        spec.trainer.retries,
+    );
     let summary = worker.run();
     let _ = reporter.join();
     summary?;
@@ -150,10 +157,19 @@ fn explain_incompatible(e: anyhow::Error, root: &Path) -> anyhow::Error {
 /// Each trial of a stage as stored: its learning rate, state, fit-metric curve, where a loss
 /// first became non-finite and the last step it reported. A stage whose trials have not all
 /// finished (another process still holds one) is not judged: half a grid could move an edge.
-fn stage_trials(storage: &dyn Storage, study: StudyId, sweep: &LrSweepSpec, objective: &str, dir: &Path) -> Result<Vec<StageTrial>> {
+fn stage_trials(
+    storage: &dyn Storage,
+    study: StudyId,
+    sweep: &LrSweepSpec,
+    objective: &str,
+    dir: &Path,
+) -> Result<Vec<StageTrial>> {
     let trials = storage.trials(study)?;
-    let unfinished: Vec<String> =
-        trials.iter().filter(|t| matches!(t.state, TrialState::Waiting | TrialState::Running)).map(|t| t.number.to_string()).collect();
+    let unfinished: Vec<String> = trials
+        .iter()
+        .filter(|t| matches!(t.state, TrialState::Waiting | TrialState::Running))
+        .map(|t| t.number.to_string())
+        .collect();
     if !unfinished.is_empty() {
         bail!(
             "trial(s) {} of the sweep stage in {} have not finished (another horizon may be running them).\n  fix: let it finish, or run `horizon sweep-lr` again once it has stopped: the stage resumes",
@@ -163,9 +179,12 @@ fn stage_trials(storage: &dyn Storage, study: StudyId, sweep: &LrSweepSpec, obje
     }
     let mut out = Vec::new();
     for t in trials {
-        let Some(lr) = t.params.get(&sweep.param).and_then(|v| v.as_f64()) else { bail!("a sweep trial without its learning rate") };
+        let Some(lr) = t.params.get(&sweep.param).and_then(|v| v.as_f64()) else {
+            bail!("a sweep trial without its learning rate")
+        };
         let points = storage.metrics(t.id)?;
-        let mut curve: Vec<(u64, f64)> = points.iter().filter(|p| p.name == sweep.fit.metric).map(|p| (p.step, p.value)).collect();
+        let mut curve: Vec<(u64, f64)> =
+            points.iter().filter(|p| p.name == sweep.fit.metric).map(|p| (p.step, p.value)).collect();
         curve.sort_by_key(|(step, _)| *step);
         let diverged_at = (t.state == TrialState::Diverged)
             .then(|| points.iter().filter(|p| !p.value.is_finite() && is_loss_like(&p.name, objective)).map(|p| p.step).min())
@@ -235,10 +254,13 @@ pub fn render_report(sweep: &LrSweepSpec, r: &SweepReport, root: &Path) -> Strin
     line(String::new());
     match &r.budget {
         BudgetSource::Given { steps } => line(format!("N = {steps} steps (lr_sweep.steps)")),
-        BudgetSource::Cap { steps } => line(format!("budget: the cap, {steps} steps (lr_sweep.max_steps); the fastest fit bounds every other rate")),
+        BudgetSource::Cap { steps } => {
+            line(format!("budget: the cap, {steps} steps (lr_sweep.max_steps); the fastest fit bounds every other rate"))
+        }
     }
     if !r.results.is_empty() {
-        let closest = |best: &Option<f64>| best.map(|b| format!("; closest {}: {}", sweep.fit.metric, num(b))).unwrap_or_default();
+        let closest =
+            |best: &Option<f64>| best.map(|b| format!("; closest {}: {}", sweep.fit.metric, num(b))).unwrap_or_default();
         let rows: Vec<[String; 2]> = r
             .results
             .iter()
@@ -278,10 +300,7 @@ pub fn render_report(sweep: &LrSweepSpec, r: &SweepReport, root: &Path) -> Strin
     let fastest = join(&r.fastest);
     match &r.verdict {
         Verdict::Found => {
-            line(format!(
-                "fastest: {} = {fastest}, inside the swept range, fit in {suggested} steps.",
-                sweep.param
-            ));
+            line(format!("fastest: {} = {fastest}, inside the swept range, fit in {suggested} steps.", sweep.param));
             line(format!("initial max_train_steps: {suggested}"));
             line("  (docs/method.md section 2: the steps the fastest constant learning rate needs to fit the training set perfectly,".into());
             line("   without regularization or augmentation; tune the real study at this budget)".into());
@@ -311,21 +330,23 @@ pub fn render_report(sweep: &LrSweepSpec, r: &SweepReport, root: &Path) -> Strin
                 .collect();
             line(format!("  fix: move {} or raise lr_sweep.extensions, then run sweep-lr again", moves.join(" and ")));
         }
-        Verdict::NothingFit { steps } => match r.budget {
-            BudgetSource::Cap { .. } => {
-                line(format!(
-                    "the training set was not fit ({}) within {steps} steps at any learning rate: it cannot be fit perfectly under this setup.",
-                    r.fit
-                ));
-                line("  The sweep assumes a perfect fit is reachable (docs/method.md section 2). If it is not, treat the workload as".into());
-                line("  compute-bound: tune in rounds with growing budgets (docs/method.md section 3), and expect regularization to".into());
-                line("  help little. Or loosen lr_sweep.fit, raise lr_sweep.max_steps, or widen lr_sweep.low/high.".into());
+        Verdict::NothingFit { steps } => {
+            match r.budget {
+                BudgetSource::Cap { .. } => {
+                    line(format!(
+                        "the training set was not fit ({}) within {steps} steps at any learning rate: it cannot be fit perfectly under this setup.",
+                        r.fit
+                    ));
+                    line("  The sweep assumes a perfect fit is reachable (docs/method.md section 2). If it is not, treat the workload as".into());
+                    line("  compute-bound: tune in rounds with growing budgets (docs/method.md section 3), and expect regularization to".into());
+                    line("  help little. Or loosen lr_sweep.fit, raise lr_sweep.max_steps, or widen lr_sweep.low/high.".into());
+                }
+                BudgetSource::Given { .. } => {
+                    line(format!("no learning rate fit the training set ({}) within N = {steps} steps.", r.fit));
+                    line("  fix: raise lr_sweep.steps (or leave it out to run against lr_sweep.max_steps), or widen lr_sweep.low/high".into());
+                }
             }
-            BudgetSource::Given { .. } => {
-                line(format!("no learning rate fit the training set ({}) within N = {steps} steps.", r.fit));
-                line("  fix: raise lr_sweep.steps (or leave it out to run against lr_sweep.max_steps), or widen lr_sweep.low/high".into());
-            }
-        },
+        }
     }
     line(format!("trials and curves: {}/<stage> (`horizon trials DIR` works on each)", root.display()));
     s

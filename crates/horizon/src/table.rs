@@ -23,7 +23,13 @@ impl Table {
 
     pub fn render(&self) -> String {
         let widths: Vec<usize> = (0..self.header.len())
-            .map(|c| std::iter::once(&self.header[c]).chain(self.rows.iter().map(|r| &r[c])).map(|s| s.chars().count()).max().unwrap_or(0))
+            .map(|c| {
+                std::iter::once(&self.header[c])
+                    .chain(self.rows.iter().map(|r| &r[c]))
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         let line = |cells: &[String]| {
             let parts: Vec<String> = cells

@@ -64,7 +64,11 @@ pub fn open_writable(path: &Path, name: Option<&str>) -> Result<Target> {
     open_with(path, name, SqliteStorage::open)
 }
 
-fn open_with(path: &Path, name: Option<&str>, open_db: impl FnOnce(&Path) -> horizon_store::Result<SqliteStorage>) -> Result<Target> {
+fn open_with(
+    path: &Path,
+    name: Option<&str>,
+    open_db: impl FnOnce(&Path) -> horizon_store::Result<SqliteStorage>,
+) -> Result<Target> {
     let (dir, spec_name, spec_path) = if path.is_dir() {
         (path.to_path_buf(), None, None)
     } else if path.is_file() {

@@ -23,7 +23,8 @@ pub fn workload(command: WorkloadCommand) -> Result<ExitCode> {
 }
 
 fn run(name: &str) -> Result<ExitCode> {
-    let env = TrialEnv::from_env().context("`horizon workload run` is started by `horizon run` for a study whose trainer is a built-in workload")?;
+    let env = TrialEnv::from_env()
+        .context("`horizon workload run` is started by `horizon run` for a study whose trainer is a built-in workload")?;
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
     match horizon_workloads::run(name, &env, &stop)? {

@@ -133,7 +133,9 @@ fn a_trainer_that_stops_after_one_epoch_is_incomplete_and_kept_out_of_the_verdic
 fn a_stop_when_stop_is_still_complete() {
     // The one legitimate early end: a criterion that holds at step 5 of 100.
     let s = study("one-epoch", 1, 100, &[], "");
-    let spec = std::fs::read_to_string(&s.spec).unwrap().replace("kill_grace = \"1s\"", "kill_grace = \"1s\"\nstop_when = \"valid/loss <= 0.3\"");
+    let spec = std::fs::read_to_string(&s.spec)
+        .unwrap()
+        .replace("kill_grace = \"1s\"", "kill_grace = \"1s\"\nstop_when = \"valid/loss <= 0.3\"");
     std::fs::write(&s.spec, spec).unwrap();
     assert!(s.run(&[]).status.success());
     let t = &s.trials()[0];

@@ -15,10 +15,7 @@ fn workspace() -> TestStudy {
 
 /// One evaluation every 100 steps to `budget`; the loss is lowest at `best` (a step).
 fn curve(budget: u64, best: u64, floor: f64) -> Vec<(u64, f64)> {
-    (1..=budget / 100)
-        .map(|k| k * 100)
-        .map(|s| (s, floor + ((s as f64 - best as f64) / 1000.0).powi(2)))
-        .collect()
+    (1..=budget / 100).map(|k| k * 100).map(|s| (s, floor + ((s as f64 - best as f64) / 1000.0).powi(2))).collect()
 }
 
 /// The retrospective selection of a curve: the first step of its lowest (or highest) finite value.
@@ -38,11 +35,7 @@ fn jsonl_run(name: &str, lr: f64, budget: u64, curve: &[(u64, f64)], extra: Valu
     let points: Vec<Value> = curve
         .iter()
         .map(|&(s, v)| {
-            let v = if v.is_finite() {
-                json!(v)
-            } else {
-                json!("nan")
-            };
+            let v = if v.is_finite() { json!(v) } else { json!("nan") };
             json!({"step": s, "valid/loss": v, "train/loss": 2.0})
         })
         .collect();
@@ -56,12 +49,7 @@ fn jsonl_run(name: &str, lr: f64, budget: u64, curve: &[(u64, f64)], extra: Valu
 /// Six runs: four complete with their best at different steps (two budgets), one diverged, one
 /// failed without a curve. Returns the file's text and each run's curve.
 fn six_runs() -> (String, Vec<Vec<(u64, f64)>>) {
-    let mut curves = vec![
-        curve(1000, 300, 0.5),
-        curve(1000, 700, 0.4),
-        curve(1000, 1000, 0.3),
-        curve(2000, 1200, 0.2),
-    ];
+    let mut curves = vec![curve(1000, 300, 0.5), curve(1000, 700, 0.4), curve(1000, 1000, 0.3), curve(2000, 1200, 0.2)];
     let mut diverged = curve(1000, 500, 0.6);
     diverged[6].1 = f64::NAN;
     diverged.truncate(7);
@@ -90,11 +78,7 @@ fn trials_json(w: &TestStudy, dir: &str, name: Option<&str>) -> Vec<Value> {
     }
     let out = w.horizon(&args);
     assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 fn write(path: &Path, text: &str) {
@@ -107,26 +91,11 @@ fn a_jsonl_import_is_analyzed_with_the_best_steps_of_its_curves() {
     let w = workspace();
     let (text_, curves) = six_runs();
     write(&w.path().join("sweep.jsonl"), &text_);
-    let out = w.horizon(&[
-        "import",
-        "sweep.jsonl",
-        "--into",
-        "study",
-        "--objective",
-        "valid/loss",
-    ]);
+    let out = w.horizon(&["import", "sweep.jsonl", "--into", "study", "--objective", "valid/loss"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(
-            "imported 6 runs from sweep.jsonl (jsonl) into study \"sweep\" as trials 0-5"
-        ),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("4 complete, 1 diverged, 1 failed"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("imported 6 runs from sweep.jsonl (jsonl) into study \"sweep\" as trials 0-5"), "{stdout}");
+    assert!(stdout.contains("4 complete, 1 diverged, 1 failed"), "{stdout}");
     assert!(stdout.contains("1000 (5 runs), 2000 (1 run)"), "{stdout}");
     assert!(
         stdout.contains("1 run has no finite valid/loss evaluation (first: sweep.jsonl:6); analyze counts 1 as failed"),
@@ -136,16 +105,8 @@ fn a_jsonl_import_is_analyzed_with_the_best_steps_of_its_curves() {
     assert!(w.path().join("study").join("horizon.db").is_file());
 
     let trials = trials_json(&w, "study", None);
-    let states: Vec<&str> = trials
-        .iter()
-        .map(|t| t["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        states,
-        [
-            "complete", "complete", "complete", "complete", "diverged", "failed"
-        ]
-    );
+    let states: Vec<&str> = trials.iter().map(|t| t["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["complete", "complete", "complete", "complete", "diverged", "failed"]);
     assert_eq!(trials[3]["max_train_steps"], 2000);
     assert_eq!(trials[0]["params"], json!({"lr": 0.01, "optimizer": "sgd"}));
     assert_eq!(trials[4]["message"], "loss became NaN");
@@ -160,28 +121,16 @@ fn a_jsonl_import_is_analyzed_with_the_best_steps_of_its_curves() {
     let out = w.horizon(&["analyze", "study", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let a: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        (a["objective"].as_str(), a["direction"].as_str()),
-        (Some("valid/loss"), Some("minimize")),
-        "{a}"
-    );
+    assert_eq!((a["objective"].as_str(), a["direction"].as_str()), (Some("valid/loss"), Some("minimize")), "{a}");
     let analyzed = a["trials"].as_array().unwrap();
     assert_eq!(analyzed.len(), 6);
     for (i, (t, c)) in analyzed.iter().zip(&curves).enumerate() {
         assert_eq!(t["number"], i as u64);
         assert_eq!(t["best_step"].as_u64(), best_step(c, false), "run {i}: {t}");
-        assert_eq!(
-            t["evaluations"],
-            c.len(),
-            "run {i}: every evaluation was stored"
-        );
+        assert_eq!(t["evaluations"], c.len(), "run {i}: every evaluation was stored");
     }
     assert_eq!(
-        analyzed
-            .iter()
-            .take(4)
-            .map(|t| t["best_step"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
+        analyzed.iter().take(4).map(|t| t["best_step"].as_u64().unwrap()).collect::<Vec<_>>(),
         [300, 700, 1000, 1200],
         "the best steps the curves were built with"
     );
@@ -206,58 +155,25 @@ fn a_csv_directory_is_detected_and_imported_to_maximize() {
         ("c", vec![(100, 0.2), (200, f64::NAN)]),
     ];
     for (name, c) in &curves {
-        let rows: Vec<String> = c
-            .iter()
-            .map(|(s, v)| {
-                format!(
-                    "{s},{},1.5",
-                    if v.is_finite() {
-                        v.to_string()
-                    } else {
-                        "nan".into()
-                    }
-                )
-            })
-            .collect();
-        write(
-            &dir.join(format!("{name}.csv")),
-            &format!("step,valid/accuracy,train/loss\n{}\n", rows.join("\n")),
-        );
+        let rows: Vec<String> =
+            c.iter().map(|(s, v)| format!("{s},{},1.5", if v.is_finite() { v.to_string() } else { "nan".into() })).collect();
+        write(&dir.join(format!("{name}.csv")), &format!("step,valid/accuracy,train/loss\n{}\n", rows.join("\n")));
     }
-    let out = w.horizon(&[
-        "import",
-        "csv-runs",
-        "--into",
-        "study",
-        "--objective",
-        "valid/accuracy",
-        "--direction",
-        "maximize",
-    ]);
+    let out = w.horizon(&["import", "csv-runs", "--into", "study", "--objective", "valid/accuracy", "--direction", "maximize"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("imported 3 runs from csv-runs (csv) into study \"csv-runs\""),
-        "{stdout}"
-    );
+    assert!(stdout.contains("imported 3 runs from csv-runs (csv) into study \"csv-runs\""), "{stdout}");
 
     let trials = trials_json(&w, "study", None);
     assert_eq!(trials.len(), 3);
     for (t, (name, c)) in trials.iter().zip(&curves) {
-        assert_eq!(
-            t["best_step"].as_u64(),
-            best_step(c, true),
-            "run {name}: {t}"
-        );
+        assert_eq!(t["best_step"].as_u64(), best_step(c, true), "run {name}: {t}");
     }
     assert_eq!(trials[0]["params"], json!({"lr": 0.1, "batch_size": 32}));
     assert_eq!(trials[2]["state"], "diverged");
     let status = w.horizon(&["status", "study", "--json"]);
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(
-        status["objective"],
-        json!({"metric": "valid/accuracy", "direction": "maximize"})
-    );
+    assert_eq!(status["objective"], json!({"metric": "valid/accuracy", "direction": "maximize"}));
     assert_eq!(status["study"], "csv-runs");
 }
 
@@ -270,50 +186,19 @@ fn a_bad_line_in_the_middle_imports_nothing() {
     lines[2] = jsonl_run("late", 0.1, 100, &[(100, 1.0), (200, 0.9)], json!({}));
     write(&w.path().join("bad.jsonl"), &lines.join("\n"));
 
-    let out = w.horizon(&[
-        "import",
-        "bad.jsonl",
-        "--into",
-        "study",
-        "--objective",
-        "valid/loss",
-    ]);
+    let out = w.horizon(&["import", "bad.jsonl", "--into", "study", "--objective", "valid/loss"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad.jsonl:3: curve[1].step: step 200 is beyond max_train_steps 100"),
-        "{err}"
-    );
+    assert!(err.contains("bad.jsonl:3: curve[1].step: step 200 is beyond max_train_steps 100"), "{err}");
     assert!(err.contains("fix: raise max_train_steps"), "{err}");
-    assert!(
-        !w.path().join("study").join("horizon.db").exists(),
-        "a refused import creates no database"
-    );
+    assert!(!w.path().join("study").join("horizon.db").exists(), "a refused import creates no database");
 
     // Into an existing study: its trials stay as they were.
     write(&w.path().join("good.jsonl"), &good);
-    let ok = w.horizon(&[
-        "import",
-        "good.jsonl",
-        "--into",
-        "study",
-        "--name",
-        "s",
-        "--objective",
-        "valid/loss",
-    ]);
+    let ok = w.horizon(&["import", "good.jsonl", "--into", "study", "--name", "s", "--objective", "valid/loss"]);
     assert!(ok.status.success(), "{}", text(&ok));
     let before = trials_json(&w, "study", None);
-    let out = w.horizon(&[
-        "import",
-        "bad.jsonl",
-        "--into",
-        "study",
-        "--name",
-        "s",
-        "--objective",
-        "valid/loss",
-    ]);
+    let out = w.horizon(&["import", "bad.jsonl", "--into", "study", "--name", "s", "--objective", "valid/loss"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.jsonl:3"));
     assert_eq!(trials_json(&w, "study", None), before);
@@ -329,14 +214,7 @@ fn importing_the_same_source_twice_into_a_study_is_refused() {
     let (runs, _) = six_runs();
     write(&w.path().join("runs.jsonl"), &runs);
     let import = |source: &str, extra: &[&str]| {
-        let mut args = vec![
-            "import",
-            source,
-            "--into",
-            "study",
-            "--objective",
-            "valid/loss",
-        ];
+        let mut args = vec!["import", source, "--into", "study", "--objective", "valid/loss"];
         args.extend_from_slice(extra);
         w.horizon(&args)
     };
@@ -351,16 +229,14 @@ fn importing_the_same_source_twice_into_a_study_is_refused() {
         let canonical = std::fs::canonicalize(w.path().join("runs.jsonl")).unwrap();
         let first = format!("{}:1", canonical.display());
         assert!(
-            err.contains(&format!("{first} is the same run (parameters, budget and curve) as {first}, already trial 0 of study \"runs\"")),
+            err.contains(&format!(
+                "{first} is the same run (parameters, budget and curve) as {first}, already trial 0 of study \"runs\""
+            )),
             "{err}"
         );
         assert!(err.contains("nothing was imported") && err.contains("fix:"), "{err}");
     }
-    assert_eq!(
-        trials_json(&w, "study", None).len(),
-        6,
-        "nothing was duplicated"
-    );
+    assert_eq!(trials_json(&w, "study", None).len(), 6, "nothing was duplicated");
 
     // An edited file (a line inserted before the old runs, a new run among them) is refused as a
     // whole, naming where the old run now is: the new run before it is not stored either.
@@ -374,7 +250,8 @@ fn importing_the_same_source_twice_into_a_study_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     let canonical = std::fs::canonicalize(w.path().join("runs.jsonl")).unwrap();
     assert!(
-        err.contains(&format!("{}:3 is the same run", canonical.display())) && err.contains(&format!("as {}:1, already trial 0", canonical.display())),
+        err.contains(&format!("{}:3 is the same run", canonical.display()))
+            && err.contains(&format!("as {}:1, already trial 0", canonical.display())),
         "{err}"
     );
     assert_eq!(trials_json(&w, "study", None).len(), 6, "the new run was rolled back with the rest");
@@ -395,24 +272,13 @@ fn importing_the_same_source_twice_into_a_study_is_refused() {
     assert_eq!(studies, 0, "a refused import into a new study leaves no empty study behind");
 
     // New runs in a new file are added after the others; the old file into another study is fine.
-    write(
-        &w.path().join("more.jsonl"),
-        &(jsonl_run("extra", 0.5, 1000, &curve(1000, 400, 0.1), json!({})) + "\n"),
-    );
+    write(&w.path().join("more.jsonl"), &(jsonl_run("extra", 0.5, 1000, &curve(1000, 400, 0.1), json!({})) + "\n"));
     let out = import("more.jsonl", &["--name", "runs"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("into study \"runs\" as trial 6"),
-        "{}",
-        text(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("into study \"runs\" as trial 6"), "{}", text(&out));
     let out = import("runs.jsonl", &["--name", "copy"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("next: horizon analyze study --name copy"),
-        "{}",
-        text(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("next: horizon analyze study --name copy"), "{}", text(&out));
     assert_eq!(trials_json(&w, "study", Some("runs")).len(), 7);
     assert_eq!(trials_json(&w, "study", Some("copy")).len(), 6);
 }
@@ -422,24 +288,11 @@ fn a_missing_objective_is_refused_with_the_metrics_that_exist() {
     let w = workspace();
     let (runs, _) = six_runs();
     write(&w.path().join("runs.jsonl"), &runs);
-    let out = w.horizon(&[
-        "import",
-        "runs.jsonl",
-        "--into",
-        "study",
-        "--objective",
-        "valid/error",
-    ]);
+    let out = w.horizon(&["import", "runs.jsonl", "--into", "study", "--objective", "valid/error"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("none of its 6 runs has the objective metric \"valid/error\""),
-        "{err}"
-    );
-    assert!(
-        err.contains("\"train/loss\", \"valid/loss\"") && err.contains("fix: pass one of them"),
-        "{err}"
-    );
+    assert!(err.contains("none of its 6 runs has the objective metric \"valid/error\""), "{err}");
+    assert!(err.contains("\"train/loss\", \"valid/loss\"") && err.contains("fix: pass one of them"), "{err}");
     assert!(!w.path().join("study").exists(), "nothing was created");
 }
 
@@ -448,51 +301,19 @@ fn an_existing_study_keeps_its_objective() {
     let w = workspace();
     let (runs, _) = six_runs();
     write(&w.path().join("runs.jsonl"), &runs);
-    write(
-        &w.path().join("more.jsonl"),
-        &(jsonl_run("extra", 0.5, 1000, &curve(1000, 400, 0.1), json!({})) + "\n"),
-    );
-    assert!(
-        w.horizon(&[
-            "import",
-            "runs.jsonl",
-            "--into",
-            "study",
-            "--objective",
-            "valid/loss"
-        ])
-        .status
-        .success()
-    );
-    for wrong in [
-        &["--objective", "train/loss"][..],
-        &["--objective", "valid/loss", "--direction", "maximize"],
-    ] {
+    write(&w.path().join("more.jsonl"), &(jsonl_run("extra", 0.5, 1000, &curve(1000, 400, 0.1), json!({})) + "\n"));
+    assert!(w.horizon(&["import", "runs.jsonl", "--into", "study", "--objective", "valid/loss"]).status.success());
+    for wrong in [&["--objective", "train/loss"][..], &["--objective", "valid/loss", "--direction", "maximize"]] {
         let mut args = vec!["import", "more.jsonl", "--into", "study", "--name", "runs"];
         args.extend_from_slice(wrong);
         let out = w.horizon(&args);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("judges its trials by valid/loss (minimize)"),
-            "{err}"
-        );
-        assert!(
-            err.contains("--objective valid/loss --direction minimize"),
-            "{err}"
-        );
+        assert!(err.contains("judges its trials by valid/loss (minimize)"), "{err}");
+        assert!(err.contains("--objective valid/loss --direction minimize"), "{err}");
     }
     // Without --direction the stored one is used.
-    let out = w.horizon(&[
-        "import",
-        "more.jsonl",
-        "--into",
-        "study",
-        "--name",
-        "runs",
-        "--objective",
-        "valid/loss",
-    ]);
+    let out = w.horizon(&["import", "more.jsonl", "--into", "study", "--name", "runs", "--objective", "valid/loss"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(trials_json(&w, "study", None).len(), 7);
 }
@@ -502,30 +323,10 @@ fn the_format_is_given_when_the_name_does_not_tell() {
     let w = workspace();
     let (runs, _) = six_runs();
     write(&w.path().join("runs.txt"), &runs);
-    let out = w.horizon(&[
-        "import",
-        "runs.txt",
-        "--into",
-        "study",
-        "--objective",
-        "valid/loss",
-    ]);
+    let out = w.horizon(&["import", "runs.txt", "--into", "study", "--objective", "valid/loss"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("fix: pass --format jsonl"),
-        "{}",
-        text(&out)
-    );
-    let out = w.horizon(&[
-        "import",
-        "runs.txt",
-        "--into",
-        "study",
-        "--objective",
-        "valid/loss",
-        "--format",
-        "jsonl",
-    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fix: pass --format jsonl"), "{}", text(&out));
+    let out = w.horizon(&["import", "runs.txt", "--into", "study", "--objective", "valid/loss", "--format", "jsonl"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(trials_json(&w, "study", Some("runs")).len(), 6);
 }
@@ -547,45 +348,19 @@ fn copy_tree(from: &Path, to: &Path) {
 fn a_tensorboard_log_directory_is_detected_and_imported() {
     let w = workspace();
     // Real event files written by tensorboardX (horizon-import's fixtures: five runs).
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../horizon-import/tests/fixtures/tensorboard");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../horizon-import/tests/fixtures/tensorboard");
     copy_tree(&fixtures, &w.path().join("logs"));
-    let out = w.horizon(&[
-        "import",
-        "logs",
-        "--into",
-        "study",
-        "--objective",
-        "valid/loss",
-    ]);
+    let out = w.horizon(&["import", "logs", "--into", "study", "--objective", "valid/loss"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(
-            "imported 5 runs from logs (tensorboard) into study \"logs\" as trials 0-4"
-        ),
-        "{stdout}"
-    );
+    assert!(stdout.contains("imported 5 runs from logs (tensorboard) into study \"logs\" as trials 0-4"), "{stdout}");
     let trials = trials_json(&w, "study", None);
     assert_eq!(trials.len(), 5);
     // Run `a`: valid/loss 2.5, 0.8, 0.55, 0.45 at steps 0..300 (its budget from params.json).
-    assert_eq!(
-        (
-            trials[0]["best_step"].as_u64(),
-            trials[0]["max_train_steps"].as_u64()
-        ),
-        (Some(300), Some(300))
-    );
+    assert_eq!((trials[0]["best_step"].as_u64(), trials[0]["max_train_steps"].as_u64()), (Some(300), Some(300)));
     assert_eq!(trials[0]["params"]["lr"], 0.1);
     // Importing the directory again is refused: its runs are already there.
-    let again = w.horizon(&[
-        "import",
-        "logs",
-        "--into",
-        "study",
-        "--objective",
-        "valid/loss",
-    ]);
+    let again = w.horizon(&["import", "logs", "--into", "study", "--objective", "valid/loss"]);
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("is the same run (parameters, budget and curve)"),
@@ -596,30 +371,14 @@ fn a_tensorboard_log_directory_is_detected_and_imported() {
 
 #[test]
 fn runs_imported_into_a_run_study_leave_its_sampling_alone() {
-    let s = TestStudy::new(StudyOptions {
-        trials: 2,
-        ..Default::default()
-    });
+    let s = TestStudy::new(StudyOptions { trials: 2, ..Default::default() });
     assert!(s.run(&[]).status.success());
     let (runs, _) = six_runs();
     write(&s.path().join("runs.jsonl"), &runs);
     let dir = s.study_dir().display().to_string();
-    let out = s.horizon(&[
-        "import",
-        "runs.jsonl",
-        "--into",
-        &dir,
-        "--name",
-        "test",
-        "--objective",
-        "valid/loss",
-    ]);
+    let out = s.horizon(&["import", "runs.jsonl", "--into", &dir, "--name", "test", "--objective", "valid/loss"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("as trials 2-7"),
-        "{}",
-        text(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("as trials 2-7"), "{}", text(&out));
     // `status` counts them on top of the study's own: 2 sampled of 2 planned, plus 6 imported.
     let status = s.horizon(&["status", "--json", &dir]);
     assert!(status.status.success(), "{}", text(&status));
@@ -627,34 +386,16 @@ fn runs_imported_into_a_run_study_leave_its_sampling_alone() {
     assert_eq!((doc["trials"].as_u64(), doc["planned_trials"].as_u64()), (Some(8), Some(8)), "{doc}");
 
     // Two more sampled trials: the imported ones neither count against `trials` nor take an index.
-    s.write_spec(&StudyOptions {
-        trials: 4,
-        ..Default::default()
-    });
+    s.write_spec(&StudyOptions { trials: 4, ..Default::default() });
     let out = s.run(&[]);
     assert!(out.status.success(), "{}", text(&out));
     let db = s.db();
-    let mut stmt = db
-        .prepare("SELECT number, sample_index FROM trials ORDER BY number")
-        .unwrap();
-    let rows: Vec<(u64, Option<u64>)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let expected: Vec<(u64, Option<u64>)> = [(0, Some(0)), (1, Some(1))]
-        .into_iter()
-        .chain((2..8).map(|n| (n, None)))
-        .chain([(8, Some(2)), (9, Some(3))])
-        .collect();
+    let mut stmt = db.prepare("SELECT number, sample_index FROM trials ORDER BY number").unwrap();
+    let rows: Vec<(u64, Option<u64>)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let expected: Vec<(u64, Option<u64>)> =
+        [(0, Some(0)), (1, Some(1))].into_iter().chain((2..8).map(|n| (n, None))).chain([(8, Some(2)), (9, Some(3))]).collect();
     assert_eq!(rows, expected);
-    assert_eq!(
-        s.trials()
-            .iter()
-            .filter(|t| t["state"] == "complete")
-            .count(),
-        8
-    );
+    assert_eq!(s.trials().iter().filter(|t| t["state"] == "complete").count(), 8);
     let imported: Vec<bool> = trials_json(&s, &dir, None).iter().map(|t| t.get("imported").is_some()).collect();
     assert_eq!(imported, [false, false, true, true, true, true, true, true, false, false]);
 }
@@ -662,7 +403,9 @@ fn runs_imported_into_a_run_study_leave_its_sampling_alone() {
 #[test]
 fn the_import_summary_counts_runs_without_an_objective_as_analyze_does() {
     let w = workspace();
-    let run = |name: &str, curve: Value| json!({"name": name, "params": {"lr": 0.1}, "max_train_steps": 100, "curve": curve}).to_string();
+    let run = |name: &str, curve: Value| {
+        json!({"name": name, "params": {"lr": 0.1}, "max_train_steps": 100, "curve": curve}).to_string()
+    };
     let lines = [
         run("ok", json!([{"step": 100, "valid/loss": 0.5}])),
         run("ok2", json!([{"step": 100, "valid/loss": 0.4}])),
@@ -679,7 +422,8 @@ fn the_import_summary_counts_runs_without_an_objective_as_analyze_does() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("imported 5 runs from"), "{stdout}");
     assert!(
-        stdout.contains("3 runs have no finite valid/loss evaluation") && stdout.contains("analyze counts 2 as diverged, 1 as no_objective"),
+        stdout.contains("3 runs have no finite valid/loss evaluation")
+            && stdout.contains("analyze counts 2 as diverged, 1 as no_objective"),
         "{stdout}"
     );
     let a: Value = serde_json::from_slice(&w.horizon(&["analyze", "study", "--json"]).stdout).unwrap();
@@ -735,7 +479,12 @@ fn imported_runs_take_their_true_space_and_analysis_settings_at_import_or_after(
     let out = w.horizon(&["import", "--into", "b", "--space", "narrow.toml"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("runs.jsonl:") && err.contains("is outside the space in narrow.toml") && err.contains("fix: widen params.dropout"), "{err}");
+    assert!(
+        err.contains("runs.jsonl:")
+            && err.contains("is outside the space in narrow.toml")
+            && err.contains("fix: widen params.dropout"),
+        "{err}"
+    );
     assert_eq!(analyze("b")["space"], a["space"], "nothing was changed");
     // A space file with the errors of a study file.
     write(&w.path().join("bad.toml"), "[params.dropout]\ntype = \"float\"\nlow = 0.5\nhigh = 0.1\n");
@@ -759,7 +508,10 @@ fn best_of_an_imported_study_shows_where_the_run_came_from_and_trials_marks_cut_
     assert!(w.horizon(&["import", "runs.jsonl", "--into", "s", "--objective", "valid/loss"]).status.success());
     let out = w.horizon(&["best", "s"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("imported from: ") && stdout.contains("runs.jsonl:1") && stdout.contains("source: lab notebook 7"), "{stdout}");
+    assert!(
+        stdout.contains("imported from: ") && stdout.contains("runs.jsonl:1") && stdout.contains("source: lab notebook 7"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("trial directory"), "an imported run has no trial directory: {stdout}");
     let doc: Value = serde_json::from_slice(&w.horizon(&["best", "s", "--json"]).stdout).unwrap();
     assert!(doc["trial_dir"].is_null(), "{doc}");

@@ -126,7 +126,10 @@ fn trial_shows_parameters_attempts_warnings_curves_files_and_checkpoints() {
     assert_eq!(&doc["trial"], t, "the trial's record, as `trials --json` gives it");
     assert_eq!(doc["seed"].as_u64().unwrap().to_string(), received(&s, 1, 1)["env"]["HORIZON_SEED"].as_str().unwrap());
     let attempts = doc["attempts"].as_array().unwrap();
-    assert_eq!((attempts.len(), &attempts[0]["outcome"], &attempts[0]["exit_code"]), (1, &Value::from("complete"), &Value::from(0)));
+    assert_eq!(
+        (attempts.len(), &attempts[0]["outcome"], &attempts[0]["exit_code"]),
+        (1, &Value::from("complete"), &Value::from(0))
+    );
     let warnings = doc["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 1);
     assert!(warnings[0]["message"].as_str().unwrap().contains("not JSON"), "{warnings:?}");
@@ -156,7 +159,19 @@ fn trial_shows_parameters_attempts_warnings_curves_files_and_checkpoints() {
     let out = s.horizon(&["trial", "study.toml", "1"]);
     assert!(out.status.success());
     let text_out = String::from_utf8_lossy(&out.stdout);
-    for needle in ["trial 1 of study inspect: complete", "lr = ", "wd = ", "attempts (1)", "warnings (1)", "not JSON", "kept checkpoints (", "(best)", "attempt-1.stderr", "train/loss", "valid/loss"] {
+    for needle in [
+        "trial 1 of study inspect: complete",
+        "lr = ",
+        "wd = ",
+        "attempts (1)",
+        "warnings (1)",
+        "not JSON",
+        "kept checkpoints (",
+        "(best)",
+        "attempt-1.stderr",
+        "train/loss",
+        "valid/loss",
+    ] {
         assert!(text_out.contains(needle), "{needle:?} missing from:\n{text_out}");
     }
     // The curve table has a row per evaluation step.
@@ -195,7 +210,12 @@ fn export_writes_every_stored_metric_as_csv_and_json_lines() {
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
-            (v["trial"].as_u64().unwrap(), v["step"].as_u64().unwrap(), v["metric"].as_str().unwrap().to_string(), v["value"].as_f64().unwrap())
+            (
+                v["trial"].as_u64().unwrap(),
+                v["step"].as_u64().unwrap(),
+                v["metric"].as_str().unwrap().to_string(),
+                v["value"].as_f64().unwrap(),
+            )
         })
         .collect();
     let trial_1: Vec<_> = all.iter().filter(|r| r.0 == 1).cloned().collect();
@@ -257,7 +277,8 @@ fn best_prints_a_command_that_really_reproduces_the_trial() {
     let text_out = String::from_utf8_lossy(&out.stdout);
     assert!(text_out.contains(line), "{text_out}");
     assert!(text_out.contains(&format!("best checkpoint (step {}): {}", best["best_step"], ckpt.display())), "{text_out}");
-    let from_dir = json_doc(&s.cmd(&["best", s.study_dir().to_str().unwrap(), "--json"]).env("TMPDIR", &scratch).output().unwrap());
+    let from_dir =
+        json_doc(&s.cmd(&["best", s.study_dir().to_str().unwrap(), "--json"]).env("TMPDIR", &scratch).output().unwrap());
     assert_eq!(from_dir["reproduce"], best["reproduce"]);
 }
 
@@ -284,7 +305,11 @@ fn failed_trials_are_requeued_with_their_history_and_retried_again() {
     assert!(s.run(&[]).status.success());
     let t = s.trials();
     assert_eq!((&t[0]["state"], &t[0]["attempts"]), (&Value::from("failed"), &Value::from(2)), "trial 0 was not chosen");
-    assert_eq!((&t[1]["state"], &t[1]["attempts"], &t[1]["failures"]), (&Value::from("failed"), &Value::from(5), &Value::from(3)), "attempts 3, 4 and 5: retries = 2");
+    assert_eq!(
+        (&t[1]["state"], &t[1]["attempts"], &t[1]["failures"]),
+        (&Value::from("failed"), &Value::from(5), &Value::from(3)),
+        "attempts 3, 4 and 5: retries = 2"
+    );
 
     // With the cause fixed, --failed requeues both; attempts continue, the history stays.
     std::fs::remove_file(&flag).unwrap();
@@ -301,7 +326,10 @@ fn failed_trials_are_requeued_with_their_history_and_retried_again() {
         assert!(s.trial_dir(1).join(format!("attempt-{attempt}.stderr")).is_file(), "attempt {attempt}'s files stay");
         assert_eq!(received(&s, 1, attempt)["env"]["HORIZON_ATTEMPT"], attempt.to_string());
     }
-    assert!(doc["warnings"].as_array().unwrap().iter().all(|w| w["attempt"] == 6), "only the last attempt got far enough to warn");
+    assert!(
+        doc["warnings"].as_array().unwrap().iter().all(|w| w["attempt"] == 6),
+        "only the last attempt got far enough to warn"
+    );
 
     // Nothing failed: nothing to requeue, and a missing trial is an error.
     let out = s.horizon(&["requeue", "study.toml", "--failed"]);

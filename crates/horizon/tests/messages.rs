@@ -111,7 +111,10 @@ fn reading_commands_work_on_a_study_the_user_may_only_read() {
     let dir = s.study_dir();
     // No -wal or -shm: SQLite cannot create them in a read-only directory, so this is the case
     // a plain read-only open fails on.
-    assert!(!dir.join("horizon.db-wal").exists() && !dir.join("horizon.db-shm").exists(), "a cleanly closed database leaves no WAL");
+    assert!(
+        !dir.join("horizon.db-wal").exists() && !dir.join("horizon.db-shm").exists(),
+        "a cleanly closed database leaves no WAL"
+    );
     let db_before = std::fs::read(dir.join("horizon.db")).unwrap();
     let files_before = listing(&dir);
     let _ro = ReadOnly::new(&s.path().join("horizon-runs"));
@@ -136,7 +139,8 @@ fn reading_commands_work_on_a_study_the_user_may_only_read() {
         assert!(!out.stdout.is_empty(), "horizon {args:?} printed nothing");
     }
     let out = reader(&s, &["trials", "study.toml", "--json"]);
-    let got: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let got: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(got, expected, "the read-only view is the study as stored");
     assert_eq!(listing(&dir), files_before, "nothing was created in the study directory");
     assert_eq!(std::fs::read(dir.join("horizon.db")).unwrap(), db_before, "the database was not written");
@@ -239,7 +243,8 @@ fn a_study_directory_that_is_a_file_is_refused_with_the_fix() {
     assert!(!err.contains("os error"), "{err}");
 
     // `horizon import --into` a file.
-    std::fs::write(s.path().join("runs.jsonl"), "{\"max_train_steps\": 10, \"curve\": [{\"step\": 5, \"valid/loss\": 1.0}]}\n").unwrap();
+    std::fs::write(s.path().join("runs.jsonl"), "{\"max_train_steps\": 10, \"curve\": [{\"step\": 5, \"valid/loss\": 1.0}]}\n")
+        .unwrap();
     let out = s.horizon(&["import", "runs.jsonl", "--into", "horizon-runs", "--objective", "valid/loss"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -250,7 +255,12 @@ fn a_study_directory_that_is_a_file_is_refused_with_the_fix() {
 fn a_changed_identity_shows_the_stored_value_beside_the_new_one() {
     let s = TestStudy::new(StudyOptions { trials: 1, ..Default::default() });
     assert!(s.run(&[]).status.success());
-    s.write_spec(&StudyOptions { trials: 1, max_train_steps: 200, args: vec!["--extra={max_train_steps}".into()], ..Default::default() });
+    s.write_spec(&StudyOptions {
+        trials: 1,
+        max_train_steps: 200,
+        args: vec!["--extra={max_train_steps}".into()],
+        ..Default::default()
+    });
     let out = s.run(&[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

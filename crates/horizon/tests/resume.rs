@@ -13,10 +13,15 @@ fn gated(s: &TestStudy) -> std::path::PathBuf {
 
 fn numbers_and_indices(s: &TestStudy) -> (Vec<i64>, BTreeSet<i64>) {
     let db = s.db();
-    let numbers = db.prepare("SELECT number FROM trials ORDER BY number").unwrap()
-        .query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
-    let indices = db.prepare("SELECT sample_index FROM trials").unwrap()
-        .query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let numbers = db
+        .prepare("SELECT number FROM trials ORDER BY number")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let indices =
+        db.prepare("SELECT sample_index FROM trials").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
     (numbers, indices)
 }
 
@@ -138,7 +143,12 @@ fn first_ctrl_c_drains_and_the_next_run_resumes() {
 
 #[test]
 fn second_ctrl_c_terminates_running_trials_which_rerun_on_resume() {
-    let s = TestStudy::new(StudyOptions { trials: 3, mode: "ignore-term", trainer: "kill_grace = \"1s\"".into(), ..Default::default() });
+    let s = TestStudy::new(StudyOptions {
+        trials: 3,
+        mode: "ignore-term",
+        trainer: "kill_grace = \"1s\"".into(),
+        ..Default::default()
+    });
     let mut child = s.spawn_run(&["-j", "2"], "first");
     wait_for("two running trials", LONG, || s.started_markers() == 2);
     let pids: Vec<i64> = [0, 1].iter().map(|n| s.argv_record(*n)["pid"].as_i64().unwrap()).collect();

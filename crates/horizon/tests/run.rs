@@ -21,7 +21,8 @@ fn a_study_records_every_trial_with_its_retrospective_best_step() {
         let mut stmt = db
             .prepare("SELECT m.step, m.value FROM metrics m JOIN trials t ON t.id = m.trial_id WHERE t.number = ?1 AND m.name = 'valid/loss' ORDER BY m.step")
             .unwrap();
-        let curve: Vec<(u64, f64)> = stmt.query_map([number], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+        let curve: Vec<(u64, f64)> =
+            stmt.query_map([number], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
         assert_eq!(curve.len(), 10, "one evaluation every 10 of 100 steps");
         let min = curve.iter().map(|c| c.1).fold(f64::INFINITY, f64::min);
         let first_best = curve.iter().find(|c| c.1 == min).unwrap().0;
@@ -30,8 +31,8 @@ fn a_study_records_every_trial_with_its_retrospective_best_step() {
         assert_eq!(t["final_step"].as_u64().unwrap(), 100);
         assert_eq!(t["final_value"].as_f64().unwrap(), curve.last().unwrap().1);
     }
-    let indices: BTreeSet<i64> = db.prepare("SELECT sample_index FROM trials").unwrap()
-        .query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let indices: BTreeSet<i64> =
+        db.prepare("SELECT sample_index FROM trials").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
     assert_eq!(indices, (0..5).collect());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("best step") && stdout.contains("best valid/loss"), "{stdout}");
@@ -64,7 +65,10 @@ fn a_flaky_trainer_succeeds_on_its_retry() {
         assert_eq!(t["failures"], 1);
     }
     // The retry started from scratch: only the second attempt's metrics are stored.
-    assert_eq!(s.count("SELECT COUNT(*) FROM metrics m JOIN trials t ON t.id = m.trial_id WHERE t.number = 0 AND m.name = 'valid/loss'"), 10);
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM metrics m JOIN trials t ON t.id = m.trial_id WHERE t.number = 0 AND m.name = 'valid/loss'"),
+        10
+    );
 }
 
 #[test]
@@ -89,7 +93,12 @@ fn a_nan_loss_marks_the_trial_diverged_and_stops_it() {
 
 #[test]
 fn a_hanging_trainer_is_killed_by_the_timeout() {
-    let s = TestStudy::new(StudyOptions { trials: 1, mode: "hang", trainer: "timeout = \"1s\"\nkill_grace = \"1s\"".into(), ..Default::default() });
+    let s = TestStudy::new(StudyOptions {
+        trials: 1,
+        mode: "hang",
+        trainer: "timeout = \"1s\"\nkill_grace = \"1s\"".into(),
+        ..Default::default()
+    });
     let out = s.run(&[]);
     assert!(out.status.success(), "{}", text(&out));
     let t = &s.trials()[0];
@@ -126,8 +135,14 @@ fn malformed_metric_lines_are_warnings_not_crashes() {
     let out = s.run(&[]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(s.trials()[0]["state"], "complete");
-    let warnings: Vec<String> = s.db().prepare("SELECT message FROM warnings").unwrap()
-        .query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let warnings: Vec<String> = s
+        .db()
+        .prepare("SELECT message FROM warnings")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     assert!(warnings[0].contains("metrics line 1: not JSON"), "{warnings:?}");
     assert!(warnings[1].contains("\"step\" must be a non-negative integer"), "{warnings:?}");
@@ -168,7 +183,8 @@ fn checkpoints_keep_the_best_and_the_latest() {
     for t in s.trials() {
         let n = t["number"].as_u64().unwrap();
         let best = t["best_step"].as_u64().unwrap();
-        let mut on_disk: Vec<String> = std::fs::read_dir(s.trial_dir(n)).unwrap()
+        let mut on_disk: Vec<String> = std::fs::read_dir(s.trial_dir(n))
+            .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|f| f.starts_with("ckpt-"))
             .collect();
@@ -177,7 +193,9 @@ fn checkpoints_keep_the_best_and_the_latest() {
         expected.sort();
         expected.dedup();
         assert_eq!(on_disk, expected, "trial {n}");
-        let live = s.count(&format!("SELECT COUNT(*) FROM checkpoints c JOIN trials t ON t.id = c.trial_id WHERE t.number = {n} AND c.deleted = 0"));
+        let live = s.count(&format!(
+            "SELECT COUNT(*) FROM checkpoints c JOIN trials t ON t.id = c.trial_id WHERE t.number = {n} AND c.deleted = 0"
+        ));
         assert_eq!(live as usize, expected.len());
     }
 }
@@ -187,7 +205,8 @@ fn read_commands_agree_with_the_database() {
     let s = TestStudy::new(StudyOptions { trials: 4, ..Default::default() });
     assert!(s.run(&["-j", "2"]).status.success());
     let trials = s.trials();
-    let best = trials.iter().min_by(|a, b| a["best_value"].as_f64().unwrap().total_cmp(&b["best_value"].as_f64().unwrap())).unwrap();
+    let best =
+        trials.iter().min_by(|a, b| a["best_value"].as_f64().unwrap().total_cmp(&b["best_value"].as_f64().unwrap())).unwrap();
     let out = s.horizon(&["best", "study.toml", "--json"]);
     let reported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reported["number"], best["number"]);

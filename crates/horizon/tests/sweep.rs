@@ -64,7 +64,9 @@ fn results(report: &Value) -> Vec<(f64, String, Option<u64>, Option<f64>)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r[0].as_f64().unwrap(), r[1]["kind"].as_str().unwrap().to_string(), r[1]["steps"].as_u64(), r[1]["best"].as_f64()))
+        .map(|r| {
+            (r[0].as_f64().unwrap(), r[1]["kind"].as_str().unwrap().to_string(), r[1]["steps"].as_u64(), r[1]["best"].as_f64())
+        })
         .collect()
 }
 
@@ -79,7 +81,9 @@ fn steps_trained(s: &TestStudy) -> u64 {
     for stage in std::fs::read_dir(s.study_dir().join("lr-sweep")).unwrap() {
         let db = rusqlite::Connection::open(stage.unwrap().path().join("horizon.db")).unwrap();
         let sum: i64 = db
-            .query_row("SELECT COALESCE(SUM(last), 0) FROM (SELECT MAX(step) AS last FROM metrics GROUP BY trial_id)", [], |r| r.get(0))
+            .query_row("SELECT COALESCE(SUM(last), 0) FROM (SELECT MAX(step) AS last FROM metrics GROUP BY trial_id)", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         total += sum as u64;
     }
@@ -94,7 +98,8 @@ fn answer(report: &Value) -> (Value, Value, Value) {
 #[test]
 fn the_sweep_runs_the_grid_against_the_cap_and_reports_the_fastest_interior_rate() {
     let s = TestStudy::new(StudyOptions { name: "sw", ..Default::default() });
-    std::fs::write(&s.spec, sweep_study("sw", "low = 0.01\nhigh = 1.0\npoints = 5\nmax_steps = 6400\nset = { momentum = 0.9 }")).unwrap();
+    std::fs::write(&s.spec, sweep_study("sw", "low = 0.01\nhigh = 1.0\npoints = 5\nmax_steps = 6400\nset = { momentum = 0.9 }"))
+        .unwrap();
     let report = sweep(&s);
     assert_eq!(report["schema"], "horizon.lr-sweep/2");
     // No separate run to find N: the grid ran against the cap.
@@ -110,7 +115,9 @@ fn the_sweep_runs_the_grid_against_the_cap_and_reports_the_fastest_interior_rate
     assert_eq!(report["suggested_max_train_steps"].as_u64(), Some(best));
     for (lr, kind, steps, _) in &rows {
         match kind.as_str() {
-            "fit" => assert!(steps.unwrap() <= n && steps.unwrap() % 20 == 0, "lr {lr}: fit at an evaluation within N: {steps:?}"),
+            "fit" => {
+                assert!(steps.unwrap() <= n && steps.unwrap() % 20 == 0, "lr {lr}: fit at an evaluation within N: {steps:?}")
+            }
             "slower" | "stalled" | "never" | "diverged" => {}
             other => panic!("lr {lr}: {other}"),
         }
@@ -136,12 +143,19 @@ fn the_sweep_runs_the_grid_against_the_cap_and_reports_the_fastest_interior_rate
     // cap, and every trial ended complete, stopped with its reason.
     let db = stage_db(&s, "grid-0");
     let mut stmt = db.prepare("SELECT id, params_json, max_train_steps, state, message FROM trials").unwrap();
-    let trials: Vec<(i64, String, i64, String, Option<String>)> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).unwrap().map(Result::unwrap).collect();
+    let trials: Vec<(i64, String, i64, String, Option<String>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(trials.len(), 5);
     for (id, params, steps, state, message) in &trials {
         let p: Value = serde_json::from_str(params).unwrap();
-        assert_eq!((p["weight_decay"].as_f64(), p["momentum"].as_f64(), p["hidden"].as_i64()), (Some(0.0), Some(0.9), Some(64)), "{p}");
+        assert_eq!(
+            (p["weight_decay"].as_f64(), p["momentum"].as_f64(), p["hidden"].as_i64()),
+            (Some(0.0), Some(0.9), Some(64)),
+            "{p}"
+        );
         assert_eq!(*steps as u64, n);
         let lr = p["learning_rate"].as_f64().unwrap();
         let last: i64 = db.query_row("SELECT MAX(step) FROM metrics WHERE trial_id = ?1", [id], |r| r.get(0)).unwrap();
@@ -153,11 +167,19 @@ fn the_sweep_runs_the_grid_against_the_cap_and_reports_the_fastest_interior_rate
             // Stopped once the fit was seen (the trainer may run on until the signal lands).
             assert!(last as u64 >= *fit, "lr {lr}: curve ends at {last}, before its fit at {fit}");
             let error_at_fit: f64 = db
-                .query_row("SELECT value FROM metrics WHERE trial_id = ?1 AND name = 'train/error' AND step = ?2", [*id, *fit as i64], |r| r.get(0))
+                .query_row(
+                    "SELECT value FROM metrics WHERE trial_id = ?1 AND name = 'train/error' AND step = ?2",
+                    [*id, *fit as i64],
+                    |r| r.get(0),
+                )
                 .unwrap();
             assert_eq!(error_at_fit, 0.0);
             let before: i64 = db
-                .query_row("SELECT COUNT(*) FROM metrics WHERE trial_id = ?1 AND name = 'train/error' AND step < ?2 AND value <= 0", [*id, *fit as i64], |r| r.get(0))
+                .query_row(
+                    "SELECT COUNT(*) FROM metrics WHERE trial_id = ?1 AND name = 'train/error' AND step < ?2 AND value <= 0",
+                    [*id, *fit as i64],
+                    |r| r.get(0),
+                )
                 .unwrap();
             assert_eq!(before, 0, "lr {lr}: {fit} is the first fit");
             assert!(message.contains(&format!("train/error <= 0 held at step {fit}")), "{message}");
@@ -257,7 +279,9 @@ fn own_trainer_study(s: &TestStudy, params: &str, sweep: &str) {
         max_train_steps: 100,
         eval_every: 10,
         args: vec!["--schedule={schedule}".into()],
-        extra: format!("{params}\n[lr_sweep]\nparam = \"lr\"\nfit = \"train/loss <= 0.16\"\npoints = 2\nextensions = 0\n{sweep}\n"),
+        extra: format!(
+            "{params}\n[lr_sweep]\nparam = \"lr\"\nfit = \"train/loss <= 0.16\"\npoints = 2\nextensions = 0\n{sweep}\n"
+        ),
         ..Default::default()
     };
     s.write_spec(&options);
@@ -277,7 +301,13 @@ fn a_sweep_that_cannot_hold_the_rate_constant_is_refused_with_the_fix() {
     // Said in the study file: the sweep runs with it, and only the sweep.
     own_trainer_study(&s, "[params.schedule]\ntype = \"fixed\"\nvalue = \"cosine\"\nconstant = \"constant\"", "");
     let report = sweep(&s);
-    assert!(report["held"].as_array().unwrap().contains(&serde_json::json!({"name": "schedule", "value": "constant", "by": "constant"})), "{report}");
+    assert!(
+        report["held"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"name": "schedule", "value": "constant", "by": "constant"})),
+        "{report}"
+    );
     let db = stage_db(&s, "grid-0");
     let schedules: Vec<String> = db
         .prepare("SELECT json_extract(params_json, '$.schedule') FROM trials")
@@ -291,7 +321,10 @@ fn a_sweep_that_cannot_hold_the_rate_constant_is_refused_with_the_fix() {
     assert!(argv.contains("--schedule=constant"), "{argv}");
     let run = s.run(&["--no-progress"]);
     assert!(run.status.success(), "{}", text(&run));
-    assert!(s.argv_record(0)["argv"].as_array().unwrap().contains(&Value::from("--schedule=cosine")), "the study itself keeps its schedule");
+    assert!(
+        s.argv_record(0)["argv"].as_array().unwrap().contains(&Value::from("--schedule=cosine")),
+        "the study itself keeps its schedule"
+    );
 }
 
 #[test]
@@ -303,7 +336,10 @@ fn searched_parameters_without_a_value_are_refused_not_held_at_the_middle() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("lr_sweep.set") && err.contains("momentum, act have none"), "{err}");
-    assert!(err.contains("fix: give the value you would train with: [lr_sweep] set = { momentum = VALUE, act = VALUE }"), "{err}");
+    assert!(
+        err.contains("fix: give the value you would train with: [lr_sweep] set = { momentum = VALUE, act = VALUE }"),
+        "{err}"
+    );
 
     own_trainer_study(&s, params, "set = { momentum = 0.9, act = \"gelu\" }");
     let report = sweep(&s);
@@ -316,7 +352,14 @@ fn searched_parameters_without_a_value_are_refused_not_held_at_the_middle() {
 fn a_range_below_the_fastest_rate_is_extended_upwards() {
     // Every rate of this grid is small: the fastest is its top edge, so the sweep extends it.
     let s = TestStudy::new(StudyOptions { name: "edge", ..Default::default() });
-    std::fs::write(&s.spec, sweep_study("edge", "low = 0.003\nhigh = 0.012\npoints = 2\nsteps = 400\nextensions = 1\nextend_by = 1\nset = { momentum = 0.0 }")).unwrap();
+    std::fs::write(
+        &s.spec,
+        sweep_study(
+            "edge",
+            "low = 0.003\nhigh = 0.012\npoints = 2\nsteps = 400\nextensions = 1\nextend_by = 1\nset = { momentum = 0.0 }",
+        ),
+    )
+    .unwrap();
     let report = sweep(&s);
     let extensions = report["extensions"].as_array().unwrap();
     assert_eq!(extensions.len(), 1, "{report}");
@@ -350,7 +393,11 @@ fn a_changed_sweep_is_refused_with_the_way_out() {
     assert!(err.contains("run with other settings") && err.contains("lr-sweep"), "{err}");
 
     // A changed fit criterion is refused too: the stored curves were cut short at the old one.
-    std::fs::write(&s.spec, sweep_study("chg", "low = 0.01\nhigh = 1.0\npoints = 2\nsteps = 40\neval_every = 20\nfit = \"train/loss <= 0.001\"")).unwrap();
+    std::fs::write(
+        &s.spec,
+        sweep_study("chg", "low = 0.01\nhigh = 1.0\npoints = 2\nsteps = 40\neval_every = 20\nfit = \"train/loss <= 0.001\""),
+    )
+    .unwrap();
     let out = s.horizon(&["sweep-lr", "study.toml", "--no-progress"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -59,7 +59,8 @@ fn a_workload_study_reports_every_catalog_metric_and_selects_checkpoints() {
         }
         // Checkpoints were announced at every evaluation; retention kept the best and the latest.
         let best = t["best_step"].as_u64().unwrap();
-        let mut kept: Vec<String> = std::fs::read_dir(s.trial_dir(n)).unwrap()
+        let mut kept: Vec<String> = std::fs::read_dir(s.trial_dir(n))
+            .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|f| f.starts_with("ckpt-"))
             .collect();
@@ -75,7 +76,11 @@ fn a_workload_study_reports_every_catalog_metric_and_selects_checkpoints() {
 fn the_same_seed_gives_the_same_curves_in_separate_processes() {
     let curves = |s: &TestStudy| -> Vec<(i64, i64, String, Option<f64>)> {
         let db = s.db();
-        let mut stmt = db.prepare("SELECT t.number, m.step, m.name, m.value FROM metrics m JOIN trials t ON t.id = m.trial_id ORDER BY 1, 2, 3").unwrap();
+        let mut stmt = db
+            .prepare(
+                "SELECT t.number, m.step, m.name, m.value FROM metrics m JOIN trials t ON t.id = m.trial_id ORDER BY 1, 2, 3",
+            )
+            .unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(Result::unwrap).collect()
     };
     let a = TestStudy::new(StudyOptions { name: "d", ..Default::default() });

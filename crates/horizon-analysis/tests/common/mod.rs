@@ -74,9 +74,7 @@ pub fn curve(budget: u64, every: u64, f: impl Fn(f64) -> f64) -> Vec<(u64, f64)>
 /// there, then rising slowly (by 0.2 over a whole budget).
 pub fn v_curve(budget: u64, every: u64, best_at: u64, floor: f64) -> Vec<(u64, f64)> {
     let b = best_at as f64;
-    curve(budget, every, |s| {
-        if s <= b { floor + (2.0 - floor) * (1.0 - s / b) } else { floor + 0.2 * (s - b) / budget as f64 }
-    })
+    curve(budget, every, |s| if s <= b { floor + (2.0 - floor) * (1.0 - s / b) } else { floor + 0.2 * (s - b) / budget as f64 })
 }
 
 pub type TrialDataAlias = TrialData;

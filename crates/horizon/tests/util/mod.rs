@@ -43,12 +43,7 @@ impl Default for StudyOptions {
 
 impl StudyOptions {
     pub fn toml(&self) -> String {
-        let mut command = vec![
-            "python3".to_string(),
-            FIXTURE.to_string(),
-            "--mode={mode}".to_string(),
-            "--lr={lr}".to_string(),
-        ];
+        let mut command = vec!["python3".to_string(), FIXTURE.to_string(), "--mode={mode}".to_string(), "--lr={lr}".to_string()];
         command.extend(self.args.iter().cloned());
         let command: Vec<String> = command.iter().map(|a| format!("{a:?}")).collect();
         format!(
@@ -116,9 +111,10 @@ impl TestStudy {
 
     /// The study directory (the default `horizon-runs/<name>`).
     pub fn study_dir(&self) -> PathBuf {
-        let name = std::fs::read_to_string(&self.spec).unwrap().lines().find_map(|l| {
-            l.strip_prefix("name = \"").map(|r| r.trim_end_matches('"').to_string())
-        });
+        let name = std::fs::read_to_string(&self.spec)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \"").map(|r| r.trim_end_matches('"').to_string()));
         self.path().join("horizon-runs").join(name.unwrap())
     }
 
