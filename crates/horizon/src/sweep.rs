@@ -172,9 +172,12 @@ fn stage_trials(
         .collect();
     if !unfinished.is_empty() {
         bail!(
-            "trial(s) {} of the sweep stage in {} have not finished (another horizon may be running them).\n  fix: let it finish, or run `horizon sweep-lr` again once it has stopped: the stage resumes",
+            "{} {} of the sweep stage in {} {} not finished (another horizon may be running {}).\n  fix: let it finish, or run `horizon sweep-lr` again once it has stopped: the stage resumes",
+            if unfinished.len() == 1 { "trial" } else { "trials" },
             unfinished.join(", "),
-            dir.display()
+            dir.display(),
+            if unfinished.len() == 1 { "has" } else { "have" },
+            if unfinished.len() == 1 { "it" } else { "them" }
         );
     }
     let mut out = Vec::new();
@@ -315,10 +318,10 @@ pub fn render_report(sweep: &LrSweepSpec, r: &SweepReport, root: &Path) -> Strin
             };
             let at: Vec<String> = sides.iter().map(|side| format!("the {side} edge ({})", edge(side))).collect();
             line(format!(
-                "fastest: {} = {fastest}, still at {} after {} extension(s): a faster learning rate may lie beyond.",
+                "fastest: {} = {fastest}, still at {} after {}: a faster learning rate may lie beyond.",
                 sweep.param,
                 at.join(" and "),
-                r.extensions.len()
+                horizon_analysis::text::plural(r.extensions.len(), "extension")
             ));
             line(format!("upper bound on the initial max_train_steps: {suggested}"));
             let moves: Vec<String> = sides
