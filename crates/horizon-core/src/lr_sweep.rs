@@ -1026,25 +1026,7 @@ mod tests {
     fn record(number: u64, lr: f64, state: TrialState) -> TrialRecord {
         let mut params = Params::default();
         params.set("learning_rate", ParamValue::Float(lr));
-        TrialRecord {
-            id: number as i64 + 100,
-            number,
-            sample_index: Some(number),
-            params,
-            max_train_steps: 3200,
-            state,
-            attempt: 1,
-            failures: 0,
-            best_step: None,
-            best_value: None,
-            final_step: None,
-            final_value: None,
-            message: None,
-            created_at: 0.0,
-            started_at: None,
-            finished_at: None,
-            lease: None,
-        }
+        TrialRecord { id: number as i64 + 100, ..TrialRecord::new(number, params, 3200, state) }
     }
 
     #[test]

@@ -113,6 +113,32 @@ pub struct TrialRecord {
     pub lease: Option<Lease>,
 }
 
+impl TrialRecord {
+    /// A trial as it is first created from sample `number`: attempt 1 about to run, nothing
+    /// recorded yet. Callers set what differs with struct update syntax.
+    pub fn new(number: u64, params: Params, max_train_steps: u64, state: TrialState) -> TrialRecord {
+        TrialRecord {
+            id: number as i64,
+            number,
+            sample_index: Some(number),
+            params,
+            max_train_steps,
+            state,
+            attempt: 1,
+            failures: 0,
+            best_step: None,
+            best_value: None,
+            final_step: None,
+            final_value: None,
+            message: None,
+            created_at: 0.0,
+            started_at: None,
+            finished_at: None,
+            lease: None,
+        }
+    }
+}
+
 /// How many trials a study holds once its sampled trials are done: the sampler fills the
 /// study's quota of `planned` trials (or more, if an earlier run of the study planned more), and
 /// trials not drawn from the sampler (imported ones) come on top of it.

@@ -120,25 +120,8 @@ high = 1.0
             "p.toml",
         )
         .unwrap();
-        let trial = TrialRecord {
-            id: 1,
-            number: 7,
-            sample_index: Some(7),
-            params: Params(vec![("lr".into(), ParamValue::Float(0.05))]),
-            max_train_steps: 100,
-            state: TrialState::Running,
-            attempt: 2,
-            failures: 1,
-            best_step: None,
-            best_value: None,
-            final_step: None,
-            final_value: None,
-            message: None,
-            created_at: 0.0,
-            started_at: None,
-            finished_at: None,
-            lease: None,
-        };
+        let params = Params(vec![("lr".into(), ParamValue::Float(0.05))]);
+        let trial = TrialRecord { id: 1, attempt: 2, failures: 1, ..TrialRecord::new(7, params, 100, TrialState::Running) };
         let files = AttemptFiles::new(Path::new("/s/trials/00007"), 2);
         let p = plan(&spec, &trial, &files, Path::new("/w"), Some("1"), Path::new("/bin/horizon"));
         assert_eq!(p.argv, ["prog", "--lr=0.05", "--steps=100", "/s/trials/00007/x", "{lit}"]);

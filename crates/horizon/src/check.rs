@@ -26,25 +26,7 @@ pub fn check(path: &Path, points: u64, as_json: bool) -> Result<()> {
 
     // Trial 0's first attempt, as the runner would launch it (the trial directory is not created).
     let first = sampled.first().map(|(_, p)| p.clone()).unwrap_or_default();
-    let trial = TrialRecord {
-        id: 0,
-        number: 0,
-        sample_index: Some(0),
-        params: first,
-        max_train_steps: spec.max_train_steps,
-        state: TrialState::Running,
-        attempt: 1,
-        failures: 0,
-        best_step: None,
-        best_value: None,
-        final_step: None,
-        final_value: None,
-        message: None,
-        created_at: 0.0,
-        started_at: None,
-        finished_at: None,
-        lease: None,
-    };
+    let trial = TrialRecord::new(0, first, spec.max_train_steps, TrialState::Running);
     let files = AttemptFiles::new(&study.trial_dir(0), 1);
     let gpu = spec.trainer.gpus.first().map(String::as_str);
     let launch = plan(spec, &trial, &files, &study.working_dir, gpu, &study.horizon_exe);

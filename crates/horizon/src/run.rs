@@ -108,9 +108,24 @@ pub fn run_study(
     show_bar: bool,
     relay: &SignalRelay,
 ) -> Result<(WorkerSummary, StudyId)> {
+    run_study_with(study, storage, jobs, show_bar, relay, None)
+}
+
+/// [`run_study`] with a policy that may stop running trials (`lr_sweep::stops` for a sweep).
+pub fn run_study_with(
+    study: &ResolvedStudy,
+    storage: Arc<SqliteStorage>,
+    jobs: usize,
+    show_bar: bool,
+    relay: &SignalRelay,
+    scheduler: Option<Box<dyn horizon_runner::scheduler::Scheduler>>,
+) -> Result<(WorkerSummary, StudyId)> {
     let (events_tx, events_rx) = channel();
     let options = WorkerOptions { jobs: jobs.max(1), ..WorkerOptions::default() };
-    let worker = Worker::new(study.clone(), storage, options, events_tx)?;
+    let mut worker = Worker::new(study.clone(), storage, options, events_tx)?;
+    if let Some(scheduler) = scheduler {
+        worker = worker.with_scheduler(scheduler);
+    }
     let study_id = worker.study().id;
     relay.attach(worker.control_handle());
     let spec = &study.spec;

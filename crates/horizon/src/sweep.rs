@@ -9,7 +9,6 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::mpsc::channel;
 
 use anyhow::{Result, bail};
 use horizon_core::TrialState;
@@ -21,7 +20,6 @@ use horizon_core::protocol::is_loss_like;
 use horizon_runner::RunError;
 use horizon_runner::resolve::ResolvedStudy;
 use horizon_runner::scheduler::from_fn;
-use horizon_runner::worker::{Worker, WorkerOptions};
 use horizon_store::{SqliteStorage, Storage, StudyId};
 use serde::Serialize;
 
@@ -113,24 +111,9 @@ fn run_stage(
     show_bar: bool,
     relay: &SignalRelay,
 ) -> Result<StudyId> {
-    let (events_tx, events_rx) = channel();
-    let options = WorkerOptions { jobs: args.jobs.max(1), ..WorkerOptions::default() };
     let policy = sweep.clone();
     let scheduler = from_fn(vec![sweep.fit.metric.clone()], move |view| stops(&policy, prior, view));
-    let worker = Worker::new(study.clone(), storage, options, events_tx)?.with_scheduler(Box::new(scheduler));
-    let study_id = worker.study().id;
-    relay.attach(worker.control_handle());
-    let spec = &study.spec;
-    let reporter = crate::progress::spawn(
-        events_rx,
-        show_bar,
-        spec.objective.metric.clone(),
-        spec.objective.direction,
-        spec.trainer.retries,
-    );
-    let summary = worker.run();
-    let _ = reporter.join();
-    summary?;
+    let (_, study_id) = crate::run::run_study_with(study, storage, args.jobs, show_bar, relay, Some(Box::new(scheduler)))?;
     Ok(study_id)
 }
 

@@ -10,25 +10,7 @@ pub const OBJ: &str = "valid/loss";
 pub const TRAIN: &str = "train/loss";
 
 pub fn record(number: u64, budget: u64, state: TrialState, params: Params) -> TrialRecord {
-    TrialRecord {
-        id: number as i64,
-        number,
-        sample_index: Some(number),
-        params,
-        max_train_steps: budget,
-        state,
-        attempt: 1,
-        failures: 0,
-        best_step: None,
-        best_value: None,
-        final_step: None,
-        final_value: None,
-        message: None,
-        created_at: 0.0,
-        started_at: None,
-        finished_at: None,
-        lease: None,
-    }
+    TrialRecord::new(number, params, budget, state)
 }
 
 pub fn points(name: &str, curve: &[(u64, f64)]) -> Vec<MetricPoint> {
