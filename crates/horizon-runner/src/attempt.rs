@@ -118,6 +118,8 @@ pub struct AttemptResult {
     pub stderr_tail: Option<String>,
     pub stderr_path: Option<PathBuf>,
     pub warnings: usize,
+    /// The message stored with the trial (why it failed, or where and why it stopped early).
+    pub message: Option<String>,
     pub duration: Duration,
     /// Storage refused the writes: another worker took the trial over. Nothing was finished.
     pub lease_lost: bool,
@@ -395,7 +397,7 @@ fn finish(
         trial.attempt,
         &Finish {
             state,
-            message,
+            message: message.clone(),
             selection,
             counts_as_failure: matches!(outcome, AttemptOutcome::Failed { .. }),
             exit_code,
@@ -411,6 +413,7 @@ fn finish(
         stderr_tail,
         stderr_path: None,
         warnings: recorder.warnings_seen(),
+        message,
         duration: started.elapsed(),
         lease_lost: false,
     })
@@ -426,6 +429,7 @@ fn lost(input: AttemptInput, recorder: AttemptRecorder, started: Instant) -> Att
         stderr_tail: None,
         stderr_path: None,
         warnings: recorder.warnings_seen(),
+        message: None,
         duration: started.elapsed(),
         lease_lost: true,
     }

@@ -117,8 +117,10 @@ impl Reporter {
                         if self.best.is_none_or(|(_, b)| self.direction.better(s.best_value, b)) {
                             self.best = Some((number, s.best_value));
                         }
+                        // A trial stopped early for a reason (stop_when, a policy) says so.
+                        let stopped = result.message.as_deref().map(|m| format!("; {m}")).unwrap_or_default();
                         self.say(format!(
-                            "trial {number} complete: best {} {} at step {}/{} (final {}) in {secs:.1}s",
+                            "trial {number} complete: best {} {} at step {}/{} (final {}) in {secs:.1}s{stopped}",
                             self.objective,
                             num(s.best_value),
                             s.best_step,

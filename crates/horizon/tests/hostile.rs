@@ -137,7 +137,10 @@ fn a_stop_when_stop_is_still_complete() {
         .unwrap()
         .replace("kill_grace = \"1s\"", "kill_grace = \"1s\"\nstop_when = \"valid/loss <= 0.3\"");
     std::fs::write(&s.spec, spec).unwrap();
-    assert!(s.run(&[]).status.success());
+    let out = s.run(&[]);
+    assert!(out.status.success());
+    let said = text(&out);
+    assert!(said.contains("trial 0 complete:") && said.contains("; stopped at step"), "the run says why it stopped: {said}");
     let t = &s.trials()[0];
     assert_eq!(t["state"], "complete", "{t}");
     assert!(t["message"].as_str().unwrap().contains("valid/loss <= 0.3 held at step 4"), "{t}");
