@@ -82,6 +82,30 @@ impl ParamDef {
         }
     }
 
+    /// Whether `value` is one the parameter can take: within a range, in a list, the fixed
+    /// value. (Imported runs are checked against a declared space with it.)
+    pub fn contains(&self, value: &ParamValue) -> bool {
+        match &self.kind {
+            ParamKind::Float { .. } | ParamKind::Int { .. } => self.unit_position(value).is_some(),
+            ParamKind::Discrete { values } => values.contains(value),
+            ParamKind::Categorical { choices } => choices.contains(value),
+            ParamKind::Fixed { value: v } => v == value,
+        }
+    }
+
+    /// The values the parameter can take, in words: `"0.001 to 1, log"`, `"one of 32, 64"`.
+    pub fn describe(&self) -> String {
+        let list = |vs: &[ParamValue]| vs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let scale = |s: &Scale| if *s == Scale::Log { "log" } else { "linear" };
+        match &self.kind {
+            ParamKind::Float { low, high, scale: s } => format!("{low} to {high}, {}", scale(s)),
+            ParamKind::Int { low, high, scale: s } => format!("{low} to {high}, {}", scale(s)),
+            ParamKind::Discrete { values } => format!("one of {}", list(values)),
+            ParamKind::Categorical { choices } => format!("one of {}", list(choices)),
+            ParamKind::Fixed { value } => format!("fixed at {value}"),
+        }
+    }
+
     /// The position of `value` in the parameter's sampling scale, in `[0, 1]`: linear or log
     /// for ranges, the index for lists. `None` for fixed and categorical parameters (no order)
     /// and for values that are not in the space.
@@ -190,6 +214,27 @@ impl SearchSpace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contains_and_describe_cover_every_kind() {
+        let f = ParamDef { name: "lr".into(), kind: ParamKind::Float { low: 1e-3, high: 1.0, scale: Scale::Log } };
+        assert!(
+            f.contains(&ParamValue::Float(0.01))
+                && !f.contains(&ParamValue::Float(2.0))
+                && !f.contains(&ParamValue::Str("x".into()))
+        );
+        assert_eq!(f.describe(), "0.001 to 1, log");
+        let i = ParamDef { name: "n".into(), kind: ParamKind::Int { low: 1, high: 8, scale: Scale::Linear } };
+        assert!(i.contains(&ParamValue::Int(8)) && !i.contains(&ParamValue::Int(9)));
+        let d =
+            ParamDef { name: "b".into(), kind: ParamKind::Discrete { values: vec![ParamValue::Int(32), ParamValue::Int(64)] } };
+        assert!(d.contains(&ParamValue::Int(64)) && !d.contains(&ParamValue::Int(48)));
+        assert_eq!(d.describe(), "one of 32, 64");
+        let c = ParamDef { name: "o".into(), kind: ParamKind::Categorical { choices: vec![ParamValue::Str("sgd".into())] } };
+        assert!(c.contains(&ParamValue::Str("sgd".into())) && !c.contains(&ParamValue::Str("adam".into())));
+        let x = ParamDef { name: "w".into(), kind: ParamKind::Fixed { value: ParamValue::Int(3) } };
+        assert!(x.contains(&ParamValue::Int(3)) && !x.contains(&ParamValue::Int(4)));
+    }
 
     fn float(low: f64, high: f64, scale: Scale) -> ParamDef {
         ParamDef { name: "x".into(), kind: ParamKind::Float { low, high, scale } }

@@ -110,7 +110,7 @@ impl AttemptRecorder {
                     let shown: String = text.chars().take(200).collect();
                     self.warn(format!("metrics line {}: {why}; line ignored: {shown}", self.lines));
                 } else {
-                    self.report(report);
+                    self.record(report);
                 }
             }
             Err(e) => {
@@ -158,10 +158,14 @@ impl AttemptRecorder {
 
     /// A parsed report (the in-process path calls this directly; lines come through [`Self::line`]).
     pub fn report(&mut self, report: Report) {
-        if let Err(why) = self.admit(&report) {
-            self.warn(format!("report ignored: {why}"));
-            return;
+        match self.admit(&report) {
+            Ok(()) => self.record(report),
+            Err(why) => self.warn(format!("report ignored: {why}")),
         }
+    }
+
+    /// Record a report that [`Self::admit`] accepted.
+    fn record(&mut self, report: Report) {
         match report {
             Report::Metrics { step, values } => {
                 self.last_step = Some(self.last_step.map_or(step, |s| s.max(step)));
@@ -229,7 +233,9 @@ impl AttemptRecorder {
             let Some(pos) = self.live_checkpoints.iter().position(|(s, _)| *s == step) else { continue };
             let (_, path) = self.live_checkpoints.remove(pos);
             if let Err(kept) = crate::files::remove_announced(&self.trial_dir, Path::new(&path)) {
-                self.warn(format!("checkpoint {path:?} (step {step}) not deleted: {kept}"));
+                self.warn(format!(
+                    "checkpoint {path:?} (step {step}) not deleted: {kept}; announce checkpoints at paths inside the trial directory, named by step (docs/protocol.md section 6)"
+                ));
                 continue;
             }
             if let Err(e) = self.storage.mark_checkpoint_deleted(self.trial, step) {

@@ -10,7 +10,8 @@ use horizon_runner::resolve::ResolvedStudy;
 use horizon_runner::worker::{Event, Worker, WorkerOptions};
 use horizon_store::Storage;
 
-fn study(dir: &std::path::Path, trials: u64) -> ResolvedStudy {
+/// A study of `trials` closure trials of 50 steps, with extra `[trainer]` lines.
+fn study_with(dir: &std::path::Path, trials: u64, trainer: &str) -> ResolvedStudy {
     let text = format!(
         r#"
 [study]
@@ -24,7 +25,7 @@ direction = "minimize"
 [trainer]
 command = ["true"]
 metrics = ["valid/loss"]
-retries = 1
+{trainer}
 [params.x]
 type = "float"
 low = -1.0
@@ -34,6 +35,10 @@ high = 1.0
     let path = dir.join("study.toml");
     std::fs::write(&path, &text).unwrap();
     ResolvedStudy::new(StudySpec::parse(&text, "study.toml").unwrap(), &path).unwrap()
+}
+
+fn study(dir: &std::path::Path, trials: u64) -> ResolvedStudy {
+    study_with(dir, trials, "retries = 1")
 }
 
 fn train(t: &mut InProcessTrial<'_>) -> Result<(), String> {
@@ -157,31 +162,8 @@ values = [0, 2, 3, 4, 20]
     }
 }
 
-/// A study of one closure trial with extra `[trainer]` lines.
 fn one_trial(dir: &std::path::Path, trainer: &str) -> ResolvedStudy {
-    let text = format!(
-        r#"
-[study]
-name = "one"
-trials = 1
-max_train_steps = 50
-eval_every = 5
-[objective]
-metric = "valid/loss"
-direction = "minimize"
-[trainer]
-command = ["true"]
-metrics = ["valid/loss"]
-{trainer}
-[params.x]
-type = "float"
-low = -1.0
-high = 1.0
-"#
-    );
-    let path = dir.join("study.toml");
-    std::fs::write(&path, &text).unwrap();
-    ResolvedStudy::new(StudySpec::parse(&text, "study.toml").unwrap(), &path).unwrap()
+    study_with(dir, 1, trainer)
 }
 
 fn run_one(

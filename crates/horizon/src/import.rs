@@ -10,8 +10,6 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use horizon_core::params::ParamValue;
-use horizon_core::space::{ParamDef, ParamKind};
 use horizon_core::spec::SpaceFile;
 use horizon_core::{Direction, Params, TrialState};
 use horizon_import::{EVENT_PREFIX, Run, csv_files, event_runs, parse_csv_dir, parse_jsonl, parse_tensorboard_dir};
@@ -113,14 +111,14 @@ fn check_runs_in_space<'a>(runs: impl Iterator<Item = (&'a str, &'a Params)>, fi
     for (origin, params) in runs {
         for def in &file.space.params {
             let Some(value) = params.get(&def.name) else { continue };
-            if !in_space(def, value) {
+            if !def.contains(value) {
                 bail!(
                     "{origin}: {} = {} is outside the space in {} ({}); its position in the range, and so the edge reading, would be wrong; nothing was changed\n  \
                      fix: widen params.{} in {} to hold every value the runs used",
                     def.name,
                     value,
                     path.display(),
-                    range_text(def),
+                    def.describe(),
                     def.name,
                     path.display()
                 );
@@ -128,26 +126,6 @@ fn check_runs_in_space<'a>(runs: impl Iterator<Item = (&'a str, &'a Params)>, fi
         }
     }
     Ok(())
-}
-
-fn in_space(def: &ParamDef, value: &ParamValue) -> bool {
-    match &def.kind {
-        ParamKind::Float { .. } | ParamKind::Int { .. } => def.unit_position(value).is_some(),
-        ParamKind::Discrete { values } => values.contains(value),
-        ParamKind::Categorical { choices } => choices.contains(value),
-        ParamKind::Fixed { value: v } => v == value,
-    }
-}
-
-fn range_text(def: &ParamDef) -> String {
-    let list = |vs: &[ParamValue]| vs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-    match &def.kind {
-        ParamKind::Float { low, high, scale } => format!("{low} to {high}, {scale:?}").to_lowercase(),
-        ParamKind::Int { low, high, scale } => format!("{low} to {high}, {scale:?}").to_lowercase(),
-        ParamKind::Discrete { values } => format!("one of {}", list(values)),
-        ParamKind::Categorical { choices } => format!("one of {}", list(choices)),
-        ParamKind::Fixed { value } => format!("fixed at {value}"),
-    }
 }
 
 /// The stored spec of an imported study with the space and analysis settings of `file`.
