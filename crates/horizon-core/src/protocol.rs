@@ -49,6 +49,8 @@ pub mod env {
     pub const CHECKPOINT_EVERY: &str = "HORIZON_CHECKPOINT_EVERY";
     pub const CHECKPOINT_STEPS: &str = "HORIZON_CHECKPOINT_STEPS";
     pub const RESUME_FROM: &str = "HORIZON_RESUME_FROM";
+    /// The ladder rung this attempt runs (0 for studies without a ladder).
+    pub const RUNG: &str = "HORIZON_RUNG";
 }
 
 /// What horizon tells one attempt through the environment: encoded by [`TrialEnvironment::vars`]
@@ -70,8 +72,11 @@ pub struct TrialEnvironment {
     pub checkpoint_every: Option<u64>,
     /// Further checkpoint steps, written comma-separated.
     pub checkpoint_steps: Vec<u64>,
-    /// A checkpoint to resume from (set only when horizon wants a resume).
+    /// A checkpoint to resume from (set only when horizon wants a resume): on a ladder, a
+    /// checkpoint of the trial's previous rung, taken under a shorter budget.
     pub resume_from: Option<String>,
+    /// The ladder rung (0 without a ladder); `max_train_steps` is that rung's budget.
+    pub rung: u32,
 }
 
 /// Why a protocol environment does not read: the variable, its value, and what was expected.
@@ -102,6 +107,7 @@ impl TrialEnvironment {
             // kernel's limit on one environment string (128 KiB) for long runs.
             (env::CHECKPOINT_EVERY, self.checkpoint_every.map(|e| e.to_string()).unwrap_or_default()),
             (env::CHECKPOINT_STEPS, steps.join(",")),
+            (env::RUNG, self.rung.to_string()),
         ];
         if let Some(r) = &self.resume_from {
             vars.push((env::RESUME_FROM, r.clone()));
@@ -175,6 +181,7 @@ impl TrialEnvironment {
             checkpoint_every,
             checkpoint_steps,
             resume_from: lookup(env::RESUME_FROM).filter(|p| !p.trim().is_empty()),
+            rung: optional_u64(env::RUNG, 0)?.min(u32::MAX as u64) as u32,
         })
     }
 }
@@ -214,6 +221,16 @@ pub fn encode_metrics(step: u64, split: &str, metrics: &[(&str, f64)]) -> String
     Value::Object(obj).to_string()
 }
 
+/// A declaration (without its newline) that the run's schedule, up to and including the update
+/// of `step`, is the same under any longer budget: `{"event": "budget_independent", "step": S}`.
+/// A ladder resumes a promoted trial from a checkpoint at or before that step.
+pub fn encode_budget_independent(step: u64) -> String {
+    let mut obj = serde_json::Map::new();
+    obj.insert("event".into(), "budget_independent".into());
+    obj.insert("step".into(), step.into());
+    Value::Object(obj).to_string()
+}
+
 /// A checkpoint announcement (without its newline): `{"event": "checkpoint", "step": S, "path": P}`.
 pub fn encode_checkpoint(step: u64, path: &str) -> String {
     let mut obj = serde_json::Map::new();
@@ -242,6 +259,9 @@ pub enum Report {
     Metrics { step: u64, values: Vec<(String, f64)> },
     /// A checkpoint was written at `step`; `path` is relative to the trial directory or absolute.
     Checkpoint { step: u64, path: String },
+    /// The schedule up to and including `step` does not depend on the budget: the state after
+    /// `step` updates is the same under any longer budget (docs/protocol.md, ladders).
+    BudgetIndependent { step: u64 },
 }
 
 /// Why a line was not understood.
@@ -273,7 +293,10 @@ pub fn parse_line(line: &str) -> Result<Report, LineError> {
             };
             return Ok(Report::Checkpoint { step, path });
         }
-        Some(other) => return Err(bad(format!("unknown event {other}; protocol v1 knows \"checkpoint\""))),
+        Some(Value::String(e)) if e == "budget_independent" => return Ok(Report::BudgetIndependent { step }),
+        Some(other) => {
+            return Err(bad(format!("unknown event {other}; protocol v1 knows \"checkpoint\" and \"budget_independent\"")));
+        }
         None => {}
     }
     let prefix = match obj.get("split") {
@@ -404,6 +427,7 @@ mod tests {
                 every in proptest::option::of(1u64..),
                 steps in proptest::collection::btree_set(1u64.., 0..4),
                 resume in proptest::option::of("[a-z/]{1,12}"),
+                rung in 0u32..10,
             ) {
                 let e = TrialEnvironment {
                     study: "s".into(),
@@ -418,12 +442,24 @@ mod tests {
                     checkpoint_every: every,
                     checkpoint_steps: steps.into_iter().collect(),
                     resume_from: resume,
+                    rung,
                 };
                 let vars = e.vars();
                 let back = TrialEnvironment::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
                 prop_assert_eq!(back, e);
             }
         }
+    }
+
+    #[test]
+    fn budget_independence_is_declared_by_step() {
+        assert_eq!(parse_line(&encode_budget_independent(2400)).unwrap(), Report::BudgetIndependent { step: 2400 });
+        assert_eq!(
+            parse_line(r#"{"event": "budget_independent", "step": 0}"#).unwrap(),
+            Report::BudgetIndependent { step: 0 }
+        );
+        assert!(parse_line(r#"{"event": "budget_independent"}"#).unwrap_err().0.contains("step"));
+        assert!(parse_line(r#"{"event": "prefix", "step": 3}"#).unwrap_err().0.contains("budget_independent"));
     }
 
     #[test]

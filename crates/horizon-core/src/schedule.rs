@@ -160,6 +160,17 @@ impl Schedule {
         };
         p.max(warmup).min(shorter)
     }
+
+    /// How many leading updates of this run are the same under *any* longer budget (the same
+    /// schedule with a later `total_steps`): the step a trainer declares as budget-independent
+    /// (docs/protocol.md), and the checkpoint a ladder resumes a promoted trial from. The whole
+    /// run for constant and inverse-square-root schedules, everything before the decay for
+    /// warmup-stable-decay (its decay length is fixed in steps), the warmup for linear and
+    /// cosine decay.
+    pub fn budget_independent_until(&self) -> u64 {
+        let longer = Schedule { total_steps: self.total_steps.saturating_mul(2).max(self.total_steps.saturating_add(1)), ..*self };
+        self.identical_until(&longer)
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +229,26 @@ mod tests {
 
     fn close(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    }
+
+    #[test]
+    fn the_budget_independent_prefix_holds_for_every_longer_budget() {
+        for decay in [Decay::Constant, Decay::Linear, Decay::Cosine, Decay::Rsqrt, Decay::ConstantThenLinear { decay_steps: 30 }] {
+            let s = Schedule::new(0.1, 10, 100, decay).unwrap();
+            let p = s.budget_independent_until();
+            for longer in [101u64, 150, 300, 10_000] {
+                let l = Schedule { total_steps: longer, ..s };
+                for step in 0..p {
+                    assert_eq!(s.lr(step).to_bits(), l.lr(step).to_bits(), "{decay:?} step {step} under {longer}");
+                }
+            }
+            let expected = match decay {
+                Decay::Constant | Decay::Rsqrt => 100,
+                Decay::ConstantThenLinear { .. } => 70,
+                _ => 10,
+            };
+            assert_eq!(p, expected, "{decay:?}");
+        }
     }
 
     #[test]

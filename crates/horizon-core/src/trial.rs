@@ -111,6 +111,71 @@ pub struct TrialRecord {
     pub started_at: Option<f64>,
     pub finished_at: Option<f64>,
     pub lease: Option<Lease>,
+    /// The ladder rung the trial is at (0 without a ladder); `max_train_steps`, the state and
+    /// the selection above are that rung's. Earlier rungs are [`RungRecord`]s.
+    pub rung: u32,
+}
+
+/// How a trial came to run a rung.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RungEntry {
+    /// A new configuration (rung 0), or an imported run.
+    Started,
+    /// Promoted from rung `from`, resuming from the checkpoint that rung wrote at step `step`.
+    Resumed { from: u32, step: u64 },
+    /// Promoted from rung `from`, trained from scratch at the new budget (the schedule shares
+    /// no prefix with the shorter one, or no checkpoint was there to resume from).
+    Restarted { from: u32 },
+}
+
+impl RungEntry {
+    /// The step training starts at: the resumed checkpoint's, or 0.
+    pub fn start_step(self) -> u64 {
+        match self {
+            RungEntry::Resumed { step, .. } => step,
+            _ => 0,
+        }
+    }
+}
+
+impl std::fmt::Display for RungEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RungEntry::Started => f.write_str("started"),
+            RungEntry::Resumed { from, step } => write!(f, "promoted from rung {from}, resumed from step {step}"),
+            RungEntry::Restarted { from } => write!(f, "promoted from rung {from}, restarted from scratch"),
+        }
+    }
+}
+
+/// One trial's run at one rung: a complete schedule for the rung's budget. Every trial has a
+/// rung 0 (a study without a ladder has nothing else); a ladder adds one per promotion.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RungRecord {
+    /// The trial's storage key and number.
+    pub trial: i64,
+    pub number: u64,
+    pub rung: u32,
+    /// The step budget of this rung (`HORIZON_MAX_TRAIN_STEPS` of its attempts).
+    pub budget: u64,
+    /// Running or waiting while it is the trial's current rung; how it ended after.
+    pub state: TrialState,
+    pub entry: RungEntry,
+    /// Retrospective selection over the objective at this rung.
+    pub best_step: Option<u64>,
+    pub best_value: Option<f64>,
+    pub final_step: Option<u64>,
+    pub final_value: Option<f64>,
+    /// The step up to which the run's schedule is the same under any longer budget, as the
+    /// trainer declared it (or horizon knew it).
+    pub budget_independent_until: Option<u64>,
+    /// Training steps this rung's attempts ran (from their start step to the last step they
+    /// reported, summed over attempts): the compute it cost.
+    pub steps_run: u64,
+    pub message: Option<String>,
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
 }
 
 impl TrialRecord {
@@ -135,6 +200,7 @@ impl TrialRecord {
             started_at: None,
             finished_at: None,
             lease: None,
+            rung: 0,
         }
     }
 }

@@ -208,6 +208,7 @@ pub fn study_from_runs(objective: &str, direction: Direction, runs: &[Run]) -> S
                     started_at: None,
                     finished_at: None,
                     lease: None,
+                    rung: 0,
                 },
                 metrics: t.metrics.clone(),
             }

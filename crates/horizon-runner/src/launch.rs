@@ -79,6 +79,7 @@ pub fn plan(
         // Explicit extra steps (none yet: later schedulers ask for checkpoints at rung steps).
         checkpoint_steps: Vec::new(),
         resume_from: None,
+        rung: 0,
     };
     env.extend(protocol.vars().into_iter().map(|(k, v)| (k.to_string(), v)));
     if let Some(gpu) = gpu {

@@ -48,6 +48,7 @@ pub struct AttemptRecorder {
     stop_when: Option<Criterion>,
     reached: Option<String>,
     last_step: Option<u64>,
+    budget_independent: Option<u64>,
     last_heartbeat: Instant,
     last_flush: Instant,
 }
@@ -87,6 +88,7 @@ impl AttemptRecorder {
             stop_when: None,
             reached: None,
             last_step: None,
+            budget_independent: None,
             last_heartbeat: Instant::now(),
             last_flush: Instant::now(),
         }
@@ -141,6 +143,8 @@ impl AttemptRecorder {
                 *step
             }
             Report::Checkpoint { step, .. } => *step,
+            // Past the budget it says the whole run is budget-independent: kept, as the budget.
+            Report::BudgetIndependent { .. } => return Ok(()),
         };
         if step > self.max_train_steps {
             return Err(format!("step {step} is beyond max_train_steps {}", self.max_train_steps));
@@ -219,7 +223,13 @@ impl AttemptRecorder {
                 }
                 self.apply_retention();
             }
+            Report::BudgetIndependent { step } => self.budget_independent = Some(step.min(self.max_train_steps)),
         }
+    }
+
+    /// The last step the trainer declared its schedule budget-independent up to.
+    pub fn budget_independent_until(&self) -> Option<u64> {
+        self.budget_independent
     }
 
     /// Delete the checkpoints the retention policy no longer keeps.

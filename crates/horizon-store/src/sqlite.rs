@@ -492,6 +492,7 @@ fn trial_from_row(row: &Row<'_>) -> rusqlite::Result<TrialRecord> {
         started_at: row.get("started_at")?,
         finished_at: row.get("finished_at")?,
         lease,
+        rung: 0,
     })
 }
 

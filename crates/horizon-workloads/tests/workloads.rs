@@ -72,7 +72,7 @@ fn parsed(lines: &[String]) -> Vec<(u64, String, f64)> {
     for line in lines {
         match parse_line(line).unwrap_or_else(|e| panic!("{line}: {e}")) {
             Report::Metrics { step, values } => out.extend(values.into_iter().map(|(n, v)| (step, n, v))),
-            Report::Checkpoint { .. } => {}
+            Report::Checkpoint { .. } | Report::BudgetIndependent { .. } => {}
         }
     }
     out

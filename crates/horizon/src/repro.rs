@@ -108,6 +108,7 @@ pub fn reproduce(t: &Target, trial: &TrialRecord) -> Option<Reproduction> {
         checkpoint_every: spec["checkpoints"]["every"].as_u64(),
         checkpoint_steps: Vec::new(),
         resume_from: None,
+        rung: 0,
     };
     env.extend(protocol.vars().into_iter().map(|(k, v)| (k.to_string(), v)));
     let working_dir = t.spec_base().map(|base| match trainer["working_dir"].as_str() {
