@@ -41,6 +41,7 @@
 
 pub mod analysis_config;
 pub mod checkpoint;
+pub mod claim;
 pub mod criterion;
 pub mod decision;
 pub mod ladder;

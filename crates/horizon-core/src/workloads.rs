@@ -146,3 +146,59 @@ pub const REGULARIZATION_OFF: &[(&str, Default)] = &[
 pub fn regularization_off(name: &str) -> Option<ParamValue> {
     REGULARIZATION_OFF.iter().find(|(n, _)| *n == name).map(|(_, v)| v.value())
 }
+
+/// Where the schedule of a built-in workload's run with `params` and `budget` stops depending on
+/// the budget ([`Schedule::budget_independent_until`](crate::schedule::Schedule::budget_independent_until)),
+/// computed as the workload computes its schedule (unset parameters take the catalog's
+/// defaults). `None` when the parameters do not make a valid schedule (the run will fail and
+/// say why).
+pub fn budget_independent_until(params: &crate::Params, budget: u64) -> Option<u64> {
+    use crate::schedule::{Decay, Schedule};
+    let get = |name: &str| {
+        params.get(name).cloned().or_else(|| COMMON_PARAMS.iter().find(|p| p.name == name).map(|p| p.default.value()))
+    };
+    let int = |name: &str| match get(name)? {
+        ParamValue::Int(i) => u64::try_from(i).ok(),
+        ParamValue::Float(x) if x.fract() == 0.0 && x >= 0.0 => Some(x as u64),
+        _ => None,
+    };
+    let lr = get("learning_rate")?.as_f64()?;
+    let decay = match get("schedule")? {
+        ParamValue::Str(s) => match s.as_str() {
+            "constant" => Decay::Constant,
+            "linear" => Decay::Linear,
+            "cosine" => Decay::Cosine,
+            "rsqrt" => Decay::Rsqrt,
+            "wsd" => Decay::ConstantThenLinear { decay_steps: int("decay_steps")? },
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Schedule::new(lr, int("warmup_steps")?, budget, decay).ok().map(|s| s.budget_independent_until())
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+    use crate::Params;
+
+    fn params(pairs: &[(&str, ParamValue)]) -> Params {
+        let mut p = Params::default();
+        for (k, v) in pairs {
+            p.set(k, v.clone());
+        }
+        p
+    }
+
+    #[test]
+    fn built_in_schedules_say_where_they_stop_depending_on_the_budget() {
+        let wsd = params(&[("schedule", ParamValue::Str("wsd".into())), ("decay_steps", ParamValue::Int(100))]);
+        assert_eq!(budget_independent_until(&wsd, 300), Some(200));
+        // Defaults: constant learning rate, the whole run.
+        assert_eq!(budget_independent_until(&Params::default(), 300), Some(300));
+        let cosine = params(&[("schedule", ParamValue::Str("cosine".into())), ("warmup_steps", ParamValue::Int(20))]);
+        assert_eq!(budget_independent_until(&cosine, 300), Some(20));
+        // A decay longer than the rung: no valid schedule, nothing known.
+        assert_eq!(budget_independent_until(&wsd, 50), None);
+    }
+}

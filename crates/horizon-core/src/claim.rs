@@ -1,0 +1,318 @@
+//! What a worker asking for work gets: the claim policy, a pure function from what storage
+//! holds of a study to a decision, as data.
+//!
+//! Storage builds a [`ClaimView`] inside its claim transaction, asks the study's
+//! [`ClaimPolicy`], and applies the [`ClaimDecision`] in the same transaction, so the decision
+//! and its effect are one atomic step whatever the number of workers and machines: two workers
+//! asking at once see each other's claims and get different work, and a trial is promoted
+//! once. The policy holds no state, so a study resumed from its database alone (after a crash,
+//! on another machine) gets the same decisions.
+//!
+//! - [`FixedBudget`]: today's study, one budget for every trial: a waiting trial (a retry, an
+//!   interrupted or requeued one) first, then the next sample while fewer than `trials` were
+//!   drawn, then done.
+//! - [`LadderPolicy`]: a ladder of growing budgets ([`crate::ladder`]): waiting trials first,
+//!   then ASHA's promote / launch / wait / done, with each promotion resuming from the
+//!   checkpoint its previous rung wrote where the schedule allows it.
+//!
+//! The next kinds of multi-stage work (rounds with schedule transfer) are further policies
+//! over the same view.
+
+use crate::ladder::{Ladder, LadderDecision, LadderTrial, RungOutcome};
+use crate::spec::Direction;
+use crate::trial::{RungRecord, TrialRecord, TrialState};
+
+/// What storage holds of a study at the moment of a claim. Fields a policy does not ask for
+/// ([`ClaimPolicy::needs_history`]) are left empty, so the common claim reads two rows.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimView {
+    /// The oldest waiting trial (lowest number), if any.
+    pub oldest_waiting: Option<TrialRecord>,
+    /// Sample indices handed out so far (trials drawn from the sampler).
+    pub sampled: u64,
+    /// Every trial, by number (only with `needs_history`).
+    pub trials: Vec<TrialRecord>,
+    /// Every rung of every trial, by trial number then rung (only with `needs_history`).
+    pub rungs: Vec<RungRecord>,
+    /// Live (not deleted) checkpoints as `(trial id, step)`, by trial then step (only with
+    /// `needs_history`).
+    pub checkpoints: Vec<(i64, u64)>,
+}
+
+/// What to do for the asking worker.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ClaimDecision {
+    /// Run the waiting trial `trial` (storage id) again at its current rung.
+    Retry { trial: i64 },
+    /// Draw the next sample and start it at rung 0 with this budget.
+    Launch { budget: u64 },
+    /// Move trial `trial` (storage id), complete at rung `rung - 1`, to rung `rung` with
+    /// `budget`, resuming from its checkpoint at step `resume_step` (or from scratch).
+    Promote { trial: i64, rung: u32, budget: u64, resume_step: Option<u64> },
+    /// Nothing to run now, but results still to come may make work (a ladder's promotions):
+    /// ask again later.
+    Wait,
+    /// The study has nothing more to run.
+    Done,
+}
+
+/// A study's claim policy. Implementations are pure: the decision depends only on the view.
+pub trait ClaimPolicy: Send + Sync {
+    /// Whether the policy reads `rungs` and `checkpoints` of the view.
+    fn needs_history(&self) -> bool {
+        false
+    }
+
+    fn decide(&self, view: &ClaimView) -> ClaimDecision;
+
+    /// Steps at which the attempt of `trial` about to run should write a checkpoint (passed in
+    /// `HORIZON_CHECKPOINT_STEPS`): a ladder asks for the one its next rung would resume from.
+    fn checkpoint_steps(&self, _trial: &TrialRecord) -> Vec<u64> {
+        Vec::new()
+    }
+}
+
+/// One budget for every trial, `trials` of them: waiting trials first, then new samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FixedBudget {
+    pub trials: u64,
+    pub max_train_steps: u64,
+}
+
+impl ClaimPolicy for FixedBudget {
+    fn decide(&self, view: &ClaimView) -> ClaimDecision {
+        if let Some(t) = &view.oldest_waiting {
+            return ClaimDecision::Retry { trial: t.id };
+        }
+        if view.sampled < self.trials {
+            return ClaimDecision::Launch { budget: self.max_train_steps };
+        }
+        ClaimDecision::Done
+    }
+}
+
+/// Where a trial's schedule stops depending on the budget, as horizon knows it before the run
+/// (the built-in workloads' schedules are known from their parameters): `(params, budget) ->
+/// step`. `None` where horizon cannot know; the trainer's declaration
+/// (`{"event": "budget_independent", ...}`) is used then.
+pub type KnownPrefix = dyn Fn(&crate::Params, u64) -> Option<u64> + Send + Sync;
+
+/// A ladder of growing budgets with schedule-consistent promotion.
+pub struct LadderPolicy {
+    pub ladder: Ladder,
+    /// Configurations started at rung 0.
+    pub trials: u64,
+    pub direction: Direction,
+    /// Resume promoted trials from a checkpoint where the schedule allows it (else always
+    /// restart from scratch).
+    pub resume: bool,
+    pub known_prefix: Option<Box<KnownPrefix>>,
+}
+
+impl std::fmt::Debug for LadderPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LadderPolicy")
+            .field("ladder", &self.ladder)
+            .field("trials", &self.trials)
+            .field("resume", &self.resume)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LadderPolicy {
+    /// The step a rung's run of `trial` shares with any longer budget: horizon's own knowledge
+    /// of the schedule if it has it, else what the trainer declared at that rung.
+    fn prefix(&self, trial: &TrialRecord, rung: &RungRecord) -> Option<u64> {
+        let known = self.known_prefix.as_ref().and_then(|f| f(&trial.params, rung.budget));
+        known.or(rung.budget_independent_until).map(|p| p.min(rung.budget))
+    }
+
+    /// The checkpoint a promotion of `rung`'s trial resumes from: the latest live checkpoint of
+    /// the trial at or before the shared prefix, written at that rung (after its start step).
+    fn resume_step(&self, view: &ClaimView, rung: &RungRecord, prefix: Option<u64>) -> Option<u64> {
+        let prefix = prefix?;
+        if !self.resume || prefix == 0 {
+            return None;
+        }
+        let start = rung.entry.start_step();
+        view.checkpoints
+            .iter()
+            .filter(|(t, step)| *t == rung.trial && *step <= prefix && *step >= start && *step > 0)
+            .map(|(_, step)| *step)
+            .max()
+    }
+}
+
+/// Each trial's ladder history from its rung records (in trial-number, rung order).
+pub fn ladder_history(rungs: &[RungRecord]) -> Vec<LadderTrial> {
+    let mut history: Vec<LadderTrial> = Vec::new();
+    for r in rungs {
+        let outcome = match r.state {
+            TrialState::Waiting | TrialState::Running => RungOutcome::Pending,
+            TrialState::Complete => match r.best_value {
+                Some(v) if v.is_finite() => RungOutcome::Finished(v),
+                _ => RungOutcome::Infeasible,
+            },
+            TrialState::Incomplete | TrialState::Diverged | TrialState::Failed => RungOutcome::Infeasible,
+        };
+        match history.last_mut() {
+            Some(t) if t.number == r.number => t.rungs.push(outcome),
+            _ => history.push(LadderTrial { number: r.number, rungs: vec![outcome] }),
+        }
+    }
+    history
+}
+
+impl ClaimPolicy for LadderPolicy {
+    fn needs_history(&self) -> bool {
+        true
+    }
+
+    fn decide(&self, view: &ClaimView) -> ClaimDecision {
+        if let Some(t) = &view.oldest_waiting {
+            return ClaimDecision::Retry { trial: t.id };
+        }
+        // Imported trials (no sample index) are not on the ladder.
+        let on_ladder = |id: i64| view.trials.iter().any(|t| t.id == id && t.sample_index.is_some());
+        let sampled: Vec<RungRecord> = view.rungs.iter().filter(|r| on_ladder(r.trial)).cloned().collect();
+        let history = ladder_history(&sampled);
+        match crate::ladder::next(&self.ladder, &history, self.trials.max(view.sampled), self.direction) {
+            LadderDecision::Launch { budget } if view.sampled < self.trials => ClaimDecision::Launch { budget },
+            LadderDecision::Launch { .. } => ClaimDecision::Wait,
+            LadderDecision::Promote { trial, rung, budget } => {
+                let from = sampled.iter().find(|r| r.number == trial && r.rung as usize == rung - 1);
+                let record = view.trials.iter().find(|t| t.number == trial);
+                let (Some(from), Some(record)) = (from, record) else { return ClaimDecision::Wait };
+                let resume_step = self.resume_step(view, from, self.prefix(record, from));
+                ClaimDecision::Promote { trial: from.trial, rung: rung as u32, budget, resume_step }
+            }
+            LadderDecision::Wait => ClaimDecision::Wait,
+            LadderDecision::Done => ClaimDecision::Done,
+        }
+    }
+
+    fn checkpoint_steps(&self, trial: &TrialRecord) -> Vec<u64> {
+        // The top rung is never promoted: no resume point to ask for.
+        if !self.resume || trial.rung as usize >= self.ladder.top() {
+            return Vec::new();
+        }
+        let known = self.known_prefix.as_ref().and_then(|f| f(&trial.params, trial.max_train_steps));
+        known.filter(|&p| p > 0).map(|p| vec![p.min(trial.max_train_steps)]).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Params;
+    use crate::trial::RungEntry;
+
+    fn trial(number: u64, state: TrialState) -> TrialRecord {
+        TrialRecord { id: 100 + number as i64, ..TrialRecord::new(number, Params::default(), 100, state) }
+    }
+
+    fn rung(number: u64, rung: u32, budget: u64, state: TrialState, value: Option<f64>) -> RungRecord {
+        RungRecord {
+            trial: 100 + number as i64,
+            number,
+            rung,
+            budget,
+            state,
+            entry: if rung == 0 { RungEntry::Started } else { RungEntry::Restarted { from: rung - 1 } },
+            best_step: value.map(|_| budget),
+            best_value: value,
+            final_step: value.map(|_| budget),
+            final_value: value,
+            budget_independent_until: None,
+            steps_run: budget,
+            message: None,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    fn policy(known: Option<u64>) -> LadderPolicy {
+        LadderPolicy {
+            ladder: Ladder::geometric(100, 3, 900).unwrap(),
+            trials: 3,
+            direction: Direction::Minimize,
+            resume: true,
+            known_prefix: known.map(|k| Box::new(move |_: &Params, b: u64| Some(b - k)) as Box<KnownPrefix>),
+        }
+    }
+
+    #[test]
+    fn a_fixed_budget_retries_then_samples_then_is_done() {
+        let p = FixedBudget { trials: 2, max_train_steps: 500 };
+        let waiting = trial(0, TrialState::Waiting);
+        assert_eq!(p.decide(&ClaimView { oldest_waiting: Some(waiting), sampled: 2, ..Default::default() }), ClaimDecision::Retry { trial: 100 });
+        assert_eq!(p.decide(&ClaimView { sampled: 1, ..Default::default() }), ClaimDecision::Launch { budget: 500 });
+        assert_eq!(p.decide(&ClaimView { sampled: 2, ..Default::default() }), ClaimDecision::Done);
+        assert!(!p.needs_history());
+    }
+
+    fn view(checkpoints: Vec<(i64, u64)>, declared: Option<u64>) -> ClaimView {
+        let trials = (0..3).map(|n| trial(n, TrialState::Complete)).collect();
+        let mut rungs: Vec<RungRecord> =
+            [0.5, 0.2, 0.7].iter().enumerate().map(|(n, v)| rung(n as u64, 0, 100, TrialState::Complete, Some(*v))).collect();
+        rungs[1].budget_independent_until = declared;
+        ClaimView { oldest_waiting: None, sampled: 3, trials, rungs, checkpoints }
+    }
+
+    #[test]
+    fn a_promotion_resumes_from_the_latest_checkpoint_within_the_shared_prefix() {
+        // Decay of 20 steps: rung 0 (100 steps) shares steps up to 80 with any longer budget.
+        let v = view(vec![(101, 40), (101, 80), (101, 100), (100, 80)], None);
+        assert_eq!(policy(Some(20)).decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: Some(80) });
+        // Only a checkpoint past the prefix: restart from scratch, and say so.
+        let v = view(vec![(101, 100)], None);
+        assert_eq!(policy(Some(20)).decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: None });
+        // Horizon does not know the schedule: the trainer's declaration decides; none, restart.
+        let v = view(vec![(101, 40), (101, 80)], Some(50));
+        assert_eq!(policy(None).decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: Some(40) });
+        let v = view(vec![(101, 40), (101, 80)], None);
+        assert_eq!(policy(None).decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: None });
+        // Resume switched off.
+        let v = view(vec![(101, 80)], None);
+        let off = LadderPolicy { resume: false, ..policy(Some(20)) };
+        assert_eq!(off.decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: None });
+    }
+
+    #[test]
+    fn waiting_trials_come_first_and_imported_runs_stay_off_the_ladder() {
+        let mut v = view(vec![], None);
+        v.oldest_waiting = Some(trial(7, TrialState::Waiting));
+        assert_eq!(policy(None).decide(&v), ClaimDecision::Retry { trial: 107 });
+        // An imported run (no sample index) that is better than all: not promoted.
+        let mut v = view(vec![], None);
+        v.trials.push(TrialRecord { sample_index: None, ..trial(3, TrialState::Complete) });
+        v.rungs.push(rung(3, 0, 100, TrialState::Complete, Some(0.01)));
+        assert_eq!(policy(None).decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: None });
+    }
+
+    #[test]
+    fn workers_wait_while_a_running_rung_may_still_promote() {
+        let mut v = view(vec![], None);
+        for r in &mut v.rungs {
+            r.state = TrialState::Running;
+        }
+        assert_eq!(policy(None).decide(&v), ClaimDecision::Wait);
+        let mut v = view(vec![], None);
+        v.sampled = 1;
+        v.trials.truncate(1);
+        v.rungs.truncate(1);
+        assert_eq!(policy(None).decide(&v), ClaimDecision::Launch { budget: 100 });
+    }
+
+    #[test]
+    fn the_checkpoint_for_the_next_rung_is_asked_for_in_advance() {
+        let p = policy(Some(20));
+        let t = TrialRecord { rung: 0, max_train_steps: 100, ..trial(0, TrialState::Running) };
+        assert_eq!(p.checkpoint_steps(&t), vec![80]);
+        // The top rung is never promoted.
+        let top = TrialRecord { rung: 2, max_train_steps: 900, ..t.clone() };
+        assert!(p.checkpoint_steps(&top).is_empty());
+        assert!(policy(None).checkpoint_steps(&t).is_empty());
+    }
+}
