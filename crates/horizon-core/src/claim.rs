@@ -246,7 +246,10 @@ mod tests {
     fn a_fixed_budget_retries_then_samples_then_is_done() {
         let p = FixedBudget { trials: 2, max_train_steps: 500 };
         let waiting = trial(0, TrialState::Waiting);
-        assert_eq!(p.decide(&ClaimView { oldest_waiting: Some(waiting), sampled: 2, ..Default::default() }), ClaimDecision::Retry { trial: 100 });
+        assert_eq!(
+            p.decide(&ClaimView { oldest_waiting: Some(waiting), sampled: 2, ..Default::default() }),
+            ClaimDecision::Retry { trial: 100 }
+        );
         assert_eq!(p.decide(&ClaimView { sampled: 1, ..Default::default() }), ClaimDecision::Launch { budget: 500 });
         assert_eq!(p.decide(&ClaimView { sampled: 2, ..Default::default() }), ClaimDecision::Done);
         assert!(!p.needs_history());
@@ -264,7 +267,10 @@ mod tests {
     fn a_promotion_resumes_from_the_latest_checkpoint_within_the_shared_prefix() {
         // Decay of 20 steps: rung 0 (100 steps) shares steps up to 80 with any longer budget.
         let v = view(vec![(101, 40), (101, 80), (101, 100), (100, 80)], None);
-        assert_eq!(policy(Some(20)).decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: Some(80) });
+        assert_eq!(
+            policy(Some(20)).decide(&v),
+            ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: Some(80) }
+        );
         // Only a checkpoint past the prefix: restart from scratch, and say so.
         let v = view(vec![(101, 100)], None);
         assert_eq!(policy(Some(20)).decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: None });

@@ -454,10 +454,7 @@ mod tests {
     #[test]
     fn budget_independence_is_declared_by_step() {
         assert_eq!(parse_line(&encode_budget_independent(2400)).unwrap(), Report::BudgetIndependent { step: 2400 });
-        assert_eq!(
-            parse_line(r#"{"event": "budget_independent", "step": 0}"#).unwrap(),
-            Report::BudgetIndependent { step: 0 }
-        );
+        assert_eq!(parse_line(r#"{"event": "budget_independent", "step": 0}"#).unwrap(), Report::BudgetIndependent { step: 0 });
         assert!(parse_line(r#"{"event": "budget_independent"}"#).unwrap_err().0.contains("step"));
         assert!(parse_line(r#"{"event": "prefix", "step": 3}"#).unwrap_err().0.contains("budget_independent"));
     }

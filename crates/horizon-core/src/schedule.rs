@@ -168,7 +168,8 @@ impl Schedule {
     /// warmup-stable-decay (its decay length is fixed in steps), the warmup for linear and
     /// cosine decay.
     pub fn budget_independent_until(&self) -> u64 {
-        let longer = Schedule { total_steps: self.total_steps.saturating_mul(2).max(self.total_steps.saturating_add(1)), ..*self };
+        let longer =
+            Schedule { total_steps: self.total_steps.saturating_mul(2).max(self.total_steps.saturating_add(1)), ..*self };
         self.identical_until(&longer)
     }
 }
@@ -233,7 +234,8 @@ mod tests {
 
     #[test]
     fn the_budget_independent_prefix_holds_for_every_longer_budget() {
-        for decay in [Decay::Constant, Decay::Linear, Decay::Cosine, Decay::Rsqrt, Decay::ConstantThenLinear { decay_steps: 30 }] {
+        for decay in [Decay::Constant, Decay::Linear, Decay::Cosine, Decay::Rsqrt, Decay::ConstantThenLinear { decay_steps: 30 }]
+        {
             let s = Schedule::new(0.1, 10, 100, decay).unwrap();
             let p = s.budget_independent_until();
             for longer in [101u64, 150, 300, 10_000] {

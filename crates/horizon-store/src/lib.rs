@@ -7,17 +7,27 @@
 //! and nothing depends on a process-local cache.
 //!
 //! # Contract (every backend, checked by `tests/conformance.rs`)
-//! - **Atomic claim.** [`Storage::claim_trial`] takes the oldest `Waiting` trial, or else, while
-//!   the study has allocated fewer than `max_trials` sample indices, allocates the next one and
-//!   creates a trial from it, in one transaction. Two workers never get the same trial, and
-//!   sample indices are allocated `0, 1, 2, ...` without gaps or reuse, whatever the
-//!   interleaving. Trial numbers are `0, 1, 2, ...` in creation order, sampled or imported.
+//! - **Atomic claim.** [`Storage::claim_trial`] reads the study into a
+//!   [`ClaimView`](horizon_core::claim::ClaimView), asks the request's
+//!   [`ClaimPolicy`](horizon_core::claim::ClaimPolicy) and applies its decision, all in one
+//!   transaction: retry the waiting trial it names, launch the next sample (allocating the next
+//!   sample index) at a budget, promote a trial complete at rung `k` to rung `k + 1` (resuming
+//!   from its checkpoint at the named step, or from scratch), wait, or done. Two workers never
+//!   get the same trial, no trial is promoted to a rung twice, and sample indices are allocated
+//!   `0, 1, 2, ...` without gaps or reuse, whatever the interleaving. Trial numbers are
+//!   `0, 1, 2, ...` in creation order, sampled or imported.
+//! - **Rungs.** Every trial has a rung 0 (a [`RungRecord`]); a promotion adds the next. The
+//!   trial's own budget, state and selection are those of its current rung, and every write of
+//!   them is mirrored to that rung's record. Metrics are kept per rung: a promotion that resumes
+//!   from step `s` copies the earlier rung's metrics up to `s` into the new rung (they are the
+//!   same run up to there), and nothing recorded at an earlier rung is ever deleted.
 //! - **Leases.** A claim moves the trial to `Running`, increments its `attempt` and records the
 //!   worker's [`Lease`]. Only that attempt may write to the trial: metrics, warnings, checkpoints,
 //!   heartbeats and the finish all name `(trial, attempt)` and fail with
 //!   [`StoreError::NotWritable`] otherwise. A finished trial is never written again.
-//! - **Fresh attempts.** Claiming a `Waiting` trial deletes the metrics of its earlier attempts:
-//!   each attempt starts training from scratch.
+//! - **Fresh attempts.** Claiming a `Waiting` trial deletes the metrics its earlier attempts
+//!   recorded at its current rung after the rung's start step: each attempt starts from the
+//!   rung's start (the resumed checkpoint, or scratch).
 //! - **Unique metrics.** A metric is unique per `(trial, step, name)`; reporting it again
 //!   replaces the value.
 //! - **Abandoned trials.** [`Storage::requeue_abandoned`] moves a `Running` trial back to
@@ -55,8 +65,9 @@
 
 mod sqlite;
 
+use horizon_core::claim::ClaimPolicy;
 use horizon_core::selection::Selection;
-use horizon_core::trial::{Lease, TrialRecord, TrialState};
+use horizon_core::trial::{Lease, RungRecord, TrialRecord, TrialState};
 use horizon_core::{MetricPoint, Params};
 
 pub use sqlite::SqliteStorage;
@@ -102,6 +113,8 @@ pub enum StoreError {
     SchemaTooOld { path: String, found: i64, known: i64 },
     #[error("study {study} has no trial {number}")]
     NoTrialNumber { study: StudyId, number: u64 },
+    #[error("the claim policy's decision does not fit the stored study: {0}")]
+    Policy(String),
     #[error("trial {number} cannot be requeued: {why}")]
     NotRequeueable { number: u64, state: TrialState, why: String },
 }
@@ -147,16 +160,35 @@ pub struct NewStudy {
     pub identity_json: String,
 }
 
-/// A worker's request for a trial to run.
+/// A worker's request for work.
 pub struct ClaimRequest<'a> {
     /// The claiming worker; `heartbeat_at` is the claim time.
     pub lease: &'a Lease,
-    /// The study may hold at most this many trials; no new trial is created past it.
-    pub max_trials: u64,
-    /// The budget of a newly created trial.
-    pub max_train_steps: u64,
+    /// The study's claim policy, consulted inside the claim's transaction.
+    pub policy: &'a dyn ClaimPolicy,
     /// The parameters of the trial with a given sample index (called inside the transaction).
     pub sample: &'a dyn Fn(u64) -> std::result::Result<Params, String>,
+}
+
+/// What a claim gives the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Run this trial (now `Running` under the worker's lease).
+    Run(Box<ClaimedTrial>),
+    /// Nothing to run now; results still to come may make work (ask again later).
+    Wait,
+    /// The study has nothing more to run.
+    Done,
+}
+
+/// A claimed trial: the trial at its current rung, and where its attempt starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedTrial {
+    pub trial: TrialRecord,
+    pub rung: RungRecord,
+    /// The checkpoint to resume from (`HORIZON_RESUME_FROM`), as the earlier rung announced it
+    /// (relative to the trial directory, or absolute).
+    pub resume_from: Option<String>,
 }
 
 /// How an attempt ended, as the runner writes it.
@@ -174,6 +206,10 @@ pub struct Finish {
     pub exit_code: Option<i32>,
     /// Seconds since the Unix epoch.
     pub at: f64,
+    /// Training steps this attempt ran (from its start step to the last step it reported).
+    pub steps_run: u64,
+    /// The step the trainer declared its schedule budget-independent up to, if it did.
+    pub budget_independent_until: Option<u64>,
 }
 
 /// A finished run made without horizon, as [`Storage::import_trials`] stores it.
@@ -254,6 +290,8 @@ pub struct AttemptRecord {
     pub outcome: Option<TrialState>,
     pub message: Option<String>,
     pub exit_code: Option<i32>,
+    /// The ladder rung the attempt ran (0 without a ladder).
+    pub rung: u32,
 }
 
 /// The storage interface. Every method is one transaction; see the crate docs for the contract.
@@ -266,10 +304,9 @@ pub trait Storage: Send + Sync {
     /// Every study, oldest first.
     fn studies(&self) -> Result<Vec<StudyRecord>>;
 
-    /// Atomically claim the next trial to run (see the contract). `None` when the study has no
-    /// waiting trial and has already allocated `max_trials` sample indices (imported trials do
-    /// not count).
-    fn claim_trial(&self, study: StudyId, request: &ClaimRequest<'_>) -> Result<Option<TrialRecord>>;
+    /// Atomically decide and claim the next work (see the contract): the policy's decision over
+    /// the study as stored, applied in the same transaction.
+    fn claim_trial(&self, study: StudyId, request: &ClaimRequest<'_>) -> Result<Claim>;
     /// Renew the lease of a running attempt.
     fn heartbeat(&self, trial: TrialId, attempt: u32, at: f64) -> Result<()>;
     /// Store evaluations of a running attempt (replacing earlier values at the same step and name).
@@ -307,9 +344,14 @@ pub trait Storage: Send + Sync {
     fn trials_in_state(&self, study: StudyId, state: TrialState) -> Result<Vec<TrialRecord>>;
     /// One trial.
     fn trial(&self, trial: TrialId) -> Result<TrialRecord>;
-    /// A trial's evaluations, by step then name.
+    /// A trial's evaluations at its current rung, by step then name.
     fn metrics(&self, trial: TrialId) -> Result<Vec<MetricPoint>>;
-    /// One metric of every trial of a study, as `(trial, step, value)` by trial then step.
+    /// A trial's evaluations at one rung, by step then name.
+    fn rung_metrics(&self, trial: TrialId, rung: u32) -> Result<Vec<MetricPoint>>;
+    /// Every rung of every trial of a study, by trial number then rung.
+    fn rungs(&self, study: StudyId) -> Result<Vec<RungRecord>>;
+    /// One metric of every trial of a study at its current rung, as `(trial, step, value)` by
+    /// trial then step.
     fn study_metric(&self, study: StudyId, name: &str) -> Result<Vec<(TrialId, u64, f64)>>;
     fn checkpoints(&self, trial: TrialId) -> Result<Vec<CheckpointRecord>>;
     fn warnings(&self, trial: TrialId) -> Result<Vec<WarningRecord>>;

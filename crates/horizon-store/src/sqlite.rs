@@ -15,9 +15,12 @@ use horizon_core::{MetricPoint, Params};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params};
 
+use horizon_core::claim::{ClaimDecision, ClaimView};
+use horizon_core::trial::{RungEntry, RungRecord};
+
 use crate::{
-    AttemptRecord, CheckpointRecord, ClaimRequest, Finish, ImportRecord, ImportedTrial, NewStudy, Requeue, Result, Storage,
-    StoreError, StudyId, StudyRecord, TrialId, WarningRecord,
+    AttemptRecord, CheckpointRecord, Claim, ClaimRequest, ClaimedTrial, Finish, ImportRecord, ImportedTrial, NewStudy, Requeue,
+    Result, Storage, StoreError, StudyId, StudyRecord, TrialId, WarningRecord,
 };
 
 /// How long a writer waits for another process's transaction before giving up.
@@ -163,13 +166,60 @@ DROP TABLE trials;
 ALTER TABLE trials_v4 RENAME TO trials;
 CREATE INDEX trials_by_state ON trials (study_id, state, number);
 "#,
+    r#"
+-- Ladders: a trial runs at rungs of growing budgets. The trial row is its current rung; each
+-- rung's run is a row of `rungs`; metrics are kept per rung, so a promoted trial keeps what it
+-- recorded at earlier rungs. Existing trials are at rung 0.
+ALTER TABLE trials ADD COLUMN rung INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE checkpoints ADD COLUMN rung INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN rung INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE rungs (
+    trial_id        INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+    rung            INTEGER NOT NULL,
+    budget          INTEGER NOT NULL,
+    state           TEXT NOT NULL
+                    CHECK (state IN ('waiting', 'running', 'complete', 'incomplete', 'diverged', 'failed')),
+    entry           TEXT NOT NULL CHECK (entry IN ('started', 'resumed', 'restarted')),
+    resumed_step    INTEGER,
+    resume_path     TEXT,
+    best_step       INTEGER,
+    best_value      REAL,
+    final_step      INTEGER,
+    final_value     REAL,
+    budget_independent_until INTEGER,
+    steps_run       INTEGER NOT NULL DEFAULT 0,
+    message         TEXT,
+    started_at      REAL,
+    finished_at     REAL,
+    PRIMARY KEY (trial_id, rung)
+) WITHOUT ROWID;
+INSERT INTO rungs (trial_id, rung, budget, state, entry, best_step, best_value, final_step, final_value,
+                   steps_run, message, started_at, finished_at)
+    SELECT id, 0, max_train_steps, state, 'started', best_step, best_value, final_step, final_value,
+           COALESCE((SELECT MAX(step) FROM metrics m WHERE m.trial_id = trials.id), 0), message, started_at, finished_at
+    FROM trials;
+CREATE TABLE metrics_v5 (
+    trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+    rung     INTEGER NOT NULL,
+    step     INTEGER NOT NULL,
+    name     TEXT NOT NULL,
+    value    REAL,
+    PRIMARY KEY (trial_id, rung, step, name)
+) WITHOUT ROWID;
+INSERT INTO metrics_v5 (trial_id, rung, step, name, value) SELECT trial_id, 0, step, name, value FROM metrics;
+DROP TABLE metrics;
+ALTER TABLE metrics_v5 RENAME TO metrics;
+"#,
 ];
 
 const MEMORY_PATH: &str = ":memory:";
 
 const TRIAL_COLUMNS: &str = "id, number, sample_index, params_json, max_train_steps, state, attempt, failures, \
     best_step, best_value, final_step, final_value, message, created_at, started_at, finished_at, \
-    lease_worker, lease_host, lease_pid, heartbeat_at";
+    lease_worker, lease_host, lease_pid, heartbeat_at, rung";
+
+const RUNG_COLUMNS: &str = "r.trial_id, t.number, r.rung, r.budget, r.state, r.entry, r.resumed_step, r.best_step, r.best_value, \
+    r.final_step, r.final_value, r.budget_independent_until, r.steps_run, r.message, r.started_at, r.finished_at";
 
 const STUDY_COLUMNS: &str = "id, name, spec_json, identity_json, created_at, next_sample_index";
 
@@ -492,7 +542,35 @@ fn trial_from_row(row: &Row<'_>) -> rusqlite::Result<TrialRecord> {
         started_at: row.get("started_at")?,
         finished_at: row.get("finished_at")?,
         lease,
-        rung: 0,
+        rung: row.get("rung")?,
+    })
+}
+
+fn rung_from_row(row: &Row<'_>) -> rusqlite::Result<RungRecord> {
+    let rung: u32 = row.get("rung")?;
+    let best_step: Option<u64> = row.get("best_step")?;
+    let final_step: Option<u64> = row.get("final_step")?;
+    let entry = match row.get::<_, String>("entry")?.as_str() {
+        "resumed" => RungEntry::Resumed { from: rung.saturating_sub(1), step: row.get("resumed_step")? },
+        "restarted" => RungEntry::Restarted { from: rung.saturating_sub(1) },
+        _ => RungEntry::Started,
+    };
+    Ok(RungRecord {
+        trial: row.get("trial_id")?,
+        number: row.get("number")?,
+        rung,
+        budget: row.get("budget")?,
+        state: row.get::<_, State>("state")?.0,
+        entry,
+        best_step,
+        best_value: real_if(row, "best_value", best_step.is_some())?,
+        final_step,
+        final_value: real_if(row, "final_value", final_step.is_some())?,
+        budget_independent_until: row.get("budget_independent_until")?,
+        steps_run: row.get("steps_run")?,
+        message: row.get("message")?,
+        started_at: row.get("started_at")?,
+        finished_at: row.get("finished_at")?,
     })
 }
 
@@ -508,7 +586,17 @@ fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
         outcome: row.get::<_, Option<State>>("outcome")?.map(|s| s.0),
         message: row.get("message")?,
         exit_code: row.get("exit_code")?,
+        rung: row.get("rung")?,
     })
+}
+
+fn metrics_at(tx: &Transaction<'_>, trial: TrialId, rung: u32) -> rusqlite::Result<Vec<MetricPoint>> {
+    let mut stmt =
+        tx.prepare_cached("SELECT step, name, value FROM metrics WHERE trial_id = ?1 AND rung = ?2 ORDER BY step, name")?;
+    let rows = stmt.query_map(params![trial, rung], |r| {
+        Ok(MetricPoint { step: r.get("step")?, name: r.get("name")?, value: real(r, "value")? })
+    })?;
+    rows.collect()
 }
 
 fn now() -> f64 {
@@ -534,72 +622,194 @@ fn load_trial(tx: &Transaction<'_>, trial: TrialId) -> Result<TrialRecord, Fail>
     found.ok_or(Fail::Store(StoreError::NoTrial(trial)))
 }
 
-/// The write guard: `attempt` is the current attempt of a running trial.
-fn ensure_writable(tx: &Transaction<'_>, trial: TrialId, attempt: u32) -> Result<(), Fail> {
+/// The write guard: `attempt` is the current attempt of a running trial. Returns its rung.
+fn ensure_writable(tx: &Transaction<'_>, trial: TrialId, attempt: u32) -> Result<u32, Fail> {
     let current = tx
-        .prepare_cached("SELECT state, attempt FROM trials WHERE id = ?1")?
-        .query_row([trial], |r| Ok((r.get::<_, State>(0)?.0, r.get::<_, u32>(1)?)))
+        .prepare_cached("SELECT state, attempt, rung FROM trials WHERE id = ?1")?
+        .query_row([trial], |r| Ok((r.get::<_, State>(0)?.0, r.get::<_, u32>(1)?, r.get::<_, u32>(2)?)))
         .optional()?;
     match current {
         None => Err(StoreError::NoTrial(trial).into()),
-        Some((TrialState::Running, current)) if current == attempt => Ok(()),
-        Some((state, current)) => Err(StoreError::NotWritable { trial, attempt, state, current }.into()),
+        Some((TrialState::Running, current, rung)) if current == attempt => Ok(rung),
+        Some((state, current, _)) => Err(StoreError::NotWritable { trial, attempt, state, current }.into()),
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Claiming
 
-fn claim(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>) -> Result<Option<TrialRecord>, Fail> {
-    ensure_study(tx, study)?;
-    let trial = match oldest_waiting(tx, study)? {
-        Some(trial) => {
-            restart(tx, trial, request.lease)?;
+fn claim(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>) -> Result<Claim, Fail> {
+    let view = claim_view(tx, study, request.policy.needs_history())?;
+    let lease = request.lease;
+    let trial = match request.policy.decide(&view) {
+        ClaimDecision::Wait => return Ok(Claim::Wait),
+        ClaimDecision::Done => return Ok(Claim::Done),
+        ClaimDecision::Retry { trial } => {
+            restart(tx, trial, lease)?;
             trial
         }
-        None => match create_trial(tx, study, request)? {
-            Some(trial) => trial,
-            None => return Ok(None),
-        },
+        ClaimDecision::Launch { budget } => create_trial(tx, study, request, budget)?,
+        ClaimDecision::Promote { trial, rung, budget, resume_step } => {
+            promote(tx, trial, rung, budget, resume_step, lease)?;
+            trial
+        }
     };
     open_attempt(tx, trial)?;
-    Ok(Some(load_trial(tx, trial)?))
+    sync_rung(tx, trial)?;
+    let trial = load_trial(tx, trial)?;
+    let rung = load_rung(tx, trial.id, trial.rung)?;
+    let resume_from: Option<String> = tx
+        .prepare_cached("SELECT resume_path FROM rungs WHERE trial_id = ?1 AND rung = ?2")?
+        .query_row(params![trial.id, trial.rung], |r| r.get(0))?;
+    Ok(Claim::Run(Box::new(ClaimedTrial { trial, rung, resume_from })))
 }
 
-fn oldest_waiting(tx: &Transaction<'_>, study: StudyId) -> rusqlite::Result<Option<TrialId>> {
-    tx.prepare_cached("SELECT id FROM trials WHERE study_id = ?1 AND state = 'waiting' ORDER BY number LIMIT 1")?
-        .query_row([study], |r| r.get(0))
-        .optional()
+/// What the policy sees: the oldest waiting trial and the sample count always; every trial,
+/// rung and live checkpoint when it asks for the history.
+fn claim_view(tx: &Transaction<'_>, study: StudyId, history: bool) -> Result<ClaimView, Fail> {
+    let sampled: Option<u64> =
+        tx.prepare_cached("SELECT next_sample_index FROM studies WHERE id = ?1")?.query_row([study], |r| r.get(0)).optional()?;
+    let sampled = sampled.ok_or(Fail::Store(StoreError::NoStudy(study)))?;
+    let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ?1 AND state = 'waiting' ORDER BY number LIMIT 1");
+    let oldest_waiting = tx.prepare_cached(&sql)?.query_row([study], trial_from_row).optional()?;
+    let mut view = ClaimView { oldest_waiting, sampled, ..ClaimView::default() };
+    if history {
+        view.trials = study_trials(tx, study)?;
+        view.rungs = study_rungs(tx, study)?;
+        let mut stmt = tx.prepare_cached(
+            "SELECT c.trial_id, c.step FROM checkpoints c JOIN trials t ON t.id = c.trial_id
+             WHERE t.study_id = ?1 AND c.deleted = 0 ORDER BY t.number, c.step",
+        )?;
+        view.checkpoints = stmt.query_map([study], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(view)
 }
 
-/// Start a fresh attempt of a waiting trial: the earlier attempts' metrics and selection go.
-fn restart(tx: &Transaction<'_>, trial: TrialId, lease: &Lease) -> rusqlite::Result<()> {
+fn study_trials(tx: &Transaction<'_>, study: StudyId) -> rusqlite::Result<Vec<TrialRecord>> {
+    let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ?1 ORDER BY number");
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map([study], trial_from_row)?;
+    rows.collect()
+}
+
+fn study_rungs(tx: &Transaction<'_>, study: StudyId) -> rusqlite::Result<Vec<RungRecord>> {
+    let sql = format!(
+        "SELECT {RUNG_COLUMNS} FROM rungs r JOIN trials t ON t.id = r.trial_id WHERE t.study_id = ?1 ORDER BY t.number, r.rung"
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map([study], rung_from_row)?;
+    rows.collect()
+}
+
+fn load_rung(tx: &Transaction<'_>, trial: TrialId, rung: u32) -> Result<RungRecord, Fail> {
+    let sql =
+        format!("SELECT {RUNG_COLUMNS} FROM rungs r JOIN trials t ON t.id = r.trial_id WHERE r.trial_id = ?1 AND r.rung = ?2");
+    let found = tx.prepare_cached(&sql)?.query_row(params![trial, rung], rung_from_row).optional()?;
+    found.ok_or_else(|| Fail::Store(StoreError::Corrupt(format!("trial {trial} has no record of its rung {rung}"))))
+}
+
+/// Mirror the trial's current-rung fields (state, selection, message, times) to its rung record.
+fn sync_rung(tx: &Transaction<'_>, trial: TrialId) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "UPDATE trials SET state = 'running', attempt = attempt + 1, started_at = ?2, finished_at = NULL,
-            best_step = NULL, best_value = NULL, final_step = NULL, final_value = NULL,
-            lease_worker = ?3, lease_host = ?4, lease_pid = ?5, heartbeat_at = ?2
-         WHERE id = ?1",
+        "UPDATE rungs SET (state, best_step, best_value, final_step, final_value, message, started_at, finished_at) =
+            (SELECT state, best_step, best_value, final_step, final_value, message, started_at, finished_at
+             FROM trials WHERE id = ?1)
+         WHERE trial_id = ?1 AND rung = (SELECT rung FROM trials WHERE id = ?1)",
     )?
-    .execute(params![trial, lease.heartbeat_at, lease.worker, lease.host, lease.pid])?;
-    tx.prepare_cached("DELETE FROM metrics WHERE trial_id = ?1")?.execute([trial])?;
+    .execute([trial])?;
     Ok(())
 }
 
-/// Create the study's next trial from the next sample index, unless `max_trials` indices are
-/// already allocated.
-fn create_trial(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>) -> Result<Option<TrialId>, Fail> {
+/// Start a fresh attempt of a waiting trial at its current rung: what earlier attempts recorded
+/// at this rung after its start step, and the selection, go.
+fn restart(tx: &Transaction<'_>, trial: TrialId, lease: &Lease) -> Result<(), Fail> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE trials SET state = 'running', attempt = attempt + 1, started_at = ?2, finished_at = NULL,
+                best_step = NULL, best_value = NULL, final_step = NULL, final_value = NULL,
+                lease_worker = ?3, lease_host = ?4, lease_pid = ?5, heartbeat_at = ?2
+             WHERE id = ?1 AND state = 'waiting'",
+        )?
+        .execute(params![trial, lease.heartbeat_at, lease.worker, lease.host, lease.pid])?;
+    if changed == 0 {
+        return Err(StoreError::Policy(format!("trial {trial} is not waiting: it cannot be run again")).into());
+    }
+    // Resumed rungs keep the copied prefix (steps up to the resumed checkpoint, inclusive: the
+    // next attempt reports that evaluation again); a rung from scratch starts empty.
+    tx.prepare_cached(
+        "DELETE FROM metrics WHERE trial_id = ?1
+            AND rung = (SELECT rung FROM trials WHERE id = ?1)
+            AND step > COALESCE((SELECT r.resumed_step FROM rungs r JOIN trials t ON t.id = r.trial_id AND t.rung = r.rung
+                                 WHERE r.trial_id = ?1), -1)",
+    )?
+    .execute([trial])?;
+    Ok(())
+}
+
+/// Move a trial complete at `rung - 1` to `rung`: a new rung record, the budget, a fresh
+/// attempt, and (resuming) the earlier rung's metrics up to the checkpoint's step.
+fn promote(
+    tx: &Transaction<'_>,
+    trial: TrialId,
+    rung: u32,
+    budget: u64,
+    resume_step: Option<u64>,
+    lease: &Lease,
+) -> Result<(), Fail> {
+    let from = rung.checked_sub(1).ok_or_else(|| StoreError::Policy(format!("trial {trial}: rung 0 is not a promotion")))?;
+    let resume_path: Option<String> = match resume_step {
+        None => None,
+        Some(step) => {
+            let path = tx
+                .prepare_cached("SELECT path FROM checkpoints WHERE trial_id = ?1 AND step = ?2 AND deleted = 0")?
+                .query_row(params![trial, step], |r| r.get(0))
+                .optional()?;
+            Some(path.ok_or_else(|| {
+                StoreError::Policy(format!("trial {trial} has no live checkpoint at step {step} to resume from"))
+            })?)
+        }
+    };
+    let changed = tx
+        .prepare_cached(
+            "UPDATE trials SET rung = ?2, max_train_steps = ?3, state = 'running', attempt = attempt + 1, failures = 0,
+                message = NULL, started_at = ?4, finished_at = NULL,
+                best_step = NULL, best_value = NULL, final_step = NULL, final_value = NULL,
+                lease_worker = ?5, lease_host = ?6, lease_pid = ?7, heartbeat_at = ?4
+             WHERE id = ?1 AND rung = ?8 AND state = 'complete'",
+        )?
+        .execute(params![trial, rung, budget, lease.heartbeat_at, lease.worker, lease.host, lease.pid, from])?;
+    if changed == 0 {
+        return Err(StoreError::Policy(format!(
+            "trial {trial} is not complete at rung {from}: it cannot be promoted to rung {rung}"
+        ))
+        .into());
+    }
+    let entry = if resume_step.is_some() { "resumed" } else { "restarted" };
+    // The primary key (trial, rung) refuses a second promotion to the same rung.
+    tx.prepare_cached(
+        "INSERT INTO rungs (trial_id, rung, budget, state, entry, resumed_step, resume_path, started_at)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![trial, rung, budget, entry, resume_step, resume_path, lease.heartbeat_at])?;
+    if let Some(step) = resume_step {
+        tx.prepare_cached(
+            "INSERT INTO metrics (trial_id, rung, step, name, value)
+             SELECT trial_id, ?2, step, name, value FROM metrics WHERE trial_id = ?1 AND rung = ?3 AND step <= ?4",
+        )?
+        .execute(params![trial, rung, from, step])?;
+    }
+    Ok(())
+}
+
+/// Create the study's next trial from the next sample index, at rung 0 with `budget`.
+fn create_trial(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>, budget: u64) -> Result<TrialId, Fail> {
     // Imported trials have no sample index: the sampler's quota counts allocated indices, not
     // trials, so an import neither shrinks nor breaks the sequence.
-    let max_trials = i64::try_from(request.max_trials).unwrap_or(i64::MAX);
-    let index: Option<u64> = tx
+    let index: u64 = tx
         .prepare_cached(
-            "UPDATE studies SET next_sample_index = next_sample_index + 1
-             WHERE id = ?1 AND next_sample_index < ?2
-             RETURNING next_sample_index - 1",
+            "UPDATE studies SET next_sample_index = next_sample_index + 1 WHERE id = ?1 RETURNING next_sample_index - 1",
         )?
-        .query_row(params![study, max_trials], |r| r.get(0))
-        .optional()?;
-    let Some(index) = index else { return Ok(None) };
+        .query_row(params![study], |r| r.get(0))?;
     // An error drops the transaction, which rolls the index back.
     let params = (request.sample)(index).map_err(StoreError::Sample)?;
     let lease = request.lease;
@@ -607,7 +817,7 @@ fn create_trial(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>
         number: next_number(tx, study)?,
         sample_index: Some(index),
         params: &params,
-        max_train_steps: request.max_train_steps,
+        max_train_steps: budget,
         state: TrialState::Running,
         failures: 0,
         selection: None,
@@ -617,7 +827,7 @@ fn create_trial(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>
         finished_at: None,
         lease: Some(lease),
     };
-    Ok(Some(insert_trial(tx, study, &row)?))
+    Ok(insert_trial(tx, study, &row)?)
 }
 
 /// The study's next trial number: numbers are 0, 1, 2, ... without gaps, so it is the count;
@@ -672,14 +882,22 @@ fn insert_trial(tx: &Transaction<'_>, study: StudyId, row: &TrialRow<'_>) -> rus
         lease.map(|l| l.pid),
         lease.map(|l| l.heartbeat_at),
     ])?;
-    Ok(tx.last_insert_rowid())
+    let id = tx.last_insert_rowid();
+    tx.prepare_cached(
+        "INSERT INTO rungs (trial_id, rung, budget, state, entry, best_step, best_value, final_step, final_value,
+            steps_run, message, started_at, finished_at)
+         SELECT id, 0, max_train_steps, state, 'started', best_step, best_value, final_step, final_value,
+            0, message, started_at, finished_at FROM trials WHERE id = ?1",
+    )?
+    .execute([id])?;
+    Ok(id)
 }
 
 /// Record the launch the trial's lease and attempt now describe.
 fn open_attempt(tx: &Transaction<'_>, trial: TrialId) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO attempts (trial_id, attempt, worker, host, pid, started_at)
-         SELECT id, attempt, lease_worker, lease_host, lease_pid, started_at FROM trials WHERE id = ?1",
+        "INSERT INTO attempts (trial_id, attempt, worker, host, pid, started_at, rung)
+         SELECT id, attempt, lease_worker, lease_host, lease_pid, started_at, rung FROM trials WHERE id = ?1",
     )?
     .execute([trial])?;
     Ok(())
@@ -705,15 +923,15 @@ fn close_attempt(
 // ---------------------------------------------------------------------------------------------
 // Writes by the running attempt
 
-fn insert_metrics(tx: &Transaction<'_>, trial: TrialId, points: &[MetricPoint]) -> rusqlite::Result<()> {
+fn insert_metrics(tx: &Transaction<'_>, trial: TrialId, rung: u32, points: &[MetricPoint]) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(
-        "INSERT INTO metrics (trial_id, step, name, value) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (trial_id, step, name) DO UPDATE SET value = excluded.value",
+        "INSERT INTO metrics (trial_id, rung, step, name, value) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (trial_id, rung, step, name) DO UPDATE SET value = excluded.value",
     )?;
     for p in points {
         // SQLite binds NaN as NULL; `real` reads it back as NaN.
         let value = (!p.value.is_nan()).then_some(p.value);
-        insert.execute(params![trial, p.step, p.name, value])?;
+        insert.execute(params![trial, rung, p.step, p.name, value])?;
     }
     Ok(())
 }
@@ -744,6 +962,13 @@ fn end_attempt(tx: &Transaction<'_>, trial: TrialId, attempt: u32, finish: &Fini
         finished_at,
         keep_lease,
     ])?;
+    sync_rung(tx, trial)?;
+    tx.prepare_cached(
+        "UPDATE rungs SET steps_run = steps_run + ?2,
+            budget_independent_until = COALESCE(?3, budget_independent_until)
+         WHERE trial_id = ?1 AND rung = (SELECT rung FROM trials WHERE id = ?1)",
+    )?
+    .execute(params![trial, finish.steps_run, finish.budget_independent_until])?;
     close_attempt(tx, trial, attempt, finish.at, finish.state, finish.message.as_deref(), finish.exit_code)
 }
 
@@ -758,6 +983,7 @@ fn requeue(tx: &Transaction<'_>, trial: TrialId, attempt: u32, worker: &str, rea
     if changed == 0 {
         return Ok(false);
     }
+    sync_rung(tx, trial)?;
     close_attempt(tx, trial, attempt, at, TrialState::Waiting, Some(reason), None)?;
     Ok(true)
 }
@@ -802,6 +1028,7 @@ fn requeue_chosen(tx: &Transaction<'_>, study: StudyId, requeue: &Requeue<'_>) -
         tx.prepare_cached("UPDATE trials SET state = 'waiting', failures = 0, finished_at = NULL, message = ?2 WHERE id = ?1")?;
     for (trial, _) in &chosen {
         update.execute(params![trial.id, requeue.message])?;
+        sync_rung(tx, trial.id)?;
     }
     drop(update);
     chosen.into_iter().map(|(t, _)| load_trial(tx, t.id)).collect()
@@ -847,7 +1074,9 @@ fn import(tx: &Transaction<'_>, study: StudyId, trials: &[ImportedTrial]) -> Res
         let id = insert_trial(tx, study, &row)?;
         tx.prepare_cached("INSERT INTO imports (trial_id, study_id, run_key, origin, source) VALUES (?1, ?2, ?3, ?4, ?5)")?
             .execute(params![id, study, t.run_key, t.origin, t.source])?;
-        insert_metrics(tx, id, &t.metrics)?;
+        insert_metrics(tx, id, 0, &t.metrics)?;
+        let steps = t.metrics.iter().map(|m| m.step).max().unwrap_or(0);
+        tx.prepare_cached("UPDATE rungs SET steps_run = ?2 WHERE trial_id = ?1 AND rung = 0")?.execute(params![id, steps])?;
         ids.push(id);
     }
     ids.into_iter().map(|id| load_trial(tx, id)).collect()
@@ -894,7 +1123,7 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn claim_trial(&self, study: StudyId, request: &ClaimRequest<'_>) -> Result<Option<TrialRecord>> {
+    fn claim_trial(&self, study: StudyId, request: &ClaimRequest<'_>) -> Result<Claim> {
         self.write(|tx| claim(tx, study, request))
     }
 
@@ -908,8 +1137,8 @@ impl Storage for SqliteStorage {
 
     fn append_metrics(&self, trial: TrialId, attempt: u32, points: &[MetricPoint]) -> Result<()> {
         self.write(|tx| {
-            ensure_writable(tx, trial, attempt)?;
-            Ok(insert_metrics(tx, trial, points)?)
+            let rung = ensure_writable(tx, trial, attempt)?;
+            Ok(insert_metrics(tx, trial, rung, points)?)
         })
     }
 
@@ -926,13 +1155,13 @@ impl Storage for SqliteStorage {
 
     fn record_checkpoint(&self, trial: TrialId, attempt: u32, step: u64, path: &str) -> Result<()> {
         self.write(|tx| {
-            ensure_writable(tx, trial, attempt)?;
+            let rung = ensure_writable(tx, trial, attempt)?;
             tx.prepare_cached(
-                "INSERT INTO checkpoints (trial_id, attempt, step, path, deleted) VALUES (?1, ?2, ?3, ?4, 0)
+                "INSERT INTO checkpoints (trial_id, attempt, step, path, deleted, rung) VALUES (?1, ?2, ?3, ?4, 0, ?5)
                  ON CONFLICT (trial_id, step) DO UPDATE
-                 SET attempt = excluded.attempt, path = excluded.path, deleted = 0",
+                 SET attempt = excluded.attempt, path = excluded.path, deleted = 0, rung = excluded.rung",
             )?
-            .execute(params![trial, attempt, step, path])?;
+            .execute(params![trial, attempt, step, path, rung])?;
             Ok(())
         })
     }
@@ -998,10 +1227,21 @@ impl Storage for SqliteStorage {
     fn trials(&self, study: StudyId) -> Result<Vec<TrialRecord>> {
         self.read(|tx| {
             ensure_study(tx, study)?;
-            let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ?1 ORDER BY number");
-            let mut stmt = tx.prepare_cached(&sql)?;
-            let rows = stmt.query_map([study], trial_from_row)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            Ok(study_trials(tx, study)?)
+        })
+    }
+
+    fn rungs(&self, study: StudyId) -> Result<Vec<RungRecord>> {
+        self.read(|tx| {
+            ensure_study(tx, study)?;
+            Ok(study_rungs(tx, study)?)
+        })
+    }
+
+    fn rung_metrics(&self, trial: TrialId, rung: u32) -> Result<Vec<MetricPoint>> {
+        self.read(|tx| {
+            ensure_trial(tx, trial)?;
+            Ok(metrics_at(tx, trial, rung)?)
         })
     }
 
@@ -1021,12 +1261,8 @@ impl Storage for SqliteStorage {
 
     fn metrics(&self, trial: TrialId) -> Result<Vec<MetricPoint>> {
         self.read(|tx| {
-            ensure_trial(tx, trial)?;
-            let mut stmt = tx.prepare_cached("SELECT step, name, value FROM metrics WHERE trial_id = ?1 ORDER BY step, name")?;
-            let rows = stmt.query_map([trial], |r| {
-                Ok(MetricPoint { step: r.get("step")?, name: r.get("name")?, value: real(r, "value")? })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            let rung = load_trial(tx, trial)?.rung;
+            Ok(metrics_at(tx, trial, rung)?)
         })
     }
 
@@ -1034,7 +1270,7 @@ impl Storage for SqliteStorage {
         self.read(|tx| {
             ensure_study(tx, study)?;
             let mut stmt = tx.prepare_cached(
-                "SELECT m.trial_id, m.step, m.value FROM trials t JOIN metrics m ON m.trial_id = t.id
+                "SELECT m.trial_id, m.step, m.value FROM trials t JOIN metrics m ON m.trial_id = t.id AND m.rung = t.rung
                  WHERE t.study_id = ?1 AND m.name = ?2 ORDER BY t.number, m.step",
             )?;
             let rows = stmt.query_map(params![study, name], |r| Ok((r.get(0)?, r.get(1)?, real(r, "value")?)))?;
@@ -1077,7 +1313,7 @@ impl Storage for SqliteStorage {
         self.read(|tx| {
             ensure_trial(tx, trial)?;
             let mut stmt = tx.prepare_cached(
-                "SELECT trial_id, attempt, worker, host, pid, started_at, finished_at, outcome, message, exit_code
+                "SELECT trial_id, attempt, worker, host, pid, started_at, finished_at, outcome, message, exit_code, rung
                  FROM attempts WHERE trial_id = ?1 ORDER BY attempt",
             )?;
             let rows = stmt.query_map([trial], attempt_from_row)?;
@@ -1177,6 +1413,16 @@ mod tests {
         assert_eq!(store.metrics(1).unwrap().len(), 2, "metrics survive the rebuild of trials");
         assert_eq!(store.warnings(1).unwrap().len(), 1);
         assert_eq!(store.checkpoints(1).unwrap().len(), 1);
+        // Version 5: every trial is at rung 0, its record mirrors the trial, its metrics are rung 0's.
+        let rungs = store.rungs(study.id).unwrap();
+        let summary: Vec<(u64, u32, u64, TrialState, u64)> =
+            rungs.iter().map(|r| (r.number, r.rung, r.budget, r.state, r.steps_run)).collect();
+        assert_eq!(
+            summary,
+            [(0, 0, 100, TrialState::Complete, 20), (1, 0, 100, TrialState::Complete, 0), (2, 0, 100, TrialState::Complete, 0)]
+        );
+        assert_eq!(store.rung_metrics(1, 0).unwrap(), store.metrics(1).unwrap());
+        assert_eq!(store.trial(1).unwrap().rung, 0);
         let fk: bool = store.lock().pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
         assert!(fk, "foreign keys are on again after migrating");
         // ... and the new state is storable.

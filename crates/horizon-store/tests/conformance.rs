@@ -8,11 +8,16 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Barrier};
 
+use horizon_core::Direction;
+use horizon_core::claim::{ClaimPolicy, FixedBudget, KnownPrefix, LadderPolicy};
+use horizon_core::ladder::Ladder;
 use horizon_core::selection::Selection;
+use horizon_core::trial::RungEntry;
 use horizon_core::trial::{Lease, TrialRecord, TrialState};
 use horizon_core::{MetricPoint, ParamValue, Params};
 use horizon_store::{
-    ClaimRequest, Finish, ImportedTrial, NewStudy, Requeue, SqliteStorage, Storage, StoreError, StudyRecord, TrialId,
+    Claim, ClaimRequest, ClaimedTrial, Finish, ImportedTrial, NewStudy, Requeue, SqliteStorage, Storage, StoreError, StudyRecord,
+    TrialId,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -40,16 +45,51 @@ fn study(s: &dyn Storage, name: &str) -> StudyRecord {
 }
 
 fn claim_as(s: &dyn Storage, study: &StudyRecord, lease: &Lease, max_trials: u64) -> Option<TrialRecord> {
-    let request = ClaimRequest { lease, max_trials, max_train_steps: 1000, sample: &sample };
-    s.claim_trial(study.id, &request).unwrap()
+    let policy = FixedBudget { trials: max_trials, max_train_steps: 1000 };
+    let request = ClaimRequest { lease, policy: &policy, sample: &sample };
+    match s.claim_trial(study.id, &request).unwrap() {
+        Claim::Run(c) => Some(c.trial),
+        Claim::Wait => panic!("a fixed budget never waits"),
+        Claim::Done => None,
+    }
 }
 
 fn claim(s: &dyn Storage, study: &StudyRecord, max_trials: u64) -> Option<TrialRecord> {
     claim_as(s, study, &lease("w1", 100.0), max_trials)
 }
 
+fn ladder_policy(trials: u64, rungs: &[u64], decay: Option<u64>) -> LadderPolicy {
+    LadderPolicy {
+        ladder: Ladder::explicit(rungs.to_vec(), 3).unwrap(),
+        trials,
+        direction: Direction::Minimize,
+        resume: true,
+        known_prefix: decay.map(|d| Box::new(move |_: &Params, budget: u64| budget.checked_sub(d)) as Box<KnownPrefix>),
+    }
+}
+
+fn request<'a>(policy: &'a dyn ClaimPolicy, lease: &'a Lease) -> ClaimRequest<'a> {
+    ClaimRequest { lease, policy, sample: &sample }
+}
+
+fn claim_with(s: &dyn Storage, study: &StudyRecord, policy: &dyn ClaimPolicy, lease: &Lease) -> Option<ClaimedTrial> {
+    match s.claim_trial(study.id, &request(policy, lease)).unwrap() {
+        Claim::Run(c) => Some(*c),
+        _ => None,
+    }
+}
+
 fn finish(state: TrialState) -> Finish {
-    Finish { state, message: None, selection: None, counts_as_failure: false, exit_code: Some(0), at: 500.0 }
+    Finish {
+        state,
+        message: None,
+        selection: None,
+        counts_as_failure: false,
+        exit_code: Some(0),
+        at: 500.0,
+        steps_run: 0,
+        budget_independent_until: None,
+    }
 }
 
 fn selection(best: (u64, f64), last: (u64, f64)) -> Selection {
@@ -160,7 +200,8 @@ mod suite {
         let st = study(s, "s");
         let missing_study = st.id + 1000;
         let l = lease("w", 1.0);
-        let request = ClaimRequest { lease: &l, max_trials: 5, max_train_steps: 10, sample: &sample };
+        let policy = FixedBudget { trials: 5, max_train_steps: 10 };
+        let request = ClaimRequest { lease: &l, policy: &policy, sample: &sample };
         assert!(matches!(s.claim_trial(missing_study, &request), Err(StoreError::NoStudy(id)) if id == missing_study));
         assert!(matches!(s.trials(missing_study), Err(StoreError::NoStudy(_))));
         assert!(matches!(s.study_metric(missing_study, "m"), Err(StoreError::NoStudy(_))));
@@ -235,6 +276,8 @@ mod suite {
             counts_as_failure: false,
             exit_code: None,
             at: 300.0,
+            steps_run: 0,
+            budget_independent_until: None,
         };
         // Requeue 2 before 1: the lowest number is claimed first, not the first requeued.
         s.finish_attempt(t2.id, 1, &interrupted).unwrap();
@@ -278,6 +321,8 @@ mod suite {
                 counts_as_failure: false,
                 exit_code: Some(0),
                 at: 777.0,
+                steps_run: 0,
+                budget_independent_until: None,
             },
         )
         .unwrap();
@@ -299,6 +344,8 @@ mod suite {
                 counts_as_failure: true,
                 exit_code: Some(3),
                 at: 800.0,
+                steps_run: 0,
+                budget_independent_until: None,
             },
         )
         .unwrap();
@@ -447,7 +494,8 @@ mod suite {
         assert_eq!(claim(s, &st, 10).unwrap().sample_index, Some(0));
         let l = lease("w1", 1.0);
         let failing = |i: u64| -> Result<Params, String> { Err(format!("no point at index {i}")) };
-        let request = ClaimRequest { lease: &l, max_trials: 10, max_train_steps: 1000, sample: &failing };
+        let policy = FixedBudget { trials: 10, max_train_steps: 1000 };
+        let request = ClaimRequest { lease: &l, policy: &policy, sample: &failing };
         match s.claim_trial(st.id, &request) {
             Err(StoreError::Sample(message)) => assert_eq!(message, "no point at index 1"),
             other => panic!("expected a sampler error, got {other:?}"),
@@ -475,6 +523,8 @@ mod suite {
             counts_as_failure: true,
             exit_code: Some(1),
             at: 150.0,
+            steps_run: 0,
+            budget_independent_until: None,
         };
         s.finish_attempt(t.id, 1, &failed).unwrap();
         let after = s.trial(t.id).unwrap();
@@ -552,6 +602,8 @@ mod suite {
             counts_as_failure: true,
             exit_code: Some(3),
             at: 300.0,
+            steps_run: 0,
+            budget_independent_until: None,
         };
         // Trial 0: failed on its retry (attempt 2, 2 failures), with a warning, a checkpoint and metrics.
         let t0 = claim(s, &st, 4).unwrap();
@@ -812,6 +864,103 @@ mod suite {
         assert_eq!((c.number, c.sample_index), (6, Some(2)));
         assert_eq!(s.study("s").unwrap().unwrap().next_sample_index, 3);
     }
+
+    pub fn ladder_promotions_resume_and_keep_every_rung(s: &dyn Storage) {
+        let st = study(s, "ladder");
+        // Rungs 100 and 300; a decay of 20 steps: rung 0 shares steps up to 80.
+        let policy = ladder_policy(3, &[100, 300], Some(20));
+        let mut claimed = Vec::new();
+        for (i, value) in [0.5, 0.2, 0.7].into_iter().enumerate() {
+            let c = claim_with(s, &st, &policy, &lease("w1", 100.0 + i as f64)).expect("a launch");
+            assert_eq!((c.trial.rung, c.trial.max_train_steps, c.rung.entry), (0, 100, RungEntry::Started));
+            assert_eq!(policy.checkpoint_steps(&c.trial), [80], "the resume point is asked for in advance");
+            let t = &c.trial;
+            s.append_metrics(
+                t.id,
+                1,
+                &[point(40, "loss", value + 0.3), point(80, "loss", value + 0.1), point(100, "loss", value)],
+            )
+            .unwrap();
+            s.record_checkpoint(t.id, 1, 80, "ckpt-80").unwrap();
+            s.record_checkpoint(t.id, 1, 100, "ckpt-100").unwrap();
+            let done =
+                Finish { selection: Some(selection((100, value), (100, value))), steps_run: 100, ..finish(TrialState::Complete) };
+            s.finish_attempt(t.id, 1, &done).unwrap();
+            claimed.push(c.trial);
+        }
+        // Three finished at rung 0: the best (trial 1) goes on, resuming from step 80.
+        let c = claim_with(s, &st, &policy, &lease("w1", 200.0)).expect("a promotion");
+        assert_eq!(c.trial.id, claimed[1].id);
+        assert_eq!((c.trial.rung, c.trial.max_train_steps, c.trial.attempt, c.trial.state), (1, 300, 2, TrialState::Running));
+        assert_eq!(c.rung.entry, RungEntry::Resumed { from: 0, step: 80 });
+        assert_eq!(c.resume_from.as_deref(), Some("ckpt-80"));
+        assert!(c.trial.best_value.is_none(), "the new rung starts without a selection");
+        let id = c.trial.id;
+        // The new rung holds the shared prefix; rung 0 keeps everything.
+        assert_eq!(s.metrics(id).unwrap(), [point(40, "loss", 0.5), point(80, "loss", 0.30000000000000004)]);
+        assert_eq!(s.rung_metrics(id, 0).unwrap().len(), 3);
+        // Nothing else can be promoted (quota 1 of 3) or launched: wait for the running rung.
+        assert!(matches!(s.claim_trial(st.id, &request(&policy, &lease("w2", 201.0))).unwrap(), Claim::Wait));
+        // The attempt fails once (retries allowed): the retry resumes from the same checkpoint and
+        // what the failed attempt recorded after the prefix is gone.
+        s.append_metrics(id, 2, &[point(200, "loss", 9.0)]).unwrap();
+        s.finish_attempt(id, 2, &Finish { steps_run: 120, ..finish(TrialState::Waiting) }).unwrap();
+        let retry = claim_with(s, &st, &policy, &lease("w2", 300.0)).expect("the retry");
+        assert_eq!((retry.trial.id, retry.trial.rung, retry.trial.attempt), (id, 1, 3));
+        assert_eq!(retry.resume_from.as_deref(), Some("ckpt-80"));
+        assert_eq!(s.metrics(id).unwrap().iter().map(|p| p.step).collect::<Vec<_>>(), [40, 80]);
+        s.append_metrics(id, 3, &[point(300, "loss", 0.1)]).unwrap();
+        let done = Finish {
+            selection: Some(selection((300, 0.1), (300, 0.1))),
+            steps_run: 220,
+            budget_independent_until: Some(280),
+            ..finish(TrialState::Complete)
+        };
+        s.finish_attempt(id, 3, &done).unwrap();
+        // The top rung never promotes: the ladder is done.
+        assert!(matches!(s.claim_trial(st.id, &request(&policy, &lease("w2", 400.0))).unwrap(), Claim::Done));
+        let rungs = s.rungs(st.id).unwrap();
+        let summary: Vec<(u64, u32, u64, TrialState, Option<f64>, u64)> =
+            rungs.iter().map(|r| (r.number, r.rung, r.budget, r.state, r.best_value, r.steps_run)).collect();
+        assert_eq!(
+            summary,
+            [
+                (0, 0, 100, TrialState::Complete, Some(0.5), 100),
+                (1, 0, 100, TrialState::Complete, Some(0.2), 100),
+                (1, 1, 300, TrialState::Complete, Some(0.1), 340),
+                (2, 0, 100, TrialState::Complete, Some(0.7), 100),
+            ]
+        );
+        assert_eq!(rungs[2].budget_independent_until, Some(280));
+        let trial = s.trial(id).unwrap();
+        assert_eq!((trial.rung, trial.max_train_steps, trial.best_value), (1, 300, Some(0.1)));
+        assert_eq!(s.attempts(id).unwrap().iter().map(|a| a.rung).collect::<Vec<_>>(), [0, 1, 1]);
+        // The study's curve of a promoted trial is its current rung's.
+        let curve: Vec<(u64, f64)> =
+            s.study_metric(st.id, "loss").unwrap().into_iter().filter(|(t, ..)| *t == id).map(|(_, st, v)| (st, v)).collect();
+        assert_eq!(curve.iter().map(|c| c.0).collect::<Vec<_>>(), [40, 80, 300]);
+    }
+
+    pub fn a_promotion_without_a_checkpoint_restarts(s: &dyn Storage) {
+        let st = study(s, "restart");
+        let policy = ladder_policy(3, &[100, 300], None);
+        for value in [0.5, 0.2, 0.7] {
+            let c = claim_with(s, &st, &policy, &lease("w1", 1.0)).unwrap();
+            assert!(policy.checkpoint_steps(&c.trial).is_empty(), "horizon does not know this schedule");
+            s.append_metrics(c.trial.id, 1, &[point(100, "loss", value)]).unwrap();
+            s.record_checkpoint(c.trial.id, 1, 100, "ckpt-100").unwrap();
+            s.finish_attempt(
+                c.trial.id,
+                1,
+                &Finish { selection: Some(selection((100, value), (100, value))), ..finish(TrialState::Complete) },
+            )
+            .unwrap();
+        }
+        let c = claim_with(s, &st, &policy, &lease("w1", 2.0)).unwrap();
+        assert_eq!((c.trial.number, c.rung.entry, c.resume_from), (1, RungEntry::Restarted { from: 0 }, None));
+        assert!(s.metrics(c.trial.id).unwrap().is_empty(), "from scratch: nothing copied");
+        assert_eq!(s.rung_metrics(c.trial.id, 0).unwrap(), [point(100, "loss", 0.2)]);
+    }
 }
 
 /// Workers with their own connections claim until the study is full; every trial is claimed
@@ -916,6 +1065,8 @@ sqlite_conformance!(
     a_study_created_with_its_imports_is_all_or_nothing,
     imported_trials_are_never_writable,
     claims_after_an_import_start_the_sample_sequence,
+    ladder_promotions_resume_and_keep_every_rung,
+    a_promotion_without_a_checkpoint_restarts,
 );
 
 fn temp_file_store() -> (tempfile::TempDir, SqliteStorage) {
@@ -1058,4 +1209,79 @@ fn sqlite_read_only_refuses_a_schema_it_would_have_to_upgrade() {
     raw.pragma_update(None, "user_version", known + 1).unwrap();
     drop(raw);
     assert!(matches!(SqliteStorage::open_read_only(&path), Err(StoreError::SchemaTooNew { .. })));
+}
+
+/// Workers on their own connections run a whole ladder (27 -> 9 -> 3 -> 1) through the claim
+/// alone, each finishing what it claimed before asking again and asking again while told to
+/// wait: every trial reaches each rung at most once, and the rung sizes are ASHA's.
+fn concurrent_ladder(open: &(dyn Fn() -> Arc<dyn Storage> + Sync), workers: usize) {
+    let start = Barrier::new(workers);
+    let value = |number: u64, rung: u32| ((number * 7919) % 97) as f64 / 97.0 + 0.01 * rung as f64;
+    let runs: Vec<Vec<(u64, u32)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let start = &start;
+                scope.spawn(move || {
+                    let s = open();
+                    let st = study(&*s, "ladder-race");
+                    let policy = ladder_policy(27, &[1, 3, 9, 27], Some(0));
+                    start.wait();
+                    let mut mine = Vec::new();
+                    let mut waits = 0u64;
+                    loop {
+                        let l = lease(&format!("worker-{w}"), 1.0);
+                        match s.claim_trial(st.id, &request(&policy, &l)).unwrap() {
+                            Claim::Run(c) => {
+                                let (t, budget) = (&c.trial, c.trial.max_train_steps);
+                                let v = value(t.number, t.rung);
+                                s.append_metrics(t.id, t.attempt, &[point(budget, "loss", v)]).unwrap();
+                                s.record_checkpoint(t.id, t.attempt, budget, &format!("ckpt-{budget}")).unwrap();
+                                let sel = selection((budget, v), (budget, v));
+                                s.finish_attempt(
+                                    t.id,
+                                    t.attempt,
+                                    &Finish { selection: Some(sel), ..finish(TrialState::Complete) },
+                                )
+                                .unwrap();
+                                mine.push((t.number, t.rung));
+                            }
+                            Claim::Wait => {
+                                waits += 1;
+                                assert!(waits < 10_000_000, "waited forever");
+                                std::thread::yield_now();
+                            }
+                            Claim::Done => break,
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a worker panicked")).collect()
+    });
+    let all: Vec<(u64, u32)> = runs.into_iter().flatten().collect();
+    let distinct: BTreeSet<(u64, u32)> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), all.len(), "a trial ran a rung twice");
+    let at = |k: u32| all.iter().filter(|(_, r)| *r == k).count();
+    assert_eq!((at(0), at(1), at(2), at(3)), (27, 9, 3, 1));
+    let s = open();
+    let st = s.study("ladder-race").unwrap().unwrap();
+    let rungs = s.rungs(st.id).unwrap();
+    assert_eq!(rungs.len(), 40);
+    assert!(rungs.iter().all(|r| r.state == TrialState::Complete));
+    // Every promotion resumed from the end of the previous rung (a constant schedule).
+    assert!(
+        rungs
+            .iter()
+            .filter(|r| r.rung > 0)
+            .all(|r| matches!(r.entry, RungEntry::Resumed { from, step } if from + 1 == r.rung && step > 0))
+    );
+}
+
+#[test]
+fn sqlite_separate_connections_run_one_ladder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("horizon.db");
+    let open = || Arc::new(SqliteStorage::open(&path).unwrap()) as Arc<dyn Storage>;
+    concurrent_ladder(&open, 4);
 }
