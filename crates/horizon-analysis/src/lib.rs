@@ -8,6 +8,9 @@
 //! - [`analyze`]: [`StudyData`] in, [`Analysis`] out. The analysis is `Serialize` with a
 //!   versioned schema ([`SCHEMA`], documented field by field in `docs/analysis.md`).
 //! - [`render_text`]: the terminal summary of an analysis.
+//! - [`ladder::ladder_report`]: a ladder's rungs (who reached each, how they ended, what resuming
+//!   saved) and whether each rung's ranking held at the longer budgets above it (docs/method.md
+//!   section 3), with [`ladder::LadderReport::render`] for the terminal.
 //!
 //! Every threshold lives in [`AnalysisConfig`], with defaults argued in `docs/analysis.md`.
 //!
@@ -28,6 +31,7 @@
 //!         max_train_steps: 1000, state: TrialState::Complete, attempt: 1, failures: 0,
 //!         best_step: None, best_value: None, final_step: None, final_value: None,
 //!         message: None, created_at: 0.0, started_at: None, finished_at: None, lease: None,
+//!         rung: 0,
 //!     };
 //!     TrialData { record, metrics }
 //! };
@@ -50,6 +54,7 @@ pub mod config {
     pub use horizon_core::analysis_config::*;
 }
 pub mod curves;
+pub mod ladder;
 pub mod stats;
 pub mod text;
 pub mod trials;
