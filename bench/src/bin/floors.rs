@@ -46,8 +46,12 @@ fn store(dir: &Path, trials: u64, batched: bool) -> Result<f64> {
     };
     let started = Instant::now();
     for _ in 0..trials {
-        let request = ClaimRequest { lease: &lease, max_trials: trials, max_train_steps: STEPS, sample: &sample };
-        let trial = storage.claim_trial(study.id, &request)?.context("the study ran out of trials")?;
+        let policy = horizon_core::claim::FixedBudget { trials, max_train_steps: STEPS };
+        let request = ClaimRequest { lease: &lease, policy: &policy, sample: &sample };
+        let horizon_store::Claim::Run(claimed) = storage.claim_trial(study.id, &request)? else {
+            anyhow::bail!("the study ran out of trials")
+        };
+        let trial = claimed.trial;
         let points: Vec<MetricPoint> =
             (1..=STEPS).map(|step| MetricPoint { step, name: "valid/loss".into(), value: 1.0 / step as f64 }).collect();
         if batched {
@@ -74,6 +78,8 @@ fn store(dir: &Path, trials: u64, batched: bool) -> Result<f64> {
                 counts_as_failure: false,
                 exit_code: Some(0),
                 at: 0.0,
+                steps_run: STEPS,
+                budget_independent_until: None,
             },
         )?;
     }

@@ -358,8 +358,10 @@ fn floors(dir: &Path, source: &Path, n: u64) -> Result<(f64, f64, u64)> {
         storage.open_or_create_study(&NewStudy { name: "floor".into(), spec_json: "{}".into(), identity_json: "{}".into() })?;
     let lease = Lease { worker: "bench:1:1".into(), host: "bench".into(), pid: std::process::id(), heartbeat_at: 0.0 };
     let sample = |_: u64| -> Result<Params, String> { Ok(Params(vec![("x".into(), ParamValue::Float(0.0))])) };
-    let request = ClaimRequest { lease: &lease, max_trials: 1, max_train_steps: n, sample: &sample };
-    let trial = storage.claim_trial(study.id, &request)?.context("no trial to claim")?;
+    let policy = horizon_core::claim::FixedBudget { trials: 1, max_train_steps: n };
+    let request = ClaimRequest { lease: &lease, policy: &policy, sample: &sample };
+    let horizon_store::Claim::Run(claimed) = storage.claim_trial(study.id, &request)? else { bail!("no trial to claim") };
+    let trial = claimed.trial;
     let started = Instant::now();
     let mut calls = 0;
     for piece in points.chunks(chunk) {

@@ -144,6 +144,36 @@ impl LadderPolicy {
     }
 }
 
+/// The claim policy a study file asks for: its `[ladder]`, or one fixed budget.
+pub fn for_study(spec: &crate::StudySpec) -> Box<dyn ClaimPolicy> {
+    let Some(l) = &spec.ladder else {
+        return Box::new(FixedBudget { trials: spec.trials, max_train_steps: spec.max_train_steps });
+    };
+    // horizon knows the built-in workloads' schedules from their parameters; a user's trainer
+    // declares its own (docs/protocol.md).
+    let known_prefix: Option<Box<KnownPrefix>> =
+        spec.trainer.workload.as_ref().map(|_| Box::new(crate::workloads::budget_independent_until) as Box<KnownPrefix>);
+    Box::new(LadderPolicy {
+        ladder: l.ladder.clone(),
+        trials: spec.trials,
+        direction: spec.objective.direction,
+        resume: l.resume,
+        known_prefix,
+    })
+}
+
+/// How many runs of a rung a ladder of `trials` configurations makes when every rung fills
+/// (ASHA's sizes: `trials`, then `floor(n / eta)` at each rung above, at least one).
+pub fn planned_runs(ladder: &Ladder, trials: u64) -> u64 {
+    let mut n = trials;
+    let mut total = 0;
+    for _ in &ladder.rungs {
+        total += n;
+        n = (n / ladder.eta).max(1).min(n);
+    }
+    total
+}
+
 /// Each trial's ladder history from its rung records (in trial-number, rung order).
 pub fn ladder_history(rungs: &[RungRecord]) -> Vec<LadderTrial> {
     let mut history: Vec<LadderTrial> = Vec::new();
@@ -309,6 +339,14 @@ mod tests {
         v.trials.truncate(1);
         v.rungs.truncate(1);
         assert_eq!(policy(None).decide(&v), ClaimDecision::Launch { budget: 100 });
+    }
+
+    #[test]
+    fn planned_runs_follow_the_rung_sizes() {
+        let l = Ladder::geometric(1, 3, 27).unwrap();
+        assert_eq!(planned_runs(&l, 27), 27 + 9 + 3 + 1);
+        assert_eq!(planned_runs(&l, 2), 2 + 1 + 1 + 1);
+        assert_eq!(planned_runs(&l, 0), 0);
     }
 
     #[test]

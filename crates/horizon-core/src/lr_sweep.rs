@@ -740,6 +740,7 @@ pub fn stage_study(base: &StudySpec, sweep: &LrSweepSpec, held: &[Held], stage: 
     spec.off = BTreeMap::new();
     spec.constant = BTreeMap::new();
     spec.lr_sweep = None;
+    spec.ladder = None;
     spec
 }
 

@@ -158,6 +158,18 @@ pub struct StudySpec {
     /// for what the file leaves out). Not part of the study's identity: changing them changes
     /// the reading, never the trials.
     pub analysis: AnalysisConfig,
+    /// The `[ladder]` section: trials start at a short budget and the best go on to longer
+    /// ones (docs/ladder.md); `None` runs every trial at `max_train_steps`.
+    pub ladder: Option<LadderSpec>,
+}
+
+/// A study's ladder, checked: the rung budgets (the last is `max_train_steps`) and whether
+/// promoted trials resume from a checkpoint where their schedule allows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LadderSpec {
+    #[serde(flatten)]
+    pub ladder: crate::ladder::Ladder,
+    pub resume: bool,
 }
 
 /// The shortest `trainer.timeout`: no trainer starts and trains in less.
@@ -185,6 +197,7 @@ pub const IDENTITY_FIELDS: &[&str] = &[
     "trainer.command",
     "trainer.env",
     "trainer.stop_when",
+    "ladder",
 ];
 
 impl StudySpec {
@@ -309,6 +322,17 @@ struct RawSpec {
     lr_sweep: Option<RawLrSweep>,
     #[serde(default)]
     analysis: Option<toml::Value>,
+    #[serde(default)]
+    ladder: Option<RawLadder>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLadder {
+    min_steps: Option<i64>,
+    eta: Option<i64>,
+    rungs: Option<Vec<i64>>,
+    resume: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -746,8 +770,72 @@ impl Checker<'_> {
             constant,
             lr_sweep: None,
             analysis: self.analysis(raw.analysis.as_ref())?,
+            ladder: self.ladder(raw.ladder.as_ref(), max_train_steps)?,
         }
         .with_lr_sweep(raw.lr_sweep.as_ref(), self)
+    }
+
+    /// The `[ladder]` table: `min_steps` and `eta` (rungs `min_steps * eta^k` up to
+    /// `max_train_steps`), or an explicit list of `rungs` ending at `max_train_steps`.
+    fn ladder(&self, raw: Option<&RawLadder>, max_train_steps: u64) -> Result<Option<LadderSpec>, SpecError> {
+        use crate::ladder::Ladder;
+        let Some(r) = raw else { return Ok(None) };
+        let eta = match r.eta {
+            None => 3,
+            Some(e) if e >= 2 => e as u64,
+            Some(e) => {
+                return Err(self.err(
+                    "ladder.eta",
+                    format!("must be at least 2, got {e}"),
+                    "use eta = 3 (the best third of each rung goes on)",
+                ));
+            }
+        };
+        let ladder = match (&r.rungs, r.min_steps) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    "ladder",
+                    "both rungs and min_steps are set",
+                    "give either min_steps (geometric rungs) or the list of rungs, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(self.err(
+                    "ladder",
+                    "neither min_steps nor rungs is set",
+                    format!("add min_steps = {} (rungs min_steps * eta^k up to max_train_steps)", (max_train_steps / 27).max(1)),
+                ));
+            }
+            (None, Some(min)) => {
+                let min = self.positive("ladder.min_steps", min)?;
+                Ladder::geometric(min, eta, max_train_steps).map_err(|e| {
+                    self.err(
+                        "ladder.min_steps",
+                        e.0,
+                        format!(
+                            "use a min_steps below max_train_steps ({max_train_steps}), e.g. {}",
+                            (max_train_steps / 27).max(1)
+                        ),
+                    )
+                })?
+            }
+            (Some(list), None) => {
+                let mut rungs = Vec::with_capacity(list.len());
+                for (i, &b) in list.iter().enumerate() {
+                    rungs.push(self.positive(&format!("ladder.rungs[{i}]"), b)?);
+                }
+                if rungs.last() != Some(&max_train_steps) {
+                    return Err(self.err(
+                        "ladder.rungs",
+                        format!("the last rung is {:?}, not max_train_steps ({max_train_steps})", rungs.last()),
+                        format!("end the list with {max_train_steps}: the top rung is the study's budget"),
+                    ));
+                }
+                Ladder::explicit(rungs, eta)
+                    .map_err(|e| self.err("ladder.rungs", e.0, "list increasing budgets, at least two"))?
+            }
+        };
+        Ok(Some(LadderSpec { ladder, resume: r.resume.unwrap_or(true) }))
     }
 
     /// The `[analysis]` table: `AnalysisConfig`'s fields, each checked.

@@ -103,6 +103,20 @@ pub struct AttemptInput {
     pub gpu: Option<String>,
     /// Called with the latest step whenever it advances.
     pub on_progress: Box<dyn Fn(u64) + Send>,
+    /// Where this attempt starts: from scratch, or (a ladder's promotion) from a checkpoint of
+    /// the trial's previous rung.
+    pub start: AttemptStart,
+}
+
+/// Where an attempt starts, and what it is asked to checkpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttemptStart {
+    /// `HORIZON_RESUME_FROM`: the checkpoint as announced (relative to the trial directory).
+    pub resume_from: Option<String>,
+    /// The step of that checkpoint (0 from scratch): steps run are counted from here.
+    pub step: u64,
+    /// `HORIZON_CHECKPOINT_STEPS`: checkpoints the claim policy needs; retention keeps them.
+    pub checkpoint_steps: Vec<u64>,
 }
 
 /// How an attempt ended, after it was written to storage.
@@ -149,6 +163,7 @@ fn recorder_for(input: &AttemptInput) -> AttemptRecorder {
         input.trial.max_train_steps,
     )
     .with_stop_when(input.spec.trainer.stop_when.clone())
+    .keeping(&input.start.checkpoint_steps)
 }
 
 /// Why horizon stopped a process.
@@ -177,7 +192,7 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         let metrics = File::open(&files.metrics)?;
         Ok((metrics, create_owned_file(&files.stdout)?, create_owned_file(&files.stderr)?))
     })();
-    let launch = plan(&spec, &input.trial, &files, &input.working_dir, input.gpu.as_deref(), &input.horizon_exe);
+    let launch = plan(&spec, &input.trial, &files, &input.working_dir, input.gpu.as_deref(), &input.horizon_exe, &input.start);
     let mut metrics_file = None;
     let child = prepared.and_then(|(metrics, out, err)| {
         metrics_file = Some(metrics);
@@ -402,6 +417,8 @@ fn finish(
             counts_as_failure: matches!(outcome, AttemptOutcome::Failed { .. }),
             exit_code,
             at: crate::now(),
+            steps_run: recorder.last_step().map_or(0, |s| s.saturating_sub(input.start.step)),
+            budget_independent_until: recorder.budget_independent_until(),
         },
     )?;
     Ok(AttemptResult {
@@ -444,6 +461,12 @@ pub struct InProcessTrial<'a> {
     pub eval_every: u64,
     pub seed: u64,
     pub trial_dir: &'a Path,
+    /// The ladder rung (0 without a ladder); `max_train_steps` is its budget.
+    pub rung: u32,
+    /// A checkpoint of the previous rung to resume from (as announced), and its step.
+    pub resume_from: Option<(&'a str, u64)>,
+    /// Steps at which to announce a checkpoint (the next rung resumes from one).
+    pub checkpoint_steps: &'a [u64],
     recorder: &'a mut AttemptRecorder,
     stop: Arc<AtomicBool>,
     conclusion: Arc<Mutex<Option<String>>>,
@@ -456,6 +479,16 @@ pub struct InProcessTrial<'a> {
 }
 
 impl InProcessTrial<'_> {
+    /// Announce a checkpoint written at `step` (a path relative to `trial_dir`, or absolute).
+    pub fn checkpoint(&mut self, step: u64, path: &str) {
+        self.recorder.report(Report::Checkpoint { step, path: path.to_string() });
+    }
+
+    /// Declare the schedule the same under any longer budget up to and including `step`.
+    pub fn budget_independent(&mut self, step: u64) {
+        self.recorder.report(Report::BudgetIndependent { step });
+    }
+
     /// Report metrics of one split at one step (names are stored as `split/name`).
     pub fn report(&mut self, step: u64, split: &str, metrics: &[(&str, f64)]) {
         let values = metrics.iter().map(|(n, v)| (format!("{split}/{n}"), *v)).collect();
@@ -502,6 +535,9 @@ fn run_in_process(
             eval_every: input.spec.eval_every,
             seed,
             trial_dir: &input.trial_dir,
+            rung: input.trial.rung,
+            resume_from: input.start.resume_from.as_deref().map(|p| (p, input.start.step)),
+            checkpoint_steps: &input.start.checkpoint_steps,
             recorder: &mut recorder,
             stop: stop.clone(),
             conclusion: conclusion.clone(),

@@ -49,6 +49,7 @@ pub fn plan(
     working_dir: &Path,
     gpu: Option<&str>,
     horizon: &Path,
+    start: &crate::attempt::AttemptStart,
 ) -> LaunchPlan {
     let seed = trial_seed(spec.seed, trial.number);
     let builtins = Builtins {
@@ -76,10 +77,10 @@ pub fn plan(
         seed,
         metrics_file: files.metrics.display().to_string(),
         checkpoint_every: spec.checkpoints.every,
-        // Explicit extra steps (none yet: later schedulers ask for checkpoints at rung steps).
-        checkpoint_steps: Vec::new(),
-        resume_from: None,
-        rung: 0,
+        // The claim policy's: a ladder asks for the checkpoint its next rung resumes from.
+        checkpoint_steps: start.checkpoint_steps.clone(),
+        resume_from: start.resume_from.clone(),
+        rung: trial.rung,
     };
     env.extend(protocol.vars().into_iter().map(|(k, v)| (k.to_string(), v)));
     if let Some(gpu) = gpu {
@@ -124,7 +125,7 @@ high = 1.0
         let params = Params(vec![("lr".into(), ParamValue::Float(0.05))]);
         let trial = TrialRecord { id: 1, attempt: 2, failures: 1, ..TrialRecord::new(7, params, 100, TrialState::Running) };
         let files = AttemptFiles::new(Path::new("/s/trials/00007"), 2);
-        let p = plan(&spec, &trial, &files, Path::new("/w"), Some("1"), Path::new("/bin/horizon"));
+        let p = plan(&spec, &trial, &files, Path::new("/w"), Some("1"), Path::new("/bin/horizon"), &Default::default());
         assert_eq!(p.argv, ["prog", "--lr=0.05", "--steps=100", "/s/trials/00007/x", "{lit}"]);
         let env = |k: &str| p.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(env("HORIZON_PROTOCOL"), Some("1"));

@@ -49,6 +49,7 @@ pub struct AttemptRecorder {
     reached: Option<String>,
     last_step: Option<u64>,
     budget_independent: Option<u64>,
+    kept: Vec<u64>,
     last_heartbeat: Instant,
     last_flush: Instant,
 }
@@ -89,12 +90,19 @@ impl AttemptRecorder {
             reached: None,
             last_step: None,
             budget_independent: None,
+            kept: Vec::new(),
             last_heartbeat: Instant::now(),
             last_flush: Instant::now(),
         }
     }
 
     /// Watch for a criterion that ends the attempt early as complete (`trainer.stop_when`).
+    /// Never delete the checkpoints at these steps (a ladder resumes the next rung from one).
+    pub fn keeping(mut self, steps: &[u64]) -> AttemptRecorder {
+        self.kept = steps.to_vec();
+        self
+    }
+
     pub fn with_stop_when(mut self, criterion: Option<Criterion>) -> AttemptRecorder {
         self.stop_when = criterion;
         self
@@ -239,7 +247,9 @@ impl AttemptRecorder {
             .iter()
             .map(|(step, _)| CheckpointInfo { step: *step, value: self.objective.value_at(*step) })
             .collect();
-        for step in to_delete(&infos, &self.policy, self.direction) {
+        let mut doomed = to_delete(&infos, &self.policy, self.direction);
+        doomed.retain(|s| !self.kept.contains(s));
+        for step in doomed {
             let Some(pos) = self.live_checkpoints.iter().position(|(s, _)| *s == step) else { continue };
             let (_, path) = self.live_checkpoints.remove(pos);
             if let Err(kept) = crate::files::remove_announced(&self.trial_dir, Path::new(&path)) {

@@ -16,15 +16,17 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use horizon_core::claim::ClaimPolicy;
 use horizon_core::decision::Decision;
 use horizon_core::params::Params;
 use horizon_core::sampler::Sampler;
 use horizon_core::selection::Selection;
+use horizon_core::trial::RungEntry;
 use horizon_core::trial::{Lease, TrialState, is_abandoned};
-use horizon_store::{ClaimRequest, Storage, StoreError, StudyRecord, TrialId};
+use horizon_store::{Claim, ClaimRequest, ClaimedTrial, Storage, StoreError, StudyRecord, TrialId};
 
 use crate::RunError;
-use crate::attempt::{AttemptInput, AttemptResult, Program, StopHandle, run_attempt};
+use crate::attempt::{AttemptInput, AttemptResult, AttemptStart, Program, StopHandle, run_attempt};
 use crate::launch::AttemptFiles;
 use crate::process::{hostname, pid_alive, trial_processes_in_group};
 use crate::resolve::ResolvedStudy;
@@ -62,15 +64,26 @@ pub enum Event {
     Started {
         study: String,
         database: PathBuf,
+        /// Trials to run (with a ladder: runs of a rung, as ASHA's rung sizes plan them).
         total: u64,
         finished: u64,
         jobs: usize,
+        /// The ladder's rung budgets, if the study runs one.
+        ladder: Option<Vec<u64>>,
     },
     TrialStarted {
         number: u64,
         attempt: u32,
         params: Params,
+        /// The ladder rung and its budget (rung 0 at the study's budget without a ladder).
+        rung: u32,
+        max_train_steps: u64,
+        /// How the trial came to this rung.
+        entry: RungEntry,
     },
+    /// Nothing to run until running trials (here or elsewhere) finish: a ladder's next
+    /// promotions depend on them.
+    Waiting,
     Progress {
         number: u64,
         step: u64,
@@ -147,7 +160,12 @@ pub struct Worker {
     program: Program,
     lease: Lease,
     scheduler: Option<Box<dyn Scheduler>>,
+    /// What the study runs next: one fixed budget, or a ladder (`horizon_core::claim`).
+    policy: Arc<dyn ClaimPolicy>,
 }
+
+/// How often a worker told to wait, with nothing of its own running, asks again.
+pub const WAIT_POLL: Duration = Duration::from_millis(500);
 
 impl Worker {
     /// Open (or create) the study in storage and prepare to run it.
@@ -163,6 +181,7 @@ impl Worker {
         let host = hostname();
         let pid = std::process::id();
         let worker = format!("{host}:{pid}:{}", (crate::now() * 1e6) as u64);
+        let policy = Arc::from(horizon_core::claim::for_study(&study.spec));
         Ok(Worker {
             study,
             storage,
@@ -174,6 +193,7 @@ impl Worker {
             program: Program::Subprocess,
             lease: Lease { worker, host, pid, heartbeat_at: 0.0 },
             scheduler: None,
+            policy,
         })
     }
 
@@ -208,18 +228,33 @@ impl Worker {
     pub fn run(mut self) -> Result<WorkerSummary, RunError> {
         let spec = self.study.spec.clone();
         let trials = self.storage.trials(self.record.id)?;
+        let (total, finished) = match &spec.ladder {
+            None => (
+                horizon_core::trial::planned_total(spec.trials, &trials),
+                trials.iter().filter(|t| t.state.is_finished()).count() as u64,
+            ),
+            Some(l) => {
+                let rungs = self.storage.rungs(self.record.id)?;
+                let finished = rungs.iter().filter(|r| r.state.is_finished()).count() as u64;
+                (horizon_core::claim::planned_runs(&l.ladder, spec.trials).max(finished), finished)
+            }
+        };
         let _ = self.events.send(Event::Started {
             study: spec.name.clone(),
             database: self.study.db_path(),
-            total: horizon_core::trial::planned_total(spec.trials, &trials),
-            finished: trials.iter().filter(|t| t.state.is_finished()).count() as u64,
+            total,
+            finished,
             jobs: self.slots(),
+            ladder: spec.ladder.as_ref().map(|l| l.ladder.rungs.clone()),
         });
         let mut free_gpus: Vec<String> = spec.trainer.gpus.iter().rev().cloned().collect();
         let mut running: HashMap<(TrialId, u32), Running> = HashMap::new();
         let mut summary = WorkerSummary::default();
         let mut draining = false;
         let mut last_reclaim: Option<Instant> = None;
+        // The last claim said to wait (a ladder whose running rungs may still promote).
+        let mut waiting = false;
+        let mut waiting_announced = false;
         // When the scheduler was last consulted, and whether an attempt stored new metrics since.
         let mut consulted: (Option<Instant>, bool) = (None, false);
         loop {
@@ -229,17 +264,32 @@ impl Worker {
                     self.reclaim_abandoned()?;
                     last_reclaim = Some(Instant::now());
                 }
-                let Some(trial) = self.claim()? else {
-                    exhausted = true;
-                    break;
+                let claimed = match self.claim()? {
+                    Claim::Run(claimed) => *claimed,
+                    Claim::Wait => {
+                        // Results still to come (here or in another process) may promote a
+                        // trial: ask again when one of ours finishes, or after a while.
+                        waiting = true;
+                        break;
+                    }
+                    Claim::Done => {
+                        exhausted = true;
+                        break;
+                    }
                 };
+                waiting = false;
                 let gpu = free_gpus.pop();
+                let t = &claimed.trial;
                 let _ = self.events.send(Event::TrialStarted {
-                    number: trial.number,
-                    attempt: trial.attempt,
-                    params: trial.params.clone(),
+                    number: t.number,
+                    attempt: t.attempt,
+                    params: t.params.clone(),
+                    rung: t.rung,
+                    max_train_steps: t.max_train_steps,
+                    entry: claimed.rung.entry,
                 });
-                running.insert((trial.id, trial.attempt), self.launch(trial, gpu));
+                let key = (t.id, t.attempt);
+                running.insert(key, self.launch(claimed, gpu));
             }
             if running.is_empty() && (draining || exhausted) {
                 // Before leaving, make sure no trial was abandoned by a worker that died meanwhile.
@@ -248,9 +298,19 @@ impl Worker {
                 }
                 break;
             }
-            // With a scheduler, wake at least once per consultation.
-            let wait =
+            // With a scheduler, wake at least once per consultation; told to wait with nothing
+            // of our own running, ask again soon.
+            let mut wait =
                 if self.scheduler.is_some() { self.options.reclaim_every.min(CONSULT_EVERY) } else { self.options.reclaim_every };
+            if waiting && running.is_empty() {
+                if !waiting_announced {
+                    waiting_announced = true;
+                    let _ = self.events.send(Event::Waiting);
+                }
+                wait = wait.min(WAIT_POLL);
+            } else {
+                waiting_announced = false;
+            }
             let msg = match self.inbox.1.recv_timeout(wait) {
                 Ok(msg) => msg,
                 Err(RecvTimeoutError::Timeout) => {
@@ -346,18 +406,19 @@ impl Worker {
         }
     }
 
-    fn claim(&self) -> Result<Option<horizon_core::TrialRecord>, RunError> {
-        let spec = &self.study.spec;
+    fn claim(&self) -> Result<Claim, RunError> {
         let lease = Lease { heartbeat_at: crate::now(), ..self.lease.clone() };
         let sampler = self.sampler.clone();
         let sample = move |index: u64| sampler.sample(index).map_err(|e| e.to_string());
-        Ok(self.storage.claim_trial(
-            self.record.id,
-            &ClaimRequest { lease: &lease, max_trials: spec.trials, max_train_steps: spec.max_train_steps, sample: &sample },
-        )?)
+        Ok(self
+            .storage
+            .claim_trial(self.record.id, &ClaimRequest { lease: &lease, policy: self.policy.as_ref(), sample: &sample })?)
     }
 
-    fn launch(&self, trial: horizon_core::TrialRecord, gpu: Option<String>) -> Running {
+    fn launch(&self, claimed: ClaimedTrial, gpu: Option<String>) -> Running {
+        let ClaimedTrial { trial, rung, resume_from } = claimed;
+        let start =
+            AttemptStart { resume_from, step: rung.entry.start_step(), checkpoint_steps: self.policy.checkpoint_steps(&trial) };
         let (stop, rx) = StopHandle::new();
         let inbox = self.inbox.0.clone();
         let progress_tx = self.inbox.0.clone();
@@ -373,6 +434,7 @@ impl Worker {
             on_progress: Box::new(move |step| {
                 let _ = progress_tx.send(Msg::Progress { number, step, max_train_steps });
             }),
+            start,
         };
         let program = self.program.clone();
         let handle = stop.clone();

@@ -29,7 +29,7 @@ pub fn check(path: &Path, points: u64, as_json: bool) -> Result<()> {
     let trial = TrialRecord::new(0, first, spec.max_train_steps, TrialState::Running);
     let files = AttemptFiles::new(&study.trial_dir(0), 1);
     let gpu = spec.trainer.gpus.first().map(String::as_str);
-    let launch = plan(spec, &trial, &files, &study.working_dir, gpu, &study.horizon_exe);
+    let launch = plan(spec, &trial, &files, &study.working_dir, gpu, &study.horizon_exe, &Default::default());
     let program = launch
         .argv
         .first()

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use horizon_core::spec::Direction;
-use horizon_core::trial::{AttemptOutcome, TrialState};
+use horizon_core::trial::{AttemptOutcome, RungEntry, TrialState};
 use horizon_runner::worker::Event;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -24,6 +24,11 @@ struct Reporter {
     incomplete: usize,
     best: Option<(u64, f64)>,
     retries: u32,
+    /// The study runs a ladder: the bar counts runs of a rung, and lines name the rung.
+    ladder: bool,
+    rungs: BTreeMap<u64, u32>,
+    /// Promotions already announced, as (trial, rung).
+    promoted: std::collections::BTreeSet<(u64, u32)>,
 }
 
 /// Start the reporter on its own thread; it ends when the worker drops its event sender.
@@ -47,6 +52,9 @@ pub fn spawn(events: Receiver<Event>, show_bar: bool, objective: String, directi
             incomplete: 0,
             best: None,
             retries,
+            ladder: false,
+            rungs: BTreeMap::new(),
+            promoted: Default::default(),
         };
         for event in events {
             r.handle(event);
@@ -88,19 +96,50 @@ impl Reporter {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Started { study, database, total, finished, jobs } => {
+            Event::Started { study, database, total, finished, jobs, ladder } => {
                 self.bar.set_length(total);
                 self.bar.set_position(finished);
                 self.bar.reset_eta();
                 let resumed = if finished > 0 { format!(", {finished} already finished") } else { String::new() };
-                self.say(format!("study {study}: {total} trials{resumed}, {jobs} at a time; database {}", database.display()));
+                let what = match &ladder {
+                    Some(budgets) => {
+                        self.ladder = true;
+                        self.bar.set_style(
+                            ProgressStyle::with_template(
+                                "{spinner} [{elapsed_precise}] {bar:28.cyan/blue} {pos}/{len} rung runs  {msg}  ETA {eta}",
+                            )
+                            .expect("a valid template")
+                            .progress_chars("=> "),
+                        );
+                        let budgets: Vec<String> = budgets.iter().map(u64::to_string).collect();
+                        format!("a ladder of about {total} rung runs (budgets {})", budgets.join(", "))
+                    }
+                    None => format!("{total} trials"),
+                };
+                self.say(format!("study {study}: {what}{resumed}, {jobs} at a time; database {}", database.display()));
             }
-            Event::TrialStarted { number, attempt, .. } => {
-                self.running.insert(number, (0, 0));
-                if attempt > 1 {
-                    self.say(format!("trial {number}: attempt {attempt}"));
+            Event::TrialStarted { number, attempt, rung, max_train_steps, entry, .. } => {
+                self.running.insert(number, (entry.start_step(), max_train_steps));
+                self.rungs.insert(number, rung);
+                match entry {
+                    RungEntry::Resumed { from, step } if self.promoted.insert((number, rung)) => self.say(format!(
+                        "trial {number}: promoted from rung {from} to rung {rung} ({max_train_steps} steps), resuming from its checkpoint at step {step}"
+                    )),
+                    RungEntry::Restarted { from } if self.promoted.insert((number, rung)) => self.say(format!(
+                        "trial {number}: promoted from rung {from} to rung {rung} ({max_train_steps} steps), restarting from scratch (no checkpoint within the part of its schedule that a longer budget shares)"
+                    )),
+                    _ if attempt > 1 => self.say(format!("trial {number}: attempt {attempt}")),
+                    _ => {}
                 }
             }
+            Event::Waiting => self.say(format!(
+                "waiting: the ladder's next promotions depend on {} still running",
+                if self.running.is_empty() {
+                    "trials other processes run".to_string()
+                } else {
+                    plural(self.running.len(), "trial")
+                }
+            )),
             Event::Progress { number, step, max_train_steps } => {
                 self.running.insert(number, (step, max_train_steps));
             }
@@ -119,8 +158,12 @@ impl Reporter {
                         }
                         // A trial stopped early for a reason (stop_when, a policy) says so.
                         let stopped = result.message.as_deref().map(|m| format!("; {m}")).unwrap_or_default();
+                        let at = match self.rungs.get(&number) {
+                            Some(&rung) if self.ladder => format!(" at rung {rung}"),
+                            _ => String::new(),
+                        };
                         self.say(format!(
-                            "trial {number} complete: best {} {} at step {}/{} (final {}) in {secs:.1}s{stopped}",
+                            "trial {number} complete{at}: best {} {} at step {}/{} (final {}) in {secs:.1}s{stopped}",
                             self.objective,
                             num(s.best_value),
                             s.best_step,
