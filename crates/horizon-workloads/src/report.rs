@@ -1,11 +1,12 @@
 //! Writing protocol v1 lines: one JSON object per line, each written with one `write` call on a
-//! file opened for appending.
+//! file opened for appending. The lines: metrics, checkpoint announcements, and the declaration
+//! of the schedule's budget-independent prefix (the order a run writes them in: `crate::train`).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use horizon_core::protocol::{encode_checkpoint, encode_metrics};
+use horizon_core::protocol::{encode_budget_independent, encode_checkpoint, encode_metrics};
 
 use crate::WorkloadError;
 
@@ -36,6 +37,12 @@ impl Reporter {
     /// strings "nan", "inf" and "-inf" (the protocol's one encoder).
     pub fn metrics(&mut self, step: u64, split: &str, metrics: &[(&str, f64)]) -> Result<(), WorkloadError> {
         self.write_line(encode_metrics(step, split, metrics))
+    }
+
+    /// `{"event": "budget_independent", "step": S}`: the run's first `S` steps are the same
+    /// under any longer budget.
+    pub fn budget_independent(&mut self, step: u64) -> Result<(), WorkloadError> {
+        self.write_line(encode_budget_independent(step))
     }
 
     /// `{"event": "checkpoint", "step": S, "path": PATH}`.

@@ -1,5 +1,26 @@
 //! The training loop every workload shares: steps, evaluation and reports, checkpoints, resume,
 //! divergence and stopping.
+//!
+//! What a run writes to the metrics file (trial protocol v1, docs/protocol.md), in order:
+//!
+//! 1. `{"event":"budget_independent","step":S}` first, once, where `S` is
+//!    [`Schedule::budget_independent_until`](horizon_core::schedule::Schedule::budget_independent_until)
+//!    of the run's schedule: the first `S` steps are the same under any longer budget (the whole
+//!    run for `constant` and `rsqrt`, all but the last `decay_steps` for `wsd`, the warmup for
+//!    `linear` and `cosine`), so a ladder can promote the trial by resuming its checkpoint at
+//!    step `S` with a longer `HORIZON_MAX_TRAIN_STEPS`;
+//! 2. when resuming, the checkpoint step's evaluation again (if it is an evaluation step);
+//! 3. at each evaluation step, a `train` line (the task's training metrics, `lr` and
+//!    `grad_norm` of the step) and a `valid` line (at a step whose training loss is not
+//!    finite, that step's `train` loss, `lr` and `grad_norm`, and the run ends);
+//! 4. after a step's metrics, `{"event":"checkpoint","step":S,"path":"ckpt-S"}` when horizon
+//!    asked for a checkpoint at it, or when stopped.
+//!
+//! A checkpoint resumes under a budget at least as long as its step, whatever budget wrote it:
+//! the following steps take their learning rate from the new run's schedule, and everything else
+//! they depend on (weights, optimizer state, data position, generators) is in the checkpoint, so
+//! a checkpoint of step `S` written at budget B1 (with `S` budget-independent there) continues
+//! exactly as a run started at budget B2.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -72,17 +93,29 @@ pub fn run<T: Task>(
         if s.params != state.params {
             return Err(fail(format!("it was written with parameters {} but this run has {}", s.params, state.params)));
         }
+        // A checkpoint written under a shorter budget (a ladder's earlier rung) continues under
+        // this run's schedule: the learning rate of every step comes from `common`, never from
+        // the checkpoint (its `last_lr` is only reported). One past this budget cannot.
         if s.step > env.max_train_steps {
-            return Err(fail(format!("it is at step {}, past HORIZON_MAX_TRAIN_STEPS = {}", s.step, env.max_train_steps)));
+            return Err(fail(format!(
+                "it is at step {}, past this run's budget HORIZON_MAX_TRAIN_STEPS = {} (a checkpoint resumes only a run at least as long as its step)",
+                s.step, env.max_train_steps
+            )));
         }
         (model, optim, state) = (m, o, s);
-        // Report the checkpoint's evaluation again: the new attempt's records then hold it.
-        if env.is_eval_step(state.step) {
-            let eval = task.evaluate(&model.valid());
-            report(&mut reporter, state.step, &state, &eval)?;
-            if eval.diverged() {
-                return Ok(RunEnd::Finished);
-            }
+    }
+
+    // How much of this run a longer budget would train identically (docs/protocol.md): a ladder
+    // resumes the trial's promotion from a checkpoint at or before it.
+    reporter.budget_independent(common.schedule.budget_independent_until())?;
+
+    // Resumed: report the checkpoint's evaluation again, so that the new attempt's records hold
+    // it.
+    if env.resume_from.is_some() && env.is_eval_step(state.step) {
+        let eval = task.evaluate(&model.valid());
+        report(&mut reporter, state.step, &state, &eval)?;
+        if eval.diverged() {
+            return Ok(RunEnd::Finished);
         }
     }
 

@@ -1,7 +1,7 @@
 //! The built-in workloads as horizon runs them: metric lines, checkpoints, resume, stop,
 //! determinism and parameter errors.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -80,6 +80,15 @@ fn parsed(lines: &[String]) -> Vec<(u64, String, f64)> {
 
 fn is_event(line: &str) -> bool {
     line.contains("\"event\"")
+}
+
+fn is_checkpoint(line: &str) -> bool {
+    matches!(parse_line(line), Ok(Report::Checkpoint { .. }))
+}
+
+/// The declaration a run writes first: `{"event":"budget_independent","step":S}`.
+fn declaration(step: u64) -> String {
+    format!("{{\"event\":\"budget_independent\",\"step\":{step}}}")
 }
 
 /// A few steps with evaluations at every step: exactly the catalog's metrics, all finite, at
@@ -164,14 +173,14 @@ fn resume_is_bit_for_bit(name: &str, p: Params, steps: u64, half: u64, eval_ever
     run_ok(name, &with_checkpoint);
     let lines = trial.lines(2);
     let announcement = |s: u64| format!("{{\"event\":\"checkpoint\",\"step\":{s},\"path\":\"ckpt-{s}\"}}");
-    let events: Vec<&String> = lines.iter().filter(|l| is_event(l)).collect();
+    let events: Vec<&String> = lines.iter().filter(|l| is_checkpoint(l)).collect();
     let expected: Vec<String> = (1..=steps / half).map(|k| announcement(k * half)).collect();
     assert_eq!(events, expected.iter().collect::<Vec<_>>(), "{name}: checkpoints at every multiple of {half}");
     let at = lines.iter().position(|l| *l == announcement(half)).unwrap();
     // After the step's metrics, before the next step's.
     assert!(parsed(&lines[..at]).iter().all(|v| v.0 <= half) && parsed(&lines[at..]).iter().all(|v| v.0 > half));
     assert_eq!(
-        lines.iter().filter(|l| !is_event(l)).cloned().collect::<Vec<_>>(),
+        lines.iter().filter(|l| !is_checkpoint(l)).cloned().collect::<Vec<_>>(),
         straight,
         "{name}: checkpointing changes nothing"
     );
@@ -184,6 +193,7 @@ fn resume_is_bit_for_bit(name: &str, p: Params, steps: u64, half: u64, eval_ever
     second.resume_from = Some(trial.path().join(format!("ckpt-{half}")));
     assert_eq!(run_ok(name, &second), RunEnd::Finished);
     let second_lines = trial.lines(3);
+    assert!(is_event(&straight[0]) && second_lines[0] == straight[0], "{name}: the same declaration first");
 
     let at = |lines: &[String], cmp: &dyn Fn(u64) -> bool| -> Vec<String> {
         lines.iter().filter(|l| !is_event(l)).filter(|l| cmp(parsed(&[l.to_string()])[0].0)).cloned().collect()
@@ -230,6 +240,159 @@ fn jargon_lm_resumes_bit_for_bit() {
     resume_is_bit_for_bit("jargon-lm", small_lm(), 8, 4, 2);
 }
 
+/// Metric values by (step, name), as `f64::to_bits`: two of these are equal only if every value
+/// is equal bit for bit.
+fn bits(lines: &[String], keep: impl Fn(u64) -> bool) -> BTreeMap<(u64, String), u64> {
+    parsed(lines).into_iter().filter(|v| keep(v.0)).map(|(step, name, x)| ((step, name), x.to_bits())).collect()
+}
+
+/// `left == right`, or a panic naming the first value that differs (or is missing) and how.
+fn assert_same_bits(left: &BTreeMap<(u64, String), u64>, right: &BTreeMap<(u64, String), u64>, what: &str) {
+    let keys: BTreeSet<&(u64, String)> = left.keys().chain(right.keys()).collect();
+    for key in keys {
+        let (l, r) = (left.get(key).copied().map(f64::from_bits), right.get(key).copied().map(f64::from_bits));
+        assert!(left.get(key) == right.get(key), "{what}: first difference at step {} {}: {l:?} against {r:?}", key.0, key.1);
+    }
+}
+
+/// The steps of a run's events: its budget-independence declarations and its checkpoints.
+fn events(lines: &[String]) -> (Vec<u64>, Vec<u64>) {
+    let (mut declared, mut checkpoints) = (Vec::new(), Vec::new());
+    for line in lines {
+        match parse_line(line).unwrap() {
+            Report::BudgetIndependent { step } => declared.push(step),
+            Report::Checkpoint { step, path } => {
+                assert_eq!(path, format!("ckpt-{step}"));
+                checkpoints.push(step);
+            }
+            Report::Metrics { .. } => {}
+        }
+    }
+    (declared, checkpoints)
+}
+
+/// A ladder's promotion of digits-mlp from budget `b1` to `b2`: (a) a run at `b1` declares `s1`
+/// budget-independent and checkpoints it, as horizon asks; (b) a run from scratch at `b2`;
+/// (c) a run at `b2` resumed from (a)'s checkpoint. (c) reports exactly what (b) does from
+/// `s1` on, bit for bit, and (a) agrees with (b) up to `s1` (and not after it: its schedule
+/// ends sooner).
+fn promotion_is_bit_for_bit(p: Params, b1: u64, b2: u64, s1: u64, eval_every: u64) {
+    let trial = Trial::new();
+    let mut rung0 = trial.env(&p, b1, eval_every, 21, 1);
+    rung0.checkpoint_steps = vec![s1];
+    run_ok("digits-mlp", &rung0);
+    let a = trial.lines(1);
+    assert_eq!(events(&a), (vec![s1], vec![s1]), "(a) declares {s1} and checkpoints it");
+    assert_eq!(a[0], declaration(s1), "the declaration comes first");
+    assert_eq!(horizon_core::workloads::budget_independent_until(&p, b1), Some(s1), "the ladder's prediction");
+
+    run_ok("digits-mlp", &trial.env(&p, b2, eval_every, 21, 2));
+    let b = trial.lines(2);
+    let b2_declared = horizon_core::workloads::budget_independent_until(&p, b2).unwrap();
+    assert_eq!(events(&b), (vec![b2_declared], vec![]));
+
+    let mut rung1 = trial.env(&p, b2, eval_every, 21, 3);
+    rung1.resume_from = Some(trial.path().join(format!("ckpt-{s1}")));
+    assert_eq!(run_ok("digits-mlp", &rung1), RunEnd::Finished);
+    let c = trial.lines(3);
+    assert_eq!(events(&c), (vec![b2_declared], vec![]), "(c) declares what a run at {b2} does");
+
+    // (c) is (b) from the checkpoint on: every value after it, and the checkpoint step's
+    // evaluation when it is one at b2 too.
+    let after = bits(&b, |s| s > s1);
+    assert!(after.len() > 10, "{after:?}");
+    assert_same_bits(&bits(&c, |s| s > s1), &after, &format!("(c) against (b) after step {s1}"));
+    assert_same_bits(&bits(&c, |s| s <= s1), &bits(&b, |s| s == s1), &format!("(c) re-reporting step {s1}"));
+    // (a) is (b) before the checkpoint: the shared prefix, at the steps both evaluate ((a) also
+    // evaluates its last step).
+    let before = bits(&b, |s| s <= s1);
+    assert!(before.len() >= 8, "{before:?}");
+    assert_same_bits(&bits(&a, |s| s <= s1 && s % eval_every == 0), &before, &format!("(a) against (b) up to step {s1}"));
+    let b_at = bits(&b, |_| true);
+    // After it (a) decays sooner, so it is not (b): a test that could not fail proves nothing.
+    for step in (s1 + 1..=b1).filter(|s| s % eval_every == 0) {
+        for metric in ["train/lr", "valid/loss"] {
+            let key = (step, metric.to_string());
+            assert_ne!(bits(&a, |_| true)[&key], b_at[&key], "(a) and (b) at {key:?}");
+        }
+    }
+}
+
+#[test]
+fn digits_mlp_promoted_under_wsd_continues_bit_for_bit() {
+    // The decay of the 60-step run starts at step 40, that of the 180-step run at 160.
+    let p = params(&[
+        ("schedule", text("wsd")),
+        ("decay_steps", int(20)),
+        ("warmup_steps", int(5)),
+        ("optimizer", text("adam")),
+        ("learning_rate", float(2e-3)),
+        ("weight_decay", float(1e-4)),
+        ("dropout", float(0.2)),
+        ("hidden", int(64)),
+        ("batch_size", int(32)),
+    ]);
+    promotion_is_bit_for_bit(p, 60, 180, 40, 10);
+}
+
+#[test]
+fn digits_mlp_promoted_under_a_constant_rate_continues_from_the_end_of_its_rung() {
+    // A constant rate does not depend on the budget: the whole 55-step run is shared, and it
+    // resumes from its last step (not an evaluation step at 180 steps).
+    let p = params(&[
+        ("nesterov", ParamValue::Bool(true)),
+        ("learning_rate", float(0.05)),
+        ("weight_decay", float(1e-3)),
+        ("grad_clip", float(1.0)),
+        ("dropout", float(0.3)),
+        ("label_smoothing", float(0.1)),
+        ("hidden", int(64)),
+        ("batch_size", int(32)),
+    ]);
+    promotion_is_bit_for_bit(p, 55, 180, 55, 10);
+}
+
+#[test]
+fn every_schedule_declares_what_the_ladder_predicts() {
+    // The ladder computes the resume step from the parameters (horizon_core::workloads); the
+    // workload declares it from the schedule it runs. They must agree.
+    for (schedule, expected) in [("constant", 12), ("rsqrt", 12), ("wsd", 8), ("linear", 2), ("cosine", 2)] {
+        let p = params(&[("schedule", text(schedule)), ("warmup_steps", int(2)), ("decay_steps", int(4)), ("hidden", int(8))]);
+        let trial = Trial::new();
+        run_ok("digits-mlp", &trial.env(&p, 12, 12, 1, 1));
+        let lines = trial.lines(1);
+        assert_eq!(lines[0], declaration(expected), "{schedule}");
+        assert_eq!(events(&lines).0, vec![expected], "{schedule}: declared once");
+        assert_eq!(horizon_core::workloads::budget_independent_until(&p, 12), Some(expected), "{schedule}");
+    }
+}
+
+#[test]
+fn a_checkpoint_past_the_budget_is_refused() {
+    let p = params(&[("hidden", int(16))]);
+    let trial = Trial::new();
+    let mut env = trial.env(&p, 8, 4, 1, 1);
+    env.checkpoint_steps = vec![8];
+    run_ok("digits-mlp", &env);
+    let mut shorter = trial.env(&p, 5, 4, 1, 2);
+    shorter.resume_from = Some(trial.path().join("ckpt-8"));
+    let e = run("digits-mlp", &shorter, &AtomicBool::new(false)).unwrap_err();
+    assert!(
+        matches!(&e, WorkloadError::Resume { reason, .. } if reason.contains("step 8") && reason.contains("HORIZON_MAX_TRAIN_STEPS = 5")),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("ckpt-8"), "{e}");
+    // Refused before anything is reported, the declaration included.
+    assert!(trial.lines(2).is_empty(), "{:?}", trial.lines(2));
+    // At exactly its step it resumes, reports that evaluation again and ends.
+    let mut same = trial.env(&p, 8, 4, 1, 3);
+    same.resume_from = Some(trial.path().join("ckpt-8"));
+    assert_eq!(run_ok("digits-mlp", &same), RunEnd::Finished);
+    let resumed = trial.lines(3);
+    assert_eq!(resumed[0], declaration(8));
+    assert_same_bits(&bits(&resumed, |_| true), &bits(&trial.lines(1), |s| s == 8), "re-reported step 8");
+}
+
 #[test]
 fn a_stop_finishes_the_step_writes_a_checkpoint_and_a_resumed_run_continues() {
     let p = params(&[("dropout", float(0.3)), ("optimizer", text("adam")), ("learning_rate", float(1e-3))]);
@@ -242,7 +405,8 @@ fn a_stop_finishes_the_step_writes_a_checkpoint_and_a_resumed_run_continues() {
     let stop = AtomicBool::new(true);
     let end = run("digits-mlp", &trial.env(&p, 10, 4, 9, 2), &stop).unwrap();
     assert_eq!(end, RunEnd::Stopped { step: 1 });
-    assert_eq!(trial.lines(2), vec![r#"{"event":"checkpoint","step":1,"path":"ckpt-1"}"#.to_string()]);
+    // The default schedule is constant: every step is budget-independent.
+    assert_eq!(trial.lines(2), vec![declaration(10), r#"{"event":"checkpoint","step":1,"path":"ckpt-1"}"#.to_string()]);
     assert!(trial.path().join("ckpt-1/model.safetensors").is_file());
     assert!(!trial.path().join("ckpt-1.tmp").exists());
 
