@@ -501,14 +501,16 @@ pub fn count_states(trials: &[horizon_core::TrialRecord]) -> HashMap<TrialState,
     counts
 }
 
-/// The best trial's selection among complete trials.
+/// The best trial's selection among complete trials. On a ladder, among those at the highest
+/// rung any complete trial reached: values at shorter budgets are not comparable with it.
 pub fn best_of(
     trials: &[horizon_core::TrialRecord],
     direction: horizon_core::Direction,
 ) -> Option<(&horizon_core::TrialRecord, Selection)> {
+    let top = trials.iter().filter(|t| t.state == TrialState::Complete).map(|t| t.rung).max()?;
     trials
         .iter()
-        .filter(|t| t.state == TrialState::Complete)
+        .filter(|t| t.state == TrialState::Complete && t.rung == top)
         .filter_map(|t| {
             Some((
                 t,

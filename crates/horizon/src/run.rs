@@ -33,7 +33,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let trials = storage.trials(study_id)?;
     let mut out = std::io::stdout().lock();
     writeln!(out)?;
-    write!(out, "{}", crate::show::trials_table(&trials, &spec.objective.metric))?;
+    let rungs = storage.rungs(study_id)?;
+    write!(out, "{}", crate::show::trials_table(&trials, &rungs, &spec.objective.metric))?;
+    if let Some(l) = &spec.ladder {
+        writeln!(out)?;
+        let report = crate::show::ladder_report_of(storage.as_ref(), study_id, &l.ladder.rungs, spec.objective.direction)?;
+        write!(out, "{}", report.render())?;
+    }
     if let Some((t, s)) = best_of(&trials, spec.objective.direction) {
         writeln!(
             out,

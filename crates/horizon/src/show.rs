@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use horizon_core::trial::{TrialRecord, TrialState};
+use horizon_core::trial::{RungEntry, RungRecord, TrialRecord, TrialState};
 use horizon_runner::resolve::trial_dir;
 use horizon_runner::worker::{best_of, count_states};
 use horizon_store::{CheckpointRecord, Storage};
@@ -21,6 +21,7 @@ pub fn status(args: ShowArgs) -> Result<()> {
     let counts = count_states(&trials);
     let best = best_of(&trials, t.direction);
     let planned = horizon_core::trial::planned_total(t.spec["trials"].as_u64().unwrap_or(0), &trials);
+    let ladder = ladder_report(&t)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let by_state: serde_json::Map<String, serde_json::Value> =
@@ -35,6 +36,7 @@ pub fn status(args: ShowArgs) -> Result<()> {
             "max_train_steps": t.spec["max_train_steps"],
             "eval_every": t.spec["eval_every"],
             "best": best.map(|(trial, _)| trial_json(trial)),
+            "ladder": ladder.as_ref().map(|r| serde_json::to_value(r).expect("a report is JSON")),
         });
         writeln!(out, "{doc}")?;
         return Ok(());
@@ -83,7 +85,28 @@ pub fn status(args: ShowArgs) -> Result<()> {
         )?,
         None => writeln!(out, "best     no complete trial yet")?,
     }
+    if let Some(report) = &ladder {
+        write!(out, "{}", report.render())?;
+    }
     Ok(())
+}
+
+/// The ladder's report (rung sizes, promotions, compute, rank agreement) when the study runs
+/// one.
+pub fn ladder_report(t: &target::Target) -> Result<Option<horizon_analysis::ladder::LadderReport>> {
+    let Some(budgets) = t.spec["ladder"]["rungs"].as_array() else { return Ok(None) };
+    let budgets: Vec<u64> = budgets.iter().filter_map(|b| b.as_u64()).collect();
+    Ok(Some(ladder_report_of(&t.storage, t.study.id, &budgets, t.direction)?))
+}
+
+pub fn ladder_report_of(
+    storage: &dyn Storage,
+    study: horizon_store::StudyId,
+    budgets: &[u64],
+    direction: horizon_core::Direction,
+) -> Result<horizon_analysis::ladder::LadderReport> {
+    let rungs = storage.rungs(study)?;
+    Ok(horizon_analysis::ladder::ladder_report(&rungs, budgets, direction))
 }
 
 pub fn trials(args: TrialsArgs) -> Result<()> {
@@ -93,6 +116,7 @@ pub fn trials(args: TrialsArgs) -> Result<()> {
         trials.retain(|tr| tr.state == state);
     }
     let mut out = std::io::stdout().lock();
+    let rungs = t.storage.rungs(t.study.id)?;
     if args.show.json {
         // Imported trials also say where they came from (`horizon import`).
         let imports: std::collections::HashMap<i64, horizon_store::ImportRecord> =
@@ -102,12 +126,50 @@ pub fn trials(args: TrialsArgs) -> Result<()> {
             if let Some(i) = imports.get(&trial.id) {
                 doc["imported"] = json!({"origin": i.origin, "source": i.source});
             }
+            doc["rungs"] = rungs.iter().filter(|r| r.trial == trial.id).map(rung_json).collect();
             writeln!(out, "{doc}")?;
         }
         return Ok(());
     }
-    write!(out, "{}", trials_table(&trials, &t.objective))?;
+    write!(out, "{}", trials_table(&trials, &rungs, &t.objective))?;
     Ok(())
+}
+
+/// One trial's run at one rung as JSON (an element of `trials --json`'s `rungs`).
+pub fn rung_json(r: &RungRecord) -> serde_json::Value {
+    let finite = |x: Option<f64>| x.filter(|v| v.is_finite());
+    json!({
+        "rung": r.rung,
+        "budget": r.budget,
+        "state": r.state.as_str(),
+        "entry": r.entry,
+        "best_step": r.best_step,
+        "best_value": finite(r.best_value),
+        "final_step": r.final_step,
+        "final_value": finite(r.final_value),
+        "steps_run": r.steps_run,
+        "budget_independent_until": r.budget_independent_until,
+        "message": r.message,
+    })
+}
+
+/// A trial's ladder history in a few words: each rung's budget and best value, `r` after a
+/// rung that was restarted from scratch and `<S` after one resumed from step S.
+pub fn rung_history(trial: &TrialRecord, rungs: &[RungRecord]) -> String {
+    let mut parts = Vec::new();
+    for r in rungs.iter().filter(|r| r.trial == trial.id) {
+        let value = match (r.state, r.best_value) {
+            (TrialState::Complete, Some(v)) => opt_num(Some(v)),
+            (state, _) => state.to_string(),
+        };
+        let how = match r.entry {
+            RungEntry::Started => String::new(),
+            RungEntry::Resumed { step, .. } => format!(" (from {step})"),
+            RungEntry::Restarted { .. } => " (restarted)".to_string(),
+        };
+        parts.push(format!("{}: {value}{how}", r.budget));
+    }
+    parts.join(" > ")
 }
 
 pub fn best(args: ShowArgs) -> Result<()> {
@@ -208,6 +270,7 @@ pub fn trial_json(t: &TrialRecord) -> serde_json::Value {
         "best_fraction": t.best_step.map(|s| s as f64 / t.max_train_steps as f64),
         "final_step": t.final_step,
         "final_value": finite(t.final_value),
+        "rung": t.rung,
         "attempts": t.attempt,
         "failures": t.failures,
         "message": t.message,
@@ -216,20 +279,35 @@ pub fn trial_json(t: &TrialRecord) -> serde_json::Value {
     })
 }
 
-/// The table of trials that `horizon trials` and the end of `horizon run` print.
-pub fn trials_table(trials: &[TrialRecord], objective: &str) -> String {
+/// The table of trials that `horizon trials` and the end of `horizon run` print; a ladder's
+/// trials also show their rung history (budget: best value, by rung).
+pub fn trials_table(trials: &[TrialRecord], rungs: &[RungRecord], objective: &str) -> String {
     let param_names: Vec<String> =
         trials.first().map(|t| t.params.iter().map(|(n, _)| n.to_string()).collect()).unwrap_or_default();
+    let ladder = rungs.iter().any(|r| r.rung > 0);
     let best_col = format!("best {objective}");
     let mut columns: Vec<(&str, bool)> = vec![("trial", true), ("state", false)];
     columns.extend(param_names.iter().map(|n| (n.as_str(), true)));
-    columns.extend([("best step", true), (best_col.as_str(), true), ("final", true), ("note", false)]);
+    if ladder {
+        columns.push(("rung", true));
+    }
+    columns.extend([("best step", true), (best_col.as_str(), true), ("final", true)]);
+    if ladder {
+        columns.push(("rungs (budget: best)", false));
+    }
+    columns.push(("note", false));
     let mut table = Table::new(&columns);
     for t in trials {
         let mut row = vec![t.number.to_string(), t.state.to_string()];
         row.extend(param_names.iter().map(|n| t.params.get(n).map(param).unwrap_or_default()));
-        let note = shorten(t.message.as_deref().unwrap_or(""), 60);
-        row.extend([opt_int(t.best_step), opt_num(t.best_value), opt_num(t.final_value), note]);
+        if ladder {
+            row.push(t.rung.to_string());
+        }
+        row.extend([opt_int(t.best_step), opt_num(t.best_value), opt_num(t.final_value)]);
+        if ladder {
+            row.push(rung_history(t, rungs));
+        }
+        row.push(shorten(t.message.as_deref().unwrap_or(""), 60));
         table.push(row);
     }
     table.render()

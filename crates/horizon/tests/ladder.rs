@@ -1,0 +1,244 @@
+//! Ladders through the real binary: a built-in workload (digits-mlp, a real burn model) under a
+//! warmup-stable-decay schedule, trained at growing budgets; promotions resume from the
+//! checkpoint at the shorter budget's decay start. `kill -9` mid-ladder and resume.
+
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+
+use horizon_core::protocol::{Report, TrialEnvironment, parse_line};
+use util::*;
+
+const DECAY: u64 = 10;
+
+fn ladder_study(dir: &std::path::Path, name: &str, trials: u64, rungs: &[u64]) -> std::path::PathBuf {
+    let list: Vec<String> = rungs.iter().map(u64::to_string).collect();
+    let text = format!(
+        r#"
+[study]
+name = "{name}"
+trials = {trials}
+max_train_steps = {top}
+eval_every = 10
+seed = 3
+
+[objective]
+metric = "valid/loss"
+direction = "minimize"
+
+[trainer]
+workload = "digits-mlp"
+timeout = "10m"
+
+[ladder]
+rungs = [{list}]
+eta = 3
+
+[params.learning_rate]
+type = "float"
+low = 0.02
+high = 0.5
+scale = "log"
+
+[params.dropout]
+type = "fixed"
+value = 0.1
+
+[params.hidden]
+type = "fixed"
+value = 32
+
+[params.schedule]
+type = "fixed"
+value = "wsd"
+
+[params.decay_steps]
+type = "fixed"
+value = {DECAY}
+"#,
+        top = rungs.last().unwrap(),
+        list = list.join(", ")
+    );
+    let path = dir.join("study.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn horizon(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_horizon")).args(args).current_dir(dir).stdin(Stdio::null()).output().unwrap()
+}
+
+fn trials_json(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = horizon(dir, &["trials", "study.toml", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// `(step, name) -> value bits` of every metric line a trainer wrote.
+fn metric_bits(file: &std::path::Path) -> BTreeMap<(u64, String), u64> {
+    let mut out = BTreeMap::new();
+    for line in std::fs::read_to_string(file).unwrap().lines() {
+        if let Ok(Report::Metrics { step, values }) = parse_line(line) {
+            for (name, v) in values {
+                out.insert((step, name), v.to_bits());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_promoted_trial_resumed_at_its_decay_start_ends_exactly_as_training_from_scratch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    ladder_study(dir, "wsd-ladder", 3, &[30, 90]);
+    let out = horizon(dir, &["run", "study.toml", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(shown.contains("promoted from rung 0 to rung 1 (90 steps), resuming from its checkpoint at step 20"), "{shown}");
+    assert!(shown.contains("Ladder of 2 rungs"), "{shown}");
+
+    let trials = trials_json(dir);
+    let promoted: Vec<&serde_json::Value> = trials.iter().filter(|t| t["rung"] == 1).collect();
+    assert_eq!(promoted.len(), 1, "3 trials, eta 3: one goes on");
+    let t = promoted[0];
+    let rungs = t["rungs"].as_array().unwrap();
+    assert_eq!(rungs.len(), 2);
+    assert_eq!(rungs[0]["budget"], 30);
+    assert_eq!(rungs[1]["entry"], serde_json::json!({"kind": "resumed", "from": 0, "step": 20}));
+    assert_eq!(rungs[1]["steps_run"], 70, "90 steps less the 20 resumed");
+    assert_eq!((t["max_train_steps"].as_u64(), t["state"].as_str()), (Some(90), Some("complete")));
+    // The promoted trial was the best of rung 0.
+    let best0 = trials.iter().map(|t| t["rungs"][0]["best_value"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+    assert_eq!(rungs[0]["best_value"].as_f64(), Some(best0));
+
+    // The same configuration trained from scratch at 90 steps, by the same program with the same
+    // trial seed and parameters: every value after the resume point is bit for bit the resumed
+    // attempt's, and every value before it is rung 0's.
+    let number = t["number"].as_u64().unwrap();
+    let trial_dir = dir.join("horizon-runs/wsd-ladder/trials").join(format!("{number:05}"));
+    let resumed = metric_bits(&trial_dir.join("attempt-2.metrics.jsonl"));
+    let rung0 = metric_bits(&trial_dir.join("attempt-1.metrics.jsonl"));
+    let scratch_dir = dir.join("scratch");
+    std::fs::create_dir_all(&scratch_dir).unwrap();
+    let metrics = scratch_dir.join("metrics.jsonl");
+    let env = TrialEnvironment {
+        study: "scratch".into(),
+        trial_number: number,
+        attempt: 1,
+        trial_dir: scratch_dir.display().to_string(),
+        params_json: t["params"].to_string(),
+        max_train_steps: 90,
+        eval_every: 10,
+        seed: horizon_core::rng::trial_seed(3, number),
+        metrics_file: metrics.display().to_string(),
+        checkpoint_every: None,
+        checkpoint_steps: vec![],
+        resume_from: None,
+        rung: 0,
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_horizon"))
+        .args(["workload", "run", "digits-mlp"])
+        .envs(env.vars())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let scratch = metric_bits(&metrics);
+    let after = |m: &BTreeMap<(u64, String), u64>, from: u64| {
+        m.iter().filter(|((s, _), _)| *s >= from).map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>()
+    };
+    let before = |m: &BTreeMap<(u64, String), u64>, to: u64| {
+        m.iter().filter(|((s, _), _)| *s <= to).map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>()
+    };
+    assert!(after(&scratch, 21).len() >= 7 * 4, "evaluations at 30..90");
+    assert_eq!(after(&resumed, 21), after(&scratch, 21), "resumed at 20 under budget 90 vs from scratch at 90");
+    assert_eq!(before(&rung0, 20), before(&scratch, 20), "the shared prefix");
+    assert_ne!(after(&rung0, 21), after(&scratch, 21)[..after(&rung0, 21).len()].to_vec(), "rung 0 decayed from step 20");
+    // What the database holds for the promoted rung is the same curve.
+    let db = rusqlite::Connection::open(dir.join("horizon-runs/wsd-ladder/horizon.db")).unwrap();
+    let stored: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM metrics m JOIN trials t ON t.id = m.trial_id WHERE t.number = ?1 AND m.rung = 1",
+            [number],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored as usize, scratch.len(), "rung 1 holds the copied prefix and the resumed attempt's values");
+}
+
+#[test]
+fn kill_9_mid_ladder_then_resume_loses_duplicates_and_promotes_nothing_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    ladder_study(dir, "killed", 9, &[20, 60, 180]);
+    let db_path = dir.join("horizon-runs/killed/horizon.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_horizon"))
+        .args(["run", "study.toml", "-j", "2", "--no-progress"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let promoted_running = || {
+        let Ok(db) = rusqlite::Connection::open(&db_path) else { return false };
+        db.query_row("SELECT COUNT(*) FROM rungs WHERE rung > 0 AND state = 'running'", [], |r| r.get::<_, i64>(0)).unwrap_or(0)
+            > 0
+    };
+    wait_for("a promoted trial running", LONG, promoted_running);
+    send_signal(&child, libc::SIGKILL);
+    child.wait().unwrap();
+    let db = rusqlite::Connection::open(&db_path).unwrap();
+    let left: i64 = db.query_row("SELECT COUNT(*) FROM trials WHERE state = 'running'", [], |r| r.get(0)).unwrap();
+    assert!(left >= 1, "the dead worker left its trials running");
+    let before: Vec<(u64, u32, String)> = db
+        .prepare("SELECT t.number, r.rung, r.state FROM rungs r JOIN trials t ON t.id = r.trial_id ORDER BY 1, 2")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+
+    let out = horizon(dir, &["run", "study.toml", "-j", "2", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = trials_json(dir);
+    assert_eq!(trials.len(), 9, "no configuration lost or added");
+    let mut runs = BTreeSet::new();
+    for t in &trials {
+        assert_eq!(t["state"], "complete", "{t}");
+        for r in t["rungs"].as_array().unwrap() {
+            assert_eq!(r["state"], "complete", "{t}");
+            assert!(runs.insert((t["number"].as_u64().unwrap(), r["rung"].as_u64().unwrap())), "a rung run twice");
+        }
+    }
+    // Everything finished before the kill is as it was; what was running ran again, once.
+    for (number, rung, state) in &before {
+        assert!(runs.contains(&(*number, *rung as u64)), "trial {number} rung {rung} lost");
+        if state == "complete" {
+            let attempts: i64 = db
+                .query_row(
+                    "SELECT COUNT(*) FROM attempts a JOIN trials t ON t.id = a.trial_id WHERE t.number = ?1 AND a.rung = ?2",
+                    rusqlite::params![number, rung],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(attempts, 1, "trial {number} rung {rung} was complete before the kill and never reran");
+        }
+    }
+    // ASHA's guarantee: the best third of each finished rung went on.
+    for k in 0..2u64 {
+        let mut at: Vec<(f64, u64)> = trials
+            .iter()
+            .filter_map(|t| {
+                let r = t["rungs"].as_array().unwrap().get(k as usize)?;
+                Some((r["best_value"].as_f64().unwrap(), t["number"].as_u64().unwrap()))
+            })
+            .collect();
+        at.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (_, n) in &at[..at.len() / 3] {
+            assert!(runs.contains(&(*n, k + 1)), "trial {n} was in the top third of rung {k} and did not go on");
+        }
+    }
+}
