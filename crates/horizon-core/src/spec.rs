@@ -1481,6 +1481,38 @@ value = 3
     }
 
     #[test]
+    fn the_ladder_table_is_checked_and_part_of_the_identity() {
+        let s = StudySpec::parse(GOOD, "study.toml").unwrap();
+        assert_eq!(s.ladder, None);
+        let with = |table: &str| StudySpec::parse(&format!("{GOOD}\n[ladder]\n{table}\n"), "study.toml");
+        let l = with("min_steps = 40").unwrap().ladder.unwrap();
+        assert_eq!((l.ladder.rungs.as_slice(), l.ladder.eta, l.resume), (&[40u64, 120, 360, 1000][..], 3, true));
+        let l = with("rungs = [100, 400, 1000]\neta = 4\nresume = false").unwrap().ladder.unwrap();
+        assert_eq!((l.ladder.rungs.as_slice(), l.ladder.eta, l.resume), (&[100u64, 400, 1000][..], 4, false));
+        for (table, field, says) in [
+            ("eta = 3", "ladder", "neither min_steps nor rungs"),
+            ("min_steps = 10\nrungs = [10, 1000]", "ladder", "both"),
+            ("min_steps = 1000", "ladder.min_steps", "below max_train_steps"),
+            ("min_steps = 0", "ladder.min_steps", "at least 1"),
+            ("min_steps = 10\neta = 1", "ladder.eta", "at least 2"),
+            ("rungs = [100, 500]", "ladder.rungs", "not max_train_steps (1000)"),
+            ("rungs = [500, 100, 1000]", "ladder.rungs", "increase"),
+            ("rungs = [1000]", "ladder.rungs", "two rungs"),
+            ("rungs = [0, 1000]", "ladder.rungs[0]", "at least 1"),
+            ("min_steps = 10\nsteps = 3", "line", "unknown field"),
+        ] {
+            let e = with(table).unwrap_err();
+            assert!(e.field.starts_with(field), "{table}: {e}");
+            assert!(e.to_string().contains(says), "{table}: {e}");
+        }
+        // Changing the ladder changes what the trials are: it is part of the identity.
+        let a = with("min_steps = 40").unwrap().identity();
+        let b = with("min_steps = 50").unwrap().identity();
+        assert_eq!(StudySpec::identity_changes(&a, &b), ["ladder"]);
+        assert!(StudySpec::identity_changes(&s.identity(), &s.identity()).is_empty());
+    }
+
+    #[test]
     fn the_analysis_table_sets_analyze_and_is_checked() {
         let s = StudySpec::parse(GOOD, "study.toml").unwrap();
         assert_eq!(s.analysis, AnalysisConfig::default());

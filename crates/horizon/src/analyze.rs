@@ -14,9 +14,24 @@ use crate::target;
 pub fn analyze(args: ShowArgs) -> Result<()> {
     let t = target::open(&args.study, args.name.as_deref())?;
     let space: Option<SearchSpace> = serde_json::from_value(t.spec["space"].clone()).ok();
-    let trials = t
-        .storage
-        .trials(t.study.id)?
+    let mut records = t.storage.trials(t.study.id)?;
+    // A ladder's rungs are runs at different budgets: the budget verdict and the rest read the
+    // trials at the highest rung reached (complete schedules at one budget); the ladder report
+    // covers every rung.
+    let ladder = crate::show::ladder_report(&t)?;
+    let mut note = None;
+    if ladder.is_some()
+        && let Some(top) = records.iter().map(|r| r.rung).max()
+    {
+        let all = records.len();
+        records.retain(|r| r.rung == top);
+        note = Some(format!(
+            "ladder: the analysis reads the {} at rung {top} ({} steps), the highest reached, of {all}; the ladder report below covers every rung",
+            horizon_analysis::text::plural(records.len(), "trial"),
+            records.first().map_or(0, |r| r.max_train_steps),
+        ));
+    }
+    let trials = records
         .into_iter()
         .map(|record| Ok(TrialData { metrics: t.storage.metrics(record.id)?, record }))
         .collect::<Result<Vec<_>>>()?;
@@ -24,9 +39,20 @@ pub fn analyze(args: ShowArgs) -> Result<()> {
     let analysis = run_analysis(&data, &settings(&t)?);
     let mut out = std::io::stdout().lock();
     if args.json {
-        writeln!(out, "{}", serde_json::to_string(&analysis)?)?;
+        let mut doc = serde_json::to_value(&analysis)?;
+        if let Some(report) = &ladder {
+            doc["ladder"] = serde_json::to_value(report)?;
+        }
+        writeln!(out, "{doc}")?;
     } else {
+        if let Some(note) = &note {
+            writeln!(out, "{note}")?;
+        }
         write!(out, "{}", render_text(&analysis))?;
+        if let Some(report) = &ladder {
+            writeln!(out)?;
+            write!(out, "{}", report.render())?;
+        }
     }
     Ok(())
 }

@@ -109,6 +109,17 @@ fn a_promoted_trial_resumed_at_its_decay_start_ends_exactly_as_training_from_scr
     assert_eq!(rungs[1]["entry"], serde_json::json!({"kind": "resumed", "from": 0, "step": 20}));
     assert_eq!(rungs[1]["steps_run"], 70, "90 steps less the 20 resumed");
     assert_eq!((t["max_train_steps"].as_u64(), t["state"].as_str()), (Some(90), Some("complete")));
+    // status and analyze report the ladder: sizes, compute, rank agreement.
+    let out = horizon(dir, &["status", "study.toml", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let totals = &status["ladder"]["totals"];
+    assert_eq!((totals["steps_run"].as_u64(), totals["steps_saved"].as_u64()), (Some(3 * 30 + 70), Some(20)), "{status}");
+    assert_eq!(totals["from_scratch_steps"], 3 * 30 + 90);
+    let out = horizon(dir, &["analyze", "study.toml"]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("ladder: the analysis reads the 1 trial at rung 1 (90 steps), the highest reached, of 3"), "{shown}");
+    assert!(shown.contains("Ladder of 2 rungs"), "{shown}");
     // The promoted trial was the best of rung 0.
     let best0 = trials.iter().map(|t| t["rungs"][0]["best_value"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
     assert_eq!(rungs[0]["best_value"].as_f64(), Some(best0));
@@ -239,6 +250,23 @@ fn kill_9_mid_ladder_then_resume_loses_duplicates_and_promotes_nothing_twice() {
         at.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         for (_, n) in &at[..at.len() / 3] {
             assert!(runs.contains(&(*n, k + 1)), "trial {n} was in the top third of rung {k} and did not go on");
+        }
+    }
+}
+
+#[test]
+fn the_example_ladder_is_a_valid_study_with_geometric_rungs() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/ladder.toml");
+    let spec = horizon_core::StudySpec::parse(&std::fs::read_to_string(path).unwrap(), path).unwrap();
+    let ladder = spec.ladder.as_ref().expect("a [ladder] table");
+    assert_eq!(ladder.ladder.rungs, [300, 900, 2700, 8100]);
+    // Its schedule shares everything before the decay with longer budgets: every promotion of
+    // every configuration can resume.
+    let sampler = spec.sampler.build(&spec.space, spec.seed).unwrap();
+    for index in 0..27 {
+        let params = sampler.sample(index).unwrap();
+        for &budget in &ladder.ladder.rungs[..3] {
+            assert_eq!(horizon_core::workloads::budget_independent_until(&params, budget), Some(budget - 100));
         }
     }
 }
