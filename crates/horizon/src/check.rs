@@ -26,10 +26,15 @@ pub fn check(path: &Path, points: u64, as_json: bool) -> Result<()> {
 
     // Trial 0's first attempt, as the runner would launch it (the trial directory is not created).
     let first = sampled.first().map(|(_, p)| p.clone()).unwrap_or_default();
-    let trial = TrialRecord::new(0, first, spec.max_train_steps, TrialState::Running);
+    // On a ladder, trial 0 starts at rung 0's budget, asked for the checkpoint a promotion
+    // would resume from.
+    let budget = spec.ladder.as_ref().map_or(spec.max_train_steps, |l| l.ladder.rungs[0]);
+    let trial = TrialRecord::new(0, first, budget, TrialState::Running);
+    let policy = horizon_core::claim::for_study(spec);
+    let start = horizon_runner::attempt::AttemptStart { checkpoint_steps: policy.checkpoint_steps(&trial), ..Default::default() };
     let files = AttemptFiles::new(&study.trial_dir(0), 1);
     let gpu = spec.trainer.gpus.first().map(String::as_str);
-    let launch = plan(spec, &trial, &files, &study.working_dir, gpu, &study.horizon_exe, &Default::default());
+    let launch = plan(spec, &trial, &files, &study.working_dir, gpu, &study.horizon_exe, &start);
     let program = launch
         .argv
         .first()
@@ -50,6 +55,7 @@ pub fn check(path: &Path, points: u64, as_json: bool) -> Result<()> {
             "eval_every": spec.eval_every,
             "seed": spec.seed,
             "sampler": spec.sampler,
+            "ladder": spec.ladder,
             "points": sampled.iter().map(|(i, p)| json!({"sample_index": i, "params": p})).collect::<Vec<_>>(),
             "trial": {
                 "number": 0,
@@ -64,11 +70,31 @@ pub fn check(path: &Path, points: u64, as_json: bool) -> Result<()> {
         return Ok(());
     }
     writeln!(out, "{}: a valid study file; nothing was run or written", study.spec_path.display())?;
-    writeln!(
-        out,
-        "  study        {} ({} trials of {} steps, evaluated every {}; seed {})",
-        spec.name, spec.trials, spec.max_train_steps, spec.eval_every, spec.seed
-    )?;
+    let size = match &spec.ladder {
+        Some(_) => format!("{} configurations, the top rung {} steps", spec.trials, spec.max_train_steps),
+        None => format!("{} trials of {} steps", spec.trials, spec.max_train_steps),
+    };
+    writeln!(out, "  study        {} ({size}, evaluated every {}; seed {})", spec.name, spec.eval_every, spec.seed)?;
+    if let Some(l) = &spec.ladder {
+        let rungs: Vec<String> = l.ladder.rungs.iter().map(u64::to_string).collect();
+        let resume = match (l.resume, spec.trainer.workload.is_some(), start.checkpoint_steps.first()) {
+            (false, ..) => "promotions restart from scratch (resume = false)".to_string(),
+            (true, true, Some(step)) => {
+                format!("promotions resume from the checkpoint at the end of the shared schedule (trial 0: step {step})")
+            }
+            (true, true, None) => "promotions restart from scratch: this schedule shares nothing with longer budgets".to_string(),
+            (true, false, _) => {
+                "promotions resume where the trainer declares its schedule budget-independent (docs/protocol.md 6a)".to_string()
+            }
+        };
+        writeln!(
+            out,
+            "  ladder       rungs {} (eta {}), about {} rung runs; {resume}",
+            rungs.join(", "),
+            l.ladder.eta,
+            horizon_core::claim::planned_runs(&l.ladder, spec.trials)
+        )?;
+    }
     let exists = if study.dir.is_dir() { "exists" } else { "does not exist yet; `horizon run` creates it" };
     writeln!(out, "  study dir    {} ({exists})", study.dir.display())?;
     writeln!(out, "  database     {}", db.text(&study))?;

@@ -93,6 +93,11 @@ fn a_promoted_trial_resumed_at_its_decay_start_ends_exactly_as_training_from_scr
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     ladder_study(dir, "wsd-ladder", 3, &[30, 90]);
+    // `check` shows the plan: rung 0's budget, and the checkpoint asked for in advance.
+    let out = horizon(dir, &["check", "study.toml"]);
+    let plan = text(&out);
+    assert!(plan.contains("ladder       rungs 30, 90 (eta 3), about 4 rung runs; promotions resume"), "{plan}");
+    assert!(plan.contains("HORIZON_MAX_TRAIN_STEPS=30") && plan.contains("HORIZON_CHECKPOINT_STEPS=20"), "{plan}");
     let out = horizon(dir, &["run", "study.toml", "--no-progress"]);
     assert!(out.status.success(), "{}", text(&out));
     let shown = text(&out);
