@@ -153,6 +153,13 @@ pub fn regularization_off(name: &str) -> Option<ParamValue> {
 /// defaults). `None` when the parameters do not make a valid schedule (the run will fail and
 /// say why).
 pub fn budget_independent_until(params: &crate::Params, budget: u64) -> Option<u64> {
+    schedule_of(params, budget).map(|s| s.budget_independent_until())
+}
+
+/// The learning-rate schedule a built-in workload's run with `params` and `budget` follows, as
+/// the workload computes it (unset parameters take the catalog's defaults); `None` when the
+/// parameters do not make a valid schedule.
+pub fn schedule_of(params: &crate::Params, budget: u64) -> Option<crate::schedule::Schedule> {
     use crate::schedule::{Decay, Schedule};
     let get = |name: &str| {
         params.get(name).cloned().or_else(|| COMMON_PARAMS.iter().find(|p| p.name == name).map(|p| p.default.value()))
@@ -174,7 +181,7 @@ pub fn budget_independent_until(params: &crate::Params, budget: u64) -> Option<u
         },
         _ => return None,
     };
-    Schedule::new(lr, int("warmup_steps")?, budget, decay).ok().map(|s| s.budget_independent_until())
+    Schedule::new(lr, int("warmup_steps")?, budget, decay).ok()
 }
 
 #[cfg(test)]

@@ -32,12 +32,15 @@ pub fn trial(args: TrialArgs) -> Result<()> {
     let seed = (trial.sample_index.is_some() || imported.is_none())
         .then(|| trial_seed(t.spec["seed"].as_u64().unwrap_or(0), trial.number));
     let curves = curves(&metrics);
+    let rungs: Vec<_> = t.storage.rungs(t.study.id)?.into_iter().filter(|r| r.trial == trial.id).collect();
 
     let mut out = std::io::stdout().lock();
     if args.show.json {
+        let mut record = trial_json(&trial);
+        record["rungs"] = crate::show::rungs_json(&t, &trial, &rungs);
         let doc = json!({
             "study": t.study.name,
-            "trial": trial_json(&trial),
+            "trial": record,
             "sample_index": trial.sample_index,
             "seed": seed,
             "trial_dir": dir,
@@ -82,11 +85,42 @@ pub fn trial(args: TrialArgs) -> Result<()> {
     }
     writeln!(out, "  directory   {}", dir.display())?;
     writeln!(out, "  failures    {} (counted against retries)", trial.failures)?;
+    if rungs.len() > 1 || trial.rung > 0 {
+        writeln!(
+            out,
+            "
+rungs ({}; the curves below are rung {}'s)",
+            rungs.len(),
+            trial.rung
+        )?;
+        let mut table = Table::new(&[
+            ("rung", true),
+            ("budget", true),
+            ("state", false),
+            ("how", false),
+            ("best step", true),
+            ("best", true),
+            ("steps run", true),
+        ]);
+        for r in &rungs {
+            table.push(vec![
+                r.rung.to_string(),
+                r.budget.to_string(),
+                r.state.to_string(),
+                r.entry.to_string(),
+                opt_int(r.best_step),
+                opt_num(r.best_value),
+                r.steps_run.to_string(),
+            ]);
+        }
+        write!(out, "{}", indent(&table.render()))?;
+    }
 
     writeln!(out, "\nattempts ({})", attempts.len())?;
     if !attempts.is_empty() {
         let mut table = Table::new(&[
             ("attempt", true),
+            ("rung", true),
             ("started (UTC)", false),
             ("took", true),
             ("outcome", false),
@@ -96,6 +130,7 @@ pub fn trial(args: TrialArgs) -> Result<()> {
         for a in &attempts {
             table.push(vec![
                 a.attempt.to_string(),
+                a.rung.to_string(),
                 utc(a.started_at),
                 a.finished_at.map(|f| format!("{:.1}s", f - a.started_at)).unwrap_or_else(|| "running".into()),
                 a.outcome.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
@@ -155,19 +190,22 @@ pub fn export(args: ExportArgs) -> Result<()> {
     };
     let mut buffer: Vec<u8> = Vec::new();
     if args.format == ExportFormat::Csv {
-        writeln!(buffer, "trial,step,metric,value")?;
+        writeln!(buffer, "trial,rung,step,metric,value")?;
     }
+    // Every rung a trial ran (a study without a ladder has rung 0 only), each its own curve.
     for trial in &trials {
-        for m in t.storage.metrics(trial.id)? {
-            match args.format {
-                ExportFormat::Csv => {
-                    writeln!(buffer, "{},{},{},{}", trial.number, m.step, csv_cell(&m.name), csv_value(m.value))?
+        for rung in 0..=trial.rung {
+            for m in t.storage.rung_metrics(trial.id, rung)? {
+                match args.format {
+                    ExportFormat::Csv => {
+                        writeln!(buffer, "{},{rung},{},{},{}", trial.number, m.step, csv_cell(&m.name), csv_value(m.value))?
+                    }
+                    ExportFormat::Jsonl => writeln!(
+                        buffer,
+                        "{}",
+                        json!({"trial": trial.number, "rung": rung, "step": m.step, "metric": m.name, "value": value_json(m.value)})
+                    )?,
                 }
-                ExportFormat::Jsonl => writeln!(
-                    buffer,
-                    "{}",
-                    json!({"trial": trial.number, "step": m.step, "metric": m.name, "value": value_json(m.value)})
-                )?,
             }
         }
     }
@@ -233,6 +271,7 @@ fn attempt_json(a: &AttemptRecord) -> serde_json::Value {
         "outcome": a.outcome.map(|o| o.as_str()),
         "message": a.message,
         "exit_code": a.exit_code,
+        "rung": a.rung,
     })
 }
 

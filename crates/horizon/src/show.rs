@@ -126,13 +126,29 @@ pub fn trials(args: TrialsArgs) -> Result<()> {
             if let Some(i) = imports.get(&trial.id) {
                 doc["imported"] = json!({"origin": i.origin, "source": i.source});
             }
-            doc["rungs"] = rungs.iter().filter(|r| r.trial == trial.id).map(rung_json).collect();
+            doc["rungs"] = rungs_json(&t, trial, &rungs);
             writeln!(out, "{doc}")?;
         }
         return Ok(());
     }
     write!(out, "{}", trials_table(&trials, &rungs, &t.objective))?;
     Ok(())
+}
+
+/// A trial's rungs as JSON, each with the schedule it ran when horizon knows it (a built-in
+/// workload's, from its parameters and the rung's budget).
+pub fn rungs_json(t: &target::Target, trial: &TrialRecord, rungs: &[RungRecord]) -> serde_json::Value {
+    let builtin = t.spec["trainer"]["workload"].is_string();
+    rungs
+        .iter()
+        .filter(|r| r.trial == trial.id)
+        .map(|r| {
+            let mut doc = rung_json(r);
+            let schedule = builtin.then(|| horizon_core::workloads::schedule_of(&trial.params, r.budget)).flatten();
+            doc["schedule"] = json!(schedule);
+            doc
+        })
+        .collect()
 }
 
 /// One trial's run at one rung as JSON (an element of `trials --json`'s `rungs`).

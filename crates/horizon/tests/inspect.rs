@@ -193,11 +193,12 @@ fn export_writes_every_stored_metric_as_csv_and_json_lines() {
     assert!(out.status.success(), "{}", text(&out));
     let csv = String::from_utf8(out.stdout).unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("trial,step,metric,value"));
+    assert_eq!(lines.next(), Some("trial,rung,step,metric,value"));
     let rows: Vec<(u64, u64, String, f64)> = lines
         .map(|l| {
             let c: Vec<&str> = l.split(',').collect();
-            (c[0].parse().unwrap(), c[1].parse().unwrap(), c[2].to_string(), c[3].parse().unwrap())
+            assert_eq!(c[1], "0", "a study without a ladder has rung 0 only");
+            (c[0].parse().unwrap(), c[2].parse().unwrap(), c[3].to_string(), c[4].parse().unwrap())
         })
         .collect();
     assert_eq!(rows, all, "every value, exactly (shortest round-trip text)");

@@ -113,6 +113,12 @@ fn a_promoted_trial_resumed_at_its_decay_start_ends_exactly_as_training_from_scr
     assert_eq!(rungs[0]["budget"], 30);
     assert_eq!(rungs[1]["entry"], serde_json::json!({"kind": "resumed", "from": 0, "step": 20}));
     assert_eq!(rungs[1]["steps_run"], 70, "90 steps less the 20 resumed");
+    // Each rung's schedule: warmup-stable-decay for its own budget, decaying over the last 10.
+    for (r, budget) in rungs.iter().zip([30, 90]) {
+        let s = &r["schedule"];
+        assert_eq!((s["total_steps"].as_u64(), s["decay"]["kind"].as_str()), (Some(budget), Some("constant_then_linear")), "{r}");
+        assert_eq!(s["decay"]["decay_steps"], DECAY);
+    }
     assert_eq!((t["max_train_steps"].as_u64(), t["state"].as_str()), (Some(90), Some("complete")));
     // status and analyze report the ladder: sizes, compute, rank agreement.
     let out = horizon(dir, &["status", "study.toml", "--json"]);
@@ -125,6 +131,10 @@ fn a_promoted_trial_resumed_at_its_decay_start_ends_exactly_as_training_from_scr
     assert!(out.status.success(), "{shown}");
     assert!(shown.contains("ladder: the analysis reads the 1 trial at rung 1 (90 steps), the highest reached, of 3"), "{shown}");
     assert!(shown.contains("Ladder of 2 rungs"), "{shown}");
+    let number = t["number"].as_u64().unwrap();
+    let shown = text(&horizon(dir, &["trial", "study.toml", &number.to_string()]));
+    assert!(shown.contains("rungs (2; the curves below are rung 1's)"), "{shown}");
+    assert!(shown.contains("promoted from rung 0, resumed from step 20"), "{shown}");
     // The promoted trial was the best of rung 0.
     let best0 = trials.iter().map(|t| t["rungs"][0]["best_value"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
     assert_eq!(rungs[0]["best_value"].as_f64(), Some(best0));
@@ -132,7 +142,6 @@ fn a_promoted_trial_resumed_at_its_decay_start_ends_exactly_as_training_from_scr
     // The same configuration trained from scratch at 90 steps, by the same program with the same
     // trial seed and parameters: every value after the resume point is bit for bit the resumed
     // attempt's, and every value before it is rung 0's.
-    let number = t["number"].as_u64().unwrap();
     let trial_dir = dir.join("horizon-runs/wsd-ladder/trials").join(format!("{number:05}"));
     let resumed = metric_bits(&trial_dir.join("attempt-2.metrics.jsonl"));
     let rung0 = metric_bits(&trial_dir.join("attempt-1.metrics.jsonl"));
