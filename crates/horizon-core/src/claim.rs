@@ -34,7 +34,8 @@ pub struct ClaimView {
     pub trials: Vec<TrialRecord>,
     /// Every rung of every trial, by trial number then rung (only with `needs_history`).
     pub rungs: Vec<RungRecord>,
-    /// Live (not deleted) checkpoints as `(trial id, step)`, by trial then step (only with
+    /// Live (not deleted) checkpoints of complete trials at their current rung, the ones a
+    /// promotion can resume from, as `(trial id, step)` by trial then step (only with
     /// `needs_history`).
     pub checkpoints: Vec<(i64, u64)>,
 }

@@ -676,9 +676,12 @@ fn claim_view(tx: &Transaction<'_>, study: StudyId, history: bool) -> Result<Cla
     if history {
         view.trials = study_trials(tx, study)?;
         view.rungs = study_rungs(tx, study)?;
+        // Only what a promotion can resume from: live checkpoints of complete trials, written
+        // at their current rung (whatever else a trainer announced costs the claim nothing).
         let mut stmt = tx.prepare_cached(
             "SELECT c.trial_id, c.step FROM checkpoints c JOIN trials t ON t.id = c.trial_id
-             WHERE t.study_id = ?1 AND c.deleted = 0 ORDER BY t.number, c.step",
+             WHERE t.study_id = ?1 AND c.deleted = 0 AND t.state = 'complete' AND c.rung = t.rung
+             ORDER BY t.number, c.step",
         )?;
         view.checkpoints = stmt.query_map([study], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
     }
