@@ -49,6 +49,7 @@ pub mod lr_sweep;
 pub mod params;
 pub mod protocol;
 pub mod rng;
+pub mod rounds;
 pub mod sampler;
 pub mod schedule;
 pub mod selection;
