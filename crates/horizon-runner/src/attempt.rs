@@ -152,6 +152,18 @@ pub fn run_attempt(
 }
 
 fn recorder_for(input: &AttemptInput) -> AttemptRecorder {
+    // A resumed rung starts with the earlier rung's curve up to the resume step (copied at the
+    // claim): the selection covers it. A failed read only narrows the selection to this attempt.
+    let earlier = match input.start.step {
+        0 => Vec::new(),
+        step => match input.storage.metrics(input.trial.id) {
+            Ok(m) => m.into_iter().filter(|p| p.step <= step).collect(),
+            Err(e) => {
+                tracing::warn!("trial {}: reading the curve it resumes: {e}", input.trial.number);
+                Vec::new()
+            }
+        },
+    };
     AttemptRecorder::new(
         input.storage.clone(),
         input.trial.id,
@@ -164,6 +176,7 @@ fn recorder_for(input: &AttemptInput) -> AttemptRecorder {
     )
     .with_stop_when(input.spec.trainer.stop_when.clone())
     .keeping(&input.start.checkpoint_steps)
+    .with_earlier(&earlier)
 }
 
 /// Why horizon stopped a process.

@@ -97,6 +97,16 @@ impl AttemptRecorder {
     }
 
     /// Watch for a criterion that ends the attempt early as complete (`trainer.stop_when`).
+    /// Start the objective's selection from what the rung already holds: a rung resumed from a
+    /// checkpoint begins with the earlier rung's evaluations up to the resume step, and its
+    /// retrospectively selected best is over its whole curve, those included.
+    pub fn with_earlier(mut self, points: &[horizon_core::MetricPoint]) -> AttemptRecorder {
+        for p in points.iter().filter(|p| p.name == self.objective_metric) {
+            self.objective.record(p.step, p.value);
+        }
+        self
+    }
+
     /// Never delete the checkpoints at these steps (a ladder resumes the next rung from one).
     pub fn keeping(mut self, steps: &[u64]) -> AttemptRecorder {
         self.kept = steps.to_vec();

@@ -87,8 +87,11 @@ fn train(t: &mut InProcessTrial<'_>) -> Result<(), String> {
         }
         None => (0, 0.0),
     };
+    // A validation loss that drifts up with the step (as when a model starts to overfit), so
+    // that the best evaluation often comes before a promotion's resume point.
+    let loss = |w: f64, step: u64| (w - x).powi(2) + 0.004 * step as f64;
     if step > 0 && step.is_multiple_of(t.eval_every) {
-        t.report(step, "valid", &[("loss", (w - x).powi(2))]);
+        t.report(step, "valid", &[("loss", loss(w, step))]);
     }
     while step < t.max_train_steps && !t.should_stop() {
         // Noise from the configuration and the step (not the trial seed), so that a study
@@ -98,7 +101,7 @@ fn train(t: &mut InProcessTrial<'_>) -> Result<(), String> {
         step += 1;
         count_update(t.trial_dir);
         if step.is_multiple_of(t.eval_every) {
-            t.report(step, "valid", &[("loss", (w - x).powi(2))]);
+            t.report(step, "valid", &[("loss", loss(w, step))]);
         }
         if step == shared && step < t.max_train_steps {
             let name = format!("ckpt-{step}");
@@ -174,6 +177,7 @@ fn a_ladder_promotes_the_best_and_resumes_them_exactly_where_the_schedules_part(
 
     // The same configurations trained from scratch at the longer budgets (a fixed-budget study
     // each): bit for bit the curves of the resumed rungs.
+    let mut early_bests = 0;
     for r in rungs.iter().filter(|r| r.rung > 0) {
         let trial = storage.trial(r.trial).unwrap();
         let x = trial.params.get("x").unwrap().as_f64().unwrap();
@@ -210,7 +214,13 @@ value = {lr:?}
         let resumed = storage.rung_metrics(r.trial, r.rung).unwrap();
         let bits = |m: &[horizon_core::MetricPoint]| m.iter().map(|p| (p.step, p.value.to_bits())).collect::<Vec<_>>();
         assert_eq!(bits(&resumed), bits(&fresh), "trial {} rung {}: resumed vs from scratch", r.number, r.rung);
+        // ... and so is the retrospective selection over it, the copied prefix included.
+        assert_eq!((r.best_step, r.best_value.map(f64::to_bits)), (t.best_step, t.best_value.map(f64::to_bits)));
+        if t.best_step.unwrap() <= r.entry.start_step() {
+            early_bests += 1;
+        }
     }
+    assert!(early_bests > 0, "some resumed rung had its best before the resume point (what the selection must include)");
 }
 
 #[test]

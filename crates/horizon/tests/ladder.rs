@@ -191,6 +191,19 @@ fn a_promoted_trial_resumed_at_its_decay_start_ends_exactly_as_training_from_scr
         )
         .unwrap();
     assert_eq!(stored as usize, scratch.len(), "rung 1 holds the copied prefix and the resumed attempt's values");
+    // The rung's retrospective selection is over its whole curve, the copied prefix included:
+    // the same best step and value as the run from scratch.
+    let (best_step, best_bits) = scratch
+        .iter()
+        .filter(|((_, name), _)| name == "valid/loss")
+        .map(|((step, _), bits)| (*step, *bits))
+        .fold(None, |best: Option<(u64, u64)>, (step, bits)| match best {
+            Some((_, b)) if f64::from_bits(b) <= f64::from_bits(bits) => best,
+            _ => Some((step, bits)),
+        })
+        .unwrap();
+    assert_eq!(rungs[1]["best_step"].as_u64(), Some(best_step));
+    assert_eq!(rungs[1]["best_value"].as_f64().map(f64::to_bits), Some(best_bits));
 }
 
 #[test]
