@@ -39,8 +39,15 @@ impl Default {
 pub struct WorkloadInfo {
     pub name: &'static str,
     pub summary: &'static str,
+    /// The metrics a study may name as its objective (or in `trainer.metrics`). For most
+    /// workloads, exactly what they report; for `replay`, whatever the recorded file holds, of
+    /// which these are the names a study may judge by.
     pub metrics: &'static [&'static str],
+    /// The workload's own parameters.
     pub params: &'static [WorkloadParam],
+    /// The shared parameters it takes as well: [`COMMON_PARAMS`] for the trainers, none for
+    /// `replay` (a recorded curve has no optimizer to set).
+    pub common: &'static [WorkloadParam],
 }
 
 impl WorkloadInfo {
@@ -82,8 +89,25 @@ pub const COMMON_PARAMS: &[WorkloadParam] = &[
 pub const CLASSIFIER_METRICS: &[&str] =
     &["train/loss", "train/error", "valid/loss", "valid/error", "train/lr", "train/grad_norm"];
 
-/// The built-in workloads. The common parameters are accepted by every one of them in addition
-/// to the ones listed here.
+/// The names a `replay` study may use as its objective or in `trainer.metrics`. A replay reports
+/// every metric its file records, under the file's names (they are all stored); these are the
+/// usual ones, and the ones of the AlexNet data (`examples/opda_to_jsonl.py`).
+pub const REPLAY_METRICS: &[&str] = &[
+    "train/loss",
+    "train/error",
+    "train/accuracy",
+    "valid/loss",
+    "valid/error",
+    "valid/accuracy",
+    "valid/top5_error",
+    "valid/perplexity",
+    "test/loss",
+    "test/error",
+    "test/accuracy",
+];
+
+/// The built-in workloads. Each takes its own parameters and its `common` ones
+/// ([`COMMON_PARAMS`] for the trainers, none for `replay`).
 pub const WORKLOADS: &[WorkloadInfo] = &[
     WorkloadInfo {
         name: "digits-mlp",
@@ -93,6 +117,7 @@ pub const WORKLOADS: &[WorkloadInfo] = &[
             p("hidden", Default::Int(128), "width of each hidden layer"),
             p("layers", Default::Int(2), "number of hidden layers"),
         ],
+        common: COMMON_PARAMS,
     },
     WorkloadInfo {
         name: "mnist-mlp",
@@ -103,6 +128,7 @@ pub const WORKLOADS: &[WorkloadInfo] = &[
             p("layers", Default::Int(2), "number of hidden layers"),
             p("augment", Default::Int(0), "random shifts of up to this many pixels (0 = off)"),
         ],
+        common: COMMON_PARAMS,
     },
     WorkloadInfo {
         name: "jargon-lm",
@@ -114,6 +140,21 @@ pub const WORKLOADS: &[WorkloadInfo] = &[
             p("heads", Default::Int(4), "attention heads"),
             p("layers", Default::Int(2), "transformer blocks"),
         ],
+        common: COMMON_PARAMS,
+    },
+    WorkloadInfo {
+        name: "replay",
+        summary: "answers each trial from a recorded learning curve (a JSON Lines file in horizon's import format): reports the run's evaluations as recorded, under the file's metric names; costs nothing",
+        metrics: REPLAY_METRICS,
+        params: &[
+            p(
+                "runs",
+                Default::Str(""),
+                "(required) the JSON Lines file of recorded runs; relative to the trainer's working directory",
+            ),
+            p("run", Default::Int(0), "which run to replay: its 0-based index in the file, or its name"),
+        ],
+        common: &[],
     },
 ];
 
@@ -122,15 +163,15 @@ pub fn workload(name: &str) -> Option<&'static WorkloadInfo> {
     WORKLOADS.iter().find(|w| w.name == name)
 }
 
-/// A parameter of a workload: its own, or a common one.
+/// A parameter of a workload: its own, or one of the common ones it takes.
 pub fn workload_param(w: &WorkloadInfo, name: &str) -> Option<&'static WorkloadParam> {
-    let own = WORKLOADS.iter().find(|x| x.name == w.name).and_then(|x| x.params.iter().find(|p| p.name == name));
-    own.or_else(|| COMMON_PARAMS.iter().find(|p| p.name == name))
+    let w = WORKLOADS.iter().find(|x| x.name == w.name)?;
+    w.params.iter().chain(w.common).find(|p| p.name == name)
 }
 
 /// Every parameter name a workload accepts.
 pub fn workload_param_names(w: &WorkloadInfo) -> Vec<&'static str> {
-    w.params.iter().chain(COMMON_PARAMS).map(|p| p.name).collect()
+    w.params.iter().chain(w.common).map(|p| p.name).collect()
 }
 
 /// The regularization and augmentation parameters of the built-in workloads, with their "off"
@@ -207,5 +248,36 @@ mod prefix_tests {
         assert_eq!(budget_independent_until(&cosine, 300), Some(20));
         // A decay longer than the rung: no valid schedule, nothing known.
         assert_eq!(budget_independent_until(&wsd, 50), None);
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+    use crate::Params;
+
+    #[test]
+    fn replay_takes_its_own_two_parameters_and_none_of_the_common_ones() {
+        let replay = workload("replay").unwrap();
+        assert_eq!(workload_param_names(replay), vec!["runs", "run"]);
+        assert!(workload_param(replay, "learning_rate").is_none());
+        assert!(workload_param(replay, "run").is_some());
+        // The trainers still take both kinds.
+        let digits = workload("digits-mlp").unwrap();
+        assert!(workload_param(digits, "learning_rate").is_some() && workload_param(digits, "hidden").is_some());
+        assert!(workload_param(digits, "runs").is_none());
+    }
+
+    #[test]
+    fn a_replay_is_budget_independent_for_the_whole_run() {
+        // The ladder's own knowledge of built-in schedules reads a replay's parameters as the
+        // defaults (constant): the whole run, which is what a recorded curve is (each rung reads
+        // the same recording further), and what the replay declares.
+        let mut p = Params::default();
+        p.set("runs", ParamValue::Str("runs.jsonl".into()));
+        p.set("run", ParamValue::Int(3));
+        for budget in [1, 9, 81] {
+            assert_eq!(budget_independent_until(&p, budget), Some(budget));
+        }
     }
 }

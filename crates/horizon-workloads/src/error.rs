@@ -37,6 +37,11 @@ pub enum WorkloadError {
 
     #[error("built-in data set {name} is corrupt: {reason}")]
     Data { name: &'static str, reason: String },
+
+    /// The `replay` workload's runs file (parameter `runs`) or run (`run`) cannot be replayed;
+    /// the reason names the parameter, the file and the fix.
+    #[error("{reason}")]
+    Replay { reason: String },
 }
 
 impl WorkloadError {

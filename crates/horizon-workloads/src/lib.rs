@@ -1,5 +1,6 @@
 //! horizon's built-in training workloads: ordinary trial-protocol-v1 trainers (docs/protocol.md)
-//! that `horizon workload run NAME` runs, on burn's `flex` CPU backend, one thread each.
+//! that `horizon workload run NAME` runs, on burn's `flex` CPU backend, one thread each; and
+//! `replay` ([`replay`]), which answers each trial from a recorded learning curve.
 //!
 //! The catalog (names, parameters with defaults, metrics) is `horizon_core::workloads`; this
 //! crate implements it. docs/workloads.md describes each workload.
@@ -26,6 +27,7 @@ mod error;
 pub mod lm;
 pub mod nn;
 pub mod optim;
+pub mod replay;
 mod report;
 pub mod rng;
 pub mod train;
@@ -65,6 +67,8 @@ pub fn run(name: &str, env: &TrialEnv, stop: &AtomicBool) -> Result<RunEnd, Work
             let task = lm::LanguageModel::jargon(&params, env.max_train_steps)?;
             train::run(&task, &params, &task.common, env, stop)
         }
+        // Recorded curves: no model is built.
+        replay::NAME => replay::run(&params, env, stop),
         other => unreachable!("workload {other} is in the catalog but has no implementation"),
     }
 }

@@ -46,7 +46,9 @@ fn list() -> Result<ExitCode> {
         }
         writeln!(out)?;
     }
-    writeln!(out, "every workload also takes:")?;
+    // The trainers share the optimizer and schedule parameters; replay takes none of them.
+    let sharing: Vec<&str> = WORKLOADS.iter().filter(|w| !w.common.is_empty()).map(|w| w.name).collect();
+    writeln!(out, "{} also take:", sharing.join(", "))?;
     for p in COMMON_PARAMS {
         writeln!(out, "  {:<16} default {:<10} {}", p.name, p.default.value().to_string(), p.doc)?;
     }
