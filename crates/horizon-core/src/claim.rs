@@ -152,8 +152,10 @@ pub fn for_study(spec: &crate::StudySpec) -> Box<dyn ClaimPolicy> {
     };
     // horizon knows the built-in workloads' schedules from their parameters; a user's trainer
     // declares its own (docs/protocol.md).
-    let known_prefix: Option<Box<KnownPrefix>> =
-        spec.trainer.workload.as_ref().map(|_| Box::new(crate::workloads::budget_independent_until) as Box<KnownPrefix>);
+    let known_prefix: Option<Box<KnownPrefix>> = spec.trainer.workload.clone().map(|w| {
+        Box::new(move |params: &crate::Params, budget: u64| crate::workloads::known_budget_independent_until(&w, params, budget))
+            as Box<KnownPrefix>
+    });
     Box::new(LadderPolicy {
         ladder: l.ladder.clone(),
         trials: spec.trials,

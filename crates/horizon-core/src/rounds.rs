@@ -138,7 +138,8 @@ pub const MIN_MARGIN_SHARE: f64 = 0.05;
 /// [`MIN_MARGIN_SHARE`] of the original span) on each side, in the sampling scale, clipped to
 /// `[low, high]`.
 fn narrowed(low: f64, high: f64, scale: Scale, xs: &[f64]) -> Option<(f64, f64)> {
-    let (to, from): (fn(f64) -> f64, fn(f64) -> f64) = match scale {
+    type Map = fn(f64) -> f64;
+    let (to, from): (Map, Map) = match scale {
         Scale::Linear => (|x| x, |x| x),
         Scale::Log => (f64::ln, f64::exp),
     };

@@ -197,7 +197,17 @@ pub fn budget_independent_until(params: &crate::Params, budget: u64) -> Option<u
     schedule_of(params, budget).map(|s| s.budget_independent_until())
 }
 
-/// The learning-rate schedule a built-in workload's run with `params` and `budget` follows, as
+/// Where a built-in workload's run with `params` and `budget` stops depending on the budget, as
+/// horizon knows it before the run: from the schedule for the trainers (they take the common
+/// parameters), the whole run for `replay` (a recorded curve does not depend on the budget).
+/// `None` for a workload horizon does not know.
+pub fn known_budget_independent_until(workload: &str, params: &crate::Params, budget: u64) -> Option<u64> {
+    let info = self::workload(workload)?;
+    if info.common.is_empty() { Some(budget) } else { budget_independent_until(params, budget) }
+}
+
+/// The learning-rate schedule a built-in trainer's run with `params` and `budget` follows (for
+/// the workloads that take the common parameters; `replay` has none), as
 /// the workload computes it (unset parameters take the catalog's defaults); `None` when the
 /// parameters do not make a valid schedule.
 pub fn schedule_of(params: &crate::Params, budget: u64) -> Option<crate::schedule::Schedule> {
@@ -248,6 +258,10 @@ mod prefix_tests {
         assert_eq!(budget_independent_until(&cosine, 300), Some(20));
         // A decay longer than the rung: no valid schedule, nothing known.
         assert_eq!(budget_independent_until(&wsd, 50), None);
+        // What horizon knows before the run, by workload.
+        assert_eq!(known_budget_independent_until("digits-mlp", &wsd, 300), Some(200));
+        assert_eq!(known_budget_independent_until("replay", &Params::default(), 81), Some(81), "a recorded curve");
+        assert_eq!(known_budget_independent_until("no-such", &wsd, 300), None);
     }
 }
 

@@ -138,7 +138,9 @@ pub fn trials(args: TrialsArgs) -> Result<()> {
 /// A trial's rungs as JSON, each with the schedule it ran when horizon knows it (a built-in
 /// workload's, from its parameters and the rung's budget).
 pub fn rungs_json(t: &target::Target, trial: &TrialRecord, rungs: &[RungRecord]) -> serde_json::Value {
-    let builtin = t.spec["trainer"]["workload"].is_string();
+    // The trainers' schedules are known from their parameters; replay has none.
+    let builtin =
+        t.spec["trainer"]["workload"].as_str().and_then(horizon_core::workloads::workload).is_some_and(|w| !w.common.is_empty());
     rungs
         .iter()
         .filter(|r| r.trial == trial.id)
