@@ -115,6 +115,35 @@ impl Schedule {
         };
         Schedule { total_steps, decay, ..*self }.validated()
     }
+
+    /// What the method says of carrying this schedule to a longer budget: `None` where its rule
+    /// is the method's (linear and warmup-stable-decay keep the decay length, cosine keeps the
+    /// base rate and stretches), a warning for the families it expects to transfer poorly.
+    pub fn transfer_warning(&self) -> Option<&'static str> {
+        match self.decay {
+            Decay::Linear | Decay::ConstantThenLinear { .. } | Decay::Cosine => None,
+            Decay::Rsqrt => Some(
+                "an inverse-square-root schedule is carried by keeping its base rate and warmup; the method expects such schedules to transfer poorly between budgets: re-tune the learning rate at the new budget",
+            ),
+            Decay::Constant => Some(
+                "a constant learning rate is carried unchanged; the method expects the best constant rate to shift with the budget: re-tune it at the new budget (or use a decaying schedule)",
+            ),
+        }
+    }
+
+    /// The tuned schedule stretched in proportion to a longer (or shorter) run, warmup and decay
+    /// lengths included: the naive carry-over whose short-horizon bias the method warns about
+    /// (a linear decay stretched over a 4x longer run spends most of it at small rates). For
+    /// comparison with [`Schedule::transfer`]; horizon itself never carries a schedule this way.
+    pub fn stretch(&self, total_steps: u64) -> Result<Schedule, ScheduleError> {
+        let ratio = total_steps as f64 / self.total_steps as f64;
+        let scale = |n: u64| ((n as f64 * ratio).round() as u64).min(total_steps);
+        let decay = match self.decay {
+            Decay::ConstantThenLinear { decay_steps } => Decay::ConstantThenLinear { decay_steps: scale(decay_steps).max(1) },
+            other => other,
+        };
+        Schedule { total_steps, warmup_steps: scale(self.warmup_steps), decay, ..*self }.validated()
+    }
 }
 
 impl Schedule {
@@ -310,6 +339,29 @@ mod tests {
         let long = cos.transfer(1000).unwrap();
         close(long.base_lr, 0.3);
         close(long.lr(505), 0.15);
+    }
+
+    #[test]
+    fn transfer_pins_and_warnings_and_the_naive_stretch() {
+        // Warmup-stable-decay keeps its decay length and warmup in steps at 4x.
+        let wsd = Schedule::new(0.2, 20, 1000, Decay::ConstantThenLinear { decay_steps: 200 }).unwrap();
+        let t = wsd.transfer(4000).unwrap();
+        assert_eq!((t.warmup_steps, t.decay, t.total_steps), (20, Decay::ConstantThenLinear { decay_steps: 200 }, 4000));
+        assert_eq!(t.lr(3799), 0.2, "constant until the same-length decay");
+        assert!(wsd.transfer_warning().is_none());
+        // The same schedule stretched: warmup 80, decay 800; at step 3300 the rate is already
+        // below the transferred one.
+        let s = wsd.stretch(4000).unwrap();
+        assert_eq!((s.warmup_steps, s.decay), (80, Decay::ConstantThenLinear { decay_steps: 800 }));
+        assert!(s.lr(3300) < t.lr(3300));
+        // Linear stretched over 4x decays all along: at a quarter of the run it is at 3/4 of the rate.
+        let lin = Schedule::new(1.0, 0, 100, Decay::Linear).unwrap();
+        close(lin.stretch(400).unwrap().lr(100), 0.75);
+        close(lin.transfer(400).unwrap().lr(100), 1.0);
+        // The families the method expects to transfer poorly say so.
+        assert!(Schedule::new(0.1, 10, 100, Decay::Rsqrt).unwrap().transfer_warning().unwrap().contains("poorly"));
+        assert!(Schedule::new(0.1, 0, 100, Decay::Constant).unwrap().transfer_warning().unwrap().contains("re-tune"));
+        assert!(Schedule::new(0.1, 0, 100, Decay::Cosine).unwrap().transfer_warning().is_none());
     }
 
     #[test]

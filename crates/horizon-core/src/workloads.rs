@@ -235,6 +235,28 @@ pub fn schedule_of(params: &crate::Params, budget: u64) -> Option<crate::schedul
     Schedule::new(lr, int("warmup_steps")?, budget, decay).ok()
 }
 
+/// A built-in trainer's parameters carried from a run of `from` steps to one of `to` steps by
+/// the method's schedule rules ([`Schedule::transfer`](crate::schedule::Schedule::transfer)),
+/// as parameters the trainer reads: a linear decay becomes warmup-stable-decay with the shorter
+/// run's decay length (`schedule = "wsd"`, `decay_steps`); warmup-stable-decay and cosine keep
+/// their parameters (the decay length, the base rate and warmup in steps); the families the
+/// method expects to transfer poorly come with its warning. `None` for parameters that do not
+/// make a valid schedule at either budget.
+pub fn transfer_params(params: &crate::Params, from: u64, to: u64) -> Option<(crate::Params, Option<&'static str>)> {
+    use crate::schedule::Decay;
+    let short = schedule_of(params, from)?;
+    let long = short.transfer(to).ok()?;
+    let mut carried = params.clone();
+    if let Decay::ConstantThenLinear { decay_steps } = long.decay
+        && short.decay == Decay::Linear
+    {
+        carried.set("schedule", ParamValue::Str("wsd".into()));
+        carried.set("decay_steps", ParamValue::Int(decay_steps as i64));
+    }
+    // The carried parameters must make the transferred schedule, as the trainer computes it.
+    (schedule_of(&carried, to)? == long).then_some((carried, short.transfer_warning()))
+}
+
 #[cfg(test)]
 mod prefix_tests {
     use super::*;
@@ -262,6 +284,23 @@ mod prefix_tests {
         assert_eq!(known_budget_independent_until("digits-mlp", &wsd, 300), Some(200));
         assert_eq!(known_budget_independent_until("replay", &Params::default(), 81), Some(81), "a recorded curve");
         assert_eq!(known_budget_independent_until("no-such", &wsd, 300), None);
+    }
+
+    #[test]
+    fn schedules_carry_to_a_longer_budget_as_parameters_by_the_methods_rules() {
+        let linear = params(&[("schedule", ParamValue::Str("linear".into())), ("warmup_steps", ParamValue::Int(10))]);
+        let (carried, warning) = transfer_params(&linear, 100, 400).unwrap();
+        assert_eq!(carried.get("schedule"), Some(&ParamValue::Str("wsd".into())));
+        assert_eq!(carried.get("decay_steps"), Some(&ParamValue::Int(90)), "the decay length of the 100-step run");
+        assert_eq!(warning, None);
+        // Warmup-stable-decay and cosine keep their parameters; constant warns.
+        let wsd = params(&[("schedule", ParamValue::Str("wsd".into())), ("decay_steps", ParamValue::Int(30))]);
+        assert_eq!(transfer_params(&wsd, 100, 400).unwrap(), (wsd.clone(), None));
+        let (same, warning) = transfer_params(&Params::default(), 100, 400).unwrap();
+        assert_eq!(same, Params::default());
+        assert!(warning.unwrap().contains("constant"));
+        // Invalid at the shorter budget: nothing to carry.
+        assert_eq!(transfer_params(&wsd, 20, 400), None);
     }
 }
 
