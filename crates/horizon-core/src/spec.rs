@@ -333,6 +333,9 @@ struct RawLadder {
     eta: Option<i64>,
     rungs: Option<Vec<i64>>,
     resume: Option<bool>,
+    min_rank_correlation: Option<f64>,
+    calibration: Option<i64>,
+    grow: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -835,6 +838,31 @@ impl Checker<'_> {
                     .map_err(|e| self.err("ladder.rungs", e.0, "list increasing budgets, at least two"))?
             }
         };
+        let mut ladder = ladder;
+        if let Some(c) = r.min_rank_correlation {
+            if !(c.is_finite() && (-1.0..=1.0).contains(&c)) {
+                return Err(self.err(
+                    "ladder.min_rank_correlation",
+                    format!("must be a rank correlation in -1..1, got {c}"),
+                    format!(
+                        "use e.g. {} (the default), or -1 for a rung that always decides",
+                        crate::ladder::DEFAULT_MIN_RANK_CORRELATION
+                    ),
+                ));
+            }
+            ladder.min_rank_correlation = c;
+        }
+        if let Some(c) = r.calibration {
+            if c < 0 {
+                return Err(self.err(
+                    "ladder.calibration",
+                    format!("must be >= 0, got {c}"),
+                    "use 0 for plain ASHA (no measurement), or leave it out for 2 * eta^2",
+                ));
+            }
+            ladder.calibration = Some(c as u64);
+        }
+        ladder.grow = r.grow.unwrap_or(false);
         Ok(Some(LadderSpec { ladder, resume: r.resume.unwrap_or(true) }))
     }
 
@@ -1504,6 +1532,16 @@ value = 3
             let e = with(table).unwrap_err();
             assert!(e.field.starts_with(field), "{table}: {e}");
             assert!(e.to_string().contains(says), "{table}: {e}");
+        }
+        let l = with("min_steps = 40\nmin_rank_correlation = 0.5\ncalibration = 0\ngrow = true").unwrap().ladder.unwrap();
+        assert_eq!((l.ladder.min_rank_correlation, l.ladder.calibration, l.ladder.grow), (0.5, Some(0), true));
+        let l = with("min_steps = 40").unwrap().ladder.unwrap();
+        assert_eq!((l.ladder.min_rank_correlation, l.ladder.calibration, l.ladder.grow), (0.7, None, false), "the defaults");
+        for (table, field) in [
+            ("min_steps = 40\nmin_rank_correlation = 1.5", "ladder.min_rank_correlation"),
+            ("min_steps = 40\ncalibration = -1", "ladder.calibration"),
+        ] {
+            assert_eq!(with(table).unwrap_err().field, field);
         }
         // Changing the ladder changes what the trials are: it is part of the identity.
         let a = with("min_steps = 40").unwrap().identity();
