@@ -1214,7 +1214,7 @@ fn sqlite_read_only_refuses_a_schema_it_would_have_to_upgrade() {
 /// Workers on their own connections run a whole ladder (27 -> 9 -> 3 -> 1) through the claim
 /// alone, each finishing what it claimed before asking again and asking again while told to
 /// wait: every trial reaches each rung at most once, and the rung sizes are ASHA's.
-fn concurrent_ladder(open: &(dyn Fn() -> Arc<dyn Storage> + Sync), workers: usize) {
+fn concurrent_ladder(open: &(dyn Fn() -> Arc<dyn Storage> + Sync), workers: usize, trials: u64) {
     let start = Barrier::new(workers);
     let value = |number: u64, rung: u32| ((number * 7919) % 97) as f64 / 97.0 + 0.01 * rung as f64;
     let runs: Vec<Vec<(u64, u32)>> = std::thread::scope(|scope| {
@@ -1224,7 +1224,7 @@ fn concurrent_ladder(open: &(dyn Fn() -> Arc<dyn Storage> + Sync), workers: usiz
                 scope.spawn(move || {
                     let s = open();
                     let st = study(&*s, "ladder-race");
-                    let policy = ladder_policy(27, &[1, 3, 9, 27], Some(0));
+                    let policy = ladder_policy(trials, &[1, 3, 9, 27], Some(0));
                     start.wait();
                     let mut mine = Vec::new();
                     let mut waits = 0u64;
@@ -1266,7 +1266,13 @@ fn concurrent_ladder(open: &(dyn Fn() -> Arc<dyn Storage> + Sync), workers: usiz
     let st = s.study("ladder-race").unwrap().unwrap();
     let rungs = s.rungs(st.id).unwrap();
     assert_eq!(rungs.len(), all.len(), "every run the workers made is a rung record");
-    assert_eq!(all.iter().filter(|(_, r)| *r == 0).count(), 27);
+    assert_eq!(all.iter().filter(|(_, r)| *r == 0).count() as u64, trials);
+    if trials >= 162 {
+        // The guard measured rung 0 on 18 trials promoted whatever their rank (all agree here,
+        // so it then decides): more than the third of rung 0 went on.
+        let (n0, n1) = (rungs.iter().filter(|r| r.rung == 0).count(), rungs.iter().filter(|r| r.rung == 1).count());
+        assert!(n1 > n0 / 3, "{n1} of {n0}");
+    }
     // ASHA's guarantee once done: the best floor(n / 3) of each rung went on (asynchronous
     // promotions made early may add others).
     for k in 0..3u32 {
@@ -1291,5 +1297,16 @@ fn sqlite_separate_connections_run_one_ladder() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("horizon.db");
     let open = || Arc::new(SqliteStorage::open(&path).unwrap()) as Arc<dyn Storage>;
-    concurrent_ladder(&open, 4);
+    concurrent_ladder(&open, 4, 27);
+}
+
+/// A ladder large enough for the rank-correlation guard (`eta^2 * calibration` = 162 trials):
+/// rungs measured on a sample promoted whatever its rank, and still no rung run twice and the
+/// best third of each rung promoted.
+#[test]
+fn sqlite_separate_connections_run_one_guarded_ladder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("horizon.db");
+    let open = || Arc::new(SqliteStorage::open(&path).unwrap()) as Arc<dyn Storage>;
+    concurrent_ladder(&open, 3, 170);
 }
