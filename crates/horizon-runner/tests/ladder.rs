@@ -33,13 +33,15 @@ fn updates(study_dir: &Path) -> u64 {
     UPDATES.lock().unwrap().iter().find(|(d, _)| d.starts_with(study_dir)).map_or(0, |(_, n)| *n)
 }
 
-fn study_text(name: &str, trials: u64, ladder: &str) -> String {
+/// A study of closure trials over `x` and `lr`, with `rest` after the common tables (the
+/// parameters and, for a ladder, its table).
+fn study_toml(name: &str, trials: u64, budget: u64, rest: &str) -> String {
     format!(
         r#"
 [study]
 name = "{name}"
 trials = {trials}
-max_train_steps = 90
+max_train_steps = {budget}
 eval_every = 2
 [objective]
 metric = "valid/loss"
@@ -47,19 +49,17 @@ direction = "minimize"
 [trainer]
 command = ["true"]
 metrics = ["valid/loss"]
-[params.x]
-type = "float"
-low = -1.0
-high = 1.0
-[params.lr]
-type = "float"
-low = 0.01
-high = 0.3
-scale = "log"
-[ladder]
-{ladder}
+{rest}
 "#
     )
+}
+
+/// A ladder over `x` in -1..1 and `lr` in 0.01..0.3 (log), top rung 90 steps.
+fn study_text(name: &str, trials: u64, ladder: &str) -> String {
+    let rest = format!(
+        "[params.x]\ntype = \"float\"\nlow = -1.0\nhigh = 1.0\n[params.lr]\ntype = \"float\"\nlow = 0.01\nhigh = 0.3\nscale = \"log\"\n[ladder]\n{ladder}"
+    );
+    study_toml(name, trials, 90, &rest)
 }
 
 fn resolved(dir: &Path, text: &str) -> ResolvedStudy {
@@ -184,28 +184,8 @@ fn a_ladder_promotes_the_best_and_resumes_them_exactly_where_the_schedules_part(
         let lr = trial.params.get("lr").unwrap().as_f64().unwrap();
         let dir = tmp.path().join(format!("scratch-{}-{}", r.number, r.rung));
         std::fs::create_dir_all(&dir).unwrap();
-        let text = format!(
-            r#"
-[study]
-name = "scratch"
-trials = 1
-max_train_steps = {budget}
-eval_every = 2
-[objective]
-metric = "valid/loss"
-direction = "minimize"
-[trainer]
-command = ["true"]
-metrics = ["valid/loss"]
-[params.x]
-type = "fixed"
-value = {x:?}
-[params.lr]
-type = "fixed"
-value = {lr:?}
-"#,
-            budget = r.budget
-        );
+        let fixed = format!("[params.x]\ntype = \"fixed\"\nvalue = {x:?}\n[params.lr]\ntype = \"fixed\"\nvalue = {lr:?}");
+        let text = study_toml("scratch", 1, r.budget, &fixed);
         let scratch = resolved(&dir, &text);
         let s: Arc<dyn Storage> = Arc::new(scratch.open_storage().unwrap());
         let sid = run(scratch, s.clone(), 1);
