@@ -30,8 +30,9 @@ Then, per seed:
              step b_K of its `full` run (what Optuna's and Ray Tune's pruners see: a rung read
              part-way through one schedule for the top budget). ASHA's promotion rule
              (horizon_core::ladder::next: promote from the highest rung down the best
-             floor(n_K / eta) not yet promoted, ties to the lower number; else launch; else wait)
-             is replayed over these values with J simulated workers, time in training steps, in
+             floor(n_K / eta) not yet promoted, ties to the lower number; else launch; else wait;
+             with Ladder::rules' rank-correlation guard where the ladder is big enough for it,
+             as in setting B) is replayed over these values with J simulated workers, time in training steps, in
              trial-number order. A trial stopped at rung K costs b_K steps (its long run stopped
              there); a promoted one continues the same run, b_{K+1} - b_K more.
   replay     the same simulator over the schedule-consistent values (ref-K, full), charging
@@ -143,16 +144,70 @@ def finite(v):
 
 
 # --- ASHA replay (horizon_core::ladder::next, minimize) -------------------------------------
+#
+# With the guard of commit 4eb6efc (Ladder::rules): where planned >= eta^2 * calibration
+# (calibration = 2 eta^2, the default; setting B: 32 >= 4 * 8), the first `calibration`
+# finishers of a rung (by number) go on whatever their rank, to measure the rung's Spearman rho
+# with the next; a rung with rho >= 0.7 decides (quota), one below passes every trial with a
+# value and the next rung is measured. Below that size (setting A: 27 < 9 * 18) plain ASHA.
 
-def promotable(hist, k, eta, top):
+MIN_RANK_CORRELATION = 0.7
+
+
+def value_at(t, k):
+    r = t["rungs"]
+    return r[k] if len(r) > k and r[k] not in ("P", "X") else None
+
+
+def rank_correlation(pairs):
+    """horizon_core::ladder::rank_correlation (0 where one side has no spread)."""
+    rho, _ = spearman(pairs)
+    return 0.0 if rho is None else rho
+
+
+def rules(hist, eta, top, planned):
+    """horizon_core::ladder::Ladder::rules: one of ("quota",), ("measure", [numbers]),
+    ("decides", rho), ("passes_all", rho) per rung below the top."""
+    out = [("quota",)] * top
+    m = 2 * eta * eta
+    if m < 3 or planned < eta * eta * m:
+        return out
+    numbered = sorted(hist, key=lambda t: t["n"])
+    for k in range(top):
+        members, pairs, counted = [], [], 0
+        for t in numbered:
+            if value_at(t, k) is None:
+                continue
+            if counted == m:
+                break
+            members.append(t["n"])
+            failed_next = len(t["rungs"]) > k + 1 and t["rungs"][k + 1] != "P" and value_at(t, k + 1) is None
+            if not failed_next:
+                counted += 1
+                if value_at(t, k + 1) is not None:
+                    pairs.append((value_at(t, k), value_at(t, k + 1)))
+        if len(pairs) < m:
+            out[k] = ("measure", members)
+            return out
+        rho = rank_correlation(pairs)
+        if rho >= MIN_RANK_CORRELATION:
+            out[k] = ("decides", rho)
+            return out
+        out[k] = ("passes_all", rho)
+    return out
+
+
+def promotable(hist, k, eta, rule):
+    if rule[0] == "measure":
+        for n in rule[1]:
+            if not len(hist[n]["rungs"]) > k + 1:
+                return n
     finished = [t for t in hist if len(t["rungs"]) > k and t["rungs"][k] != "P"]
-    quota = len(finished) // eta
-    if quota == 0:
-        return None
     ranked = sorted(
         ((t["rungs"][k], t["n"], len(t["rungs"]) > k + 1) for t in finished if t["rungs"][k] not in ("P", "X")),
         key=lambda x: (x[0], x[1]),
     )
+    quota = len(ranked) if rule[0] == "passes_all" else len(finished) // eta
     for v, n, promoted in ranked[:quota]:
         if not promoted:
             return n
@@ -161,8 +216,9 @@ def promotable(hist, k, eta, top):
 
 def decide(hist, rungs, eta, planned):
     top = len(rungs) - 1
+    rs = rules(hist, eta, top, planned)
     for k in range(top - 1, -1, -1):
-        n = promotable(hist, k, eta, top)
+        n = promotable(hist, k, eta, rs[k])
         if n is not None:
             return ("promote", n, k + 1)
     if len(hist) < planned:
@@ -174,8 +230,8 @@ def decide(hist, rungs, eta, planned):
 
 def replay(rungs, eta, planned, workers, value, cost):
     """Simulate the ladder: value(n, k) -> float or None (infeasible); cost(k) -> steps to run
-    rung k of a trial that is at rung k - 1 (k = 0: a launch). Returns {n: highest rung},
-    {n: [values]}, total steps."""
+    rung k of a trial that is at rung k - 1 (k = 0: a launch). Returns {n: highest rung}, total
+    steps, and the rungs' rules at the end (rules())."""
     hist = []
     busy = {}  # worker -> (finish time, n, k)
     now, steps = 0, 0
@@ -205,7 +261,7 @@ def replay(rungs, eta, planned, workers, value, cost):
         hist[n]["rungs"][k] = v if finite(v) else "X"
         idle.append(w)
     reached = {t["n"]: len(t["rungs"]) - 1 for t in hist}
-    return reached, steps
+    return reached, steps, rules(hist, eta, len(rungs) - 1, planned)
 
 
 # --- statistics --------------------------------------------------------------------------
@@ -297,6 +353,15 @@ def one_seed(a, seed, rot):
            "decay_steps": a.decay_steps, "eval_every": a.eval_every, "jobs": a.jobs,
            "wall_s": {name: r["wall_s"] for name, r in res.items()}}
 
+    def ladder_history(recs):
+        """The finished ladder as rules() reads it: a trial's value at each rung it ran."""
+        hist = []
+        for n in range(ntr):
+            ks = sorted(k for (m, k) in recs if m == n)
+            vals = [recs[(n, k)]["best_value"] if recs[(n, k)]["state"] == "complete" and finite(recs[(n, k)]["best_value"]) else "X" for k in ks]
+            hist.append({"n": n, "rungs": vals})
+        return hist
+
     # Real ladders: steps, report totals, best at the top rung, agreement.
     for name in ("resume", "restart"):
         recs = lad[name]
@@ -332,7 +397,8 @@ def one_seed(a, seed, rot):
                      "reached": reached, "rung_sizes": [sum(1 for (n, kk) in recs if kk == k) for k in range(top + 1)],
                      "equal_reference": same_ref, "differ_reference": diff_ref, "reference_diffs": ref_diffs,
                      "rho_within_to_top": within, "report_to_top": res[name]["status"]["ladder"]["to_top"],
-                     "report_consecutive": res[name]["status"]["ladder"]["consecutive"]}
+                     "report_consecutive": res[name]["status"]["ladder"]["consecutive"],
+                     "rules": [list(x) for x in rules(ladder_history(recs), a.eta, top, ntr)]}
 
     # Resume against restart, bit for bit.
     common = sorted(set(lad["resume"]) & set(lad["restart"]))
@@ -351,15 +417,15 @@ def one_seed(a, seed, rot):
         return ref[k][n]
 
     resume_step = lambda k: max(rungs[k] - a.decay_steps, 0)
-    reached_t, steps_t = replay(rungs, a.eta, ntr, a.jobs, trunc, lambda k: rungs[0] if k == 0 else rungs[k] - rungs[k - 1])
-    reached_c, steps_c = replay(rungs, a.eta, ntr, a.jobs, cons_value, lambda k: rungs[0] if k == 0 else rungs[k] - resume_step(k - 1))
-    _, steps_c_rst = replay(rungs, a.eta, ntr, a.jobs, cons_value, lambda k: rungs[k])
-    for name, reached, steps in (("truncated", reached_t, steps_t), ("replay", reached_c, steps_c)):
+    reached_t, steps_t, rules_t = replay(rungs, a.eta, ntr, a.jobs, trunc, lambda k: rungs[0] if k == 0 else rungs[k] - rungs[k - 1])
+    reached_c, steps_c, rules_c = replay(rungs, a.eta, ntr, a.jobs, cons_value, lambda k: rungs[0] if k == 0 else rungs[k] - resume_step(k - 1))
+    _, steps_c_rst, _ = replay(rungs, a.eta, ntr, a.jobs, cons_value, lambda k: rungs[k])
+    for name, reached, steps, rl in (("truncated", reached_t, steps_t, rules_t), ("replay", reached_c, steps_c, rules_c)):
         tops = [(ref[top][n], n) for n, k in reached.items() if k == top and finite(ref[top][n])]
         best = min(tops) if tops else (None, None)
         out[name] = {"steps_run": steps, "best_top": best[0], "best_trial": best[1],
                      "rung_sizes": [sum(1 for k in reached.values() if k >= j) for j in range(top + 1)],
-                     "reached": reached}
+                     "reached": reached, "rules": [list(r) for r in rl]}
     out["replay"]["steps_restart"] = steps_c_rst
 
     # Spearman of each rung with the top, over all configurations.
@@ -449,6 +515,9 @@ def summarize(lines):
                   f"consistent replay {r['replay']['rung_sizes']} best #{r['replay']['best_trial']}; "
                   f"ladder rung values = reference runs: resume {r['resume']['equal_reference']}/{r['resume']['equal_reference'] + r['resume']['differ_reference']}, "
                   f"restart {r['restart']['equal_reference']}/{r['restart']['equal_reference'] + r['restart']['differ_reference']}")
+            rl = lambda rules: ", ".join(x[0] + (f" {x[1]:.2f}" if len(x) > 1 and isinstance(x[1], float) else "") for x in rules) if rules else "–"
+            print(f"  - rung rules at the end (Ladder::rules): resume [{rl(r['resume'].get('rules'))}]; restart [{rl(r['restart'].get('rules'))}]; "
+                  f"truncated [{rl(r['truncated'].get('rules'))}]; consistent replay [{rl(r['replay'].get('rules'))}]")
             for dd in r["resume_vs_restart"]["diffs"]:
                 print(f"  - resume ≠ restart: trial {dd['trial']} rung {dd['rung']} (entry {dd['resume_entry']}): "
                       f"resume (state, best step, best, final step, final) {dd['resume']}, restart {dd['restart']}")
