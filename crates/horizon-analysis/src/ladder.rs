@@ -324,53 +324,24 @@ fn agreement(
     a
 }
 
-/// Ranks of `values` by "better" under `direction`: 1 for the best, ties sharing the average of
-/// the ranks they span. The values must not be NaN.
+/// Ranks from 1 for the best under `direction`, ties sharing their average rank.
 pub fn ranks(values: &[f64], direction: Direction) -> Vec<f64> {
-    let key = |v: f64| match direction {
-        Direction::Minimize => v,
-        Direction::Maximize => -v,
-    };
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&i, &j| key(values[i]).total_cmp(&key(values[j])));
-    let mut out = vec![0.0; values.len()];
-    let mut start = 0;
-    while start < order.len() {
-        let mut end = start + 1;
-        while end < order.len() && values[order[end]] == values[order[start]] {
-            end += 1;
-        }
-        // Positions start..end hold ranks start + 1 ..= end; their average:
-        let rank = (start + 1 + end) as f64 / 2.0;
-        for &i in &order[start..end] {
-            out[i] = rank;
-        }
-        start = end;
-    }
-    out
+    horizon_core::ladder::ranks(&values.iter().map(|&v| oriented(v, direction)).collect::<Vec<_>>())
 }
 
-/// Spearman's rho of finite `(a, b)` pairs, both ranked by [`ranks`] under `direction`: the
-/// Pearson correlation of the ranks. `None` below two pairs or when every `a` (or every `b`) is
-/// the same.
+/// Spearman's rho of finite `(a, b)` pairs, both ranked by "better" under `direction`
+/// (`horizon_core::ladder::spearman`, the one the ladder's guard uses). `None` below two pairs or
+/// when every `a` (or every `b`) is the same.
 pub fn spearman(pairs: &[(f64, f64)], direction: Direction) -> Option<f64> {
-    if pairs.len() < 2 {
-        return None;
+    let oriented: Vec<(f64, f64)> = pairs.iter().map(|&(a, b)| (oriented(a, direction), oriented(b, direction))).collect();
+    horizon_core::ladder::spearman(&oriented)
+}
+
+fn oriented(v: f64, direction: Direction) -> f64 {
+    match direction {
+        Direction::Minimize => v,
+        Direction::Maximize => -v,
     }
-    let xs = ranks(&pairs.iter().map(|p| p.0).collect::<Vec<_>>(), direction);
-    let ys = ranks(&pairs.iter().map(|p| p.1).collect::<Vec<_>>(), direction);
-    let mean = (pairs.len() + 1) as f64 / 2.0; // the mean of any ranks with average ties
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (x, y) in xs.iter().zip(&ys) {
-        let (dx, dy) = (x - mean, y - mean);
-        sxy += dx * dy;
-        sxx += dx * dx;
-        syy += dy * dy;
-    }
-    if sxx == 0.0 || syy == 0.0 {
-        return None;
-    }
-    Some((sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0))
 }
 
 /// The [`INTERVAL_LEVEL`] interval of a Spearman `rho` over `n` pairs by the Fisher z-transform

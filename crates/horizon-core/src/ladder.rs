@@ -228,8 +228,8 @@ fn oriented(v: f64, direction: Direction) -> f64 {
     }
 }
 
-/// Ranks from 1, ties sharing their average rank.
-fn ranks(values: &[f64]) -> Vec<f64> {
+/// Ranks from 1 (the lowest value first), ties sharing their average rank.
+pub fn ranks(values: &[f64]) -> Vec<f64> {
     let mut idx: Vec<usize> = (0..values.len()).collect();
     idx.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
     let mut r = vec![0.0; values.len()];
@@ -248,8 +248,13 @@ fn ranks(values: &[f64]) -> Vec<f64> {
 }
 
 /// Spearman's rank correlation of pairs of values (Pearson's of their ranks, ties at their
-/// average rank); 0 where either side has no spread (a ranking that says nothing).
-pub fn rank_correlation(pairs: &[(f64, f64)]) -> f64 {
+/// average rank), in -1..1; `None` below two pairs or where either side has no spread (a
+/// ranking that says nothing). The one implementation: the ladder's guard and the ladder report
+/// (`horizon_analysis::ladder`) both use it.
+pub fn spearman(pairs: &[(f64, f64)]) -> Option<f64> {
+    if pairs.len() < 2 {
+        return None;
+    }
     let a = ranks(&pairs.iter().map(|p| p.0).collect::<Vec<_>>());
     let b = ranks(&pairs.iter().map(|p| p.1).collect::<Vec<_>>());
     let n = a.len() as f64;
@@ -257,7 +262,12 @@ pub fn rank_correlation(pairs: &[(f64, f64)]) -> f64 {
     let cov: f64 = a.iter().zip(&b).map(|(x, y)| (x - ma) * (y - mb)).sum();
     let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
     let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    if va <= 0.0 || vb <= 0.0 { 0.0 } else { cov / (va * vb).sqrt() }
+    if va <= 0.0 || vb <= 0.0 { None } else { Some((cov / (va * vb).sqrt()).clamp(-1.0, 1.0)) }
+}
+
+/// [`spearman`], with 0 for a ranking that says nothing (what the guard acts on).
+pub fn rank_correlation(pairs: &[(f64, f64)]) -> f64 {
+    spearman(pairs).unwrap_or(0.0)
 }
 
 /// What one trial did at one rung.
