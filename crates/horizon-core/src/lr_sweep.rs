@@ -741,6 +741,7 @@ pub fn stage_study(base: &StudySpec, sweep: &LrSweepSpec, held: &[Held], stage: 
     spec.constant = BTreeMap::new();
     spec.lr_sweep = None;
     spec.ladder = None;
+    spec.rounds = Vec::new();
     spec
 }
 

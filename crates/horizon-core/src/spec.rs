@@ -161,6 +161,26 @@ pub struct StudySpec {
     /// The `[ladder]` section: trials start at a short budget and the best go on to longer
     /// ones (docs/ladder.md); `None` runs every trial at `max_train_steps`.
     pub ladder: Option<LadderSpec>,
+    /// The `[[round]]` tables: tuning in rounds of growing budgets (docs/method.md section 3);
+    /// empty for a study without rounds.
+    pub rounds: Vec<RoundSpec>,
+    /// What each parameter is for the rounds' transfer table: `[params.NAME] role`, or the
+    /// built-in workload's catalog; parameters not named are [`crate::rounds::ParamRole::Other`].
+    pub roles: BTreeMap<String, crate::rounds::ParamRole>,
+}
+
+/// One round of a study tuned in rounds, checked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundSpec {
+    /// The per-trial budget of the round.
+    pub max_train_steps: u64,
+    /// New configurations sampled in this round (from the space the transfer table makes).
+    pub trials: u64,
+    /// How many of the previous round's best go on to this one (with their schedule carried
+    /// over by rule); 0 in the first round.
+    pub carry: u64,
+    /// Per-parameter overrides of the transfer table for this round.
+    pub transfer: BTreeMap<String, crate::rounds::Transfer>,
 }
 
 /// A study's ladder, checked: the rung budgets (the last is `max_train_steps`) and whether
@@ -198,6 +218,7 @@ pub const IDENTITY_FIELDS: &[&str] = &[
     "trainer.env",
     "trainer.stop_when",
     "ladder",
+    "rounds",
 ];
 
 impl StudySpec {
@@ -324,6 +345,21 @@ struct RawSpec {
     analysis: Option<toml::Value>,
     #[serde(default)]
     ladder: Option<RawLadder>,
+    #[serde(default)]
+    round: Vec<RawRound>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRound {
+    max_train_steps: Option<i64>,
+    budget_fraction: Option<f64>,
+    #[serde(default)]
+    trials: i64,
+    carry: Option<i64>,
+    carry_fraction: Option<f64>,
+    #[serde(default)]
+    transfer: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -429,6 +465,7 @@ struct RawParam {
     value: Option<toml::Value>,
     off: Option<toml::Value>,
     constant: Option<toml::Value>,
+    role: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -743,6 +780,7 @@ impl Checker<'_> {
             }
         }
 
+        let rounds = self.rounds(&raw.round, raw.ladder.is_some(), max_train_steps, &space)?;
         StudySpec {
             name: s.name.clone(),
             directory: s.directory.clone(),
@@ -774,6 +812,8 @@ impl Checker<'_> {
             lr_sweep: None,
             analysis: self.analysis(raw.analysis.as_ref())?,
             ladder: self.ladder(raw.ladder.as_ref(), max_train_steps)?,
+            rounds,
+            roles: self.roles(&raw.params, builtin.map(|w| w.name))?,
         }
         .with_lr_sweep(raw.lr_sweep.as_ref(), self)
     }
@@ -864,6 +904,145 @@ impl Checker<'_> {
         }
         ladder.grow = r.grow.unwrap_or(false);
         Ok(Some(LadderSpec { ladder, resume: r.resume.unwrap_or(true) }))
+    }
+
+    /// `[params.NAME] role`, checked, and the built-in workload's roles for the rest.
+    fn roles(
+        &self,
+        raw: &IndexMap<String, RawParam>,
+        workload: Option<&str>,
+    ) -> Result<BTreeMap<String, crate::rounds::ParamRole>, SpecError> {
+        let mut roles = BTreeMap::new();
+        for (name, p) in raw {
+            let role = match &p.role {
+                Some(text) => Some(serde_json::from_value(serde_json::Value::String(text.clone())).map_err(|_| {
+                    self.err(
+                        &format!("params.{name}.role"),
+                        format!("{text:?} is not a role"),
+                        "use one of: warmup, initialization, architecture, optimizer, augmentation, regularization, schedule, other",
+                    )
+                })?),
+                None => workload.and_then(|w| crate::workloads::param_role(w, name)),
+            };
+            if let Some(role) = role {
+                roles.insert(name.clone(), role);
+            }
+        }
+        Ok(roles)
+    }
+
+    /// The `[[round]]` tables: budgets that grow (each `max_train_steps`, or `budget_fraction`
+    /// of the study's), new trials and the previous round's best carried on, transfer overrides.
+    fn rounds(&self, raw: &[RawRound], ladder: bool, production: u64, space: &SearchSpace) -> Result<Vec<RoundSpec>, SpecError> {
+        if raw.is_empty() {
+            return Ok(Vec::new());
+        }
+        if ladder {
+            return Err(self.err("round", "a study has either rounds or a [ladder], not both", "remove one of them"));
+        }
+        if raw.len() < 2 {
+            return Err(self.err("round", "a single round is a plain study", "add a second [[round]], or remove [[round]]"));
+        }
+        let mut rounds: Vec<RoundSpec> = Vec::with_capacity(raw.len());
+        for (i, r) in raw.iter().enumerate() {
+            let at = |field: &str| format!("round[{i}].{field}");
+            let budget = match (r.max_train_steps, r.budget_fraction) {
+                (Some(_), Some(_)) => {
+                    return Err(self.err(&format!("round[{i}]"), "both max_train_steps and budget_fraction are set", "give one"));
+                }
+                (Some(b), None) => self.positive(&at("max_train_steps"), b)?,
+                (None, Some(f)) if f.is_finite() && f > 0.0 && f <= 1.0 => ((production as f64 * f).round() as u64).max(1),
+                (None, Some(f)) => {
+                    return Err(self.err(
+                        &at("budget_fraction"),
+                        format!("must be in (0, 1], got {f}"),
+                        "e.g. 0.25 of [study] max_train_steps",
+                    ));
+                }
+                (None, None) => {
+                    return Err(self.err(
+                        &format!("round[{i}]"),
+                        "has no budget",
+                        "set max_train_steps, or budget_fraction (of [study] max_train_steps)",
+                    ));
+                }
+            };
+            if budget > production {
+                return Err(self.err(
+                    &at("max_train_steps"),
+                    format!("{budget} is beyond the study's max_train_steps ({production}), the production budget"),
+                    format!("use at most {production}"),
+                ));
+            }
+            if let Some(prev) = rounds.last()
+                && budget <= prev.max_train_steps
+            {
+                return Err(self.err(
+                    &at("max_train_steps"),
+                    format!("{budget} does not grow from round {}'s {}", i - 1, prev.max_train_steps),
+                    "give every round a longer budget than the one before",
+                ));
+            }
+            if r.trials < 0 {
+                return Err(self.err(
+                    &at("trials"),
+                    format!("must be >= 0, got {}", r.trials),
+                    "the number of new configurations",
+                ));
+            }
+            let carry = match (r.carry, r.carry_fraction, rounds.last()) {
+                (Some(_), Some(_), _) => {
+                    return Err(self.err(&format!("round[{i}]"), "both carry and carry_fraction are set", "give one"));
+                }
+                (None, None, _) => 0,
+                (_, _, None) => {
+                    return Err(self.err(&at("carry"), "the first round has no previous round to carry from", "remove carry"));
+                }
+                (Some(k), None, Some(_)) if k >= 0 => k as u64,
+                (Some(k), None, Some(_)) => {
+                    return Err(self.err(&at("carry"), format!("must be >= 0, got {k}"), "the number to carry on"));
+                }
+                (None, Some(f), Some(prev)) if f.is_finite() && f > 0.0 && f <= 1.0 => {
+                    (((prev.trials + prev.carry) as f64 * f).round() as u64).max(1)
+                }
+                (None, Some(f), Some(_)) => {
+                    return Err(self.err(
+                        &at("carry_fraction"),
+                        format!("must be in (0, 1], got {f}"),
+                        "e.g. 0.1 of the previous round",
+                    ));
+                }
+            };
+            let trials = r.trials as u64;
+            if trials + carry == 0 {
+                return Err(self.err(
+                    &format!("round[{i}]"),
+                    "runs nothing (no trials and nothing carried)",
+                    "set trials, or carry",
+                ));
+            }
+            let mut transfer = BTreeMap::new();
+            for (name, how) in &r.transfer {
+                if space.param(name).is_none() {
+                    return Err(self.err(
+                        &at(&format!("transfer.{name}")),
+                        "is not a parameter of the study",
+                        "name a [params.NAME]",
+                    ));
+                }
+                let t: crate::rounds::Transfer =
+                    serde_json::from_value(serde_json::Value::String(how.clone())).map_err(|_| {
+                        self.err(
+                            &at(&format!("transfer.{name}")),
+                            format!("{how:?} is not a transfer"),
+                            "use freeze, narrow or search",
+                        )
+                    })?;
+                transfer.insert(name.clone(), t);
+            }
+            rounds.push(RoundSpec { max_train_steps: budget, trials, carry, transfer });
+        }
+        Ok(rounds)
     }
 
     /// The `[analysis]` table: `AnalysisConfig`'s fields, each checked.
@@ -1548,6 +1727,64 @@ value = 3
         let b = with("min_steps = 50").unwrap().identity();
         assert_eq!(StudySpec::identity_changes(&a, &b), ["ladder"]);
         assert!(StudySpec::identity_changes(&s.identity(), &s.identity()).is_empty());
+    }
+
+    #[test]
+    fn rounds_are_checked_and_roles_come_from_the_file() {
+        let s = StudySpec::parse(GOOD, "study.toml").unwrap();
+        assert!(s.rounds.is_empty() && s.roles.is_empty());
+        let with = |tables: &str| StudySpec::parse(&format!("{GOOD}\n{tables}\n"), "study.toml");
+        let two = "[[round]]\nbudget_fraction = 0.25\ntrials = 20\n[[round]]\nmax_train_steps = 1000\ncarry_fraction = 0.1\ntrials = 2\n[round.transfer]\nwidth = \"freeze\"";
+        let s = with(two).unwrap();
+        assert_eq!(s.rounds.len(), 2);
+        assert_eq!((s.rounds[0].max_train_steps, s.rounds[0].trials, s.rounds[0].carry), (250, 20, 0));
+        assert_eq!((s.rounds[1].max_train_steps, s.rounds[1].trials, s.rounds[1].carry), (1000, 2, 2));
+        assert_eq!(s.rounds[1].transfer.get("width"), Some(&crate::rounds::Transfer::Freeze));
+        for (tables, field, says) in [
+            ("[[round]]\nmax_train_steps = 100\ntrials = 3", "round", "single round"),
+            (
+                "[[round]]\nmax_train_steps = 500\ntrials = 3\n[[round]]\nmax_train_steps = 400\ncarry = 1",
+                "round[1].max_train_steps",
+                "does not grow",
+            ),
+            (
+                "[[round]]\nmax_train_steps = 500\ntrials = 3\n[[round]]\nmax_train_steps = 2000\ncarry = 1",
+                "round[1].max_train_steps",
+                "production budget",
+            ),
+            (
+                "[[round]]\nmax_train_steps = 100\ncarry = 2\n[[round]]\nmax_train_steps = 1000\ncarry = 1",
+                "round[0].carry",
+                "first round",
+            ),
+            ("[[round]]\ntrials = 3\n[[round]]\nmax_train_steps = 1000\ncarry = 1", "round[0]", "no budget"),
+            ("[[round]]\nmax_train_steps = 100\ntrials = 3\n[[round]]\nmax_train_steps = 1000", "round[1]", "runs nothing"),
+            (
+                "[[round]]\nmax_train_steps = 100\ntrials = 3\n[[round]]\nmax_train_steps = 1000\ncarry = 1\n[round.transfer]\nnope = \"freeze\"",
+                "round[1].transfer.nope",
+                "not a parameter",
+            ),
+            (
+                "[[round]]\nmax_train_steps = 100\ntrials = 3\n[[round]]\nmax_train_steps = 1000\ncarry = 1\n[round.transfer]\nwidth = \"melt\"",
+                "round[1].transfer.width",
+                "freeze, narrow or search",
+            ),
+            (
+                "[ladder]\nmin_steps = 10\n[[round]]\nmax_train_steps = 100\ntrials = 3\n[[round]]\nmax_train_steps = 1000\ncarry = 1",
+                "round",
+                "not both",
+            ),
+        ] {
+            let e = with(tables).unwrap_err();
+            assert_eq!(e.field, field, "{tables}: {e}");
+            assert!(e.to_string().contains(says), "{tables}: {e}");
+        }
+        // A parameter's role, from the file; a bad one names the choices.
+        let text = GOOD.replace("[params.width]\ntype = \"int\"", "[params.width]\nrole = \"architecture\"\ntype = \"int\"");
+        let s = StudySpec::parse(&text, "study.toml").unwrap();
+        assert_eq!(s.roles.get("width"), Some(&crate::rounds::ParamRole::Architecture));
+        let text = GOOD.replace("[params.width]\ntype = \"int\"", "[params.width]\nrole = \"size\"\ntype = \"int\"");
+        assert_eq!(err(&text).field, "params.width.role");
     }
 
     #[test]

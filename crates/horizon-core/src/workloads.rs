@@ -197,6 +197,24 @@ pub fn budget_independent_until(params: &crate::Params, budget: u64) -> Option<u
     schedule_of(params, budget).map(|s| s.budget_independent_until())
 }
 
+/// What each built-in trainer parameter is, for the rounds' transfer table
+/// ([`crate::rounds`]): the catalog's answer to "freeze, narrow or search it next round?".
+pub fn param_role(workload: &str, name: &str) -> Option<crate::rounds::ParamRole> {
+    use crate::rounds::ParamRole as R;
+    let info = self::workload(workload)?;
+    info.params.iter().chain(info.common).find(|p| p.name == name)?;
+    Some(match name {
+        "optimizer" | "learning_rate" | "momentum" | "nesterov" | "beta1" | "beta2" | "epsilon" => R::Optimizer,
+        "weight_decay" | "dropout" | "label_smoothing" | "grad_clip" => R::Regularization,
+        "augment" => R::Augmentation,
+        "warmup_steps" => R::Warmup,
+        "schedule" | "decay_steps" => R::Schedule,
+        // The model, and the batch size it is trained with (the method fixes it first).
+        "hidden" | "layers" | "context" | "d_model" | "heads" | "batch_size" => R::Architecture,
+        _ => R::Other,
+    })
+}
+
 /// Where a built-in workload's run with `params` and `budget` stops depending on the budget, as
 /// horizon knows it before the run: from the schedule for the trainers (they take the common
 /// parameters), the whole run for `replay` (a recorded curve does not depend on the budget).
@@ -284,6 +302,19 @@ mod prefix_tests {
         assert_eq!(known_budget_independent_until("digits-mlp", &wsd, 300), Some(200));
         assert_eq!(known_budget_independent_until("replay", &Params::default(), 81), Some(81), "a recorded curve");
         assert_eq!(known_budget_independent_until("no-such", &wsd, 300), None);
+    }
+
+    #[test]
+    fn every_trainer_parameter_has_a_role_in_the_transfer_table() {
+        use crate::rounds::ParamRole;
+        for w in WORKLOADS.iter().filter(|w| !w.common.is_empty()) {
+            for p in w.params.iter().chain(w.common) {
+                assert_ne!(param_role(w.name, p.name), Some(ParamRole::Other), "{}: {}", w.name, p.name);
+            }
+        }
+        assert_eq!(param_role("digits-mlp", "learning_rate"), Some(ParamRole::Optimizer));
+        assert_eq!(param_role("jargon-lm", "d_model"), Some(ParamRole::Architecture));
+        assert_eq!(param_role("digits-mlp", "no_such"), None);
     }
 
     #[test]

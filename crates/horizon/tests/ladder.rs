@@ -297,3 +297,20 @@ fn the_example_ladder_is_a_valid_study_with_geometric_rungs() {
         }
     }
 }
+
+#[test]
+fn a_study_in_rounds_is_refused_by_run_until_rounds_are_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let path = ladder_study(dir, "rounds", 3, &[30, 90]);
+    let plain = std::fs::read_to_string(&path).unwrap().replace("[ladder]\nrungs = [30, 90]\neta = 3\n", "");
+    std::fs::write(
+        &path,
+        format!("{plain}\n[[round]]\nmax_train_steps = 30\ntrials = 3\n[[round]]\nmax_train_steps = 90\ncarry = 1\n"),
+    )
+    .unwrap();
+    let out = horizon(dir, &["run", "study.toml", "--no-progress"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("rounds are checked but not run by this version"), "{}", text(&out));
+    assert!(!dir.join("horizon-runs").exists(), "nothing was created");
+}
