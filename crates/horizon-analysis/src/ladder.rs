@@ -56,7 +56,7 @@
 //!     entry: if rung == 0 { RungEntry::Started } else { RungEntry::Resumed { from: 0, step: 100 } },
 //!     best_step: None, best_value: Some(value), final_step: None, final_value: None,
 //!     budget_independent_until: None, steps_run: if rung == 0 { 100 } else { 200 },
-//!     message: None, started_at: None, finished_at: None,
+//!     message: None, started_at: None, finished_at: None, params: Default::default(),
 //! };
 //! let mut rungs: Vec<RungRecord> = (0..9).map(|n| run(n, 0, 1.0 + n as f64)).collect();
 //! rungs.extend((0..3).map(|n| run(n, 1, 0.5 + n as f64)));
@@ -474,6 +474,7 @@ mod tests {
             message: None,
             started_at: None,
             finished_at: None,
+            params: horizon_core::Params::default(),
         }
     }
 

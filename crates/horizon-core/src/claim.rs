@@ -48,9 +48,13 @@ pub enum ClaimDecision {
     Retry { trial: i64 },
     /// Draw the next sample and start it at rung 0 with this budget.
     Launch { budget: u64 },
+    /// Start a new configuration with these parameters at rung (round) `rung` with `budget`
+    /// (a later round's new trials, drawn from the space the previous round narrowed).
+    LaunchAt { rung: u32, budget: u64, params: crate::Params },
     /// Move trial `trial` (storage id), complete at rung `rung - 1`, to rung `rung` with
-    /// `budget`, resuming from its checkpoint at step `resume_step` (or from scratch).
-    Promote { trial: i64, rung: u32, budget: u64, resume_step: Option<u64> },
+    /// `budget`, resuming from its checkpoint at step `resume_step` (or from scratch), with its
+    /// parameters replaced by `params` when given (a schedule carried to the longer budget).
+    Promote { trial: i64, rung: u32, budget: u64, resume_step: Option<u64>, params: Option<crate::Params> },
     /// Nothing to run now, but results still to come may make work (a ladder's promotions):
     /// ask again later.
     Wait,
@@ -145,8 +149,19 @@ impl LadderPolicy {
     }
 }
 
-/// The claim policy a study file asks for: its `[ladder]`, or one fixed budget.
+/// The claim policy a study file asks for: its rounds, its `[ladder]`, or one fixed budget.
 pub fn for_study(spec: &crate::StudySpec) -> Box<dyn ClaimPolicy> {
+    if !spec.rounds.is_empty() {
+        return Box::new(RoundsPolicy {
+            rounds: spec.rounds.clone(),
+            space: spec.space.clone(),
+            sampler: spec.sampler.clone(),
+            seed: spec.seed,
+            direction: spec.objective.direction,
+            roles: spec.roles.clone(),
+            workload: spec.trainer.workload.clone(),
+        });
+    }
     let Some(l) = &spec.ladder else {
         return Box::new(FixedBudget { trials: spec.trials, max_train_steps: spec.max_train_steps });
     };
@@ -163,6 +178,211 @@ pub fn for_study(spec: &crate::StudySpec) -> Box<dyn ClaimPolicy> {
         resume: l.resume,
         known_prefix,
     })
+}
+
+/// Tuning in rounds ([`crate::rounds`]): round 0 samples `trials` configurations from the
+/// study's space; each later round starts once the previous one has finished, carries the
+/// previous round's best on (their schedule carried to the longer budget by the method's rule,
+/// resuming where the carried schedule shares a prefix with the shorter one), and samples its
+/// new trials from the space the transfer table makes of the previous round's best.
+pub struct RoundsPolicy {
+    pub rounds: Vec<crate::spec::RoundSpec>,
+    pub space: crate::space::SearchSpace,
+    pub sampler: crate::sampler::SamplerSpec,
+    pub seed: u64,
+    pub direction: Direction,
+    pub roles: std::collections::BTreeMap<String, crate::rounds::ParamRole>,
+    /// The built-in workload, whose schedule parameters horizon knows how to carry.
+    pub workload: Option<String>,
+}
+
+impl std::fmt::Debug for RoundsPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoundsPolicy").field("rounds", &self.rounds).finish_non_exhaustive()
+    }
+}
+
+impl RoundsPolicy {
+    /// How parameter `name` carries into round `r`: the round's override, else the role's default.
+    pub fn transfer(&self, r: usize, name: &str) -> crate::rounds::Transfer {
+        self.rounds[r]
+            .transfer
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| self.roles.get(name).copied().unwrap_or(crate::rounds::ParamRole::Other).default_transfer())
+    }
+
+    /// The results of round `r`: every trial that ran it, with its value there (NaN when it
+    /// has none), in trial order.
+    fn results<'a>(&self, view: &'a ClaimView, r: u32) -> Vec<(&'a TrialRecord, &'a RungRecord)> {
+        view.rungs
+            .iter()
+            .filter(|g| g.rung == r)
+            .filter_map(|g| view.trials.iter().find(|t| t.id == g.trial).map(|t| (t, g)))
+            .collect()
+    }
+
+    /// The best `k` trials of round `r` (by their value there), best first.
+    fn best<'a>(&self, view: &'a ClaimView, r: u32, k: usize) -> Vec<(&'a TrialRecord, &'a RungRecord)> {
+        let mut done: Vec<(&TrialRecord, &RungRecord)> = self
+            .results(view, r)
+            .into_iter()
+            .filter(|(_, g)| g.state == TrialState::Complete && g.best_value.is_some_and(f64::is_finite))
+            .collect();
+        done.sort_by(|a, b| {
+            let (x, y) = (a.1.best_value.unwrap(), b.1.best_value.unwrap());
+            let by = match self.direction {
+                Direction::Minimize => x.total_cmp(&y),
+                Direction::Maximize => y.total_cmp(&x),
+            };
+            by.then(a.0.number.cmp(&b.0.number))
+        });
+        done.truncate(k);
+        done
+    }
+
+    /// Round `r`'s search space, made from round `r - 1`'s best by the transfer table.
+    pub fn space_for(&self, view: &ClaimView, r: usize) -> crate::space::SearchSpace {
+        if r == 0 {
+            return self.space.clone();
+        }
+        let prev = &self.rounds[r - 1];
+        // The best of the previous round, at least a few: the range they span is the narrowed one.
+        let k = (self.rounds[r].carry as usize).max(((prev.trials + prev.carry) as usize).div_ceil(4)).max(1);
+        let best = self.best(view, r as u32 - 1, k);
+        // The parameters each ran that round with (a carried trial's may have changed since).
+        let top: Vec<&crate::Params> = best.iter().map(|(_, g)| &g.params).collect();
+        crate::rounds::next_space(&self.space, &|name| self.transfer(r, name), &top)
+    }
+
+    /// A carried trial's parameters at the longer budget (its schedule carried by rule) and
+    /// the step it can resume from.
+    fn carried(
+        &self,
+        view: &ClaimView,
+        trial: &TrialRecord,
+        from: &RungRecord,
+        budget: u64,
+    ) -> (Option<crate::Params>, Option<u64>) {
+        let Some(w) = &self.workload else {
+            // A trainer of the user's own: parameters unchanged, its declared prefix.
+            let step = from.budget_independent_until.and_then(|p| latest_checkpoint(view, from, p));
+            return (None, step);
+        };
+        if crate::workloads::workload(w).is_none_or(|i| i.common.is_empty()) {
+            let step = crate::workloads::known_budget_independent_until(w, &trial.params, from.budget)
+                .and_then(|p| latest_checkpoint(view, from, p));
+            return (None, step);
+        }
+        match crate::workloads::transfer_params(&trial.params, from.budget, budget) {
+            Some((params, _)) => {
+                let short = crate::workloads::schedule_of(&trial.params, from.budget);
+                let long = crate::workloads::schedule_of(&params, budget);
+                let shared = match (short, long) {
+                    (Some(a), Some(b)) => a.identical_until(&b),
+                    _ => 0,
+                };
+                let changed = params != trial.params;
+                (changed.then_some(params), latest_checkpoint(view, from, shared))
+            }
+            None => (None, None),
+        }
+    }
+}
+
+/// The latest live checkpoint of a rung at or before `prefix` (and after the rung's start).
+fn latest_checkpoint(view: &ClaimView, rung: &RungRecord, prefix: u64) -> Option<u64> {
+    let start = rung.entry.start_step();
+    view.checkpoints
+        .iter()
+        .filter(|(t, step)| *t == rung.trial && *step <= prefix.min(rung.budget) && *step >= start && *step > 0)
+        .map(|(_, step)| *step)
+        .max()
+}
+
+impl ClaimPolicy for RoundsPolicy {
+    fn needs_history(&self) -> bool {
+        true
+    }
+
+    fn decide(&self, view: &ClaimView) -> ClaimDecision {
+        if let Some(t) = &view.oldest_waiting {
+            return ClaimDecision::Retry { trial: t.id };
+        }
+        for (r, round) in self.rounds.iter().enumerate() {
+            let results = self.results(view, r as u32);
+            let carried = results.iter().filter(|(_, g)| g.entry != crate::trial::RungEntry::Started).count() as u64;
+            let started = results.len() as u64 - carried;
+            let budget = round.max_train_steps;
+            if r > 0 && carried < round.carry {
+                // Carry the previous round's best on, in order, once that round has finished.
+                let prev = self.results(view, r as u32 - 1);
+                if prev.iter().any(|(_, g)| !g.state.is_finished()) {
+                    return ClaimDecision::Wait;
+                }
+                let next = self
+                    .best(view, r as u32 - 1, round.carry as usize)
+                    .into_iter()
+                    .find(|(t, _)| !results.iter().any(|(u, _)| u.id == t.id));
+                if let Some((t, from)) = next {
+                    let (params, resume_step) = self.carried(view, t, from, budget);
+                    return ClaimDecision::Promote { trial: t.id, rung: r as u32, budget, resume_step, params };
+                }
+            }
+            if started < round.trials {
+                if r == 0 {
+                    return ClaimDecision::Launch { budget };
+                }
+                let prev = self.results(view, r as u32 - 1);
+                if prev.iter().any(|(_, g)| !g.state.is_finished()) {
+                    return ClaimDecision::Wait;
+                }
+                let space = self.space_for(view, r);
+                let Ok(sampler) = self.sampler.build(&space, self.seed.wrapping_add(r as u64)) else {
+                    return ClaimDecision::Wait;
+                };
+                return match sampler.sample(started) {
+                    Ok(params) => {
+                        // Its schedule is carried from the previous round's budget by the same rule
+                        // as the carried trials' (for the built-in trainers).
+                        let from = self.rounds[r - 1].max_train_steps;
+                        let params = match &self.workload {
+                            Some(w) if crate::workloads::workload(w).is_some_and(|i| !i.common.is_empty()) => {
+                                crate::workloads::transfer_params(&params, from, budget).map_or(params, |(p, _)| p)
+                            }
+                            _ => params,
+                        };
+                        ClaimDecision::LaunchAt { rung: r as u32, budget, params }
+                    }
+                    Err(_) => ClaimDecision::Wait,
+                };
+            }
+            // This round has all it will get; the next one starts once it has finished.
+            if results.iter().any(|(_, g)| !g.state.is_finished()) {
+                return ClaimDecision::Wait;
+            }
+        }
+        ClaimDecision::Done
+    }
+
+    fn checkpoint_steps(&self, trial: &TrialRecord) -> Vec<u64> {
+        // The step a carried schedule shares with this round's, for built-in trainers.
+        let r = trial.rung as usize;
+        let (Some(w), Some(next)) = (&self.workload, self.rounds.get(r + 1)) else { return Vec::new() };
+        if next.carry == 0 {
+            return Vec::new();
+        }
+        if crate::workloads::workload(w).is_some_and(|i| i.common.is_empty()) {
+            return vec![trial.max_train_steps];
+        }
+        let short = crate::workloads::schedule_of(&trial.params, trial.max_train_steps);
+        let long = crate::workloads::transfer_params(&trial.params, trial.max_train_steps, next.max_train_steps)
+            .and_then(|(p, _)| crate::workloads::schedule_of(&p, next.max_train_steps));
+        match (short, long) {
+            (Some(a), Some(b)) => Some(a.identical_until(&b)).filter(|&p| p > 0).into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// How many runs of a rung a ladder of `trials` configurations makes when every rung fills
@@ -218,7 +438,7 @@ impl ClaimPolicy for LadderPolicy {
                 let record = view.trials.iter().find(|t| t.number == trial);
                 let (Some(from), Some(record)) = (from, record) else { return ClaimDecision::Wait };
                 let resume_step = self.resume_step(view, from, self.prefix(record, from));
-                ClaimDecision::Promote { trial: from.trial, rung: rung as u32, budget, resume_step }
+                ClaimDecision::Promote { trial: from.trial, rung: rung as u32, budget, resume_step, params: None }
             }
             LadderDecision::Wait => ClaimDecision::Wait,
             LadderDecision::Done => ClaimDecision::Done,
@@ -262,6 +482,7 @@ mod tests {
             message: None,
             started_at: None,
             finished_at: None,
+            params: Params::default(),
         }
     }
 
@@ -302,20 +523,29 @@ mod tests {
         let v = view(vec![(101, 40), (101, 80), (101, 100), (100, 80)], None);
         assert_eq!(
             policy(Some(20)).decide(&v),
-            ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: Some(80) }
+            ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: Some(80), params: None }
         );
         // Only a checkpoint past the prefix: restart from scratch, and say so.
         let v = view(vec![(101, 100)], None);
-        assert_eq!(policy(Some(20)).decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: None });
+        assert_eq!(
+            policy(Some(20)).decide(&v),
+            ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: None, params: None }
+        );
         // Horizon does not know the schedule: the trainer's declaration decides; none, restart.
         let v = view(vec![(101, 40), (101, 80)], Some(50));
-        assert_eq!(policy(None).decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: Some(40) });
+        assert_eq!(
+            policy(None).decide(&v),
+            ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: Some(40), params: None }
+        );
         let v = view(vec![(101, 40), (101, 80)], None);
-        assert_eq!(policy(None).decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: None });
+        assert_eq!(
+            policy(None).decide(&v),
+            ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: None, params: None }
+        );
         // Resume switched off.
         let v = view(vec![(101, 80)], None);
         let off = LadderPolicy { resume: false, ..policy(Some(20)) };
-        assert_eq!(off.decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: None });
+        assert_eq!(off.decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: None, params: None });
     }
 
     #[test]
@@ -327,7 +557,10 @@ mod tests {
         let mut v = view(vec![], None);
         v.trials.push(TrialRecord { sample_index: None, ..trial(3, TrialState::Complete) });
         v.rungs.push(rung(3, 0, 100, TrialState::Complete, Some(0.01)));
-        assert_eq!(policy(None).decide(&v), ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: None });
+        assert_eq!(
+            policy(None).decide(&v),
+            ClaimDecision::Promote { trial: 101, rung: 1, budget: 300, resume_step: None, params: None }
+        );
     }
 
     #[test]

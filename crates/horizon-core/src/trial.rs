@@ -176,6 +176,9 @@ pub struct RungRecord {
     pub message: Option<String>,
     pub started_at: Option<f64>,
     pub finished_at: Option<f64>,
+    /// The parameters this rung ran with (a round may carry a trial on with its schedule
+    /// transferred, changing them).
+    pub params: crate::Params,
 }
 
 impl TrialRecord {

@@ -228,7 +228,14 @@ impl Worker {
     pub fn run(mut self) -> Result<WorkerSummary, RunError> {
         let spec = self.study.spec.clone();
         let trials = self.storage.trials(self.record.id)?;
+        let staged = !spec.rounds.is_empty();
         let (total, finished) = match &spec.ladder {
+            None if staged => {
+                let rungs = self.storage.rungs(self.record.id)?;
+                let planned: u64 = spec.rounds.iter().map(|r| r.trials + r.carry).sum();
+                let finished = rungs.iter().filter(|r| r.state.is_finished()).count() as u64;
+                (planned.max(finished), finished)
+            }
             None => (
                 horizon_core::trial::planned_total(spec.trials, &trials),
                 trials.iter().filter(|t| t.state.is_finished()).count() as u64,
@@ -245,7 +252,11 @@ impl Worker {
             total,
             finished,
             jobs: self.slots(),
-            ladder: spec.ladder.as_ref().map(|l| l.ladder.rungs.clone()),
+            ladder: match &spec.ladder {
+                Some(l) => Some(l.ladder.rungs.clone()),
+                None if staged => Some(spec.rounds.iter().map(|r| r.max_train_steps).collect()),
+                None => None,
+            },
         });
         let mut free_gpus: Vec<String> = spec.trainer.gpus.iter().rev().cloned().collect();
         let mut running: HashMap<(TrialId, u32), Running> = HashMap::new();

@@ -210,6 +210,11 @@ INSERT INTO metrics_v5 (trial_id, rung, step, name, value) SELECT trial_id, 0, s
 DROP TABLE metrics;
 ALTER TABLE metrics_v5 RENAME TO metrics;
 "#,
+    r#"
+-- Rounds carry a trial on with its schedule transferred (its parameters change): each rung
+-- keeps the parameters it ran with; NULL means the trial's own.
+ALTER TABLE rungs ADD COLUMN params_json TEXT;
+"#,
 ];
 
 const MEMORY_PATH: &str = ":memory:";
@@ -219,7 +224,8 @@ const TRIAL_COLUMNS: &str = "id, number, sample_index, params_json, max_train_st
     lease_worker, lease_host, lease_pid, heartbeat_at, rung";
 
 const RUNG_COLUMNS: &str = "r.trial_id, t.number, r.rung, r.budget, r.state, r.entry, r.resumed_step, r.best_step, r.best_value, \
-    r.final_step, r.final_value, r.budget_independent_until, r.steps_run, r.message, r.started_at, r.finished_at";
+    r.final_step, r.final_value, r.budget_independent_until, r.steps_run, r.message, r.started_at, r.finished_at, \
+    COALESCE(r.params_json, t.params_json) AS rung_params";
 
 const STUDY_COLUMNS: &str = "id, name, spec_json, identity_json, created_at, next_sample_index";
 
@@ -571,6 +577,7 @@ fn rung_from_row(row: &Row<'_>) -> rusqlite::Result<RungRecord> {
         message: row.get("message")?,
         started_at: row.get("started_at")?,
         finished_at: row.get("finished_at")?,
+        params: row.get::<_, ParamsJson>("rung_params")?.0,
     })
 }
 
@@ -648,9 +655,20 @@ fn claim(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>) -> Re
             restart(tx, trial, lease)?;
             trial
         }
-        ClaimDecision::Launch { budget } => create_trial(tx, study, request, budget)?,
-        ClaimDecision::Promote { trial, rung, budget, resume_step } => {
+        ClaimDecision::Launch { budget } => create_trial(tx, study, request, budget, 0, None)?,
+        ClaimDecision::LaunchAt { rung, budget, params } => create_trial(tx, study, request, budget, rung, Some(params))?,
+        ClaimDecision::Promote { trial, rung, budget, resume_step, params } => {
             promote(tx, trial, rung, budget, resume_step, lease)?;
+            if let Some(p) = params {
+                // The earlier rungs keep the parameters they ran with.
+                tx.prepare_cached(
+                    "UPDATE rungs SET params_json = COALESCE(params_json, (SELECT params_json FROM trials WHERE id = ?1))
+                     WHERE trial_id = ?1 AND rung < ?2",
+                )?
+                .execute(params![trial, rung])?;
+                tx.prepare_cached("UPDATE trials SET params_json = ?2 WHERE id = ?1")?
+                    .execute(params![trial, p.to_json_string()])?;
+            }
             trial
         }
     };
@@ -804,8 +822,17 @@ fn promote(
     Ok(())
 }
 
-/// Create the study's next trial from the next sample index, at rung 0 with `budget`.
-fn create_trial(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>, budget: u64) -> Result<TrialId, Fail> {
+/// Create the study's next trial from the next sample index, at `rung` with `budget`: with the
+/// sampler's point at that index, or with `given` parameters (a later round's new trials, drawn
+/// by the policy from the round's own space; the index then only keeps numbers unique).
+fn create_trial(
+    tx: &Transaction<'_>,
+    study: StudyId,
+    request: &ClaimRequest<'_>,
+    budget: u64,
+    rung: u32,
+    given: Option<Params>,
+) -> Result<TrialId, Fail> {
     // Imported trials have no sample index: the sampler's quota counts allocated indices, not
     // trials, so an import neither shrinks nor breaks the sequence.
     let index: u64 = tx
@@ -814,7 +841,10 @@ fn create_trial(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>
         )?
         .query_row(params![study], |r| r.get(0))?;
     // An error drops the transaction, which rolls the index back.
-    let params = (request.sample)(index).map_err(StoreError::Sample)?;
+    let params = match given {
+        Some(p) => p,
+        None => (request.sample)(index).map_err(StoreError::Sample)?,
+    };
     let lease = request.lease;
     let row = TrialRow {
         number: next_number(tx, study)?,
@@ -830,7 +860,13 @@ fn create_trial(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>
         finished_at: None,
         lease: Some(lease),
     };
-    Ok(insert_trial(tx, study, &row)?)
+    let id = insert_trial(tx, study, &row)?;
+    if rung > 0 {
+        // Started at a later round: its only rung record is that round's.
+        tx.prepare_cached("UPDATE trials SET rung = ?2 WHERE id = ?1")?.execute(params![id, rung])?;
+        tx.prepare_cached("UPDATE rungs SET rung = ?2 WHERE trial_id = ?1")?.execute(params![id, rung])?;
+    }
+    Ok(id)
 }
 
 /// The study's next trial number: numbers are 0, 1, 2, ... without gaps, so it is the count;

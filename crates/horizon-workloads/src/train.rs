@@ -90,7 +90,11 @@ pub fn run<T: Task>(
         if s.workload != params.workload.name {
             return Err(fail(format!("it is a checkpoint of workload {}, not {}", s.workload, params.workload.name)));
         }
-        if s.params != state.params {
+        // The schedule's shape may differ: a round carries a schedule to a longer budget by the
+        // method's rule (a linear decay becomes warmup-stable-decay with the same decay length),
+        // and horizon resumes only within the prefix the two schedules share. Everything else
+        // must be the run's own.
+        if without_schedule(&s.params) != without_schedule(&state.params) {
             return Err(fail(format!("it was written with parameters {} but this run has {}", s.params, state.params)));
         }
         // A checkpoint written under a shorter budget (a ladder's earlier rung) continues under
@@ -159,6 +163,17 @@ pub fn run<T: Task>(
         }
     }
     Ok(RunEnd::Finished)
+}
+
+/// Parameters as stored in a checkpoint, less those that only shape the schedule after its
+/// shared prefix (`schedule`, `decay_steps`).
+fn without_schedule(params: &serde_json::Value) -> serde_json::Value {
+    let mut p = params.clone();
+    if let Some(map) = p.as_object_mut() {
+        map.remove("schedule");
+        map.remove("decay_steps");
+    }
+    p
 }
 
 fn report(reporter: &mut Reporter, step: u64, state: &TrainState, eval: &Evaluation) -> Result<(), WorkloadError> {

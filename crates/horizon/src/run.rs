@@ -22,12 +22,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let study = ResolvedStudy::load(&args.study)?;
-    if !study.spec.rounds.is_empty() {
-        bail!(
-            "{}: [[round]]: rounds are checked but not run by this version of horizon (the rounds policy is not wired yet); nothing was run\n  fix: run each round as its own study for now, or use a [ladder] (docs/ladder.md)",
-            args.study.display()
-        );
-    }
     check_study_dir(&study.dir)?;
     let storage = Arc::new(study.open_storage()?);
     note_lowered_trials(&study, storage.as_ref(), &args.study)?;
@@ -41,9 +35,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     writeln!(out)?;
     let rungs = storage.rungs(study_id)?;
     write!(out, "{}", crate::show::trials_table(&trials, &rungs, &spec.objective.metric))?;
-    if let Some(l) = &spec.ladder {
+    let stages: Option<Vec<u64>> = match &spec.ladder {
+        Some(l) => Some(l.ladder.rungs.clone()),
+        None if !spec.rounds.is_empty() => Some(spec.rounds.iter().map(|r| r.max_train_steps).collect()),
+        None => None,
+    };
+    if let Some(budgets) = &stages {
         writeln!(out)?;
-        let report = crate::show::ladder_report_of(storage.as_ref(), study_id, &l.ladder.rungs, spec.objective.direction)?;
+        let report = crate::show::ladder_report_of(storage.as_ref(), study_id, budgets, spec.objective.direction)?;
         write!(out, "{}", report.render())?;
     }
     if let Some((t, s)) = best_of(&trials, spec.objective.direction) {

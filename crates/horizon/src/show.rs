@@ -94,8 +94,12 @@ pub fn status(args: ShowArgs) -> Result<()> {
 /// The ladder's report (rung sizes, promotions, compute, rank agreement) when the study runs
 /// one.
 pub fn ladder_report(t: &target::Target) -> Result<Option<horizon_analysis::ladder::LadderReport>> {
-    let Some(budgets) = t.spec["ladder"]["rungs"].as_array() else { return Ok(None) };
-    let budgets: Vec<u64> = budgets.iter().filter_map(|b| b.as_u64()).collect();
+    // A ladder's rungs, or a study's rounds (each round is a rung of the same records).
+    let budgets: Vec<u64> = match (t.spec["ladder"]["rungs"].as_array(), t.spec["rounds"].as_array()) {
+        (Some(rungs), _) => rungs.iter().filter_map(|b| b.as_u64()).collect(),
+        (None, Some(rounds)) if !rounds.is_empty() => rounds.iter().filter_map(|r| r["max_train_steps"].as_u64()).collect(),
+        _ => return Ok(None),
+    };
     Ok(Some(ladder_report_of(&t.storage, t.study.id, &budgets, t.direction)?))
 }
 
@@ -146,7 +150,7 @@ pub fn rungs_json(t: &target::Target, trial: &TrialRecord, rungs: &[RungRecord])
         .filter(|r| r.trial == trial.id)
         .map(|r| {
             let mut doc = rung_json(r);
-            let schedule = builtin.then(|| horizon_core::workloads::schedule_of(&trial.params, r.budget)).flatten();
+            let schedule = builtin.then(|| horizon_core::workloads::schedule_of(&r.params, r.budget)).flatten();
             doc["schedule"] = json!(schedule);
             doc
         })

@@ -298,19 +298,139 @@ fn the_example_ladder_is_a_valid_study_with_geometric_rungs() {
     }
 }
 
+fn rounds_study(dir: &std::path::Path) {
+    let text = r#"
+[study]
+name = "rounds"
+trials = 6
+max_train_steps = 120
+eval_every = 10
+seed = 5
+
+[objective]
+metric = "valid/loss"
+direction = "minimize"
+
+[trainer]
+workload = "digits-mlp"
+timeout = "10m"
+
+[params.learning_rate]
+type = "float"
+low = 0.01
+high = 0.5
+scale = "log"
+
+[params.momentum]
+type = "float"
+low = 0.0
+high = 0.9
+
+[params.warmup_steps]
+type = "discrete"
+values = [0, 5]
+
+[params.hidden]
+type = "fixed"
+value = 32
+
+[params.schedule]
+type = "fixed"
+value = "linear"
+
+[[round]]
+max_train_steps = 40
+trials = 6
+
+[[round]]
+max_train_steps = 120
+carry = 2
+trials = 2
+"#;
+    std::fs::write(dir.join("study.toml"), text).unwrap();
+}
+
 #[test]
-fn a_study_in_rounds_is_refused_by_run_until_rounds_are_run() {
+fn two_rounds_carry_the_best_with_their_schedule_transferred_and_narrow_the_rest() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let path = ladder_study(dir, "rounds", 3, &[30, 90]);
-    let plain = std::fs::read_to_string(&path).unwrap().replace("[ladder]\nrungs = [30, 90]\neta = 3\n", "");
-    std::fs::write(
-        &path,
-        format!("{plain}\n[[round]]\nmax_train_steps = 30\ntrials = 3\n[[round]]\nmax_train_steps = 90\ncarry = 1\n"),
-    )
-    .unwrap();
+    rounds_study(dir);
+    let db_path = dir.join("horizon-runs/rounds/horizon.db");
+    // A crash between the rounds: kill -9 as soon as round 1 has started, then resume.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_horizon"))
+        .args(["run", "study.toml", "--no-progress"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("round 1 to start", LONG, || {
+        let Ok(db) = rusqlite::Connection::open(&db_path) else { return false };
+        db.query_row("SELECT COUNT(*) FROM rungs WHERE rung = 1", [], |r| r.get::<_, i64>(0)).unwrap_or(0) > 0
+    });
+    send_signal(&child, libc::SIGKILL);
+    child.wait().unwrap();
     let out = horizon(dir, &["run", "study.toml", "--no-progress"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("rounds are checked but not run by this version"), "{}", text(&out));
-    assert!(!dir.join("horizon-runs").exists(), "nothing was created");
+    assert!(out.status.success(), "{}", text(&out));
+
+    let trials = trials_json(dir);
+    let round = |t: &serde_json::Value, k: usize| t["rungs"].as_array().unwrap().iter().find(|r| r["rung"] == k as u64).cloned();
+    let round0: Vec<&serde_json::Value> = trials.iter().filter(|t| round(t, 0).is_some()).collect();
+    let round1: Vec<&serde_json::Value> = trials.iter().filter(|t| round(t, 1).is_some()).collect();
+    assert_eq!((round0.len(), round1.len(), trials.len()), (6, 4, 8), "6 in round 0; 2 carried and 2 new in round 1");
+    let mut ranked: Vec<(f64, u64)> =
+        round0.iter().map(|t| (round(t, 0).unwrap()["best_value"].as_f64().unwrap(), t["number"].as_u64().unwrap())).collect();
+    ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let carried: BTreeSet<u64> = round1.iter().filter(|t| round(t, 0).is_some()).map(|t| t["number"].as_u64().unwrap()).collect();
+    assert_eq!(carried, ranked[..2].iter().map(|(_, n)| *n).collect::<BTreeSet<u64>>(), "the best two of round 0 went on");
+    let winner = trials.iter().find(|t| t["number"] == ranked[0].1).unwrap();
+    for t in &round1 {
+        let r1 = round(t, 1).unwrap();
+        assert_eq!(r1["state"], "complete", "{t}");
+        // The linear decay was carried by the method's rule: its length kept, as warmup-stable-decay.
+        let schedule = &r1["schedule"];
+        assert_eq!(schedule["total_steps"], 120);
+        assert_eq!(schedule["decay"]["kind"], "constant_then_linear", "{t}");
+        let warmup = t["params"]["warmup_steps"].as_u64().unwrap();
+        assert_eq!(schedule["decay"]["decay_steps"].as_u64(), Some(40 - warmup), "the 40-step run's decay length");
+        if carried.contains(&t["number"].as_u64().unwrap()) {
+            // A carried trial shares only its warmup with the longer schedule.
+            match warmup {
+                0 => assert_eq!(r1["entry"]["kind"], "restarted", "{t}"),
+                w => assert_eq!(r1["entry"], serde_json::json!({"kind": "resumed", "from": 0, "step": w}), "{t}"),
+            }
+        } else {
+            // New in round 1: warmup frozen at the winner's, the learning rate narrowed around the
+            // best of round 0 and inside the original range.
+            assert_eq!(r1["entry"]["kind"], "started");
+            assert_eq!(t["params"]["warmup_steps"], winner["params"]["warmup_steps"]);
+            let lr = t["params"]["learning_rate"].as_f64().unwrap();
+            assert!((0.01..=0.5).contains(&lr), "{lr}");
+            // Within the span of the two best's rates, widened by a quarter of it (or 5% of the
+            // full range) on each side, in log scale.
+            let best: Vec<f64> = ranked[..2]
+                .iter()
+                .map(|(_, n)| {
+                    trials.iter().find(|u| u["number"] == *n).unwrap()["params"]["learning_rate"].as_f64().unwrap().ln()
+                })
+                .collect();
+            let (lo, hi) = (best[0].min(best[1]), best[0].max(best[1]));
+            let margin = ((hi - lo) * 0.25).max((0.5f64.ln() - 0.01f64.ln()) * 0.05);
+            assert!(lr.ln() >= lo - margin - 1e-9 && lr.ln() <= hi + margin + 1e-9, "{lr} outside the narrowed range");
+        }
+    }
+    // Nothing ran twice: one attempt per round a trial ran, plus the one the kill interrupted.
+    let db = rusqlite::Connection::open(&db_path).unwrap();
+    let attempts: i64 = db.query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0)).unwrap();
+    assert!((10..=11).contains(&attempts), "{attempts} attempts for 10 round runs");
+}
+
+#[test]
+fn the_example_rounds_study_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/rounds.toml");
+    let spec = horizon_core::StudySpec::parse(&std::fs::read_to_string(path).unwrap(), path).unwrap();
+    let budgets: Vec<(u64, u64, u64)> = spec.rounds.iter().map(|r| (r.max_train_steps, r.trials, r.carry)).collect();
+    assert_eq!(budgets, [(500, 16, 0), (2000, 2, 2)]);
+    assert_eq!(spec.roles.get("warmup_steps"), Some(&horizon_core::rounds::ParamRole::Warmup), "the catalog's role");
 }
