@@ -137,15 +137,10 @@ impl LadderPolicy {
     /// the trial at or before the shared prefix, written at that rung (after its start step).
     fn resume_step(&self, view: &ClaimView, rung: &RungRecord, prefix: Option<u64>) -> Option<u64> {
         let prefix = prefix?;
-        if !self.resume || prefix == 0 {
+        if !self.resume {
             return None;
         }
-        let start = rung.entry.start_step();
-        view.checkpoints
-            .iter()
-            .filter(|(t, step)| *t == rung.trial && *step <= prefix && *step >= start && *step > 0)
-            .map(|(_, step)| *step)
-            .max()
+        latest_checkpoint(view, rung, prefix)
     }
 }
 
@@ -290,7 +285,8 @@ impl RoundsPolicy {
     }
 }
 
-/// The latest live checkpoint of a rung at or before `prefix` (and after the rung's start).
+/// The latest live checkpoint of a rung at or before `prefix` (and after the rung's start, never
+/// at step 0): the one a promotion resumes from.
 fn latest_checkpoint(view: &ClaimView, rung: &RungRecord, prefix: u64) -> Option<u64> {
     let start = rung.entry.start_step();
     view.checkpoints
@@ -459,6 +455,7 @@ impl ClaimPolicy for LadderPolicy {
 mod tests {
     use super::*;
     use crate::Params;
+    use crate::space::ParamKind;
     use crate::trial::RungEntry;
 
     fn trial(number: u64, state: TrialState) -> TrialRecord {
@@ -575,6 +572,89 @@ mod tests {
         v.trials.truncate(1);
         v.rungs.truncate(1);
         assert_eq!(policy(None).decide(&v), ClaimDecision::Launch { budget: 100 });
+    }
+
+    fn rounds_policy() -> RoundsPolicy {
+        use crate::space::{ParamDef, ParamKind, Scale, SearchSpace};
+        let round = |max_train_steps, trials, carry| crate::spec::RoundSpec {
+            max_train_steps,
+            trials,
+            carry,
+            transfer: Default::default(),
+        };
+        RoundsPolicy {
+            rounds: vec![round(100, 3, 0), round(400, 2, 1)],
+            space: SearchSpace {
+                params: vec![ParamDef { name: "x".into(), kind: ParamKind::Float { low: 0.001, high: 1.0, scale: Scale::Log } }],
+            },
+            sampler: crate::sampler::SamplerSpec::default(),
+            seed: 0,
+            direction: Direction::Minimize,
+            roles: [("x".to_string(), crate::rounds::ParamRole::Optimizer)].into(),
+            workload: None,
+        }
+    }
+
+    /// Trial `n` with `x`, at round 0, in `state` with `value`.
+    fn round0(n: u64, x: f64, state: TrialState, value: Option<f64>) -> (TrialRecord, RungRecord) {
+        let params = Params(vec![("x".into(), crate::ParamValue::Float(x))]);
+        let t = TrialRecord { params: params.clone(), ..trial(n, state) };
+        (t, RungRecord { params, ..rung(n, 0, 100, state, value) })
+    }
+
+    #[test]
+    fn rounds_sample_then_carry_the_best_then_sample_the_narrowed_space_then_finish() {
+        let p = rounds_policy();
+        let view = |runs: Vec<(TrialRecord, RungRecord)>| {
+            let (trials, rungs): (Vec<_>, Vec<_>) = runs.into_iter().unzip();
+            ClaimView { sampled: trials.len() as u64, trials, rungs, ..Default::default() }
+        };
+        assert_eq!(p.decide(&view(vec![])), ClaimDecision::Launch { budget: 100 });
+        // Round 0 full but running: round 1 waits for it.
+        let running = vec![
+            round0(0, 0.01, TrialState::Complete, Some(0.3)),
+            round0(1, 0.1, TrialState::Running, None),
+            round0(2, 0.5, TrialState::Complete, Some(0.2)),
+        ];
+        assert_eq!(p.decide(&view(running)), ClaimDecision::Wait);
+        // Round 0 finished: its best (trial 2) is carried on, unchanged (no built-in schedule).
+        let done = vec![
+            round0(0, 0.01, TrialState::Complete, Some(0.3)),
+            round0(1, 0.1, TrialState::Failed, None),
+            round0(2, 0.5, TrialState::Complete, Some(0.2)),
+        ];
+        assert_eq!(
+            p.decide(&view(done.clone())),
+            ClaimDecision::Promote { trial: 102, rung: 1, budget: 400, resume_step: None, params: None }
+        );
+        // Then two new trials from the space narrowed around the best (a quarter of round 0,
+        // at least the one carried: trial 2 alone, so the least margin on each side).
+        let mut carried = done.clone();
+        carried[2].1.state = TrialState::Complete;
+        let mut r1 = carried[2].1.clone();
+        r1.rung = 1;
+        r1.budget = 400;
+        r1.entry = crate::trial::RungEntry::Restarted { from: 0 };
+        r1.state = TrialState::Running;
+        let mut v = view(carried);
+        v.rungs.push(r1);
+        let ClaimDecision::LaunchAt { rung: 1, budget: 400, params } = p.decide(&v) else { panic!("{:?}", p.decide(&v)) };
+        let x = params.get("x").unwrap().as_f64().unwrap();
+        let m = (1.0f64.ln() - 0.001f64.ln()) * crate::rounds::MIN_MARGIN_SHARE;
+        let (low, high) = ((0.5f64.ln() - m).exp(), (0.5f64.ln() + m).exp());
+        assert!((low..=high).contains(&x), "near the best (0.5): {x}");
+        let ParamKind::Float { low: l, high: h, .. } = p.space_for(&v, 1).params[0].kind.clone() else { panic!() };
+        assert!((l - low).abs() < 1e-12 && (h - high).abs() < 1e-12, "{l}..{h}");
+        // Everything run: done.
+        let mut finished = v.clone();
+        finished.rungs.last_mut().unwrap().state = TrialState::Complete;
+        for n in 3..5 {
+            let (t, mut g) = round0(n, 0.1, TrialState::Complete, Some(0.1));
+            (g.rung, g.budget) = (1, 400);
+            finished.trials.push(TrialRecord { rung: 1, ..t });
+            finished.rungs.push(g);
+        }
+        assert_eq!(p.decide(&finished), ClaimDecision::Done);
     }
 
     #[test]
