@@ -106,13 +106,13 @@ impl Reporter {
                         self.ladder = true;
                         self.bar.set_style(
                             ProgressStyle::with_template(
-                                "{spinner} [{elapsed_precise}] {bar:28.cyan/blue} {pos}/{len} rung runs  {msg}  ETA {eta}",
+                                "{spinner} [{elapsed_precise}] {bar:28.cyan/blue} {pos}/{len} runs  {msg}  ETA {eta}",
                             )
                             .expect("a valid template")
                             .progress_chars("=> "),
                         );
                         let budgets: Vec<String> = budgets.iter().map(u64::to_string).collect();
-                        format!("a ladder of about {total} rung runs (budgets {})", budgets.join(", "))
+                        format!("about {total} runs at budgets {}", budgets.join(", "))
                     }
                     None => format!("{total} trials"),
                 };
@@ -133,7 +133,7 @@ impl Reporter {
                 }
             }
             Event::Waiting => self.say(format!(
-                "waiting: the ladder's next promotions depend on {} still running",
+                "waiting: what runs next depends on {} still running",
                 if self.running.is_empty() {
                     "trials other processes run".to_string()
                 } else {
