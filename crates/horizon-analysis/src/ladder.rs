@@ -389,8 +389,14 @@ impl RankAgreement {
 impl LadderReport {
     /// The terminal summary: a row per rung, the cost, and how well each rung's order held.
     pub fn render(&self) -> String {
+        self.render_as(&format!("Ladder of {}", plural(self.rungs.len(), "rung")))
+    }
+
+    /// [`LadderReport::render`] under another heading: a study in rounds has the same records,
+    /// one rung per round ("2 rounds").
+    pub fn render_as(&self, heading: &str) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "Ladder of {} ({}):", plural(self.rungs.len(), "rung"), self.direction.as_str());
+        let _ = writeln!(s, "{heading} ({}):", self.direction.as_str());
         let _ = writeln!(
             s,
             "  {:>4} {:>8} {:>7} {:>8} {:>10} {:>7} {:>8} {:>7} {:>10} {:>10}",

@@ -51,7 +51,7 @@ pub fn analyze(args: ShowArgs) -> Result<()> {
         write!(out, "{}", render_text(&analysis))?;
         if let Some(report) = &ladder {
             writeln!(out)?;
-            write!(out, "{}", report.render())?;
+            write!(out, "{}", crate::show::render_stages(report, t.spec["ladder"].is_null()))?;
         }
     }
     Ok(())

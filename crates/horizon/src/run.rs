@@ -43,7 +43,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(budgets) = &stages {
         writeln!(out)?;
         let report = crate::show::ladder_report_of(storage.as_ref(), study_id, budgets, spec.objective.direction)?;
-        write!(out, "{}", report.render())?;
+        write!(out, "{}", crate::show::render_stages(&report, spec.ladder.is_none()))?;
     }
     if let Some((t, s)) = best_of(&trials, spec.objective.direction) {
         writeln!(

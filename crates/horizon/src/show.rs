@@ -86,7 +86,7 @@ pub fn status(args: ShowArgs) -> Result<()> {
         None => writeln!(out, "best     no complete trial yet")?,
     }
     if let Some(report) = &ladder {
-        write!(out, "{}", report.render())?;
+        write!(out, "{}", render_stages(report, t.spec["ladder"].is_null()))?;
     }
     Ok(())
 }
@@ -101,6 +101,11 @@ pub fn ladder_report(t: &target::Target) -> Result<Option<horizon_analysis::ladd
         _ => return Ok(None),
     };
     Ok(Some(ladder_report_of(&t.storage, t.study.id, &budgets, t.direction)?))
+}
+
+/// The report of a ladder, or of a study's rounds (the same records, one rung per round).
+pub fn render_stages(report: &horizon_analysis::ladder::LadderReport, rounds: bool) -> String {
+    if rounds { report.render_as(&horizon_analysis::text::plural(report.rungs.len(), "round")) } else { report.render() }
 }
 
 pub fn ladder_report_of(

@@ -373,6 +373,7 @@ fn two_rounds_carry_the_best_with_their_schedule_transferred_and_narrow_the_rest
     child.wait().unwrap();
     let out = horizon(dir, &["run", "study.toml", "--no-progress"]);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("2 rounds (minimize):"), "{}", text(&out));
 
     let trials = trials_json(dir);
     let round = |t: &serde_json::Value, k: usize| t["rungs"].as_array().unwrap().iter().find(|r| r["rung"] == k as u64).cloned();
