@@ -25,6 +25,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     check_study_dir(&study.dir)?;
     let storage = Arc::new(study.open_storage()?);
     note_lowered_trials(&study, storage.as_ref(), &args.study)?;
+    note_poor_transfer(&study.spec);
     let relay = SignalRelay::install()?;
     let show_bar = !args.no_progress && std::io::stderr().is_terminal();
     let (summary, study_id) = run_study(&study, storage.clone(), args.jobs, show_bar, &relay)?;
@@ -69,6 +70,18 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(crate::EXIT_STOPPED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rounds carry schedules to longer budgets by the method's rules; for the families it expects
+/// to transfer poorly (a constant rate, an inverse square root) say so once, before running.
+fn note_poor_transfer(spec: &horizon_core::StudySpec) {
+    let (Some(first), Some(_)) = (spec.rounds.first(), spec.trainer.workload.as_ref()) else { return };
+    let Ok(sampler) = spec.sampler.build(&spec.space, spec.seed) else { return };
+    let Ok(params) = sampler.sample(0) else { return };
+    if let Some(warning) = horizon_core::workloads::schedule_of(&params, first.max_train_steps).and_then(|s| s.transfer_warning())
+    {
+        eprintln!("note: {warning}");
+    }
 }
 
 /// Refuse a study directory that cannot be one (it, or a folder above it, is a file) with the

@@ -435,3 +435,31 @@ fn the_example_rounds_study_is_valid() {
     assert_eq!(budgets, [(500, 16, 0), (2000, 2, 2)]);
     assert_eq!(spec.roles.get("warmup_steps"), Some(&horizon_core::rounds::ParamRole::Warmup), "the catalog's role");
 }
+
+#[test]
+fn rounds_over_a_constant_rate_say_the_method_expects_it_to_transfer_poorly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    rounds_study(dir);
+    let path = dir.join("study.toml");
+    let toml = std::fs::read_to_string(&path).unwrap().replace("value = \"linear\"", "value = \"constant\"");
+    let toml = toml
+        .replace("max_train_steps = 40\ntrials = 6", "max_train_steps = 20\ntrials = 2")
+        .replace("carry = 2\ntrials = 2", "carry = 1\ntrials = 0");
+    std::fs::write(&path, toml).unwrap();
+    let out = horizon(dir, &["run", "study.toml", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("note: a constant learning rate is carried unchanged; the method expects"), "{}", text(&out));
+    // A linear decay is carried by the method's rule: no such note.
+    let tmp = tempfile::tempdir().unwrap();
+    rounds_study(tmp.path());
+    let path = tmp.path().join("study.toml");
+    let toml = std::fs::read_to_string(&path).unwrap();
+    let toml = toml
+        .replace("max_train_steps = 40\ntrials = 6", "max_train_steps = 20\ntrials = 2")
+        .replace("carry = 2\ntrials = 2", "carry = 1\ntrials = 0");
+    std::fs::write(&path, toml).unwrap();
+    let out = horizon(tmp.path(), &["run", "study.toml", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("transfer poorly") && !text(&out).contains("carried unchanged"), "{}", text(&out));
+}
