@@ -423,8 +423,9 @@ impl ClaimPolicy for LadderPolicy {
             return ClaimDecision::Retry { trial: t.id };
         }
         // Imported trials (no sample index) are not on the ladder.
-        let on_ladder = |id: i64| view.trials.iter().any(|t| t.id == id && t.sample_index.is_some());
-        let sampled: Vec<RungRecord> = view.rungs.iter().filter(|r| on_ladder(r.trial)).cloned().collect();
+        let on_ladder: std::collections::HashSet<i64> =
+            view.trials.iter().filter(|t| t.sample_index.is_some()).map(|t| t.id).collect();
+        let sampled: Vec<RungRecord> = view.rungs.iter().filter(|r| on_ladder.contains(&r.trial)).cloned().collect();
         let history = ladder_history(&sampled);
         match crate::ladder::next(&self.ladder, &history, self.trials.max(view.sampled), self.direction) {
             LadderDecision::Launch { budget } if view.sampled < self.trials => ClaimDecision::Launch { budget },

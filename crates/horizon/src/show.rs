@@ -144,15 +144,22 @@ pub fn trials(args: TrialsArgs) -> Result<()> {
     Ok(())
 }
 
+/// A trial's rung records in `rungs` (as storage lists them: by trial number, then rung), found
+/// by binary search: the tables and `--json` of large studies stay linear.
+fn rungs_of<'a>(rungs: &'a [RungRecord], trial: &TrialRecord) -> &'a [RungRecord] {
+    let start = rungs.partition_point(|r| r.number < trial.number);
+    let len = rungs[start..].partition_point(|r| r.number == trial.number);
+    &rungs[start..start + len]
+}
+
 /// A trial's rungs as JSON, each with the schedule it ran when horizon knows it (a built-in
 /// workload's, from its parameters and the rung's budget).
 pub fn rungs_json(t: &target::Target, trial: &TrialRecord, rungs: &[RungRecord]) -> serde_json::Value {
     // The trainers' schedules are known from their parameters; replay has none.
     let builtin =
         t.spec["trainer"]["workload"].as_str().and_then(horizon_core::workloads::workload).is_some_and(|w| !w.common.is_empty());
-    rungs
+    rungs_of(rungs, trial)
         .iter()
-        .filter(|r| r.trial == trial.id)
         .map(|r| {
             let mut doc = rung_json(r);
             let schedule = builtin.then(|| horizon_core::workloads::schedule_of(&r.params, r.budget)).flatten();
@@ -184,7 +191,7 @@ pub fn rung_json(r: &RungRecord) -> serde_json::Value {
 /// rung that was restarted from scratch and `<S` after one resumed from step S.
 pub fn rung_history(trial: &TrialRecord, rungs: &[RungRecord]) -> String {
     let mut parts = Vec::new();
-    for r in rungs.iter().filter(|r| r.trial == trial.id) {
+    for r in rungs_of(rungs, trial) {
         let value = match (r.state, r.best_value) {
             (TrialState::Complete, Some(v)) => opt_num(Some(v)),
             (state, _) => state.to_string(),
