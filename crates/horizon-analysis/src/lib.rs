@@ -11,6 +11,9 @@
 //! - [`ladder::ladder_report`]: a ladder's rungs (who reached each, how they ended, what resuming
 //!   saved) and whether each rung's ranking held at the longer budgets above it (docs/method.md
 //!   section 3), with [`ladder::LadderReport::render`] for the terminal.
+//! - [`rounds::round_findings`]: the checks at the end of a round of a study tuned in rounds
+//!   (did the carried ranking hold, did the winner change, the round's budget verdict, narrowed
+//!   ranges at an edge).
 //!
 //! Every threshold lives in [`AnalysisConfig`], with defaults argued in `docs/analysis.md`.
 //!
@@ -55,6 +58,7 @@ pub mod config {
 }
 pub mod curves;
 pub mod ladder;
+pub mod rounds;
 pub mod stats;
 pub mod text;
 pub mod trials;

@@ -40,6 +40,16 @@ pub struct ClaimView {
     pub checkpoints: Vec<(i64, u64)>,
 }
 
+impl ClaimView {
+    /// The view a claim would see, from stored records read outside a claim (no checkpoints:
+    /// they only say where a promotion resumes, never whether there is work). What a
+    /// multi-stage plan asks a policy about the stage it is at.
+    pub fn of_records(sampled: u64, trials: Vec<TrialRecord>, rungs: Vec<RungRecord>) -> ClaimView {
+        let oldest_waiting = trials.iter().filter(|t| t.state == TrialState::Waiting).min_by_key(|t| t.number).cloned();
+        ClaimView { oldest_waiting, sampled, trials, rungs, checkpoints: Vec::new() }
+    }
+}
+
 /// What to do for the asking worker.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -146,16 +156,8 @@ impl LadderPolicy {
 
 /// The claim policy a study file asks for: its rounds, its `[ladder]`, or one fixed budget.
 pub fn for_study(spec: &crate::StudySpec) -> Box<dyn ClaimPolicy> {
-    if !spec.rounds.is_empty() {
-        return Box::new(RoundsPolicy {
-            rounds: spec.rounds.clone(),
-            space: spec.space.clone(),
-            sampler: spec.sampler.clone(),
-            seed: spec.seed,
-            direction: spec.objective.direction,
-            roles: spec.roles.clone(),
-            workload: spec.trainer.workload.clone(),
-        });
+    if let Some(rounds) = RoundsPolicy::of_study(spec) {
+        return Box::new(rounds);
     }
     let Some(l) = &spec.ladder else {
         return Box::new(FixedBudget { trials: spec.trials, max_train_steps: spec.max_train_steps });
@@ -180,6 +182,9 @@ pub fn for_study(spec: &crate::StudySpec) -> Box<dyn ClaimPolicy> {
 /// previous round's best on (their schedule carried to the longer budget by the method's rule,
 /// resuming where the carried schedule shares a prefix with the shorter one), and samples its
 /// new trials from the space the transfer table makes of the previous round's best.
+///
+/// With [`RoundsPolicy::through`] the claims stop at one round: that round's stage of a
+/// multi-stage run ([`crate::stages`]) is done when the capped policy says [`ClaimDecision::Done`].
 pub struct RoundsPolicy {
     pub rounds: Vec<crate::spec::RoundSpec>,
     pub space: crate::space::SearchSpace,
@@ -189,15 +194,59 @@ pub struct RoundsPolicy {
     pub roles: std::collections::BTreeMap<String, crate::rounds::ParamRole>,
     /// The built-in workload, whose schedule parameters horizon knows how to carry.
     pub workload: Option<String>,
+    /// The last round to make claims for (all of them when `None`).
+    pub last: Option<usize>,
 }
 
 impl std::fmt::Debug for RoundsPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoundsPolicy").field("rounds", &self.rounds).finish_non_exhaustive()
+        f.debug_struct("RoundsPolicy").field("rounds", &self.rounds).field("last", &self.last).finish_non_exhaustive()
     }
 }
 
+/// One round's results: every trial that ran it with its record there, in trial order.
+type RoundResults<'a> = Vec<(&'a TrialRecord, &'a RungRecord)>;
+
 impl RoundsPolicy {
+    /// The policy of a study file in rounds (`None` when it has no `[[round]]`).
+    pub fn of_study(spec: &crate::StudySpec) -> Option<RoundsPolicy> {
+        (!spec.rounds.is_empty()).then(|| RoundsPolicy {
+            rounds: spec.rounds.clone(),
+            space: spec.space.clone(),
+            sampler: spec.sampler.clone(),
+            seed: spec.seed,
+            direction: spec.objective.direction,
+            roles: spec.roles.clone(),
+            workload: spec.trainer.workload.clone(),
+            last: None,
+        })
+    }
+
+    /// The same policy, claiming nothing past round `r`.
+    pub fn through(&self, r: usize) -> RoundsPolicy {
+        RoundsPolicy {
+            rounds: self.rounds.clone(),
+            space: self.space.clone(),
+            sampler: self.sampler.clone(),
+            seed: self.seed,
+            direction: self.direction,
+            roles: self.roles.clone(),
+            workload: self.workload.clone(),
+            last: Some(r),
+        }
+    }
+
+    /// The first round that has not finished (claims still to make, or trials still running),
+    /// `None` when every round has: the stage a multi-stage run is at, from stored state alone.
+    /// A waiting trial (a retry) keeps the round it belongs to open.
+    pub fn current_round(&self, view: &ClaimView) -> Option<usize> {
+        let by_round = self.index(view);
+        (0..self.rounds.len()).find(|&r| {
+            let waiting = by_round.get(r).is_some_and(|res| res.iter().any(|(_, g)| g.state == TrialState::Waiting));
+            waiting || self.decide_with(view, &by_round, Some(r)) != ClaimDecision::Done
+        })
+    }
+
     /// How parameter `name` carries into round `r`: the round's override, else the role's default.
     pub fn transfer(&self, r: usize, name: &str) -> crate::rounds::Transfer {
         self.rounds[r]
@@ -207,25 +256,28 @@ impl RoundsPolicy {
             .unwrap_or_else(|| self.roles.get(name).copied().unwrap_or(crate::rounds::ParamRole::Other).default_transfer())
     }
 
-    /// The results of round `r`: every trial that ran it, with its value there (NaN when it
-    /// has none), in trial order.
-    fn results<'a>(&self, view: &'a ClaimView, r: u32) -> Vec<(&'a TrialRecord, &'a RungRecord)> {
-        view.rungs
-            .iter()
-            .filter(|g| g.rung == r)
-            .filter_map(|g| view.trials.iter().find(|t| t.id == g.trial).map(|t| (t, g)))
-            .collect()
+    /// Every round's results, indexed once per decision (a study's claims would otherwise scan
+    /// every trial for every rung record).
+    fn index<'a>(&self, view: &'a ClaimView) -> Vec<RoundResults<'a>> {
+        let by_id: std::collections::HashMap<i64, &TrialRecord> = view.trials.iter().map(|t| (t.id, t)).collect();
+        let mut out: Vec<RoundResults<'a>> = vec![Vec::new(); self.rounds.len()];
+        for g in &view.rungs {
+            if let (Some(slot), Some(t)) = (out.get_mut(g.rung as usize), by_id.get(&g.trial)) {
+                slot.push((t, g));
+            }
+        }
+        out
     }
 
-    /// The best `k` trials of round `r` (by their value there), best first.
-    fn best<'a>(&self, view: &'a ClaimView, r: u32, k: usize) -> Vec<(&'a TrialRecord, &'a RungRecord)> {
-        let mut done: Vec<(&TrialRecord, &RungRecord)> = self
-            .results(view, r)
-            .into_iter()
+    /// The best `k` of a round's results (by their value there), best first.
+    fn best<'a>(&self, results: &[(&'a TrialRecord, &'a RungRecord)], k: usize) -> RoundResults<'a> {
+        let mut done: RoundResults<'a> = results
+            .iter()
+            .copied()
             .filter(|(_, g)| g.state == TrialState::Complete && g.best_value.is_some_and(f64::is_finite))
             .collect();
         done.sort_by(|a, b| {
-            let (x, y) = (a.1.best_value.unwrap(), b.1.best_value.unwrap());
+            let (x, y) = (a.1.best_value.unwrap_or(f64::NAN), b.1.best_value.unwrap_or(f64::NAN));
             let by = match self.direction {
                 Direction::Minimize => x.total_cmp(&y),
                 Direction::Maximize => y.total_cmp(&x),
@@ -238,13 +290,17 @@ impl RoundsPolicy {
 
     /// Round `r`'s search space, made from round `r - 1`'s best by the transfer table.
     pub fn space_for(&self, view: &ClaimView, r: usize) -> crate::space::SearchSpace {
+        self.space_from(&self.index(view), r)
+    }
+
+    fn space_from(&self, by_round: &[RoundResults<'_>], r: usize) -> crate::space::SearchSpace {
         if r == 0 {
             return self.space.clone();
         }
         let prev = &self.rounds[r - 1];
         // The best of the previous round, at least a few: the range they span is the narrowed one.
         let k = (self.rounds[r].carry as usize).max(((prev.trials + prev.carry) as usize).div_ceil(4)).max(1);
-        let best = self.best(view, r as u32 - 1, k);
+        let best = self.best(&by_round[r - 1], k);
         // The parameters each ran that round with (a carried trial's may have changed since).
         let top: Vec<&crate::Params> = best.iter().map(|(_, g)| &g.params).collect();
         crate::rounds::next_space(&self.space, &|name| self.transfer(r, name), &top)
@@ -296,28 +352,25 @@ fn latest_checkpoint(view: &ClaimView, rung: &RungRecord, prefix: u64) -> Option
         .max()
 }
 
-impl ClaimPolicy for RoundsPolicy {
-    fn needs_history(&self) -> bool {
-        true
-    }
-
-    fn decide(&self, view: &ClaimView) -> ClaimDecision {
+impl RoundsPolicy {
+    fn decide_with(&self, view: &ClaimView, by_round: &[RoundResults<'_>], last: Option<usize>) -> ClaimDecision {
         if let Some(t) = &view.oldest_waiting {
             return ClaimDecision::Retry { trial: t.id };
         }
-        for (r, round) in self.rounds.iter().enumerate() {
-            let results = self.results(view, r as u32);
+        let rounds = last.map_or(self.rounds.len(), |l| (l + 1).min(self.rounds.len()));
+        for (r, round) in self.rounds.iter().enumerate().take(rounds) {
+            let results = &by_round[r];
             let carried = results.iter().filter(|(_, g)| g.entry != crate::trial::RungEntry::Started).count() as u64;
             let started = results.len() as u64 - carried;
             let budget = round.max_train_steps;
+            let prev_running = r > 0 && by_round[r - 1].iter().any(|(_, g)| !g.state.is_finished());
             if r > 0 && carried < round.carry {
                 // Carry the previous round's best on, in order, once that round has finished.
-                let prev = self.results(view, r as u32 - 1);
-                if prev.iter().any(|(_, g)| !g.state.is_finished()) {
+                if prev_running {
                     return ClaimDecision::Wait;
                 }
                 let next = self
-                    .best(view, r as u32 - 1, round.carry as usize)
+                    .best(&by_round[r - 1], round.carry as usize)
                     .into_iter()
                     .find(|(t, _)| !results.iter().any(|(u, _)| u.id == t.id));
                 if let Some((t, from)) = next {
@@ -329,11 +382,10 @@ impl ClaimPolicy for RoundsPolicy {
                 if r == 0 {
                     return ClaimDecision::Launch { budget };
                 }
-                let prev = self.results(view, r as u32 - 1);
-                if prev.iter().any(|(_, g)| !g.state.is_finished()) {
+                if prev_running {
                     return ClaimDecision::Wait;
                 }
-                let space = self.space_for(view, r);
+                let space = self.space_from(by_round, r);
                 let Ok(sampler) = self.sampler.build(&space, self.seed.wrapping_add(r as u64)) else {
                     return ClaimDecision::Wait;
                 };
@@ -359,6 +411,16 @@ impl ClaimPolicy for RoundsPolicy {
             }
         }
         ClaimDecision::Done
+    }
+}
+
+impl ClaimPolicy for RoundsPolicy {
+    fn needs_history(&self) -> bool {
+        true
+    }
+
+    fn decide(&self, view: &ClaimView) -> ClaimDecision {
+        self.decide_with(view, &self.index(view), self.last)
     }
 
     fn checkpoint_steps(&self, trial: &TrialRecord) -> Vec<u64> {
@@ -593,6 +655,7 @@ mod tests {
             direction: Direction::Minimize,
             roles: [("x".to_string(), crate::rounds::ParamRole::Optimizer)].into(),
             workload: None,
+            last: None,
         }
     }
 
@@ -611,13 +674,16 @@ mod tests {
             ClaimView { sampled: trials.len() as u64, trials, rungs, ..Default::default() }
         };
         assert_eq!(p.decide(&view(vec![])), ClaimDecision::Launch { budget: 100 });
+        assert_eq!(p.current_round(&view(vec![])), Some(0));
         // Round 0 full but running: round 1 waits for it.
         let running = vec![
             round0(0, 0.01, TrialState::Complete, Some(0.3)),
             round0(1, 0.1, TrialState::Running, None),
             round0(2, 0.5, TrialState::Complete, Some(0.2)),
         ];
-        assert_eq!(p.decide(&view(running)), ClaimDecision::Wait);
+        assert_eq!(p.decide(&view(running.clone())), ClaimDecision::Wait);
+        assert_eq!(p.current_round(&view(running.clone())), Some(0), "a round with a trial running is not over");
+        assert_eq!(p.through(0).decide(&view(running)), ClaimDecision::Wait, "capped, it waits for its own round");
         // Round 0 finished: its best (trial 2) is carried on, unchanged (no built-in schedule).
         let done = vec![
             round0(0, 0.01, TrialState::Complete, Some(0.3)),
@@ -628,6 +694,16 @@ mod tests {
             p.decide(&view(done.clone())),
             ClaimDecision::Promote { trial: 102, rung: 1, budget: 400, resume_step: None, params: None }
         );
+        // Capped at round 0, the finished round is done, and the stage has moved on to round 1.
+        assert_eq!(p.through(0).decide(&view(done.clone())), ClaimDecision::Done);
+        assert_eq!(p.current_round(&view(done.clone())), Some(1));
+        // A trial waiting for a retry keeps its round open.
+        let mut retry = done.clone();
+        retry[1].0.state = TrialState::Waiting;
+        retry[1].1.state = TrialState::Waiting;
+        let mut retry = view(retry);
+        retry.oldest_waiting = Some(retry.trials[1].clone());
+        assert_eq!(p.current_round(&retry), Some(0));
         // Then two new trials from the space narrowed around the best (a quarter of round 0,
         // at least the one carried: trial 2 alone, so the least margin on each side).
         let mut carried = done.clone();
@@ -656,6 +732,7 @@ mod tests {
             finished.rungs.push(g);
         }
         assert_eq!(p.decide(&finished), ClaimDecision::Done);
+        assert_eq!(p.current_round(&finished), None, "every round has finished");
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! - [`lr_sweep`]: the constant-learning-rate sweep that picks an initial `max_train_steps`.
 //! - [`ladder`]: asynchronous successive halving over growing budgets (promotion decisions).
 //! - [`decision`]: what a policy decides about running trials (stop one, and why), as data.
+//! - [`claim`]: what a worker asking for work gets (retry, launch, promote, wait, done): the
+//!   fixed budget, the ladder and rounds as claim policies.
+//! - [`rounds`]: what carries from one round to the next (the transfer table, narrowing).
+//! - [`stages`]: multi-stage work (the sweep's grids, rounds) as plans over stored stages.
 //!
 //! ```
 //! use horizon_core::spec::StudySpec;
@@ -55,6 +59,7 @@ pub mod schedule;
 pub mod selection;
 pub mod space;
 pub mod spec;
+pub mod stages;
 pub mod trial;
 pub mod workloads;
 

@@ -249,12 +249,8 @@ pub struct SweepReport {
     pub trained_steps: u64,
 }
 
-/// What to do next.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Next {
-    Run(Stage),
-    Done(SweepReport),
-}
+/// What to do next: the next grid to run, or the finished report.
+pub type Next = crate::stages::Next<Stage, SweepReport>;
 
 /// The learning rate whose unfit outcome came closest to the fit (the largest of ties).
 fn closest_to_fit(results: &[(f64, LrOutcome)], fit: &Criterion) -> Option<f64> {

@@ -18,7 +18,6 @@
 
 use crate::params::{ParamValue, Params};
 use crate::space::{ParamDef, ParamKind, Scale, SearchSpace};
-use crate::spec::Direction;
 
 /// What a parameter is, for the transfer table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -168,20 +167,6 @@ pub fn next_space(space: &SearchSpace, transfer: &dyn Fn(&str) -> Transfer, top:
     SearchSpace { params }
 }
 
-/// The best `k` of `(params, value)` results by the objective (ties keep their order).
-pub fn top_k<'a>(results: &[(&'a Params, f64)], k: usize, direction: Direction) -> Vec<&'a Params> {
-    let mut finite: Vec<(usize, &'a Params, f64)> =
-        results.iter().enumerate().filter(|(_, (_, v))| v.is_finite()).map(|(i, (p, v))| (i, *p, *v)).collect();
-    finite.sort_by(|a, b| {
-        let by = match direction {
-            Direction::Minimize => a.2.total_cmp(&b.2),
-            Direction::Maximize => b.2.total_cmp(&a.2),
-        };
-        by.then(a.0.cmp(&b.0))
-    });
-    finite.into_iter().take(k).map(|(_, p, _)| p).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,10 +247,8 @@ mod tests {
                 ("x".into(), ParamValue::Float(0.5)),
             ])
         };
-        let (a, b, c) = (p(0.01, 10.0), p(0.02, 20.0), p(0.5, 90.0));
-        let results = [(&a, 0.3), (&b, 0.2), (&c, f64::NAN)];
-        let top = top_k(&results, 2, Direction::Minimize);
-        assert_eq!(top, [&b, &a], "best first; NaN never counts");
+        let (a, b) = (p(0.01, 10.0), p(0.02, 20.0));
+        let top = [&b, &a];
         let transfer = |name: &str| match name {
             "lr" => Transfer::Narrow,
             "warmup" => Transfer::Freeze,

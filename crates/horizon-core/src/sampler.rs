@@ -33,8 +33,8 @@ pub trait Sampler: Send + Sync {
     }
 }
 
-/// Which sampler a study uses, as written in its study file.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// Which sampler a study uses, as written in its study file (and read back from a stored spec).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SamplerSpec {
     Halton { skip: u64 },

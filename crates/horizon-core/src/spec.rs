@@ -169,8 +169,8 @@ pub struct StudySpec {
     pub roles: BTreeMap<String, crate::rounds::ParamRole>,
 }
 
-/// One round of a study tuned in rounds, checked.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One round of a study tuned in rounds, checked (and read back from a stored spec).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundSpec {
     /// The per-trial budget of the round.
     pub max_train_steps: u64,

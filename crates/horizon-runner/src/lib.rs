@@ -12,6 +12,8 @@
 //! - [`scheduler`]: the policy hook. A worker given a [`scheduler::Scheduler`] hands it what
 //!   storage holds of the study while trials run, and stops the trials it decides to stop (as
 //!   complete, with its reason).
+//! - [`stages`]: the one loop for multi-stage work (a sweep's grids, a study's rounds): a plan
+//!   reads storage and names the next stage, the caller runs it.
 //!
 //! ```no_run
 //! use std::sync::{Arc, mpsc};
@@ -37,6 +39,7 @@ pub mod process;
 pub mod recorder;
 pub mod resolve;
 pub mod scheduler;
+pub mod stages;
 pub mod worker;
 
 /// Seconds since the Unix epoch, as storage records times.
@@ -55,6 +58,10 @@ pub enum RunError {
     Io { path: String, source: std::io::Error },
     #[error("{0}")]
     Incompatible(String),
+    /// A multi-stage run cannot go on (a stage that could not finish, a stage's study that does
+    /// not read back).
+    #[error("{0}")]
+    Stage(String),
 }
 
 pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {

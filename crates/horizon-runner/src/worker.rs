@@ -209,6 +209,12 @@ impl Worker {
         self
     }
 
+    /// Claim with `policy` instead of the study's own (a round's stage, capped at the round).
+    pub fn with_claim_policy(mut self, policy: Arc<dyn ClaimPolicy>) -> Worker {
+        self.policy = policy;
+        self
+    }
+
     pub fn control_handle(&self) -> ControlHandle {
         ControlHandle(self.inbox.0.clone())
     }

@@ -25,23 +25,39 @@ pub fn analyze(args: ShowArgs) -> Result<()> {
     {
         let all = records.len();
         records.retain(|r| r.rung == top);
-        note = Some(format!(
-            "ladder: the analysis reads the {} at rung {top} ({} steps), the highest reached, of {all}; the ladder report below covers every rung",
-            horizon_analysis::text::plural(records.len(), "trial"),
-            records.first().map_or(0, |r| r.max_train_steps),
-        ));
+        let budget = records.first().map_or(0, |r| r.max_train_steps);
+        let reads = horizon_analysis::text::plural(records.len(), "trial");
+        note = Some(if t.spec["ladder"].is_null() {
+            format!(
+                "rounds: the analysis reads the {reads} of round {} ({budget} steps), the last reached, of {all}; each round's checks follow the report below",
+                top + 1
+            )
+        } else {
+            format!(
+                "ladder: the analysis reads the {reads} at rung {top} ({budget} steps), the highest reached, of {all}; the ladder report below covers every rung"
+            )
+        });
     }
     let trials = records
         .into_iter()
         .map(|record| Ok(TrialData { metrics: t.storage.metrics(record.id)?, record }))
         .collect::<Result<Vec<_>>>()?;
     let data = StudyData { objective: t.objective.clone(), direction: t.direction, space, trials };
-    let analysis = run_analysis(&data, &settings(&t)?);
+    let config = settings(&t)?;
+    let analysis = run_analysis(&data, &config);
+    // A study in rounds: each round's end-of-round checks.
+    let rounds = match crate::rounds::stored_policy(&t.spec) {
+        Some(policy) => Some(crate::rounds::findings(&t.storage, &t.study, &policy, &t.objective, t.direction, &config)?),
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut doc = serde_json::to_value(&analysis)?;
         if let Some(report) = &ladder {
             doc["ladder"] = serde_json::to_value(report)?;
+        }
+        if let Some(rounds) = &rounds {
+            doc["rounds"] = serde_json::to_value(rounds)?;
         }
         writeln!(out, "{doc}")?;
     } else {
@@ -52,6 +68,10 @@ pub fn analyze(args: ShowArgs) -> Result<()> {
         if let Some(report) = &ladder {
             writeln!(out)?;
             write!(out, "{}", crate::show::render_stages(report, t.spec["ladder"].is_null()))?;
+        }
+        for f in rounds.iter().flatten() {
+            writeln!(out)?;
+            write!(out, "{}", f.render())?;
         }
     }
     Ok(())

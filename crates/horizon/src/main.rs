@@ -12,6 +12,7 @@ mod inspect;
 mod progress;
 mod repro;
 mod requeue;
+mod rounds;
 mod run;
 mod show;
 mod sweep;

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use horizon_runner::resolve::ResolvedStudy;
+use horizon_runner::stages::{Driven, Stage, StageEnd, StudyPlan, drive};
 use horizon_runner::worker::{Control, ControlHandle, Worker, WorkerOptions, WorkerSummary, best_of};
 use horizon_store::{SqliteStorage, Storage, StudyId};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -28,7 +29,42 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     note_poor_transfer(&study.spec);
     let relay = SignalRelay::install()?;
     let show_bar = !args.no_progress && std::io::stderr().is_terminal();
-    let (summary, study_id) = run_study(&study, storage.clone(), args.jobs, show_bar, &relay)?;
+    // A study in rounds runs round by round (each round's checks are read at its end); any
+    // other study is one stage.
+    let mut plan = StudyPlan::new(study.clone(), storage.clone());
+    let rounds = horizon_core::claim::RoundsPolicy::of_study(&study.spec);
+    let driven = drive(&mut plan, |stage| -> Result<StageEnd> {
+        if !stage.headline.is_empty() {
+            eprintln!("{}", stage.headline);
+        }
+        let round = stage.round;
+        let (summary, _) = run_stage(stage, storage.clone(), args.jobs, show_bar, &relay)?;
+        if summary.stopped_early {
+            return Ok(StageEnd::Stopped);
+        }
+        // The end of a round: what the method asks to re-check, with the numbers.
+        if let (Some(r), Some(policy)) = (round, &rounds)
+            && let Some(record) = storage.study(&study.spec.name)?
+        {
+            let spec = &study.spec;
+            let all = crate::rounds::findings(
+                storage.as_ref(),
+                &record,
+                policy,
+                &spec.objective.metric,
+                spec.objective.direction,
+                &spec.analysis,
+            )?;
+            if let Some(f) = all.get(r) {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "\n{}", f.render().trim_end())?;
+                out.flush()?;
+            }
+        }
+        Ok(StageEnd::Ran)
+    })?;
+    let Some(record) = storage.study(&study.spec.name)? else { bail!("study {:?} was not created", study.spec.name) };
+    let study_id = record.id;
     let spec = &study.spec;
 
     let trials = storage.trials(study_id)?;
@@ -60,7 +96,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let finished = trials.iter().filter(|t| t.state.is_finished()).count() as u64;
     let unfinished = horizon_core::trial::planned_total(spec.trials, &trials) - finished;
-    if summary.stopped_early && unfinished > 0 {
+    if driven == Driven::Stopped && unfinished > 0 {
         writeln!(
             out,
             "stopped with {} left; `horizon run {}` resumes the study",
@@ -123,32 +159,24 @@ fn note_lowered_trials(study: &ResolvedStudy, storage: &dyn Storage, path: &Path
     Ok(())
 }
 
-/// Run one study with `jobs` trials at once, showing progress, until it is done or the user
-/// stops it. Returns what the worker did and the study's id.
-pub fn run_study(
-    study: &ResolvedStudy,
+/// Run one stage's study with `jobs` trials at once, showing progress, until it has nothing
+/// left to claim or the user stops it. Returns what the worker did and the study's id.
+pub fn run_stage(
+    stage: Stage,
     storage: Arc<SqliteStorage>,
     jobs: usize,
     show_bar: bool,
     relay: &SignalRelay,
-) -> Result<(WorkerSummary, StudyId)> {
-    run_study_with(study, storage, jobs, show_bar, relay, None)
-}
-
-/// [`run_study`] with a policy that may stop running trials (`lr_sweep::stops` for a sweep).
-pub fn run_study_with(
-    study: &ResolvedStudy,
-    storage: Arc<SqliteStorage>,
-    jobs: usize,
-    show_bar: bool,
-    relay: &SignalRelay,
-    scheduler: Option<Box<dyn horizon_runner::scheduler::Scheduler>>,
 ) -> Result<(WorkerSummary, StudyId)> {
     let (events_tx, events_rx) = channel();
     let options = WorkerOptions { jobs: jobs.max(1), ..WorkerOptions::default() };
+    let study = stage.study;
     let mut worker = Worker::new(study.clone(), storage, options, events_tx)?;
-    if let Some(scheduler) = scheduler {
+    if let Some(scheduler) = stage.scheduler {
         worker = worker.with_scheduler(scheduler);
+    }
+    if let Some(policy) = stage.claim {
+        worker = worker.with_claim_policy(policy);
     }
     let study_id = worker.study().id;
     relay.attach(worker.control_handle());

@@ -1,26 +1,23 @@
 //! `horizon sweep-lr`: the constant-learning-rate sweep that picks an initial
-//! `max_train_steps` (docs/method.md section 2). The decisions are `horizon_core::lr_sweep`'s; this
-//! module runs the stages it asks for, each an ordinary study in
-//! `<study dir>/lr-sweep/<stage>/`, with the policy `lr_sweep::stops` as the worker's scheduler
-//! (it stops trials that cannot change the answer), and prints the report. Running it again
-//! resumes: finished stages are read back from their databases, not run again.
+//! `max_train_steps` (docs/method.md section 2). The decisions are `horizon_core::lr_sweep`'s and
+//! the stage loop is `horizon_runner::stages` (the one rounds use): [`LrSweepPlan`] names each
+//! grid, an ordinary study in `<study dir>/lr-sweep/<stage>/` with the policy `lr_sweep::stops`
+//! as the worker's scheduler (it stops trials that cannot change the answer). This module runs
+//! them with progress and prints the report. Running it again resumes: finished stages are read
+//! back from their databases, not run again.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
-use horizon_core::TrialState;
+use anyhow::Result;
 use horizon_core::lr_sweep::{
-    BudgetSource, Held, HeldBy, LrOutcome, LrSweepSpec, Next, Observed, Side, Stage, StageTrial, SweepReport, Verdict,
-    fastest_so_far, held_params, next_stage, shapes_the_schedule, stage_study, stops,
+    BudgetSource, Held, HeldBy, LrOutcome, LrSweepSpec, Side, SweepReport, Verdict, held_params, shapes_the_schedule,
 };
-use horizon_core::protocol::is_loss_like;
 use horizon_runner::RunError;
 use horizon_runner::resolve::ResolvedStudy;
-use horizon_runner::scheduler::from_fn;
-use horizon_store::{SqliteStorage, Storage, StudyId};
+use horizon_runner::stages::{Driven, LrSweepPlan, StageEnd, drive};
 use serde::Serialize;
 
 use crate::cli::SweepArgs;
@@ -63,24 +60,21 @@ pub fn sweep_lr(args: SweepArgs) -> Result<ExitCode> {
     }
     drop(err);
 
-    let mut observed = Observed::default();
-    let report = loop {
-        let stage = match next_stage(&sweep, &observed) {
-            Next::Done(report) => break report,
-            Next::Run(stage) => stage,
-        };
-        eprintln!("stage {}: {}", stage.name(), describe_stage(&sweep, &stage));
-        let study = stage_resolved(&base, &sweep, &held, &stage, &root)?;
-        crate::run::check_study_dir(&study.dir)?;
-        let storage = Arc::new(study.open_storage()?);
-        let prior = fastest_so_far(&sweep, &observed);
-        let study_id = run_stage(&study, storage.clone(), &sweep, prior, &args, show_bar, &relay)
-            .map_err(|e| explain_incompatible(e, &root))?;
-        if relay.stopped() {
+    let mut plan = LrSweepPlan::new(base.clone(), sweep.clone(), held.clone(), root.clone());
+    let driven = drive(&mut plan, |stage| -> Result<StageEnd> {
+        eprintln!("{}", stage.headline);
+        crate::run::check_study_dir(&stage.study.dir)?;
+        let storage = Arc::new(stage.study.open_storage()?);
+        let (summary, _) =
+            crate::run::run_stage(stage, storage, args.jobs, show_bar, &relay).map_err(|e| explain_incompatible(e, &root))?;
+        Ok(if summary.stopped_early || relay.stopped() { StageEnd::Stopped } else { StageEnd::Ran })
+    })?;
+    let report = match driven {
+        Driven::Done(report) => report,
+        Driven::Stopped => {
             eprintln!("stopped; `horizon sweep-lr {}` resumes the sweep", args.study.display());
             return Ok(ExitCode::from(crate::EXIT_STOPPED));
         }
-        observed.grids.push(stage_trials(storage.as_ref(), study_id, &sweep, &study.spec.objective.metric, &study.dir)?);
     };
 
     let mut out = std::io::stdout().lock();
@@ -100,31 +94,6 @@ pub fn sweep_lr(args: SweepArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Run one stage's study with `jobs` trials at once, with the sweep's policy
-/// (`lr_sweep::stops`) stopping the trials that cannot change the answer.
-fn run_stage(
-    study: &ResolvedStudy,
-    storage: Arc<SqliteStorage>,
-    sweep: &LrSweepSpec,
-    prior: Option<(f64, u64)>,
-    args: &SweepArgs,
-    show_bar: bool,
-    relay: &SignalRelay,
-) -> Result<StudyId> {
-    let policy = sweep.clone();
-    let scheduler = from_fn(vec![sweep.fit.metric.clone()], move |view| stops(&policy, prior, view));
-    let (_, study_id) = crate::run::run_study_with(study, storage, args.jobs, show_bar, relay, Some(Box::new(scheduler)))?;
-    Ok(study_id)
-}
-
-/// The stage's study, bound to its directory under the sweep's.
-fn stage_resolved(base: &ResolvedStudy, sweep: &LrSweepSpec, held: &[Held], stage: &Stage, root: &Path) -> Result<ResolvedStudy> {
-    let spec = stage_study(&base.spec, sweep, held, stage);
-    let mut study = ResolvedStudy::new(spec, &base.spec_path)?;
-    study.dir = root.join(stage.name());
-    Ok(study)
-}
-
 /// A stage that was run with other settings cannot be continued: say how to start over.
 fn explain_incompatible(e: anyhow::Error, root: &Path) -> anyhow::Error {
     match e.downcast_ref::<RunError>() {
@@ -135,57 +104,6 @@ fn explain_incompatible(e: anyhow::Error, root: &Path) -> anyhow::Error {
         )),
         _ => e,
     }
-}
-
-/// Each trial of a stage as stored: its learning rate, state, fit-metric curve, where a loss
-/// first became non-finite and the last step it reported. A stage whose trials have not all
-/// finished (another process still holds one) is not judged: half a grid could move an edge.
-fn stage_trials(
-    storage: &dyn Storage,
-    study: StudyId,
-    sweep: &LrSweepSpec,
-    objective: &str,
-    dir: &Path,
-) -> Result<Vec<StageTrial>> {
-    let trials = storage.trials(study)?;
-    let unfinished: Vec<String> = trials
-        .iter()
-        .filter(|t| matches!(t.state, TrialState::Waiting | TrialState::Running))
-        .map(|t| t.number.to_string())
-        .collect();
-    if !unfinished.is_empty() {
-        bail!(
-            "{} {} of the sweep stage in {} {} not finished (another horizon may be running {}).\n  fix: let it finish, or run `horizon sweep-lr` again once it has stopped: the stage resumes",
-            if unfinished.len() == 1 { "trial" } else { "trials" },
-            unfinished.join(", "),
-            dir.display(),
-            if unfinished.len() == 1 { "has" } else { "have" },
-            if unfinished.len() == 1 { "it" } else { "them" }
-        );
-    }
-    let mut out = Vec::new();
-    for t in trials {
-        let Some(lr) = t.params.get(&sweep.param).and_then(|v| v.as_f64()) else {
-            bail!("a sweep trial without its learning rate")
-        };
-        let points = storage.metrics(t.id)?;
-        let mut curve: Vec<(u64, f64)> =
-            points.iter().filter(|p| p.name == sweep.fit.metric).map(|p| (p.step, p.value)).collect();
-        curve.sort_by_key(|(step, _)| *step);
-        let diverged_at = (t.state == TrialState::Diverged)
-            .then(|| points.iter().filter(|p| !p.value.is_finite() && is_loss_like(&p.name, objective)).map(|p| p.step).min())
-            .flatten();
-        out.push(StageTrial {
-            number: t.number,
-            lr,
-            state: t.state,
-            message: t.message.clone(),
-            curve,
-            diverged_at,
-            last_step: points.iter().map(|p| p.step).max(),
-        });
-    }
-    Ok(out)
 }
 
 fn describe_held(spec: &horizon_core::StudySpec, held: &[Held]) -> String {
@@ -206,24 +124,6 @@ fn describe_held(spec: &horizon_core::StudySpec, held: &[Held]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn describe_stage(sweep: &LrSweepSpec, stage: &Stage) -> String {
-    let against = match sweep.steps {
-        Some(n) => format!("for up to N = {n} steps"),
-        None => format!("against the cap of {} steps (lr_sweep.max_steps)", stage.steps),
-    };
-    let what = if stage.index == 0 {
-        format!("{} constant learning rates {against}: {}", stage.lrs.len(), join(&stage.lrs))
-    } else {
-        format!("extending the grid past its edge: {} {against}", join(&stage.lrs))
-    };
-    let stops = if sweep.prune {
-        "; each stops at its fit, once a faster rate has fit, or once it stalls"
-    } else {
-        "; each stops at its fit (lr_sweep.prune = false)"
-    };
-    format!("{what}{stops}")
 }
 
 fn join(lrs: &[f64]) -> String {

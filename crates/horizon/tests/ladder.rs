@@ -373,7 +373,15 @@ fn two_rounds_carry_the_best_with_their_schedule_transferred_and_narrow_the_rest
     child.wait().unwrap();
     let out = horizon(dir, &["run", "study.toml", "--no-progress"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("2 rounds (minimize):"), "{}", text(&out));
+    let shown = text(&out);
+    assert!(shown.contains("2 rounds (minimize):"), "{shown}");
+    // The resumed run starts at the round the database says it is in: the second.
+    assert!(shown.contains("round 2 of 2: 120 steps per trial, the best 2 of round 1 carried on, 2 new"), "{shown}");
+    assert!(!shown.contains("round 1 of 2"), "the finished round is not run again: {shown}");
+    // Its end-of-round checks, with their numbers.
+    assert!(shown.contains("round 2 at 120 steps: 4 runs, 4 feasible (2 carried on)"), "{shown}");
+    assert!(shown.contains("  ranking (round 1 -> 2): "), "{shown}");
+    assert!(shown.contains("  budget: "), "{shown}");
 
     let trials = trials_json(dir);
     let round = |t: &serde_json::Value, k: usize| t["rungs"].as_array().unwrap().iter().find(|r| r["rung"] == k as u64).cloned();
@@ -421,6 +429,30 @@ fn two_rounds_carry_the_best_with_their_schedule_transferred_and_narrow_the_rest
             assert!(lr.ln() >= lo - margin - 1e-9 && lr.ln() <= hi + margin + 1e-9, "{lr} outside the narrowed range");
         }
     }
+    // `analyze` reports every round's checks: round 1's winner is the best of round 0's runs,
+    // and round 2 names it as the previous winner and says where it finished.
+    let out = horizon(dir, &["analyze", "horizon-runs/rounds", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rounds = doc["rounds"].as_array().expect("per-round findings");
+    assert_eq!(rounds.len(), 2);
+    assert_eq!(rounds[0]["winner"]["number"], ranked[0].1);
+    assert_eq!(rounds[0]["ranking"], serde_json::Value::Null, "nothing before the first round");
+    assert_eq!(rounds[1]["winner"]["previous"], ranked[0].1);
+    assert_eq!(rounds[1]["carried"], 2);
+    assert_eq!(rounds[1]["ranking"]["n"], 2, "the two carried trials are compared");
+    let best1 = round1
+        .iter()
+        .map(|t| (round(t, 1).unwrap()["best_value"].as_f64().unwrap(), t["number"].as_u64().unwrap()))
+        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+        .unwrap();
+    assert_eq!(rounds[1]["winner"]["number"], best1.1);
+    assert_eq!(rounds[1]["winner"]["changed"], best1.1 != ranked[0].1);
+    // Narrowed into round 2: the learning rate and momentum (optimizer), not the frozen warmup.
+    let analysis = text(&horizon(dir, &["analyze", "horizon-runs/rounds"]));
+    assert!(analysis.contains("rounds: the analysis reads the 4 trials of round 2 (120 steps)"), "{analysis}");
+    assert!(analysis.contains("round 1 at 40 steps: 6 runs, "), "{analysis}");
+
     // Nothing ran twice: one attempt per round a trial ran, plus the one the kill interrupted.
     let db = rusqlite::Connection::open(&db_path).unwrap();
     let attempts: i64 = db.query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0)).unwrap();
