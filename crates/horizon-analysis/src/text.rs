@@ -8,22 +8,8 @@ use crate::Analysis;
 use crate::budget::BudgetVerdict;
 use crate::curves::CurveDiagnostics;
 
-/// A number in at most 4 significant digits, switching to exponent form when very large or small.
-pub fn num(x: f64) -> String {
-    if !x.is_finite() {
-        return format!("{x}");
-    }
-    if x == 0.0 {
-        return "0".into();
-    }
-    let a = x.abs();
-    if !(1e-3..1e5).contains(&a) {
-        return format!("{x:.3e}");
-    }
-    let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
-    let s = format!("{x:.decimals$}");
-    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
-}
+/// The one number formatter (`horizon_core::numfmt::num`).
+pub use horizon_core::numfmt::num;
 
 /// A share as a percentage: 0.125 -> "12.5%", 0.1 -> "10%".
 pub fn pct(x: f64) -> String {

@@ -50,6 +50,7 @@ pub mod criterion;
 pub mod decision;
 pub mod ladder;
 pub mod lr_sweep;
+pub mod numfmt;
 pub mod params;
 pub mod protocol;
 pub mod rng;

@@ -437,7 +437,7 @@ pub fn stops(spec: &LrSweepSpec, prior: Option<(f64, u64)>, view: &StudyView) ->
                 100.0 * MIN_PROGRESS,
                 spec.fit,
                 at / 2,
-                best.map(|b| format!("{b:.4}")).unwrap_or_else(|| "none finite".into())
+                best.map(crate::numfmt::num).unwrap_or_else(|| "none finite".into())
             ),
             _ => continue,
         };

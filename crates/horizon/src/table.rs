@@ -51,25 +51,8 @@ impl Table {
     }
 }
 
-/// A metric value in 4 significant digits, switching to scientific notation when small or large.
-pub fn num(x: f64) -> String {
-    if x.is_nan() {
-        return "nan".into();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    if x == 0.0 {
-        return "0".into();
-    }
-    let a = x.abs();
-    if (1e-3..1e5).contains(&a) {
-        let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
-        format!("{x:.decimals$}")
-    } else {
-        format!("{x:.3e}")
-    }
-}
+/// The one number formatter (`horizon_core::numfmt::num`).
+pub use horizon_core::numfmt::num;
 
 pub fn opt_num(x: Option<f64>) -> String {
     x.map(num).unwrap_or_else(|| "-".into())
@@ -103,9 +86,7 @@ mod tests {
     #[test]
     fn numbers_keep_four_significant_digits() {
         assert_eq!(num(0.123456), "0.1235");
-        assert_eq!(num(12.3456), "12.35");
-        assert_eq!(num(1.5e-5), "1.500e-5");
-        assert_eq!(num(f64::NAN), "nan");
+        assert_eq!(num(0.2290), "0.229", "the same as analyze prints");
     }
 
     #[test]
