@@ -364,7 +364,8 @@ fn r2(x: f64) -> String {
 }
 
 impl RankAgreement {
-    fn line(&self) -> String {
+    /// The agreement in one line: `rung 0 -> 1: rho 0.8 over 9 trials (90% interval 0.4..0.95)`.
+    pub fn line(&self) -> String {
         let head = format!("rung {} -> {}:", self.from, self.to);
         match (self.rho, self.interval) {
             (Some(rho), Some(iv)) => format!(

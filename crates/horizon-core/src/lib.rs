@@ -15,6 +15,7 @@
 //! - [`claim`]: what a worker asking for work gets (retry, launch, promote, wait, done): the
 //!   fixed budget, the ladder and rounds as claim policies.
 //! - [`rounds`]: what carries from one round to the next (the transfer table, narrowing).
+//! - [`stored`]: the typed read model of a stored study's spec.
 //! - [`stages`]: multi-stage work (the sweep's grids, rounds) as plans over stored stages.
 //!
 //! ```
@@ -61,6 +62,7 @@ pub mod selection;
 pub mod space;
 pub mod spec;
 pub mod stages;
+pub mod stored;
 pub mod trial;
 pub mod workloads;
 

@@ -62,7 +62,7 @@ impl Direction {
 }
 
 /// The metric a study optimizes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Objective {
     pub metric: String,
     pub direction: Direction,

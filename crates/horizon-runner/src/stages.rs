@@ -179,6 +179,28 @@ impl LrSweepPlan {
         LrSweepPlan { base, sweep, held, root, observed: Observed::default(), pending: None }
     }
 
+    /// The sweep's report from what its directory holds, without running anything: `None` when
+    /// a grid it asks for has not run (or not finished) yet.
+    pub fn stored_report(&mut self) -> Result<Option<SweepReport>, RunError> {
+        loop {
+            let stage = match lr_sweep::next_stage(&self.sweep, &self.observed) {
+                Next::Done(report) => return Ok(Some(report)),
+                Next::Run(stage) => stage,
+            };
+            let study = self.stage_study(&stage)?;
+            if !study.db_path().is_file() {
+                return Ok(None);
+            }
+            let storage = horizon_store::SqliteStorage::open_read_only(&study.db_path())?;
+            let Some(record) = storage.study(&study.spec.name)? else { return Ok(None) };
+            match stage_trials(&storage, record.id, &self.sweep, &study.spec.objective.metric, &study) {
+                Ok(trials) => self.observed.grids.push(trials),
+                Err(RunError::Stage(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The grid stage's study, bound to its directory under the sweep's.
     fn stage_study(&self, stage: &lr_sweep::Stage) -> Result<ResolvedStudy, RunError> {
         let spec = lr_sweep::stage_study(&self.base.spec, &self.sweep, &self.held, stage);

@@ -42,6 +42,9 @@ pub enum Command {
     /// Is max_train_steps right? Budget verdicts, curve diagnostics and search-space edges,
     /// with the numbers behind each (docs/analysis.md).
     Analyze(ShowArgs),
+    /// One self-contained HTML file with the method's plots: budget histogram, best curves,
+    /// axis and isolation plots, the learning-rate sweep, ladders and rounds (docs/report.md).
+    Report(ReportArgs),
     /// Store runs made without horizon (JSON Lines, CSV, TensorBoard) in a study database,
     /// all or nothing, to analyze them (docs/analysis.md section 7).
     Import(ImportArgs),
@@ -92,6 +95,18 @@ pub struct ShowArgs {
     /// Machine-readable output (JSON).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// A study file, or a study directory (the one holding horizon.db).
+    pub study: PathBuf,
+    /// Which study, when the database holds several.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where to write the report (default: report.html in the study directory).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

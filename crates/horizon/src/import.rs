@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::cli::{DirectionArg, ImportArgs, ImportFormat};
 use crate::table::shell_quote;
-use crate::target::{stored_objective, stored_spec};
+use crate::target::stored_spec;
 use horizon_analysis::text::plural;
 
 pub fn import(args: ImportArgs) -> Result<()> {
@@ -302,7 +302,7 @@ fn check_objective(runs: &[Run], objective: &str, source: &Path) -> Result<()> {
 /// The direction to import with into an existing study, whose objective must be this one.
 fn check_stored_objective(study: &StudyRecord, objective: &str, given: Option<DirectionArg>, db: &Path) -> Result<Direction> {
     let spec = stored_spec(study)?;
-    let (metric, stored) = stored_objective(&spec);
+    let (metric, stored) = (spec.objective.as_ref().map(|o| o.metric.as_str()), spec.objective.as_ref().map(|o| o.direction));
     let wanted = given.map(direction_of).or(stored);
     if let (Some(m), Some(d)) = (metric, stored)
         && m == objective

@@ -29,16 +29,18 @@ pub fn trial(args: TrialArgs) -> Result<()> {
     let metrics = t.storage.metrics(trial.id)?;
     let imported = t.storage.imports(t.study.id)?.into_iter().find(|i| i.trial == trial.id);
     let files = list_files(&dir);
-    let seed = (trial.sample_index.is_some() || imported.is_none())
-        .then(|| trial_seed(t.spec["seed"].as_u64().unwrap_or(0), trial.number));
+    let seed = (trial.sample_index.is_some() || imported.is_none()).then(|| trial_seed(t.spec.seed.unwrap_or(0), trial.number));
     let curves = curves(&metrics);
     let rungs: Vec<_> = t.storage.rungs(t.study.id)?.into_iter().filter(|r| r.trial == trial.id).collect();
 
     let mut out = std::io::stdout().lock();
     if args.show.json {
         let mut record = trial_json(&trial);
+        record["schema"] = json!(crate::show::TRIAL_SCHEMA);
         record["rungs"] = crate::show::rungs_json(&t, &trial, &rungs);
+        record["imported"] = json!(imported.as_ref().map(|i| json!({"origin": i.origin, "source": i.source})));
         let doc = json!({
+            "schema": crate::show::TRIAL_DETAIL_SCHEMA,
             "study": t.study.name,
             "trial": record,
             "sample_index": trial.sample_index,

@@ -10,6 +10,7 @@ mod cli;
 mod import;
 mod inspect;
 mod progress;
+mod report;
 mod repro;
 mod requeue;
 mod rounds;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
         cli::Command::Requeue(a) => requeue::requeue(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Check(a) => check::check(&a.study, a.points, a.json).map(|()| ExitCode::SUCCESS),
         cli::Command::Analyze(a) => analyze::analyze(a).map(|()| ExitCode::SUCCESS),
+        cli::Command::Report(a) => report::report(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Import(a) => import::import(a).map(|()| ExitCode::SUCCESS),
         cli::Command::SweepLr(a) => sweep::sweep_lr(a),
         cli::Command::Workload { command } => workload::workload(command),

@@ -57,7 +57,7 @@ impl Reproduction {
 /// with a fresh trial directory below the system's temporary directory. `None` for a study
 /// without a trainer (imported runs).
 pub fn reproduce(t: &Target, trial: &TrialRecord) -> Option<Reproduction> {
-    let spec = &t.spec;
+    let spec = &t.spec.raw;
     let trainer = &spec["trainer"];
     let workload = trainer["workload"].as_str();
     let templates = trainer["command_text"].as_array().filter(|a| !a.is_empty());

@@ -12,25 +12,6 @@ use horizon_core::trial::RungEntry;
 use horizon_core::{Direction, TrialRecord};
 use horizon_store::{Storage, StudyRecord};
 
-/// The rounds policy of a stored spec (`None` for a study without rounds, or one stored by a
-/// horizon that did not record them).
-pub fn stored_policy(spec: &serde_json::Value) -> Option<RoundsPolicy> {
-    let rounds: Vec<horizon_core::spec::RoundSpec> = serde_json::from_value(spec["rounds"].clone()).ok()?;
-    if rounds.is_empty() {
-        return None;
-    }
-    Some(RoundsPolicy {
-        rounds,
-        space: serde_json::from_value(spec["space"].clone()).ok()?,
-        sampler: serde_json::from_value(spec["sampler"].clone()).ok()?,
-        seed: spec["seed"].as_u64()?,
-        direction: serde_json::from_value(spec["objective"]["direction"].clone()).ok()?,
-        roles: serde_json::from_value(spec["roles"].clone()).unwrap_or_default(),
-        workload: spec["trainer"]["workload"].as_str().map(str::to_string),
-        last: None,
-    })
-}
-
 /// The checks of every round the study has reached, in order (a round still running is
 /// checked on what it has so far, and says how many of its runs finished).
 pub fn findings(

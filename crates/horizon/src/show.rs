@@ -15,26 +15,34 @@ use crate::cli::{ShowArgs, TrialsArgs};
 use crate::table::{Table, opt_int, opt_num, param};
 use crate::target;
 
+/// The schemas of the `--json` outputs (docs/json.md); each is bumped on any incompatible change.
+pub const STATUS_SCHEMA: &str = "horizon.status/1";
+/// One line of `horizon trials --json`.
+pub const TRIAL_SCHEMA: &str = "horizon.trial/1";
+pub const BEST_SCHEMA: &str = "horizon.best/1";
+pub const TRIAL_DETAIL_SCHEMA: &str = "horizon.trial-detail/1";
+
 pub fn status(args: ShowArgs) -> Result<()> {
     let t = target::open(&args.study, args.name.as_deref())?;
     let trials = t.storage.trials(t.study.id)?;
     let counts = count_states(&trials);
     let best = best_of(&trials, t.direction);
-    let planned = horizon_core::trial::planned_total(t.spec["trials"].as_u64().unwrap_or(0), &trials);
+    let planned = horizon_core::trial::planned_total(t.spec.trials.unwrap_or(0), &trials);
     let ladder = ladder_report(&t)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let by_state: serde_json::Map<String, serde_json::Value> =
             TrialState::ALL.iter().map(|s| (s.as_str().to_string(), json!(counts.get(s).copied().unwrap_or(0)))).collect();
         let doc = json!({
+            "schema": STATUS_SCHEMA,
             "study": t.study.name,
             "database": t.dir.join(horizon_runner::resolve::DATABASE_FILE),
             "planned_trials": planned,
             "trials": trials.len(),
             "states": by_state,
-            "objective": {"metric": t.objective, "direction": t.spec["objective"]["direction"]},
-            "max_train_steps": t.spec["max_train_steps"],
-            "eval_every": t.spec["eval_every"],
+            "objective": {"metric": t.objective, "direction": t.direction},
+            "max_train_steps": t.spec.max_train_steps,
+            "eval_every": t.spec.eval_every,
             "best": best.map(|(trial, _)| trial_json(trial)),
             "ladder": ladder.as_ref().map(|r| serde_json::to_value(r).expect("a report is JSON")),
         });
@@ -57,8 +65,8 @@ pub fn status(args: ShowArgs) -> Result<()> {
         n(TrialState::Running),
         n(TrialState::Waiting),
     )?;
-    let direction = t.spec["objective"]["direction"].as_str().unwrap_or("?");
-    match (t.spec["max_train_steps"].as_u64(), t.spec["eval_every"].as_u64()) {
+    let direction = t.spec.objective.as_ref().map_or("?", |o| o.direction.as_str());
+    match (t.spec.max_train_steps, t.spec.eval_every) {
         (Some(steps), Some(every)) => writeln!(
             out,
             "budget   max_train_steps {steps}, evaluated every {every} steps; objective {} ({direction})",
@@ -86,7 +94,7 @@ pub fn status(args: ShowArgs) -> Result<()> {
         None => writeln!(out, "best     no complete trial yet")?,
     }
     if let Some(report) = &ladder {
-        write!(out, "{}", render_stages(report, t.spec["ladder"].is_null()))?;
+        write!(out, "{}", render_stages(report, t.spec.ladder_rungs.is_none()))?;
     }
     Ok(())
 }
@@ -95,11 +103,7 @@ pub fn status(args: ShowArgs) -> Result<()> {
 /// one.
 pub fn ladder_report(t: &target::Target) -> Result<Option<horizon_analysis::ladder::LadderReport>> {
     // A ladder's rungs, or a study's rounds (each round is a rung of the same records).
-    let budgets: Vec<u64> = match (t.spec["ladder"]["rungs"].as_array(), t.spec["rounds"].as_array()) {
-        (Some(rungs), _) => rungs.iter().filter_map(|b| b.as_u64()).collect(),
-        (None, Some(rounds)) if !rounds.is_empty() => rounds.iter().filter_map(|r| r["max_train_steps"].as_u64()).collect(),
-        _ => return Ok(None),
-    };
+    let Some(budgets) = t.spec.stage_budgets() else { return Ok(None) };
     Ok(Some(ladder_report_of(&t.storage, t.study.id, &budgets, t.direction)?))
 }
 
@@ -132,9 +136,8 @@ pub fn trials(args: TrialsArgs) -> Result<()> {
             t.storage.imports(t.study.id)?.into_iter().map(|i| (i.trial, i)).collect();
         for trial in &trials {
             let mut doc = trial_json(trial);
-            if let Some(i) = imports.get(&trial.id) {
-                doc["imported"] = json!({"origin": i.origin, "source": i.source});
-            }
+            doc["schema"] = json!(TRIAL_SCHEMA);
+            doc["imported"] = json!(imports.get(&trial.id).map(|i| json!({"origin": i.origin, "source": i.source})));
             doc["rungs"] = rungs_json(&t, trial, &rungs);
             writeln!(out, "{doc}")?;
         }
@@ -156,8 +159,7 @@ fn rungs_of<'a>(rungs: &'a [RungRecord], trial: &TrialRecord) -> &'a [RungRecord
 /// workload's, from its parameters and the rung's budget).
 pub fn rungs_json(t: &target::Target, trial: &TrialRecord, rungs: &[RungRecord]) -> serde_json::Value {
     // The trainers' schedules are known from their parameters; replay has none.
-    let builtin =
-        t.spec["trainer"]["workload"].as_str().and_then(horizon_core::workloads::workload).is_some_and(|w| !w.common.is_empty());
+    let builtin = t.spec.workload.as_deref().and_then(horizon_core::workloads::workload).is_some_and(|w| !w.common.is_empty());
     rungs_of(rungs, trial)
         .iter()
         .map(|r| {
@@ -223,6 +225,7 @@ pub fn best(args: ShowArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut doc = trial_json(trial);
+        doc["schema"] = json!(BEST_SCHEMA);
         doc["trial_dir"] = match &imported {
             Some(_) => serde_json::Value::Null,
             None => json!(std::path::absolute(&dir).unwrap_or(dir.clone())),
@@ -230,12 +233,10 @@ pub fn best(args: ShowArgs) -> Result<()> {
         doc["imported"] = json!(imported.as_ref().map(|i| json!({"origin": i.origin, "source": i.source})));
         doc["checkpoint"] = json!(checkpoint.as_ref().map(|(_, p)| p));
         doc["checkpoint_step"] = json!(checkpoint.as_ref().map(|(step, _)| step));
-        if let Some(r) = &repro {
-            doc["command"] = json!(r.argv);
-            doc["env"] = r.env_json();
-            doc["working_dir"] = json!(r.working_dir);
-            doc["reproduce"] = json!(r.shell_line());
-        }
+        doc["command"] = json!(repro.as_ref().map(|r| &r.argv));
+        doc["env"] = repro.as_ref().map_or(serde_json::Value::Null, |r| r.env_json());
+        doc["working_dir"] = json!(repro.as_ref().map(|r| &r.working_dir));
+        doc["reproduce"] = json!(repro.as_ref().map(|r| r.shell_line()));
         writeln!(out, "{doc}")?;
         return Ok(());
     }

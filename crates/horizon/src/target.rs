@@ -2,6 +2,7 @@
 //! commands open the database read-only ([`open`]), so they work on a study the user may only
 //! read; [`open_writable`] is for the commands that change it (`horizon requeue`).
 
+use horizon_core::stored::StoredSpec;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -16,8 +17,8 @@ pub struct Target {
     pub dir: PathBuf,
     pub objective: String,
     pub direction: Direction,
-    /// The spec as stored (JSON), for reproduction hints.
-    pub spec: serde_json::Value,
+    /// The spec the study was stored with, typed (`raw` for the rest).
+    pub spec: StoredSpec,
     /// The study file, absolute, when the command was given one.
     pub spec_path: Option<PathBuf>,
 }
@@ -30,9 +31,9 @@ impl Target {
         if let Some(p) = &self.spec_path {
             return p.parent().map(Path::to_path_buf);
         }
-        let relative = match self.spec["directory"].as_str() {
+        let relative = match self.spec.directory.as_deref() {
             Some(d) => PathBuf::from(d),
-            None => Path::new("horizon-runs").join(self.spec["name"].as_str()?),
+            None => Path::new("horizon-runs").join(&self.spec.name),
         };
         let mut base = std::path::absolute(&self.dir).ok()?;
         let parts: Vec<_> = relative.components().collect();
@@ -106,18 +107,13 @@ fn open_with(
         }
     };
     let spec = stored_spec(&study)?;
-    let (objective, direction) = stored_objective(&spec);
-    let objective = objective.unwrap_or("objective").to_string();
-    let direction = direction.unwrap_or(Direction::Minimize);
+    let objective = spec.objective.as_ref().map_or("objective", |o| o.metric.as_str()).to_string();
+    let direction = spec.objective.as_ref().map_or(Direction::Minimize, |o| o.direction);
     Ok(Target { storage, study, dir, objective, direction, spec, spec_path })
 }
 
-/// The spec a study was last stored with (JSON).
-pub fn stored_spec(study: &StudyRecord) -> Result<serde_json::Value> {
-    serde_json::from_str(&study.spec_json).with_context(|| format!("reading the stored spec of study {:?}", study.name))
-}
-
-/// The objective metric and direction of a stored spec, as far as it names them.
-pub fn stored_objective(spec: &serde_json::Value) -> (Option<&str>, Option<Direction>) {
-    (spec["objective"]["metric"].as_str(), spec["objective"]["direction"].as_str().and_then(Direction::parse))
+/// The spec a study was last stored with, typed; a field that does not read is an error that
+/// names it.
+pub fn stored_spec(study: &StudyRecord) -> Result<StoredSpec> {
+    Ok(StoredSpec::parse(&study.name, &study.spec_json)?)
 }

@@ -396,7 +396,7 @@ fn runs_imported_into_a_run_study_leave_its_sampling_alone() {
         [(0, Some(0)), (1, Some(1))].into_iter().chain((2..8).map(|n| (n, None))).chain([(8, Some(2)), (9, Some(3))]).collect();
     assert_eq!(rows, expected);
     assert_eq!(s.trials().iter().filter(|t| t["state"] == "complete").count(), 8);
-    let imported: Vec<bool> = trials_json(&s, &dir, None).iter().map(|t| t.get("imported").is_some()).collect();
+    let imported: Vec<bool> = trials_json(&s, &dir, None).iter().map(|t| !t["imported"].is_null()).collect();
     assert_eq!(imported, [false, false, true, true, true, true, true, true, false, false]);
 }
 
