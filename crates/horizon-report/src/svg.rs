@@ -100,7 +100,9 @@ impl Axis {
                 for m in mults {
                     let v = m * 10f64.powi(e);
                     if v >= self.lo * 0.999 && v <= self.hi * 1.001 {
-                        out.push((v, num(v)));
+                        // Powers of ten far from 1 read best as 1e-6, not 1.000e-6.
+                        let text = if (-3..5).contains(&e) { num(v) } else { format!("{m}e{e}") };
+                        out.push((v, text));
                     }
                 }
                 e += step;
@@ -344,7 +346,7 @@ mod tests {
     #[test]
     fn log_ticks_are_decades_and_linear_ticks_are_nice() {
         let t: Vec<String> = Axis::fixed(1e-4, 1.0, true, "lr").ticks().into_iter().map(|(_, s)| s).collect();
-        assert_eq!(t, ["1.000e-4", "0.001", "0.01", "0.1", "1"]);
+        assert_eq!(t, ["1e-4", "0.001", "0.01", "0.1", "1"]);
         let t: Vec<String> = Axis::fixed(0.02, 0.5, true, "lr").ticks().into_iter().map(|(_, s)| s).collect();
         assert_eq!(t, ["0.02", "0.05", "0.1", "0.2", "0.5"]);
         let t: Vec<String> = Axis::fixed(0.0, 1.0, false, "x").ticks().into_iter().map(|(_, s)| s).collect();

@@ -91,6 +91,10 @@ impl StopHandle {
     }
 }
 
+/// What an attempt calls on each new step: the step, and the best objective so far
+/// (step, value).
+pub type OnProgress = dyn Fn(u64, Option<(u64, f64)>) + Send;
+
 /// Everything an attempt needs.
 pub struct AttemptInput {
     pub storage: Arc<dyn Storage>,
@@ -102,7 +106,9 @@ pub struct AttemptInput {
     pub horizon_exe: PathBuf,
     pub gpu: Option<String>,
     /// Called with the latest step whenever it advances.
-    pub on_progress: Box<dyn Fn(u64) + Send>,
+    /// Called when the attempt reports a new step: the step, and the best objective so far
+    /// (step, value) by retrospective selection.
+    pub on_progress: Box<OnProgress>,
     /// Where this attempt starts: from scratch, or (a ladder's promotion) from a checkpoint of
     /// the trial's previous rung.
     pub start: AttemptStart,
@@ -298,7 +304,7 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         }
         if recorder.last_step() != last_progress {
             last_progress = recorder.last_step();
-            (input.on_progress)(last_progress.unwrap_or(0));
+            (input.on_progress)(last_progress.unwrap_or(0), recorder.selection().map(|s| (s.best_step, s.best_value)));
         }
     };
     // The leader is gone; take down whatever it left in its group.

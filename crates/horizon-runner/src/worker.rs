@@ -88,6 +88,8 @@ pub enum Event {
         number: u64,
         step: u64,
         max_train_steps: u64,
+        /// The best objective so far (step, value), by retrospective selection.
+        best: Option<(u64, f64)>,
     },
     TrialFinished(Box<AttemptResult>),
     /// A trial abandoned by a dead worker was put back in the queue.
@@ -97,6 +99,49 @@ pub enum Event {
     },
     Draining,
     Terminating,
+}
+
+/// The schema of [`Event::json`]'s lines (docs/json.md, "horizon run --json").
+pub const EVENT_SCHEMA: &str = "horizon.event/1";
+
+impl Event {
+    /// The event as one JSON object, `{"schema", "event", ...}` (docs/json.md): what `horizon
+    /// run --json` streams, one per line. Non-finite numbers are `null`.
+    pub fn json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let finite = |x: Option<f64>| x.filter(|v| v.is_finite());
+        let mut doc = match self {
+            Event::Started { study, database, total, finished, jobs, ladder } => json!({
+                "event": "started", "study": study, "database": database, "total": total,
+                "finished": finished, "jobs": jobs, "ladder": ladder,
+            }),
+            Event::TrialStarted { number, attempt, params, rung, max_train_steps, entry } => json!({
+                "event": "trial_started", "number": number, "attempt": attempt, "params": params,
+                "rung": rung, "max_train_steps": max_train_steps, "entry": entry,
+            }),
+            Event::Waiting => json!({"event": "waiting"}),
+            Event::Progress { number, step, max_train_steps, best } => json!({
+                "event": "progress", "number": number, "step": step, "max_train_steps": max_train_steps,
+                "best_step": best.map(|b| b.0), "best_value": finite(best.map(|b| b.1)),
+            }),
+            Event::TrialFinished(r) => {
+                let s = r.selection.as_ref();
+                json!({
+                    "event": "trial_finished", "number": r.trial.number, "attempt": r.trial.attempt,
+                    "rung": r.trial.rung, "max_train_steps": r.trial.max_train_steps, "state": r.state.as_str(),
+                    "best_step": s.map(|s| s.best_step), "best_value": finite(s.map(|s| s.best_value)),
+                    "final_step": s.map(|s| s.final_step), "final_value": finite(s.map(|s| s.final_value)),
+                    "message": r.message, "exit_code": r.exit_code, "warnings": r.warnings,
+                    "seconds": r.duration.as_secs_f64(), "lease_lost": r.lease_lost,
+                })
+            }
+            Event::Requeued { number, reason } => json!({"event": "requeued", "number": number, "reason": reason}),
+            Event::Draining => json!({"event": "draining"}),
+            Event::Terminating => json!({"event": "terminating"}),
+        };
+        doc["schema"] = json!(EVENT_SCHEMA);
+        doc
+    }
 }
 
 /// What a worker did.
@@ -120,6 +165,7 @@ enum Msg {
         number: u64,
         step: u64,
         max_train_steps: u64,
+        best: Option<(u64, f64)>,
     },
     /// An attempt ended; keyed by trial and attempt, because a retried trial can be claimed
     /// again before the dispatcher reads this message.
@@ -350,9 +396,9 @@ impl Worker {
                         r.stop.stop("interrupted: horizon was stopped");
                     }
                 }
-                Msg::Progress { number, step, max_train_steps } => {
+                Msg::Progress { number, step, max_train_steps, best } => {
                     consulted.1 = true;
-                    let _ = self.events.send(Event::Progress { number, step, max_train_steps });
+                    let _ = self.events.send(Event::Progress { number, step, max_train_steps, best });
                 }
                 Msg::Finished { key, result } => {
                     let done = running.remove(&key).expect("every finished attempt was launched by this worker");
@@ -448,8 +494,8 @@ impl Worker {
             horizon_exe: self.study.horizon_exe.clone(),
             trial,
             gpu: gpu.clone(),
-            on_progress: Box::new(move |step| {
-                let _ = progress_tx.send(Msg::Progress { number, step, max_train_steps });
+            on_progress: Box::new(move |step, best| {
+                let _ = progress_tx.send(Msg::Progress { number, step, max_train_steps, best });
             }),
             start,
         };

@@ -45,6 +45,9 @@ pub enum Command {
     /// One self-contained HTML file with the method's plots: budget histogram, best curves,
     /// axis and isolation plots, the learning-rate sweep, ladders and rounds (docs/report.md).
     Report(ReportArgs),
+    /// A live view of a study while it runs (here or on other machines): running trials with
+    /// their step and objective, the best so far, where best steps fall, rungs, failures.
+    Watch(WatchArgs),
     /// Store runs made without horizon (JSON Lines, CSV, TensorBoard) in a study database,
     /// all or nothing, to analyze them (docs/analysis.md section 7).
     Import(ImportArgs),
@@ -83,6 +86,10 @@ pub struct RunArgs {
     /// Run nothing: check the study file as `horizon check` does.
     #[arg(long)]
     pub dry_run: bool,
+    /// Stream the run's events to stdout as JSON lines (docs/json.md) instead of the progress
+    /// and the final table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -95,6 +102,21 @@ pub struct ShowArgs {
     /// Machine-readable output (JSON).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    /// A study file, or a study directory (the one holding horizon.db).
+    pub study: PathBuf,
+    /// Which study, when the database holds several.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0)]
+    pub every: f64,
+    /// Print the view once and exit.
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(clap::Args, Debug)]

@@ -19,6 +19,7 @@ mod show;
 mod sweep;
 mod table;
 mod target;
+mod watch;
 mod workload;
 
 use std::process::ExitCode;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         cli::Command::Check(a) => check::check(&a.study, a.points, a.json).map(|()| ExitCode::SUCCESS),
         cli::Command::Analyze(a) => analyze::analyze(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Report(a) => report::report(a).map(|()| ExitCode::SUCCESS),
+        cli::Command::Watch(a) => watch::watch(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Import(a) => import::import(a).map(|()| ExitCode::SUCCESS),
         cli::Command::SweepLr(a) => sweep::sweep_lr(a),
         cli::Command::Workload { command } => workload::workload(command),

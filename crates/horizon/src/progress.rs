@@ -2,6 +2,7 @@
 //! line per finished trial, fed by the worker's event stream.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,6 +33,28 @@ struct Reporter {
 }
 
 /// Start the reporter on its own thread; it ends when the worker drops its event sender.
+/// How a run's events are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reporting {
+    /// Lines for people on stderr, with a progress bar when `bar`.
+    Human { bar: bool },
+    /// Every event as a JSON line on stdout (`Event::json`).
+    Json,
+}
+
+/// A thread that writes every event as a JSON line on stdout, flushed line by line.
+pub fn spawn_json(events: Receiver<Event>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for event in events {
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{}", event.json()).and_then(|()| out.flush()).is_err() {
+                // Nobody reads any more (a closed pipe): keep draining so the worker never blocks.
+                continue;
+            }
+        }
+    })
+}
+
 pub fn spawn(events: Receiver<Event>, show_bar: bool, objective: String, direction: Direction, retries: u32) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let target = if show_bar { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
@@ -140,7 +163,7 @@ impl Reporter {
                     plural(self.running.len(), "trial")
                 }
             )),
-            Event::Progress { number, step, max_train_steps } => {
+            Event::Progress { number, step, max_train_steps, .. } => {
                 self.running.insert(number, (step, max_train_steps));
             }
             Event::TrialFinished(result) => {

@@ -15,6 +15,7 @@ use horizon_store::{SqliteStorage, Storage, StudyId};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::cli::RunArgs;
+use crate::progress::Reporting;
 use crate::table::num;
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
@@ -29,6 +30,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     note_poor_transfer(&study.spec);
     let relay = SignalRelay::install()?;
     let show_bar = !args.no_progress && std::io::stderr().is_terminal();
+    let reporting = if args.json { Reporting::Json } else { Reporting::Human { bar: show_bar } };
     // A study in rounds runs round by round (each round's checks are read at its end); any
     // other study is one stage.
     let mut plan = StudyPlan::new(study.clone(), storage.clone());
@@ -38,7 +40,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             eprintln!("{}", stage.headline);
         }
         let round = stage.round;
-        let (summary, _) = run_stage(stage, storage.clone(), args.jobs, show_bar, &relay)?;
+        let (summary, _) = run_stage(stage, storage.clone(), args.jobs, reporting, &relay)?;
         if summary.stopped_early {
             return Ok(StageEnd::Stopped);
         }
@@ -57,7 +59,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             )?;
             if let Some(f) = all.get(r) {
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "\n{}", f.render().trim_end())?;
+                if args.json {
+                    let doc = serde_json::json!({
+                        "schema": horizon_runner::worker::EVENT_SCHEMA, "event": "round_finished", "round": r, "checks": f,
+                    });
+                    writeln!(out, "{doc}")?;
+                } else {
+                    writeln!(out, "\n{}", f.render().trim_end())?;
+                }
                 out.flush()?;
             }
         }
@@ -69,6 +78,23 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 
     let trials = storage.trials(study_id)?;
     let mut out = std::io::stdout().lock();
+    if args.json {
+        // The run's last line: how it ended and the best trial.
+        let finished = trials.iter().filter(|t| t.state.is_finished()).count() as u64;
+        let unfinished = horizon_core::trial::planned_total(spec.trials, &trials) - finished;
+        let stopped = driven == Driven::Stopped && unfinished > 0;
+        let doc = serde_json::json!({
+            "schema": horizon_runner::worker::EVENT_SCHEMA,
+            "event": "finished",
+            "study": spec.name,
+            "stopped": stopped,
+            "trials": trials.len(),
+            "unfinished": unfinished,
+            "best": best_of(&trials, spec.objective.direction).map(|(t, _)| crate::show::trial_json(t)),
+        });
+        writeln!(out, "{doc}")?;
+        return Ok(if stopped { ExitCode::from(crate::EXIT_STOPPED) } else { ExitCode::SUCCESS });
+    }
     writeln!(out)?;
     let rungs = storage.rungs(study_id)?;
     write!(out, "{}", crate::show::trials_table(&trials, &rungs, &spec.objective.metric))?;
@@ -165,7 +191,7 @@ pub fn run_stage(
     stage: Stage,
     storage: Arc<SqliteStorage>,
     jobs: usize,
-    show_bar: bool,
+    reporting: Reporting,
     relay: &SignalRelay,
 ) -> Result<(WorkerSummary, StudyId)> {
     let (events_tx, events_rx) = channel();
@@ -181,13 +207,12 @@ pub fn run_stage(
     let study_id = worker.study().id;
     relay.attach(worker.control_handle());
     let spec = &study.spec;
-    let reporter = crate::progress::spawn(
-        events_rx,
-        show_bar,
-        spec.objective.metric.clone(),
-        spec.objective.direction,
-        spec.trainer.retries,
-    );
+    let reporter = match reporting {
+        Reporting::Json => crate::progress::spawn_json(events_rx),
+        Reporting::Human { bar } => {
+            crate::progress::spawn(events_rx, bar, spec.objective.metric.clone(), spec.objective.direction, spec.trainer.retries)
+        }
+    };
     let summary = worker.run();
     let _ = reporter.join();
     Ok((summary?, study_id))

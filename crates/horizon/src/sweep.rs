@@ -66,7 +66,8 @@ pub fn sweep_lr(args: SweepArgs) -> Result<ExitCode> {
         crate::run::check_study_dir(&stage.study.dir)?;
         let storage = Arc::new(stage.study.open_storage()?);
         let (summary, _) =
-            crate::run::run_stage(stage, storage, args.jobs, show_bar, &relay).map_err(|e| explain_incompatible(e, &root))?;
+            crate::run::run_stage(stage, storage, args.jobs, crate::progress::Reporting::Human { bar: show_bar }, &relay)
+                .map_err(|e| explain_incompatible(e, &root))?;
         Ok(if summary.stopped_early || relay.stopped() { StageEnd::Stopped } else { StageEnd::Ran })
     })?;
     let report = match driven {
