@@ -420,6 +420,20 @@ fn advice(axis: &Axis, low: &EdgeTest, high: &EdgeTest, best_pos: f64, config: &
         return parts.join("; ");
     }
     for e in [low, high] {
+        if e.best_in_band && e.top_in_band >= 2 {
+            // The top trials are there, but no more than all trials are: not enrichment (a
+            // parameter many trials set at its bound, such as a regularizer at 0).
+            return format!(
+                "weak sign: {} of the top {}, the best included, sit in the {} {} of the range, but so do {} of all feasible \
+                 trials (p = {:.2}): no more than chance; watch it",
+                e.top_in_band,
+                e.top_count,
+                if e.edge == Edge::Low { "lowest" } else { "highest" },
+                pct(config.edge_margin),
+                pct(e.feasible_share),
+                e.p_value
+            );
+        }
         if e.best_in_band {
             return format!(
                 "weak sign: the best trial sits in the {} {} of the range but the other top trials do not confirm it \

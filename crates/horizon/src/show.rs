@@ -378,3 +378,60 @@ mod shorten_tests {
         assert_eq!(shorten(&"x".repeat(80), 10).chars().count(), 10);
     }
 }
+
+#[cfg(test)]
+mod table_snapshots {
+    use super::trials_table;
+    use horizon_core::trial::{RungEntry, RungRecord};
+    use horizon_core::{ParamValue, Params, TrialRecord, TrialState};
+
+    /// The trials table of a small ladder: a promoted trial resumed, one restarted, one that
+    /// failed with a long message, a parameter at 0, values of very different sizes.
+    #[test]
+    fn the_trials_table_of_a_ladder() {
+        let params = |lr: f64, wd: f64| Params(vec![("lr".into(), ParamValue::Float(lr)), ("wd".into(), ParamValue::Float(wd))]);
+        let trial = |n: u64, p: Params, rung: u32, budget: u64, state: TrialState, best: Option<(u64, f64)>| TrialRecord {
+            rung,
+            best_step: best.map(|b| b.0),
+            best_value: best.map(|b| b.1),
+            final_step: best.map(|_| budget),
+            final_value: best.map(|b| b.1 * 1.01),
+            message: (state == TrialState::Failed)
+                .then(|| "exit status 1: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB".to_string()),
+            ..TrialRecord::new(n, p, budget, state)
+        };
+        let trials = vec![
+            trial(0, params(0.3, 0.0), 1, 300, TrialState::Complete, Some((280, 0.0123))),
+            trial(1, params(1.5e-5, 1e-4), 0, 100, TrialState::Complete, Some((100, 2.3))),
+            trial(2, params(0.05, 0.0), 1, 300, TrialState::Complete, Some((300, 0.0456))),
+            trial(3, params(0.9, 0.01), 0, 100, TrialState::Failed, None),
+        ];
+        let rung = |t: &TrialRecord, rung: u32, budget: u64, value: Option<f64>, entry: RungEntry| RungRecord {
+            trial: t.id,
+            number: t.number,
+            rung,
+            budget,
+            state: if value.is_some() { TrialState::Complete } else { t.state },
+            entry,
+            best_step: value.map(|_| budget),
+            best_value: value,
+            final_step: None,
+            final_value: None,
+            budget_independent_until: None,
+            steps_run: budget,
+            message: None,
+            started_at: None,
+            finished_at: None,
+            params: t.params.clone(),
+        };
+        let rungs = vec![
+            rung(&trials[0], 0, 100, Some(0.05), RungEntry::Started),
+            rung(&trials[0], 1, 300, Some(0.0123), RungEntry::Resumed { from: 0, step: 80 }),
+            rung(&trials[1], 0, 100, Some(2.3), RungEntry::Started),
+            rung(&trials[2], 0, 100, Some(0.09), RungEntry::Started),
+            rung(&trials[2], 1, 300, Some(0.0456), RungEntry::Restarted { from: 0 }),
+            rung(&trials[3], 0, 100, None, RungEntry::Started),
+        ];
+        insta::assert_snapshot!(trials_table(&trials, &rungs, "valid/loss"));
+    }
+}
