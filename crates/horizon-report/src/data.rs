@@ -8,7 +8,7 @@ use horizon_analysis::boundary::Edge;
 use horizon_analysis::ladder::LadderReport;
 use horizon_analysis::rounds::RoundFindings;
 use horizon_analysis::{Analysis, StudyData};
-use horizon_core::lr_sweep::{LrOutcome, SweepReport};
+use horizon_core::lr_sweep::{LrOutcome, SweepReport, Verdict};
 use horizon_core::schedule::Schedule;
 use horizon_core::space::{ParamKind, Scale};
 
@@ -165,6 +165,8 @@ pub struct SweepPlot {
     pub suggested_max_train_steps: Option<u64>,
     /// The budget the grid ran against (the cap, or the given N).
     pub budget: u64,
+    /// The sweep's answer in a sentence.
+    pub verdict: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -434,7 +436,22 @@ fn sweep_plot(param: &str, r: &SweepReport) -> SweepPlot {
     let budget = match r.budget {
         horizon_core::lr_sweep::BudgetSource::Given { steps } | horizon_core::lr_sweep::BudgetSource::Cap { steps } => steps,
     };
+    let verdict = match &r.verdict {
+        Verdict::Found => format!(
+            "the fastest rate is inside the swept range: initial max_train_steps {}",
+            r.suggested_max_train_steps.unwrap_or(0)
+        ),
+        Verdict::EdgeUnresolved { sides } => format!(
+            "the fastest rate is still at the {} edge after every extension: {} steps is an upper bound",
+            sides.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" and "),
+            r.suggested_max_train_steps.unwrap_or(0)
+        ),
+        Verdict::NothingFit { steps } => {
+            format!("no learning rate fit the training set ({}) within {steps} steps", r.fit)
+        }
+    };
     SweepPlot {
+        verdict,
         param: param.to_string(),
         fit: r.fit.clone(),
         points,

@@ -267,9 +267,7 @@ fn sweep(s: &mut String, sw: &SweepPlot) {
         let shown: Vec<String> = lrs.iter().map(|x| x.to_string()).collect();
         let _ = write!(s, "<p>extension {}: {}</p>", i + 1, escape(&shown.join(", ")));
     }
-    if let Some(n) = sw.suggested_max_train_steps {
-        let _ = write!(s, "<p class=\"verdict\">initial max_train_steps: {n}</p>");
-    }
+    let _ = write!(s, "<p class=\"verdict\">{}</p>", escape(&sw.verdict));
     s.push_str("</section>");
 }
 

@@ -107,3 +107,88 @@ fn a_report_that_cannot_be_written_says_where_and_leaves_nothing_behind() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// A digits-mlp study on a small ladder that also ran its learning-rate sweep.
+const LADDER_AND_SWEEP: &str = r#"
+[study]
+name = "both"
+trials = 4
+max_train_steps = 160
+eval_every = 20
+seed = 1
+
+[objective]
+metric = "valid/error"
+direction = "minimize"
+
+[trainer]
+workload = "digits-mlp"
+
+[params.learning_rate]
+type = "float"
+low = 0.01
+high = 1.0
+scale = "log"
+
+[params.momentum]
+type = "fixed"
+value = 0.9
+
+[params.hidden]
+type = "fixed"
+value = 32
+
+[params.schedule]
+type = "fixed"
+value = "wsd"
+
+[params.decay_steps]
+type = "fixed"
+value = 20
+
+[ladder]
+min_steps = 40
+eta = 2
+
+[lr_sweep]
+low = 0.03
+high = 1.0
+points = 3
+max_steps = 400
+"#;
+
+#[test]
+fn the_report_of_a_ladder_with_its_sweep_has_both_sections_with_their_numbers() {
+    let s = TestStudy::new(StudyOptions::default());
+    std::fs::write(&s.spec, LADDER_AND_SWEEP).unwrap();
+    let sweep = s.horizon(&["sweep-lr", "study.toml", "--json", "--no-progress", "-j", "2"]);
+    assert!(sweep.status.success(), "{}", text(&sweep));
+    let sweep: serde_json::Value = serde_json::from_slice(&sweep.stdout).unwrap();
+    assert!(s.run(&["--jobs", "2"]).status.success());
+    let out = s.horizon(&["report", "study.toml", "-o", "report.html"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("learning-rate sweep, ladder"), "{}", text(&out));
+    let html = std::fs::read_to_string(s.path().join("report.html")).unwrap();
+    assert!(html.contains("<section id=\"sweep\">") && html.contains("<section id=\"stages\">"));
+    // The sweep's answer and each rung's budget, as the sweep and the ladder report give them.
+    match (sweep["verdict"]["kind"].as_str(), sweep["suggested_max_train_steps"].as_u64()) {
+        (Some("found"), Some(n)) => assert!(html.contains(&format!("initial max_train_steps {n}")), "the sweep's answer"),
+        (Some("nothing_fit"), _) => assert!(html.contains("no learning rate fit the training set"), "the sweep's answer"),
+        (kind, _) => assert!(html.contains("still at the"), "the sweep's answer ({kind:?})"),
+    }
+    for budget in [40, 80, 160] {
+        assert!(html.contains(&format!("({budget} steps)")), "rung at {budget} steps drawn");
+    }
+    assert!(
+        html.contains("The best trial&#39;s schedule at each budget")
+            || html.contains("The best trial's schedule at each budget")
+    );
+
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", s.path().join("report.html").display());
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-ladder-and-sweep.png");
+    let render = chromium(profile.path(), &["--window-size=1200,4000", &format!("--screenshot={}", shot.display()), &url]);
+    let errors = console_errors(std::str::from_utf8(&render.stderr).unwrap_or(""));
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 20_000);
+}
