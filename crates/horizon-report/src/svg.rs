@@ -120,10 +120,24 @@ impl Axis {
         let mut out = Vec::new();
         while v <= self.hi + step * 1e-9 {
             let shown = if v.abs() < step * 1e-9 { 0.0 } else { v };
-            out.push((shown, num(shown)));
+            out.push((shown, tick_label(shown)));
             v += step;
         }
         out
+    }
+}
+
+/// A tick's label: the number as the report prints numbers, but very small or large ones in
+/// short exponent form (`2e-4`, `1.5e6`), as tick values are round.
+fn tick_label(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 || (1e-3..1e5).contains(&a) {
+        return horizon_core::numfmt::num(v);
+    }
+    let s = format!("{v:.2e}");
+    match s.split_once('e') {
+        Some((m, e)) => format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.')),
+        None => s,
     }
 }
 
@@ -351,6 +365,8 @@ mod tests {
         assert_eq!(t, ["0.02", "0.05", "0.1", "0.2", "0.5"]);
         let t: Vec<String> = Axis::fixed(0.0, 1.0, false, "x").ticks().into_iter().map(|(_, s)| s).collect();
         assert_eq!(t, ["0", "0.2", "0.4", "0.6", "0.8", "1"]);
+        let t: Vec<String> = Axis::fixed(0.0, 1e-3, false, "wd").ticks().into_iter().map(|(_, s)| s).collect();
+        assert_eq!(t, ["0", "2e-4", "4e-4", "6e-4", "8e-4", "0.001"]);
     }
 
     #[test]
