@@ -9,11 +9,11 @@ use horizon_core::{Direction, MetricPoint, ParamValue, Params, TrialRecord, Tria
 use horizon_report::data::{MAX_CURVE_POINTS, downsample};
 use horizon_report::{ReportInput, StudyCard, extract, render};
 
-/// A run of `budget` steps evaluated every `every`, whose validation loss falls from `start`
+/// A run of `budget` steps evaluated every 10, whose validation loss falls from `start`
 /// towards `floor` with its minimum at `best` and rises after it.
-fn run(number: u64, lr: f64, wd: f64, budget: u64, every: u64, start: f64, floor: f64, best: u64) -> TrialData {
+fn run(number: u64, lr: f64, wd: f64, budget: u64, start: f64, floor: f64, best: u64) -> TrialData {
     let mut metrics = Vec::new();
-    for step in (every..=budget).step_by(every as usize) {
+    for step in (10..=budget).step_by(10) {
         let t = step as f64 / best as f64;
         let valid = if step <= best { floor + (start - floor) * (1.0 - t).powi(2) } else { floor + 0.02 * (t - 1.0) };
         metrics.push(MetricPoint { step, name: "valid/loss".into(), value: valid });
@@ -26,22 +26,22 @@ fn run(number: u64, lr: f64, wd: f64, budget: u64, every: u64, start: f64, floor
 
 fn study() -> StudyData {
     let mut trials = vec![
-        run(0, 0.1, 0.0, 1000, 10, 2.3, 0.40, 900),
-        run(1, 0.3, 1e-4, 1000, 10, 2.3, 0.35, 1000),
-        run(2, 0.03, 1e-3, 1000, 10, 2.3, 0.50, 700),
+        run(0, 0.1, 0.0, 1000, 2.3, 0.40, 900),
+        run(1, 0.3, 1e-4, 1000, 2.3, 0.35, 1000),
+        run(2, 0.03, 1e-3, 1000, 2.3, 0.50, 700),
         // Pretrained: starts low.
-        run(3, 0.01, 0.0, 1000, 10, 0.60, 0.38, 950),
+        run(3, 0.01, 0.0, 1000, 0.60, 0.38, 950),
         // A longer budget.
-        run(4, 0.2, 1e-5, 2000, 10, 2.3, 0.33, 1900),
+        run(4, 0.2, 1e-5, 2000, 2.3, 0.33, 1900),
         // Stopped short of its budget by the trainer (incomplete).
-        run(5, 0.05, 0.0, 1000, 10, 2.3, 0.45, 400),
-        run(6, 0.5, 1e-4, 1000, 10, 2.3, 0.42, 980),
-        run(7, 0.002, 1e-3, 1000, 10, 2.3, 1.20, 1000),
+        run(5, 0.05, 0.0, 1000, 2.3, 0.45, 400),
+        run(6, 0.5, 1e-4, 1000, 2.3, 0.42, 980),
+        run(7, 0.002, 1e-3, 1000, 2.3, 1.20, 1000),
     ];
     trials[5].metrics.retain(|m| m.step <= 400);
     trials[5].record.state = TrialState::Incomplete;
     // Diverged at step 30.
-    let mut diverged = run(8, 1.0, 0.0, 1000, 10, 2.3, 0.4, 900);
+    let mut diverged = run(8, 1.0, 0.0, 1000, 2.3, 0.4, 900);
     diverged.metrics.retain(|m| m.step <= 30);
     diverged.metrics.push(MetricPoint { step: 40, name: "valid/loss".into(), value: f64::NAN });
     diverged.record.state = TrialState::Diverged;
