@@ -75,11 +75,35 @@ pub use sqlite::SqliteStorage;
 pub type StudyId = i64;
 pub type TrialId = i64;
 
-/// Errors of every backend.
+/// What kind of failure a backend reported, for callers that act on it (the message says the
+/// rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendErrorKind {
+    /// The database could not be opened or written for lack of permission (a read-only file or
+    /// directory, a role without the right).
+    Permission,
+    /// The database does not exist or cannot be reached.
+    CannotOpen,
+    /// Another writer holds it longer than the wait allows.
+    Busy,
+    /// A write was refused as read-only (a database opened for reading).
+    ReadOnly,
+    Other,
+}
+
+/// Errors of every backend. None carries a backend's own error type, so callers and the
+/// conformance suite treat every backend alike.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database {path}: {source}")]
-    Sqlite { path: String, source: rusqlite::Error },
+    #[error("database {target}: {message}")]
+    Backend {
+        /// "sqlite" or "postgres".
+        backend: &'static str,
+        /// The database: a path, or a URL without its password.
+        target: String,
+        kind: BackendErrorKind,
+        message: String,
+    },
     #[error("database {path} has schema version {found}, newer than this horizon knows ({known}); upgrade horizon")]
     SchemaTooNew { path: String, found: i64, known: i64 },
     #[error(
@@ -123,15 +147,17 @@ impl StoreError {
     /// Whether the database could not be opened or written for lack of permission (a read-only
     /// file or directory).
     pub fn is_permission_problem(&self) -> bool {
-        use rusqlite::ErrorCode as C;
+        matches!(
+            self,
+            StoreError::Backend { kind: BackendErrorKind::Permission | BackendErrorKind::ReadOnly | BackendErrorKind::CannotOpen, .. }
+        )
+    }
+
+    /// The kind of a backend failure, `None` for the errors of the contract.
+    pub fn backend_kind(&self) -> Option<BackendErrorKind> {
         match self {
-            StoreError::Sqlite { source, .. } => {
-                matches!(
-                    source.sqlite_error_code(),
-                    Some(C::ReadOnly | C::PermissionDenied | C::CannotOpen | C::AuthorizationForStatementDenied)
-                )
-            }
-            _ => false,
+            StoreError::Backend { kind, .. } => Some(*kind),
+            _ => None,
         }
     }
 }

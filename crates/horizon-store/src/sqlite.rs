@@ -243,7 +243,7 @@ impl SqliteStorage {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| cannot_open(&name, &format!("cannot create {}: {e}", dir.display())))?;
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite { path: name.clone(), source })?;
+        let conn = Connection::open(path).map_err(|source| sqlite_error(&name, source))?;
         Self::init(conn, name, true)
     }
 
@@ -261,7 +261,7 @@ impl SqliteStorage {
             return Err(cannot_open(&name, "no such database file"));
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let sql_err = |source| StoreError::Sqlite { path: name.clone(), source };
+        let sql_err = |source| sqlite_error(&name, source);
         let conn = match Connection::open_with_flags(path, flags).and_then(|c| probe(&c).map(|_| c)) {
             Ok(conn) => conn,
             Err(e) if matches!(e.sqlite_error_code(), Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen)) => {
@@ -297,7 +297,7 @@ impl SqliteStorage {
 
     /// A private database that lives as long as the value (for tests and dry runs).
     pub fn open_in_memory() -> Result<Self> {
-        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite { path: MEMORY_PATH.into(), source })?;
+        let conn = Connection::open_in_memory().map_err(|source| sqlite_error(MEMORY_PATH, source))?;
         Self::init(conn, MEMORY_PATH.into(), false)
     }
 
@@ -371,7 +371,7 @@ impl Fail {
             Fail::Sql(e @ (E::FromSqlConversionFailure(..) | E::IntegralValueOutOfRange(..) | E::InvalidColumnType(..))) => {
                 StoreError::Corrupt(format!("database {path}: {e}"))
             }
-            Fail::Sql(source) => StoreError::Sqlite { path: path.to_string(), source },
+            Fail::Sql(source) => sqlite_error(path, source),
         }
     }
 }
@@ -398,8 +398,25 @@ fn immutable_uri(path: &Path) -> String {
 }
 
 fn cannot_open(path: &str, why: &str) -> StoreError {
-    let code = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN);
-    StoreError::Sqlite { path: path.to_string(), source: rusqlite::Error::SqliteFailure(code, Some(why.to_string())) }
+    StoreError::Backend {
+        backend: "sqlite",
+        target: path.to_string(),
+        kind: crate::BackendErrorKind::CannotOpen,
+        message: why.to_string(),
+    }
+}
+
+/// A SQLite error as the backend-neutral [`StoreError::Backend`].
+fn sqlite_error(path: &str, e: rusqlite::Error) -> StoreError {
+    use crate::BackendErrorKind as K;
+    let kind = match e.sqlite_error_code() {
+        Some(ErrorCode::PermissionDenied | ErrorCode::AuthorizationForStatementDenied) => K::Permission,
+        Some(ErrorCode::ReadOnly) => K::ReadOnly,
+        Some(ErrorCode::CannotOpen) => K::CannotOpen,
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => K::Busy,
+        _ => K::Other,
+    };
+    StoreError::Backend { backend: "sqlite", target: path.to_string(), kind, message: e.to_string() }
 }
 
 // ---------------------------------------------------------------------------------------------

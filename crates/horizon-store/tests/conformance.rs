@@ -1143,7 +1143,7 @@ fn sqlite_errors_name_the_database() {
     let path = dir.path().join("not-a-db");
     std::fs::write(&path, "this is not an SQLite database, just some text long enough to have a header").unwrap();
     match SqliteStorage::open(&path) {
-        Err(e @ StoreError::Sqlite { .. }) => assert!(e.to_string().contains(&path.display().to_string()), "{e}"),
+        Err(e @ StoreError::Backend { .. }) => assert!(e.to_string().contains(&path.display().to_string()), "{e}"),
         Err(other) => panic!("expected an SQLite error, got {other}"),
         Ok(_) => panic!("a text file opened as a database"),
     }
@@ -1169,7 +1169,7 @@ fn sqlite_read_only_opens_read_and_never_write() {
     assert_eq!(ro.metrics(first).unwrap(), [point(10, "loss", 0.5)]);
     // Every kind of write is refused by SQLite itself, and nothing changed.
     match ro.open_or_create_study(&NewStudy { name: "new".into(), spec_json: "{}".into(), identity_json: "{}".into() }) {
-        Err(StoreError::Sqlite { source, .. }) => assert_eq!(source.sqlite_error_code(), Some(rusqlite::ErrorCode::ReadOnly)),
+        Err(StoreError::Backend { kind, .. }) => assert_eq!(kind, horizon_store::BackendErrorKind::ReadOnly),
         other => panic!("a read-only store wrote: {other:?}"),
     }
     assert!(ro.append_metrics(first, 1, &[point(20, "loss", 0.4)]).is_err());
@@ -1182,7 +1182,10 @@ fn sqlite_read_only_opens_read_and_never_write() {
 
     // A missing file is an error, and is not created.
     let missing = dir.path().join("none").join("horizon.db");
-    assert!(matches!(SqliteStorage::open_read_only(&missing), Err(StoreError::Sqlite { .. })));
+    assert!(matches!(
+        SqliteStorage::open_read_only(&missing),
+        Err(StoreError::Backend { kind: horizon_store::BackendErrorKind::CannotOpen, .. })
+    ));
     assert!(!missing.exists() && !missing.parent().unwrap().exists());
 }
 
