@@ -294,7 +294,7 @@ impl AttemptRecorder {
             self.pending_warnings.clear();
         }
         if self.last_heartbeat.elapsed() >= HEARTBEAT_EVERY {
-            self.storage.heartbeat(self.trial, self.attempt, crate::now())?;
+            self.storage.heartbeat(self.trial, self.attempt)?;
             self.last_heartbeat = Instant::now();
         }
         Ok(())

@@ -533,7 +533,8 @@ impl Worker {
 
     /// Requeue running trials whose worker is gone. Returns how many were requeued.
     fn reclaim_abandoned(&self) -> Result<usize, RunError> {
-        let now = crate::now();
+        // Heartbeats are the database's time: compare them with its clock, not this machine's.
+        let now = self.storage.now()?;
         let mut count = 0;
         for t in self.storage.trials_in_state(self.record.id, TrialState::Running)? {
             let Some(lease) = t.lease.as_ref() else { continue };

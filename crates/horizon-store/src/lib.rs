@@ -24,7 +24,10 @@
 //! - **Leases.** A claim moves the trial to `Running`, increments its `attempt` and records the
 //!   worker's [`Lease`]. Only that attempt may write to the trial: metrics, warnings, checkpoints,
 //!   heartbeats and the finish all name `(trial, attempt)` and fail with
-//!   [`StoreError::NotWritable`] otherwise. A finished trial is never written again.
+//!   [`StoreError::NotWritable`] otherwise. A finished trial is never written again. The guard
+//!   is part of the write (an update of the trial's row conditioned on its state and attempt,
+//!   which also renews the lease), not a check before it. Lease times (the claim, each
+//!   heartbeat) are the database's clock ([`Storage::now`]), never a worker's.
 //! - **Fresh attempts.** Claiming a `Waiting` trial deletes the metrics its earlier attempts
 //!   recorded at its current rung after the rung's start step: each attempt starts from the
 //!   rung's start (the resumed checkpoint, or scratch).
@@ -149,7 +152,10 @@ impl StoreError {
     pub fn is_permission_problem(&self) -> bool {
         matches!(
             self,
-            StoreError::Backend { kind: BackendErrorKind::Permission | BackendErrorKind::ReadOnly | BackendErrorKind::CannotOpen, .. }
+            StoreError::Backend {
+                kind: BackendErrorKind::Permission | BackendErrorKind::ReadOnly | BackendErrorKind::CannotOpen,
+                ..
+            }
         )
     }
 
@@ -188,7 +194,7 @@ pub struct NewStudy {
 
 /// A worker's request for work.
 pub struct ClaimRequest<'a> {
-    /// The claiming worker; `heartbeat_at` is the claim time.
+    /// The claiming worker (its `heartbeat_at` is ignored: the claim's time is the database's).
     pub lease: &'a Lease,
     /// The study's claim policy, consulted inside the claim's transaction.
     pub policy: &'a dyn ClaimPolicy,
@@ -333,8 +339,13 @@ pub trait Storage: Send + Sync {
     /// Atomically decide and claim the next work (see the contract): the policy's decision over
     /// the study as stored, applied in the same transaction.
     fn claim_trial(&self, study: StudyId, request: &ClaimRequest<'_>) -> Result<Claim>;
-    /// Renew the lease of a running attempt.
-    fn heartbeat(&self, trial: TrialId, attempt: u32, at: f64) -> Result<()>;
+    /// Renew the lease of a running attempt, at the database's time (every write of the attempt
+    /// renews it too).
+    fn heartbeat(&self, trial: TrialId, attempt: u32) -> Result<()>;
+    /// The database's clock, in Unix seconds: what leases are timed by (a heartbeat's time is
+    /// the database's, never a worker's, so workers with skewed clocks agree on which lease
+    /// expired).
+    fn now(&self) -> Result<f64>;
     /// Store evaluations of a running attempt (replacing earlier values at the same step and name).
     fn append_metrics(&self, trial: TrialId, attempt: u32, points: &[MetricPoint]) -> Result<()>;
     /// Store protocol warnings of a running attempt.

@@ -215,6 +215,12 @@ ALTER TABLE metrics_v5 RENAME TO metrics;
 -- keeps the parameters it ran with; NULL means the trial's own.
 ALTER TABLE rungs ADD COLUMN params_json TEXT;
 "#,
+    r#"
+-- Trial numbers are allocated by one update of the study's row, as sample indices are (not
+-- MAX(number) + 1, which two writers on a server database could both read).
+ALTER TABLE studies ADD COLUMN next_trial_number INTEGER NOT NULL DEFAULT 0;
+UPDATE studies SET next_trial_number = COALESCE((SELECT MAX(number) + 1 FROM trials WHERE study_id = studies.id), 0);
+"#,
 ];
 
 const MEMORY_PATH: &str = ":memory:";
@@ -646,17 +652,34 @@ fn load_trial(tx: &Transaction<'_>, trial: TrialId) -> Result<TrialRecord, Fail>
     found.ok_or(Fail::Store(StoreError::NoTrial(trial)))
 }
 
-/// The write guard: `attempt` is the current attempt of a running trial. Returns its rung.
+/// The write guard, as a write: renew the lease of `trial` if `attempt` is the current attempt
+/// of a running trial (one conditioned update of its row, which a concurrent writer's must wait
+/// for), and return its rung; otherwise say why not.
 fn ensure_writable(tx: &Transaction<'_>, trial: TrialId, attempt: u32) -> Result<u32, Fail> {
+    let rung: Option<u32> = tx
+        .prepare_cached(&format!(
+            "UPDATE trials SET heartbeat_at = {DB_NOW} WHERE id = ?1 AND state = 'running' AND attempt = ?2 RETURNING rung"
+        ))?
+        .query_row(params![trial, attempt], |r| r.get(0))
+        .optional()?;
+    if let Some(rung) = rung {
+        return Ok(rung);
+    }
     let current = tx
-        .prepare_cached("SELECT state, attempt, rung FROM trials WHERE id = ?1")?
-        .query_row([trial], |r| Ok((r.get::<_, State>(0)?.0, r.get::<_, u32>(1)?, r.get::<_, u32>(2)?)))
+        .prepare_cached("SELECT state, attempt FROM trials WHERE id = ?1")?
+        .query_row([trial], |r| Ok((r.get::<_, State>(0)?.0, r.get::<_, u32>(1)?)))
         .optional()?;
     match current {
         None => Err(StoreError::NoTrial(trial).into()),
-        Some((TrialState::Running, current, rung)) if current == attempt => Ok(rung),
-        Some((state, current, _)) => Err(StoreError::NotWritable { trial, attempt, state, current }.into()),
+        Some((state, current)) => Err(StoreError::NotWritable { trial, attempt, state, current }.into()),
     }
+}
+
+/// The database's clock in Unix seconds, as SQL (works on every SQLite version).
+const DB_NOW: &str = "((julianday('now') - 2440587.5) * 86400.0)";
+
+fn db_now(tx: &Transaction<'_>) -> rusqlite::Result<f64> {
+    tx.prepare_cached(&format!("SELECT {DB_NOW}"))?.query_row([], |r| r.get(0))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -664,7 +687,8 @@ fn ensure_writable(tx: &Transaction<'_>, trial: TrialId, attempt: u32) -> Result
 
 fn claim(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>) -> Result<Claim, Fail> {
     let view = claim_view(tx, study, request.policy.needs_history())?;
-    let lease = request.lease;
+    // The claim's time is the database's: leases are timed by one clock.
+    let lease = &Lease { heartbeat_at: db_now(tx)?, ..request.lease.clone() };
     let trial = match request.policy.decide(&view) {
         ClaimDecision::Wait => return Ok(Claim::Wait),
         ClaimDecision::Done => return Ok(Claim::Done),
@@ -672,8 +696,8 @@ fn claim(tx: &Transaction<'_>, study: StudyId, request: &ClaimRequest<'_>) -> Re
             restart(tx, trial, lease)?;
             trial
         }
-        ClaimDecision::Launch { budget } => create_trial(tx, study, request, budget, 0, None)?,
-        ClaimDecision::LaunchAt { rung, budget, params } => create_trial(tx, study, request, budget, rung, Some(params))?,
+        ClaimDecision::Launch { budget } => create_trial(tx, study, request, lease, budget, 0, None)?,
+        ClaimDecision::LaunchAt { rung, budget, params } => create_trial(tx, study, request, lease, budget, rung, Some(params))?,
         ClaimDecision::Promote { trial, rung, budget, resume_step, params } => {
             promote(tx, trial, rung, budget, resume_step, lease)?;
             if let Some(p) = params {
@@ -846,6 +870,7 @@ fn create_trial(
     tx: &Transaction<'_>,
     study: StudyId,
     request: &ClaimRequest<'_>,
+    lease: &Lease,
     budget: u64,
     rung: u32,
     given: Option<Params>,
@@ -862,9 +887,8 @@ fn create_trial(
         Some(p) => p,
         None => (request.sample)(index).map_err(StoreError::Sample)?,
     };
-    let lease = request.lease;
     let row = TrialRow {
-        number: next_number(tx, study)?,
+        number: next_numbers(tx, study, 1)?,
         sample_index: Some(index),
         params: &params,
         max_train_steps: budget,
@@ -886,10 +910,13 @@ fn create_trial(
     Ok(id)
 }
 
-/// The study's next trial number: numbers are 0, 1, 2, ... without gaps, so it is the count;
-/// MAX uses the (study_id, number) index where COUNT(*) would scan every trial of the study.
-fn next_number(tx: &Transaction<'_>, study: StudyId) -> rusqlite::Result<u64> {
-    tx.prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")?.query_row([study], |r| r.get(0))
+/// Allocate `count` consecutive trial numbers of `study` in one update of its row; returns the
+/// first.
+fn next_numbers(tx: &Transaction<'_>, study: StudyId, count: u64) -> rusqlite::Result<u64> {
+    tx.prepare_cached(
+        "UPDATE studies SET next_trial_number = next_trial_number + ?2 WHERE id = ?1 RETURNING next_trial_number - ?2",
+    )?
+    .query_row(params![study, count], |r| r.get(0))
 }
 
 /// A trial as first written, claimed (running, with a lease) or imported (finished).
@@ -1098,7 +1125,7 @@ fn requeue_chosen(tx: &Transaction<'_>, study: StudyId, requeue: &Requeue<'_>) -
 /// nothing.
 fn import(tx: &Transaction<'_>, study: StudyId, trials: &[ImportedTrial]) -> Result<Vec<TrialRecord>, Fail> {
     ensure_study(tx, study)?;
-    let first = next_number(tx, study)?;
+    let first = next_numbers(tx, study, trials.len() as u64)?;
     let mut ids = Vec::with_capacity(trials.len());
     for (number, t) in (first..).zip(trials) {
         if !t.state.is_finished() {
@@ -1183,12 +1210,15 @@ impl Storage for SqliteStorage {
         self.write(|tx| claim(tx, study, request))
     }
 
-    fn heartbeat(&self, trial: TrialId, attempt: u32, at: f64) -> Result<()> {
+    fn heartbeat(&self, trial: TrialId, attempt: u32) -> Result<()> {
         self.write(|tx| {
             ensure_writable(tx, trial, attempt)?;
-            tx.prepare_cached("UPDATE trials SET heartbeat_at = ?2 WHERE id = ?1")?.execute(params![trial, at])?;
             Ok(())
         })
+    }
+
+    fn now(&self) -> Result<f64> {
+        self.read(|tx| Ok(db_now(tx)?))
     }
 
     fn append_metrics(&self, trial: TrialId, attempt: u32, points: &[MetricPoint]) -> Result<()> {

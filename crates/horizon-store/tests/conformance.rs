@@ -141,7 +141,7 @@ fn assert_not_writable<T: std::fmt::Debug>(
 
 /// Every write a running attempt may make, each expected to be refused.
 fn assert_all_writes_refused(s: &dyn Storage, trial: TrialId, attempt: u32, state: TrialState, current: u32) {
-    assert_not_writable(s.heartbeat(trial, attempt, 1.0), trial, attempt, state, current);
+    assert_not_writable(s.heartbeat(trial, attempt), trial, attempt, state, current);
     assert_not_writable(s.append_metrics(trial, attempt, &[point(1, "m", 1.0)]), trial, attempt, state, current);
     assert_not_writable(s.append_warnings(trial, attempt, &["w".into()]), trial, attempt, state, current);
     assert_not_writable(s.record_checkpoint(trial, attempt, 1, "/ckpt"), trial, attempt, state, current);
@@ -209,7 +209,7 @@ mod suite {
 
         let t = 987_654;
         assert!(matches!(s.trial(t), Err(StoreError::NoTrial(id)) if id == t));
-        assert!(matches!(s.heartbeat(t, 1, 1.0), Err(StoreError::NoTrial(_))));
+        assert!(matches!(s.heartbeat(t, 1), Err(StoreError::NoTrial(_))));
         assert!(matches!(s.append_metrics(t, 1, &[point(1, "m", 1.0)]), Err(StoreError::NoTrial(_))));
         assert!(matches!(s.append_warnings(t, 1, &["x".into()]), Err(StoreError::NoTrial(_))));
         assert!(matches!(s.record_checkpoint(t, 1, 1, "/c"), Err(StoreError::NoTrial(_))));
@@ -232,8 +232,10 @@ mod suite {
             assert_eq!(t.params, params_for(n), "the parameters come from the sample index");
             assert_eq!((t.state, t.attempt, t.failures), (TrialState::Running, 1, 0));
             assert_eq!(t.max_train_steps, 1000);
-            assert_eq!(t.lease.as_ref(), Some(&l));
-            assert_eq!(t.started_at, Some(123.5));
+            let held = t.lease.clone().unwrap();
+            assert_eq!(Lease { heartbeat_at: l.heartbeat_at, ..held.clone() }, l, "the claiming worker's lease");
+            assert_ne!(held.heartbeat_at, 123.5, "timed by the database's clock, not the worker's");
+            assert_eq!(t.started_at, Some(held.heartbeat_at));
             assert_eq!((t.best_step, t.final_step, t.finished_at, t.message.as_deref()), (None, None, None, None));
             assert_eq!(s.trial(t.id).unwrap(), t, "the claim returns the stored record");
             assert!(ids.insert(t.id), "trial ids are unique");
@@ -286,12 +288,17 @@ mod suite {
         assert_eq!((waiting.state, waiting.lease.as_ref(), waiting.best_step), (TrialState::Waiting, None, Some(20)));
 
         let l2 = lease("w2", 400.0);
+        let before = s.now().unwrap();
         let again = claim_as(s, &st, &l2, 10).unwrap();
+        let after = s.now().unwrap();
         assert_eq!(again.id, t1.id, "the waiting trial with the lowest number comes first");
         assert_eq!((again.number, again.sample_index, again.params.clone()), (1, Some(1), params_for(1)));
         assert_eq!((again.state, again.attempt), (TrialState::Running, 2));
-        assert_eq!(again.lease.as_ref(), Some(&l2));
-        assert_eq!(again.started_at, Some(400.0));
+        // The lease is the claiming worker's, timed by the database's clock (not the 400 it sent).
+        let held = again.lease.clone().unwrap();
+        assert_eq!((held.worker.as_str(), held.host.as_str(), held.pid), (l2.worker.as_str(), l2.host.as_str(), l2.pid));
+        assert!(before <= held.heartbeat_at && held.heartbeat_at <= after, "{before} <= {} <= {after}", held.heartbeat_at);
+        assert_eq!(again.started_at, Some(held.heartbeat_at));
         assert!(s.metrics(t1.id).unwrap().is_empty(), "a fresh attempt starts without the old metrics");
         assert_eq!(s.metrics(t0.id).unwrap().len(), 1, "other trials keep theirs");
 
@@ -387,8 +394,11 @@ mod suite {
         assert!(!s.requeue_abandoned(t.id, 1, "w1", "stale", 1.0).unwrap(), "a stale attempt cannot requeue");
 
         // The current attempt can still do everything.
-        s.heartbeat(t.id, 2, 250.0).unwrap();
-        assert_eq!(s.trial(t.id).unwrap().lease.unwrap().heartbeat_at, 250.0);
+        let before = s.now().unwrap();
+        s.heartbeat(t.id, 2).unwrap();
+        let after = s.now().unwrap();
+        let at = s.trial(t.id).unwrap().lease.unwrap().heartbeat_at;
+        assert!(before <= at && at <= after, "the heartbeat is the database's time: {before} <= {at} <= {after}");
         s.append_metrics(t.id, 2, &[point(1, "m", 1.0)]).unwrap();
         s.append_warnings(t.id, 2, &["odd line".into()]).unwrap();
         s.record_checkpoint(t.id, 2, 1, "/c/1").unwrap();
@@ -514,7 +524,8 @@ mod suite {
         assert_eq!(open.len(), 1);
         let a = &open[0];
         assert_eq!((a.trial, a.attempt, a.worker.as_str(), a.host.as_str(), a.pid), (t.id, 1, "w1", "host-of-w1", 4242));
-        assert_eq!((a.started_at, a.finished_at, a.outcome, a.message.as_deref(), a.exit_code), (100.0, None, None, None, None));
+        assert_eq!(Some(a.started_at), t.started_at, "the attempt starts at the claim's (database) time");
+        assert_eq!((a.finished_at, a.outcome, a.message.as_deref(), a.exit_code), (None, None, None, None));
 
         let failed = Finish {
             state: TrialState::Waiting,
@@ -531,19 +542,23 @@ mod suite {
         assert_eq!((after.state, after.failures, after.finished_at), (TrialState::Waiting, 1, None));
 
         let l2 = Lease { worker: "w2".into(), host: "other".into(), pid: 7, heartbeat_at: 200.0 };
+        let before = s.now().unwrap();
         claim_as(s, &st, &l2, 10).unwrap();
+        let after = s.now().unwrap();
         s.finish_attempt(t.id, 2, &Finish { exit_code: Some(0), at: 260.0, ..finish(TrialState::Complete) }).unwrap();
 
         let history = s.attempts(t.id).unwrap();
         assert_eq!(history.len(), 2);
         let (first, second) = (&history[0], &history[1]);
-        assert_eq!((first.attempt, first.worker.as_str(), first.started_at, first.finished_at), (1, "w1", 100.0, Some(150.0)));
+        assert_eq!((first.attempt, first.worker.as_str(), first.finished_at), (1, "w1", Some(150.0)));
+        assert!(first.started_at <= before, "claimed before the second attempt");
         assert_eq!(
             (first.outcome, first.message.as_deref(), first.exit_code),
             (Some(TrialState::Waiting), Some("exit status 1"), Some(1))
         );
         assert_eq!((second.attempt, second.worker.as_str(), second.host.as_str(), second.pid), (2, "w2", "other", 7));
-        assert_eq!((second.started_at, second.finished_at, second.outcome), (200.0, Some(260.0), Some(TrialState::Complete)));
+        assert!(before <= second.started_at && second.started_at <= after, "the claim's time is the database's");
+        assert_eq!((second.finished_at, second.outcome), (Some(260.0), Some(TrialState::Complete)));
         assert_eq!(second.exit_code, Some(0));
         let done = s.trial(t.id).unwrap();
         assert_eq!((done.attempt, done.failures, done.finished_at), (2, 1, Some(260.0)));
@@ -1016,6 +1031,137 @@ fn concurrent_claims(open: &(dyn Fn() -> Arc<dyn Storage> + Sync), workers: usiz
     }
 }
 
+/// Races on separate connections, each many times over: a requeue of an abandoned attempt
+/// against that attempt's finish; two workers promoting the same trial; a worker still writing
+/// while another requeues its expired lease and claims the trial.
+fn races(open: &(dyn Fn() -> Arc<dyn Storage> + Sync), rounds: usize) {
+    let s = open();
+    let st = study(&*s, "races");
+    for round in 0..rounds {
+        // Requeue against finish: exactly one of them takes effect.
+        let t = claim_as(&*s, &st, &lease("w1", 1.0), u64::MAX).unwrap();
+        let start = Barrier::new(2);
+        let (requeued, finished) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| {
+                let s = open();
+                start.wait();
+                s.requeue_abandoned(t.id, t.attempt, "w1", "gone", 2.0).unwrap()
+            });
+            let b = scope.spawn(|| {
+                let s = open();
+                start.wait();
+                s.finish_attempt(t.id, t.attempt, &finish(TrialState::Complete))
+            });
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let after = s.trial(t.id).unwrap();
+        match (requeued, &finished) {
+            (true, Err(StoreError::NotWritable { .. })) => assert_eq!(after.state, TrialState::Waiting, "round {round}"),
+            (false, Ok(())) => assert_eq!(after.state, TrialState::Complete, "round {round}"),
+            other => panic!("round {round}: requeue and finish both took effect, or neither: {other:?}"),
+        }
+        if after.state == TrialState::Waiting {
+            // Take it back and finish it, so the next round starts clean.
+            let again = claim_as(&*s, &st, &lease("w1", 3.0), u64::MAX).unwrap();
+            assert_eq!(again.id, t.id);
+            s.finish_attempt(again.id, again.attempt, &finish(TrialState::Complete)).unwrap();
+        }
+    }
+
+    // Two workers promote the same trial: one promotion, one rung-1 record.
+    for round in 0..rounds {
+        let name = format!("promote-{round}");
+        let st = study(&*s, &name);
+        // Three runs at rung 0: ASHA promotes the best third, one trial.
+        let policy = ladder_policy(3, &[10, 30], None);
+        let mut best = None;
+        for (n, value) in [0.5, 0.3, 0.7].into_iter().enumerate() {
+            let t = claim_with(&*s, &st, &policy, &lease("w0", 1.0)).unwrap().trial;
+            assert_eq!(t.number, n as u64);
+            s.append_metrics(t.id, t.attempt, &[point(10, "m", value)]).unwrap();
+            let done = Finish { selection: Some(selection((10, value), (10, value))), ..finish(TrialState::Complete) };
+            s.finish_attempt(t.id, t.attempt, &done).unwrap();
+            if n == 1 {
+                best = Some(t);
+            }
+        }
+        let t = best.unwrap();
+        let start = Barrier::new(2);
+        let got: Vec<Option<ClaimedTrial>> = std::thread::scope(|scope| {
+            let hs: Vec<_> = (0..2)
+                .map(|w| {
+                    let (start, policy, st) = (&start, &policy, &st);
+                    scope.spawn(move || {
+                        let s = open();
+                        start.wait();
+                        claim_with(&*s, st, policy, &lease(&format!("w{}", w + 1), 2.0))
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let promoted: Vec<&ClaimedTrial> = got.iter().flatten().collect();
+        assert_eq!(promoted.len(), 1, "round {round}: exactly one worker got the promotion: {got:?}");
+        assert_eq!((promoted[0].trial.id, promoted[0].rung.rung), (t.id, 1));
+        let at_1: Vec<u64> = s.rungs(st.id).unwrap().iter().filter(|r| r.rung == 1).map(|r| r.number).collect();
+        assert_eq!(at_1, [1], "round {round}: one promotion, of the best");
+    }
+
+    // A worker keeps writing while another requeues its lease and claims the trial: once the
+    // claim has happened, every write of the old attempt is refused, and the new attempt's
+    // metrics are the only ones at the rung.
+    for round in 0..rounds {
+        let t = claim_as(&*s, &st, &lease("slow", 1.0), u64::MAX).unwrap();
+        let start = Barrier::new(2);
+        let claimed = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                let s = open();
+                start.wait();
+                // Write until refused (the requeue comes, the taker asserts it), checking that no
+                // write lands once the new claim is known to have happened.
+                let mut step = 0u64;
+                loop {
+                    step += 1;
+                    let seen_claim = claimed.load(std::sync::atomic::Ordering::SeqCst);
+                    match s.append_metrics(t.id, t.attempt, &[point(step, "old", 1.0)]) {
+                        Ok(()) => assert!(!seen_claim, "round {round}: the old attempt wrote after the new claim"),
+                        Err(StoreError::NotWritable { .. }) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                // Refused once, refused for good: after the new claim, every write of the old attempt.
+                while !claimed.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+                for kind in 0..3 {
+                    let refused = match kind {
+                        0 => s.append_metrics(t.id, t.attempt, &[point(step + 1, "old", 1.0)]).err(),
+                        1 => s.heartbeat(t.id, t.attempt).err(),
+                        _ => s.finish_attempt(t.id, t.attempt, &finish(TrialState::Complete)).err(),
+                    };
+                    assert!(matches!(refused, Some(StoreError::NotWritable { .. })), "round {round}: {refused:?}");
+                }
+                true
+            });
+            let taker = scope.spawn(|| {
+                let s = open();
+                start.wait();
+                assert!(s.requeue_abandoned(t.id, t.attempt, "slow", "lease expired", 2.0).unwrap());
+                let again = claim_as(&*s, &st, &lease("fast", 3.0), u64::MAX).unwrap();
+                claimed.store(true, std::sync::atomic::Ordering::SeqCst);
+                assert_eq!((again.id, again.attempt), (t.id, t.attempt + 1));
+                s.append_metrics(again.id, again.attempt, &[point(1, "new", 2.0)]).unwrap();
+                s.finish_attempt(again.id, again.attempt, &finish(TrialState::Complete)).unwrap();
+            });
+            taker.join().unwrap();
+            assert!(writer.join().unwrap(), "round {round}: the old attempt was refused in the end");
+        });
+        let names: BTreeSet<String> = s.metrics(t.id).unwrap().into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["new".to_string()].into(), "round {round}: the new attempt started fresh");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Instantiation for SQLite
 
@@ -1076,6 +1222,14 @@ fn temp_file_store() -> (tempfile::TempDir, SqliteStorage) {
 }
 
 #[test]
+fn sqlite_separate_connections_race_without_losing_or_doubling_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("horizon.db");
+    let open = || Arc::new(SqliteStorage::open(&path).unwrap()) as Arc<dyn Storage>;
+    races(&open, 20);
+}
+
+#[test]
 fn sqlite_separate_connections_claim_concurrently() {
     let dir = tempfile::tempdir().unwrap();
     // A fresh file: the workers also race to create the schema and the study.
@@ -1104,6 +1258,7 @@ fn sqlite_open_creates_the_directory_and_keeps_data() {
     let t = claim(&store, &st, 5).unwrap();
     store.append_metrics(t.id, 1, &[point(1, "loss", f64::NAN)]).unwrap();
     let st = store.study("s").unwrap().unwrap();
+    let t = store.trial(t.id).unwrap();
     assert_eq!(st.next_sample_index, 1);
     drop(store);
 
