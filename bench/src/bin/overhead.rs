@@ -196,7 +196,7 @@ fn run(args: &Args, dir: &Path) -> Result<serde_json::Value> {
     let spec = StudySpec::parse(&text, &spec_path.display().to_string())?;
     let study = ResolvedStudy::new(spec, &spec_path)?;
     let db = study.db_path();
-    let storage = Arc::new(study.open_storage()?);
+    let storage = study.open_storage()?;
     let storage_dyn: Arc<dyn Storage> = storage.clone();
 
     // Drain the event stream as a reporter would, counting finished trials; the thread ends

@@ -19,7 +19,7 @@
 //! use std::sync::{Arc, mpsc};
 //! use horizon_runner::{resolve::ResolvedStudy, worker::{Worker, WorkerOptions}};
 //! let study = ResolvedStudy::load("examples/logreg.toml".as_ref()).unwrap();
-//! let storage = Arc::new(study.open_storage().unwrap());
+//! let storage = study.open_storage().unwrap();
 //! let (events, rx) = mpsc::channel();
 //! // Every reporter reads the one event stream; here, a thread that logs finished trials.
 //! std::thread::spawn(move || for event in rx {

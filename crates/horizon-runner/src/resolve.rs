@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use horizon_core::spec::{Piece, SpecError, StudySpec};
-use horizon_store::{NewStudy, SqliteStorage, Storage, StudyRecord};
+use horizon_store::{Access, NewStudy, Storage, StorageUrl, StudyRecord};
 
 use crate::{RunError, io_err};
 
@@ -97,9 +97,9 @@ impl ResolvedStudy {
     }
 
     /// Open (creating if needed) the study's SQLite database.
-    pub fn open_storage(&self) -> Result<SqliteStorage, RunError> {
+    pub fn open_storage(&self) -> Result<std::sync::Arc<dyn Storage>, RunError> {
         std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
-        Ok(SqliteStorage::open(&self.db_path())?)
+        Ok(horizon_store::open(&StorageUrl::sqlite(&self.db_path()), Access::ReadWrite)?)
     }
 
     /// Create the study in storage, or check that the stored one was started from a compatible

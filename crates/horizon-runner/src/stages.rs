@@ -191,9 +191,10 @@ impl LrSweepPlan {
             if !study.db_path().is_file() {
                 return Ok(None);
             }
-            let storage = horizon_store::SqliteStorage::open_read_only(&study.db_path())?;
+            let url = horizon_store::StorageUrl::sqlite(&study.db_path());
+            let storage = horizon_store::open(&url, horizon_store::Access::ReadOnly)?;
             let Some(record) = storage.study(&study.spec.name)? else { return Ok(None) };
-            match stage_trials(&storage, record.id, &self.sweep, &study.spec.objective.metric, &study) {
+            match stage_trials(storage.as_ref(), record.id, &self.sweep, &study.spec.objective.metric, &study) {
                 Ok(trials) => self.observed.grids.push(trials),
                 Err(RunError::Stage(_)) => return Ok(None),
                 Err(e) => return Err(e),
@@ -219,7 +220,7 @@ impl StagePlan for LrSweepPlan {
             let Some(record) = storage.study(&study.spec.name)? else {
                 return Err(RunError::Stage(format!("the sweep stage in {} has no study", study.dir.display())));
             };
-            let trials = stage_trials(&storage, record.id, &self.sweep, &study.spec.objective.metric, &study)?;
+            let trials = stage_trials(storage.as_ref(), record.id, &self.sweep, &study.spec.objective.metric, &study)?;
             self.observed.grids.push(trials);
         }
         let stage = match lr_sweep::next_stage(&self.sweep, &self.observed) {

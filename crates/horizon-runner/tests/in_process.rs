@@ -8,7 +8,6 @@ use horizon_core::trial::TrialState;
 use horizon_runner::attempt::{InProcessTrial, Program};
 use horizon_runner::resolve::ResolvedStudy;
 use horizon_runner::worker::{Event, Worker, WorkerOptions};
-use horizon_store::Storage;
 
 /// A study of `trials` closure trials of 50 steps, with extra `[trainer]` lines.
 fn study_with(dir: &std::path::Path, trials: u64, trainer: &str) -> ResolvedStudy {
@@ -59,7 +58,7 @@ fn train(t: &mut InProcessTrial<'_>) -> Result<(), String> {
 fn closures_run_as_trials_with_the_same_recording_rules() {
     let tmp = tempfile::tempdir().unwrap();
     let study = study(tmp.path(), 40);
-    let storage = Arc::new(study.open_storage().unwrap());
+    let storage = study.open_storage().unwrap();
     let (tx, rx) = channel();
     let worker = Worker::new(study, storage.clone(), WorkerOptions { jobs: 3, ..Default::default() }, tx)
         .unwrap()
@@ -119,7 +118,7 @@ values = [0, 2, 3, 4, 20]
     let path = tmp.path().join("study.toml");
     std::fs::write(&path, text).unwrap();
     let study = ResolvedStudy::new(StudySpec::parse(text, "study.toml").unwrap(), &path).unwrap();
-    let storage = Arc::new(study.open_storage().unwrap());
+    let storage = study.open_storage().unwrap();
     let (tx, _rx) = channel();
     // Train error falls by `speed` percent per step; speed 0 never fits, speed 20 fits at the
     // first evaluation, before any objective value exists: it must not be stopped until its
@@ -170,7 +169,7 @@ fn run_one(
     study: ResolvedStudy,
     f: impl Fn(&mut InProcessTrial<'_>) -> Result<(), String> + Send + Sync + 'static,
 ) -> horizon_core::TrialRecord {
-    let storage = Arc::new(study.open_storage().unwrap());
+    let storage = study.open_storage().unwrap();
     let (tx, _rx) = channel();
     let worker =
         Worker::new(study, storage.clone(), WorkerOptions::default(), tx).unwrap().with_program(Program::InProcess(Arc::new(f)));

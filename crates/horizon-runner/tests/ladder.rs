@@ -143,7 +143,7 @@ fn a_ladder_promotes_the_best_and_resumes_them_exactly_where_the_schedules_part(
     let tmp = tempfile::tempdir().unwrap();
     let study = resolved(tmp.path(), &study_text("ladder", 9, "min_steps = 10\neta = 3"));
     assert_eq!(study.spec.ladder.as_ref().unwrap().ladder.rungs, [10, 30, 90]);
-    let storage: Arc<dyn Storage> = Arc::new(study.open_storage().unwrap());
+    let storage: Arc<dyn Storage> = study.open_storage().unwrap();
     let id = run(study, storage.clone(), 2);
 
     let rungs = storage.rungs(id).unwrap();
@@ -187,7 +187,7 @@ fn a_ladder_promotes_the_best_and_resumes_them_exactly_where_the_schedules_part(
         let fixed = format!("[params.x]\ntype = \"fixed\"\nvalue = {x:?}\n[params.lr]\ntype = \"fixed\"\nvalue = {lr:?}");
         let text = study_toml("scratch", 1, r.budget, &fixed);
         let scratch = resolved(&dir, &text);
-        let s: Arc<dyn Storage> = Arc::new(scratch.open_storage().unwrap());
+        let s: Arc<dyn Storage> = scratch.open_storage().unwrap();
         let sid = run(scratch, s.clone(), 1);
         let t = &s.trials(sid).unwrap()[0];
         let fresh = s.metrics(t.id).unwrap();

@@ -71,7 +71,7 @@ fn check_stopped(storage: &dyn Storage, id: i64) {
 fn a_schedulers_decision_ends_closures_as_complete_with_its_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let study = study(tmp.path(), r#"["true"]"#);
-    let storage = Arc::new(study.open_storage().unwrap());
+    let storage = study.open_storage().unwrap();
     let train = |t: &mut InProcessTrial<'_>| -> Result<(), String> {
         let mut step = t.eval_every;
         while step <= t.max_train_steps && !t.should_stop() {
@@ -113,7 +113,7 @@ for step in range(every, int(os.environ["HORIZON_MAX_TRAIN_STEPS"]) + 1, every):
     )
     .unwrap();
     let study = study(tmp.path(), &format!("[\"python3\", {:?}]", script.display().to_string()));
-    let storage = Arc::new(study.open_storage().unwrap());
+    let storage = study.open_storage().unwrap();
     let seen = Arc::new(Mutex::new(0));
     let (tx, _rx) = channel();
     let worker = Worker::new(study, storage.clone(), WorkerOptions { jobs: 3, ..Default::default() }, tx)
@@ -129,7 +129,7 @@ for step in range(every, int(os.environ["HORIZON_MAX_TRAIN_STEPS"]) + 1, every):
 fn without_a_scheduler_nothing_is_stopped() {
     let tmp = tempfile::tempdir().unwrap();
     let study = study(tmp.path(), r#"["true"]"#);
-    let storage = Arc::new(study.open_storage().unwrap());
+    let storage = study.open_storage().unwrap();
     let train = |t: &mut InProcessTrial<'_>| -> Result<(), String> {
         let mut step = t.eval_every;
         while step <= t.max_train_steps && !t.should_stop() {

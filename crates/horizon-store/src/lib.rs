@@ -67,6 +67,7 @@
 //! ```
 
 mod sqlite;
+mod url;
 
 use horizon_core::claim::ClaimPolicy;
 use horizon_core::selection::Selection;
@@ -74,6 +75,7 @@ use horizon_core::trial::{Lease, RungRecord, TrialRecord, TrialState};
 use horizon_core::{MetricPoint, Params};
 
 pub use sqlite::SqliteStorage;
+pub use url::{Access, StorageUrl, open};
 
 pub type StudyId = i64;
 pub type TrialId = i64;

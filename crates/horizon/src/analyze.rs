@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use horizon_analysis::{AnalysisConfig, StudyData, TrialData, analyze as run_analysis, render_text};
 use horizon_core::space::SearchSpace;
 use horizon_core::spec::StudySpec;
-use horizon_store::Storage;
 
 use crate::cli::ShowArgs;
 use crate::target;
@@ -56,7 +55,7 @@ pub fn read(t: &target::Target) -> Result<Read> {
     let analysis = run_analysis(&data, &config);
     // A study in rounds: each round's end-of-round checks.
     let rounds = match t.spec.rounds_policy() {
-        Some(policy) => Some(crate::rounds::findings(&t.storage, &t.study, &policy, &t.objective, t.direction, &config)?),
+        Some(policy) => Some(crate::rounds::findings(t.storage.as_ref(), &t.study, &policy, &t.objective, t.direction, &config)?),
         None => None,
     };
     Ok(Read { data, analysis, ladder, rounds, note })

@@ -11,7 +11,7 @@ use horizon_core::trial::{TrialRecord, TrialState};
 use horizon_core::{Params, StudySpec};
 use horizon_runner::launch::{AttemptFiles, plan};
 use horizon_runner::resolve::{ResolvedStudy, find_on_path, identity_differences};
-use horizon_store::{SqliteStorage, Storage};
+use horizon_store::{Access, StorageUrl};
 use serde_json::json;
 
 use crate::table::{param, shell_quote};
@@ -174,7 +174,7 @@ fn database_state(study: &ResolvedStudy) -> Database {
         return Database::Missing;
     }
     let read = || -> Result<Database> {
-        let storage = SqliteStorage::open_read_only(&path)?;
+        let storage = horizon_store::open(&StorageUrl::sqlite(&path), Access::ReadOnly)?;
         let Some(stored) = storage.study(&study.spec.name)? else { return Ok(Database::NoStudy) };
         let identity: serde_json::Value = serde_json::from_str(&stored.identity_json)?;
         let new = study.spec.identity();

@@ -14,7 +14,7 @@ use horizon_core::spec::SpaceFile;
 use horizon_core::{Direction, Params, TrialState};
 use horizon_import::{EVENT_PREFIX, Run, csv_files, event_runs, parse_csv_dir, parse_jsonl, parse_tensorboard_dir};
 use horizon_runner::resolve::DATABASE_FILE;
-use horizon_store::{ImportedTrial, NewStudy, SqliteStorage, Storage, StoreError, StudyRecord};
+use horizon_store::{Access, ImportedTrial, NewStudy, Storage, StorageUrl, StoreError, StudyRecord};
 use serde_json::json;
 
 use crate::cli::{DirectionArg, ImportArgs, ImportFormat};
@@ -56,7 +56,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
 
     crate::run::check_study_dir(&args.into)?;
     let db = args.into.join(DATABASE_FILE);
-    let storage = SqliteStorage::open(&db)?;
+    let storage = horizon_store::open(&StorageUrl::sqlite(&db), Access::ReadWrite)?;
     let at = horizon_runner::now();
     let trials = |direction| -> Vec<ImportedTrial> { runs.iter().map(|run| run.for_study(objective, direction, at)).collect() };
     // A new study is created together with its trials (one transaction); if another process
@@ -69,7 +69,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
                 if stored.is_ok()
                     && let Some((path, file)) = &space
                 {
-                    store_space(&storage, &existing, file, path)?;
+                    store_space(storage.as_ref(), &existing, file, path)?;
                 }
                 stored
             }
@@ -137,7 +137,7 @@ fn with_space(spec_json: &str, file: &SpaceFile, path: &Path) -> Result<String> 
     Ok(spec.to_string())
 }
 
-fn store_space(storage: &SqliteStorage, study: &StudyRecord, file: &SpaceFile, path: &Path) -> Result<()> {
+fn store_space(storage: &dyn Storage, study: &StudyRecord, file: &SpaceFile, path: &Path) -> Result<()> {
     storage.open_or_create_study(&NewStudy {
         name: study.name.clone(),
         spec_json: with_space(&study.spec_json, file, path)?,
@@ -163,7 +163,7 @@ fn set_space(args: &ImportArgs, (path, file): (std::path::PathBuf, SpaceFile)) -
             path.display()
         );
     }
-    let storage = SqliteStorage::open(&db)?;
+    let storage = horizon_store::open(&StorageUrl::sqlite(&db), Access::ReadWrite)?;
     let studies = storage.studies()?;
     let study = match (&args.name, studies.as_slice()) {
         (Some(n), _) => {
@@ -190,7 +190,7 @@ fn set_space(args: &ImportArgs, (path, file): (std::path::PathBuf, SpaceFile)) -
         |id: i64| imports.iter().find(|i| i.trial == id).map_or_else(|| "an imported run".to_string(), |i| i.origin.clone());
     let origins: Vec<String> = trials.iter().map(|t| origin_of(t.id)).collect();
     check_runs_in_space(origins.iter().map(String::as_str).zip(trials.iter().map(|t| &t.params)), &file, &path)?;
-    store_space(&storage, &study, &file, &path)?;
+    store_space(storage.as_ref(), &study, &file, &path)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "study {:?}: space set to {} from {}", study.name, describe_space(&file), path.display())?;
     writeln!(out, "next: horizon analyze {}", shell_quote(&args.into.display().to_string()))?;

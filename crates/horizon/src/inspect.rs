@@ -10,7 +10,7 @@ use horizon_core::MetricPoint;
 use horizon_core::rng::trial_seed;
 use horizon_core::trial::TrialRecord;
 use horizon_runner::resolve::trial_dir;
-use horizon_store::{AttemptRecord, Storage};
+use horizon_store::AttemptRecord;
 use serde_json::json;
 
 use crate::cli::{ExportArgs, ExportFormat, TrialArgs};

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use horizon_core::TrialState;
 use horizon_report::{ReportInput, StudyCard};
 use horizon_runner::worker::{best_of, count_states};
-use horizon_store::Storage;
 
 use crate::cli::ReportArgs;
 use crate::target;

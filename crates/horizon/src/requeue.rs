@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use horizon_core::trial::TrialState;
-use horizon_store::{Requeue, Storage};
+use horizon_store::Requeue;
 
 use crate::cli::RequeueArgs;
 use crate::table::shell_quote;

@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use horizon_runner::resolve::ResolvedStudy;
 use horizon_runner::stages::{Driven, Stage, StageEnd, StudyPlan, drive};
 use horizon_runner::worker::{Control, ControlHandle, Worker, WorkerOptions, WorkerSummary, best_of};
-use horizon_store::{SqliteStorage, Storage, StudyId};
+use horizon_store::{Storage, StudyId};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::cli::RunArgs;
@@ -25,7 +25,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let study = ResolvedStudy::load(&args.study)?;
     check_study_dir(&study.dir)?;
-    let storage = Arc::new(study.open_storage()?);
+    let storage = study.open_storage()?;
     note_lowered_trials(&study, storage.as_ref(), &args.study)?;
     note_poor_transfer(&study.spec);
     let relay = SignalRelay::install()?;
@@ -189,7 +189,7 @@ fn note_lowered_trials(study: &ResolvedStudy, storage: &dyn Storage, path: &Path
 /// left to claim or the user stops it. Returns what the worker did and the study's id.
 pub fn run_stage(
     stage: Stage,
-    storage: Arc<SqliteStorage>,
+    storage: Arc<dyn Storage>,
     jobs: usize,
     reporting: Reporting,
     relay: &SignalRelay,

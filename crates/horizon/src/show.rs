@@ -104,7 +104,7 @@ pub fn status(args: ShowArgs) -> Result<()> {
 pub fn ladder_report(t: &target::Target) -> Result<Option<horizon_analysis::ladder::LadderReport>> {
     // A ladder's rungs, or a study's rounds (each round is a rung of the same records).
     let Some(budgets) = t.spec.stage_budgets() else { return Ok(None) };
-    Ok(Some(ladder_report_of(&t.storage, t.study.id, &budgets, t.direction)?))
+    Ok(Some(ladder_report_of(t.storage.as_ref(), t.study.id, &budgets, t.direction)?))
 }
 
 /// The report of a ladder, or of a study's rounds (the same records, one rung per round).

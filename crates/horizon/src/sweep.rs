@@ -9,7 +9,6 @@
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Result;
 use horizon_core::lr_sweep::{
@@ -64,7 +63,7 @@ pub fn sweep_lr(args: SweepArgs) -> Result<ExitCode> {
     let driven = drive(&mut plan, |stage| -> Result<StageEnd> {
         eprintln!("{}", stage.headline);
         crate::run::check_study_dir(&stage.study.dir)?;
-        let storage = Arc::new(stage.study.open_storage()?);
+        let storage = stage.study.open_storage()?;
         let (summary, _) =
             crate::run::run_stage(stage, storage, args.jobs, crate::progress::Reporting::Human { bar: show_bar }, &relay)
                 .map_err(|e| explain_incompatible(e, &root))?;

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use horizon_core::spec::{Direction, StudySpec};
 use horizon_runner::resolve::{DATABASE_FILE, study_dir};
-use horizon_store::{SqliteStorage, Storage, StoreError, StudyRecord};
+use horizon_store::{Access, Storage, StorageUrl, StoreError, StudyRecord};
 
 /// An opened study.
 pub struct Target {
-    pub storage: SqliteStorage,
+    pub storage: std::sync::Arc<dyn Storage>,
     pub study: StudyRecord,
     pub dir: PathBuf,
     pub objective: String,
@@ -54,21 +54,24 @@ impl Target {
 /// database whose schema is older than this horizon's is upgraded in place (read-write) when
 /// the user may write it, and refused with a fix otherwise.
 pub fn open(path: &Path, name: Option<&str>) -> Result<Target> {
-    open_with(path, name, |db| match SqliteStorage::open_read_only(db) {
-        Err(old @ StoreError::SchemaTooOld { .. }) => SqliteStorage::open(db).map_err(|_| old),
-        other => other,
+    open_with(path, name, |db| {
+        let url = StorageUrl::sqlite(db);
+        match horizon_store::open(&url, Access::ReadOnly) {
+            Err(old @ StoreError::SchemaTooOld { .. }) => horizon_store::open(&url, Access::ReadWrite).map_err(|_| old),
+            other => other,
+        }
     })
 }
 
 /// Open a study to change it (read-write; the schema is upgraded if needed).
 pub fn open_writable(path: &Path, name: Option<&str>) -> Result<Target> {
-    open_with(path, name, SqliteStorage::open)
+    open_with(path, name, |db| horizon_store::open(&StorageUrl::sqlite(db), Access::ReadWrite))
 }
 
 fn open_with(
     path: &Path,
     name: Option<&str>,
-    open_db: impl FnOnce(&Path) -> horizon_store::Result<SqliteStorage>,
+    open_db: impl FnOnce(&Path) -> horizon_store::Result<std::sync::Arc<dyn Storage>>,
 ) -> Result<Target> {
     let (dir, spec_name, spec_path) = if path.is_dir() {
         (path.to_path_buf(), None, None)

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use horizon_core::trial::RungRecord;
 use horizon_core::{Direction, TrialRecord, TrialState};
-use horizon_store::Storage;
 
 use crate::cli::WatchArgs;
 use crate::table::num;
