@@ -24,14 +24,38 @@ pub struct ResolvedStudy {
     pub working_dir: PathBuf,
     /// The `horizon` executable that runs built-in workloads (this process's own).
     pub horizon_exe: PathBuf,
+    /// The study file's text, stored with the study so that `horizon worker --study NAME` can
+    /// run it from the database alone (`None` for a spec built in code, e.g. a sweep's grid).
+    pub source: Option<String>,
+    /// Where the study's database is, when not `<dir>/horizon.db` (`--storage URL`).
+    pub storage: Option<StorageUrl>,
 }
 
 impl ResolvedStudy {
     /// Read, parse and resolve a study file.
     pub fn load(path: &Path) -> Result<ResolvedStudy, RunError> {
         let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-        let spec = StudySpec::parse(&text, &path.display().to_string())?;
-        ResolvedStudy::new(spec, path)
+        ResolvedStudy::from_source(&text, path)
+    }
+
+    /// Parse and resolve a study file's text, read from `path` (or stored with a study and
+    /// found there again), keeping the text to store with the study.
+    pub fn from_source(text: &str, path: &Path) -> Result<ResolvedStudy, RunError> {
+        let spec = StudySpec::parse(text, &path.display().to_string())?;
+        let mut study = ResolvedStudy::new(spec, path)?;
+        study.source = Some(text.to_string());
+        Ok(study)
+    }
+
+    /// The same study with its database at `url` instead of `<dir>/horizon.db`.
+    pub fn with_storage(mut self, url: StorageUrl) -> ResolvedStudy {
+        self.storage = Some(url);
+        self
+    }
+
+    /// Where the study's database is.
+    pub fn storage_url(&self) -> StorageUrl {
+        self.storage.clone().unwrap_or_else(|| StorageUrl::sqlite(&self.db_path()))
     }
 
     /// Resolve a parsed spec that came from `spec_path`. Relative paths in the spec are relative
@@ -84,7 +108,7 @@ impl ResolvedStudy {
             }
         }
         let horizon_exe = std::env::current_exe().map_err(io_err(Path::new("the horizon executable")))?;
-        Ok(ResolvedStudy { spec: Arc::new(spec), spec_path, dir, working_dir, horizon_exe })
+        Ok(ResolvedStudy { spec: Arc::new(spec), spec_path, dir, working_dir, horizon_exe, source: None, storage: None })
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -96,10 +120,10 @@ impl ResolvedStudy {
         trial_dir(&self.dir, number)
     }
 
-    /// Open (creating if needed) the study's SQLite database.
+    /// Open (creating if needed) the study's database: `<dir>/horizon.db`, or its storage URL.
     pub fn open_storage(&self) -> Result<std::sync::Arc<dyn Storage>, RunError> {
         std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
-        Ok(horizon_store::open(&StorageUrl::sqlite(&self.db_path()), Access::ReadWrite)?)
+        Ok(horizon_store::open(&self.storage_url(), Access::ReadWrite)?)
     }
 
     /// Create the study in storage, or check that the stored one was started from a compatible
@@ -119,14 +143,20 @@ impl ResolvedStudy {
                      fix: restore those fields, or give the study a new [study] name (or directory) to start a new study",
                     self.spec_path.display(),
                     spec.name,
-                    self.db_path().display(),
+                    self.storage_url().redacted(),
                     changes.join(", ")
                 )));
             }
         }
+        let mut stored = serde_json::to_value(spec.as_ref()).expect("a spec is always representable in JSON");
+        if let Some(text) = &self.source {
+            // What `horizon worker --study NAME` runs: the file as written, and where it was (its
+            // relative paths are relative to it, so workers see it on a shared file system).
+            stored["source"] = serde_json::json!({"path": self.spec_path, "text": text});
+        }
         Ok(storage.open_or_create_study(&NewStudy {
             name: spec.name.clone(),
-            spec_json: serde_json::to_string(spec.as_ref()).expect("a spec is always representable in JSON"),
+            spec_json: stored.to_string(),
             identity_json: identity.to_string(),
         })?)
     }

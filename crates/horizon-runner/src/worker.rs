@@ -300,7 +300,7 @@ impl Worker {
         };
         let _ = self.events.send(Event::Started {
             study: spec.name.clone(),
-            database: self.study.db_path(),
+            database: self.study.storage_url().redacted().into(),
             total,
             finished,
             jobs: self.slots(),

@@ -21,6 +21,10 @@ pub struct Args {
 pub enum Command {
     /// Run (or resume) a study: launch its trials and record everything in its database.
     Run(RunArgs),
+    /// Work on a study in a shared database until it is done: claim trials, run them, record
+    /// them; any number of workers, on any machines that see the database and the study's
+    /// files (docs/distributed.md).
+    Worker(WorkerArgs),
     /// Summarize a study: trials by state, the best trial, where the data lives.
     Status(ShowArgs),
     /// List every trial: parameters, retrospectively selected best step and value, final value.
@@ -88,6 +92,32 @@ pub struct RunArgs {
     pub dry_run: bool,
     /// Stream the run's events to stdout as JSON lines (docs/json.md) instead of the progress
     /// and the final table.
+    #[arg(long)]
+    pub json: bool,
+    /// The study's database, instead of horizon.db in its study directory: a path or a
+    /// sqlite:// URL (docs/distributed.md).
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    /// The database holding the study: a path or a sqlite:// URL (docs/distributed.md).
+    #[arg(long, value_name = "URL")]
+    pub storage: String,
+    /// The study to work on, by name, as stored (its study file is stored with it).
+    #[arg(long, value_name = "NAME", conflicts_with = "file")]
+    pub study: Option<String>,
+    /// Or a study file: the study is created in the database if it is not there yet.
+    #[arg(required_unless_present = "study")]
+    pub file: Option<PathBuf>,
+    /// Trials to run at once in this worker.
+    #[arg(short, long, default_value_t = 1)]
+    pub jobs: usize,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// The events as JSON lines on stdout (docs/json.md).
     #[arg(long)]
     pub json: bool,
 }

@@ -20,6 +20,7 @@ mod sweep;
 mod table;
 mod target;
 mod watch;
+mod worker;
 mod workload;
 
 use std::process::ExitCode;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         cli::Command::Analyze(a) => analyze::analyze(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Report(a) => report::report(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Watch(a) => watch::watch(a).map(|()| ExitCode::SUCCESS),
+        cli::Command::Worker(a) => worker::worker(a),
         cli::Command::Import(a) => import::import(a).map(|()| ExitCode::SUCCESS),
         cli::Command::SweepLr(a) => sweep::sweep_lr(a),
         cli::Command::Workload { command } => workload::workload(command),

@@ -23,10 +23,35 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         crate::check::check(&args.study, 5, false)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let study = ResolvedStudy::load(&args.study)?;
+    let mut study = ResolvedStudy::load(&args.study)?;
+    if let Some(url) = &args.storage {
+        study = study.with_storage(horizon_store::StorageUrl::parse(url)?);
+    }
+    let again = match &args.storage {
+        Some(url) => {
+            format!("horizon run {} --storage {}", args.study.display(), horizon_store::StorageUrl::parse(url)?.redacted())
+        }
+        None => format!("horizon run {}", args.study.display()),
+    };
+    let options = RunOptions { jobs: args.jobs, no_progress: args.no_progress, json: args.json, again };
+    run_resolved(study, &options)
+}
+
+/// How a study is run, whoever asked (`horizon run`, `horizon worker`).
+pub struct RunOptions {
+    pub jobs: usize,
+    pub no_progress: bool,
+    pub json: bool,
+    /// The command that resumes the study, for the message when it is stopped.
+    pub again: String,
+}
+
+/// Run a resolved study to its end (or until stopped), with progress, each round's checks and
+/// the final table; the exit code says which.
+pub fn run_resolved(study: ResolvedStudy, args: &RunOptions) -> Result<ExitCode> {
     check_study_dir(&study.dir)?;
     let storage = study.open_storage()?;
-    note_lowered_trials(&study, storage.as_ref(), &args.study)?;
+    note_lowered_trials(&study, storage.as_ref(), &study.spec_path)?;
     note_poor_transfer(&study.spec);
     let relay = SignalRelay::install()?;
     let show_bar = !args.no_progress && std::io::stderr().is_terminal();
@@ -125,9 +150,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if driven == Driven::Stopped && unfinished > 0 {
         writeln!(
             out,
-            "stopped with {} left; `horizon run {}` resumes the study",
+            "stopped with {} left; `{}` resumes the study",
             horizon_analysis::text::plural(unfinished as usize, "trial"),
-            args.study.display()
+            args.again
         )?;
         return Ok(ExitCode::from(crate::EXIT_STOPPED));
     }
