@@ -366,7 +366,11 @@ fn r2(x: f64) -> String {
 impl RankAgreement {
     /// The agreement in one line: `rung 0 -> 1: rho 0.8 over 9 trials (90% interval 0.4..0.95)`.
     pub fn line(&self) -> String {
-        let head = format!("rung {} -> {}:", self.from, self.to);
+        self.line_as(&format!("rung {} -> {}:", self.from, self.to))
+    }
+
+    /// [`RankAgreement::line`] under another heading (`ranking (round 1 -> 2):`).
+    pub fn line_as(&self, head: &str) -> String {
         match (self.rho, self.interval) {
             (Some(rho), Some(iv)) => format!(
                 "{head} rho {} over {} ({:.0}% interval {}..{})",

@@ -249,24 +249,7 @@ impl RoundFindings {
             if self.carried > 0 { format!(" ({} carried on)", self.carried) } else { String::new() }
         ));
         if let Some(a) = &self.ranking {
-            let head = format!("  ranking (round {} -> {r}):", r - 1);
-            line(match (a.rho, a.interval) {
-                (Some(rho), Some(iv)) => format!(
-                    "{head} rho {} over {} ({:.0}% interval {}..{})",
-                    num(rho),
-                    plural(a.n, "trial"),
-                    100.0 * iv.level,
-                    num(iv.low),
-                    num(iv.high)
-                ),
-                (Some(rho), None) => format!(
-                    "{head} rho {} over {} ({})",
-                    num(rho),
-                    plural(a.n, "trial"),
-                    a.reason.as_deref().unwrap_or("no interval")
-                ),
-                _ => format!("{head} not measured ({})", a.reason.as_deref().unwrap_or("no pairs")),
-            });
+            line(a.line_as(&format!("  ranking (round {} -> {r}):", r - 1)));
         }
         let w = &self.winner;
         match (w.number, w.value) {
