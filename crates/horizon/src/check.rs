@@ -26,9 +26,13 @@ pub fn check(path: &Path, points: u64, as_json: bool) -> Result<()> {
 
     // Trial 0's first attempt, as the runner would launch it (the trial directory is not created).
     let first = sampled.first().map(|(_, p)| p.clone()).unwrap_or_default();
-    // On a ladder, trial 0 starts at rung 0's budget, asked for the checkpoint a promotion
-    // would resume from.
-    let budget = spec.ladder.as_ref().map_or(spec.max_train_steps, |l| l.ladder.rungs[0]);
+    // On a ladder (or in rounds), trial 0 starts at rung 0's (round 1's) budget, asked for the
+    // checkpoint a promotion (a carry) would resume from.
+    let budget = match (&spec.ladder, spec.rounds.first()) {
+        (Some(l), _) => l.ladder.rungs[0],
+        (None, Some(r)) => r.max_train_steps,
+        (None, None) => spec.max_train_steps,
+    };
     let trial = TrialRecord::new(0, first, budget, TrialState::Running);
     let policy = horizon_core::claim::for_study(spec);
     let start = horizon_runner::attempt::AttemptStart { checkpoint_steps: policy.checkpoint_steps(&trial), ..Default::default() };
@@ -56,6 +60,7 @@ pub fn check(path: &Path, points: u64, as_json: bool) -> Result<()> {
             "seed": spec.seed,
             "sampler": spec.sampler,
             "ladder": spec.ladder,
+            "rounds": spec.rounds,
             "points": sampled.iter().map(|(i, p)| json!({"sample_index": i, "params": p})).collect::<Vec<_>>(),
             "trial": {
                 "number": 0,
@@ -70,9 +75,12 @@ pub fn check(path: &Path, points: u64, as_json: bool) -> Result<()> {
         return Ok(());
     }
     writeln!(out, "{}: a valid study file; nothing was run or written", study.spec_path.display())?;
-    let size = match &spec.ladder {
-        Some(_) => format!("{} configurations, the top rung {} steps", spec.trials, spec.max_train_steps),
-        None => format!("{} trials of {} steps", spec.trials, spec.max_train_steps),
+    let size = match (&spec.ladder, spec.rounds.is_empty()) {
+        (Some(_), _) => format!("{} configurations, the top rung {} steps", spec.trials, spec.max_train_steps),
+        (None, false) => {
+            format!("{} up to {} steps", horizon_analysis::text::plural(spec.rounds.len(), "round"), spec.max_train_steps)
+        }
+        (None, true) => format!("{} trials of {} steps", spec.trials, spec.max_train_steps),
     };
     writeln!(out, "  study        {} ({size}, evaluated every {}; seed {})", spec.name, spec.eval_every, spec.seed)?;
     if let Some(l) = &spec.ladder {
@@ -94,6 +102,26 @@ pub fn check(path: &Path, points: u64, as_json: bool) -> Result<()> {
             l.ladder.eta,
             horizon_core::claim::planned_runs(&l.ladder, spec.trials)
         )?;
+    }
+    for (r, round) in spec.rounds.iter().enumerate() {
+        let mut what = vec![format!("{} steps per trial", round.max_train_steps)];
+        if round.carry > 0 {
+            what.push(format!("the best {} of round {r} carried on (their schedule by the transfer rule)", round.carry));
+        }
+        if round.trials > 0 {
+            what.push(if r == 0 {
+                format!("{} sampled", round.trials)
+            } else {
+                format!("{} new from the narrowed space", round.trials)
+            });
+        }
+        let resume = match (r, start.checkpoint_steps.first()) {
+            (0, Some(step)) if spec.rounds.get(1).is_some_and(|n| n.carry > 0) => {
+                format!("; carried trials resume from the checkpoint at the end of the shared schedule (trial 0: step {step})")
+            }
+            _ => String::new(),
+        };
+        writeln!(out, "  round {}      {}{resume}", r + 1, what.join(", "))?;
     }
     let exists = if study.dir.is_dir() { "exists" } else { "does not exist yet; `horizon run` creates it" };
     writeln!(out, "  study dir    {} ({exists})", study.dir.display())?;

@@ -134,9 +134,20 @@ pub fn run_resolved(study: ResolvedStudy, args: &RunOptions) -> Result<ExitCode>
         write!(out, "{}", crate::show::render_stages(&report, spec.ladder.is_none()))?;
     }
     if let Some((t, s)) = best_of(&trials, spec.objective.direction) {
+        // A best below the last rung (round) is not a result at the study's budget: say so.
+        let short = match &stages {
+            Some(budgets) if (t.rung as usize) + 1 < budgets.len() => {
+                let (unit, k) = if spec.ladder.is_some() { ("rung", t.rung) } else { ("round", t.rung + 1) };
+                format!(
+                    "; no trial finished a later {unit}: this is the best at {unit} {k}, not at {} steps",
+                    spec.max_train_steps
+                )
+            }
+            _ => String::new(),
+        };
         writeln!(
             out,
-            "\nbest: trial {} with {} {} at step {} of {} ({}% of the budget)",
+            "\nbest: trial {} with {} {} at step {} of {} ({}% of the budget){short}",
             t.number,
             spec.objective.metric,
             num(s.best_value),
@@ -162,7 +173,12 @@ pub fn run_resolved(study: ResolvedStudy, args: &RunOptions) -> Result<ExitCode>
 /// Rounds carry schedules to longer budgets by the method's rules; for the families it expects
 /// to transfer poorly (a constant rate, an inverse square root) say so once, before running.
 fn note_poor_transfer(spec: &horizon_core::StudySpec) {
-    let (Some(first), Some(_)) = (spec.rounds.first(), spec.trainer.workload.as_ref()) else { return };
+    let (Some(first), Some(workload)) = (spec.rounds.first(), spec.trainer.workload.as_deref()) else { return };
+    // Only the trainers that take the common schedule parameters have a schedule to carry
+    // (replay answers from recorded runs: no learning rate of its own).
+    if horizon_core::workloads::workload(workload).is_none_or(|w| w.common.is_empty()) {
+        return;
+    }
     let Ok(sampler) = spec.sampler.build(&spec.space, spec.seed) else { return };
     let Ok(params) = sampler.sample(0) else { return };
     if let Some(warning) = horizon_core::workloads::schedule_of(&params, first.max_train_steps).and_then(|s| s.transfer_warning())

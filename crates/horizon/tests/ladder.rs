@@ -466,6 +466,14 @@ fn the_example_rounds_study_is_valid() {
     let budgets: Vec<(u64, u64, u64)> = spec.rounds.iter().map(|r| (r.max_train_steps, r.trials, r.carry)).collect();
     assert_eq!(budgets, [(500, 16, 0), (2000, 2, 2)]);
     assert_eq!(spec.roles.get("warmup_steps"), Some(&horizon_core::rounds::ParamRole::Warmup), "the catalog's role");
+    // `check` shows the rounds, and trial 0 as round 1 launches it: at round 1's budget.
+    let out = Command::new(env!("CARGO_BIN_EXE_horizon")).args(["check", path]).output().unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("(2 rounds up to 2000 steps"), "{shown}");
+    assert!(shown.contains("  round 1      500 steps per trial, 16 sampled"), "{shown}");
+    assert!(shown.contains("  round 2      2000 steps per trial, the best 2 of round 1 carried on"), "{shown}");
+    assert!(shown.contains("HORIZON_MAX_TRAIN_STEPS=500"), "{shown}");
 }
 
 #[test]
