@@ -240,10 +240,13 @@ impl RoundsPolicy {
     /// `None` when every round has: the stage a multi-stage run is at, from stored state alone.
     /// A waiting trial (a retry) keeps the round it belongs to open.
     pub fn current_round(&self, view: &ClaimView) -> Option<usize> {
-        let by_round = self.index(view);
+        // A retry belongs to its own round: judge each round without the study's oldest waiting
+        // trial (which may be a later round's), and with its own waiting trials instead.
+        let view = ClaimView { oldest_waiting: None, ..view.clone() };
+        let by_round = self.index(&view);
         (0..self.rounds.len()).find(|&r| {
             let waiting = by_round.get(r).is_some_and(|res| res.iter().any(|(_, g)| g.state == TrialState::Waiting));
-            waiting || self.decide_with(view, &by_round, Some(r)) != ClaimDecision::Done
+            waiting || self.decide_with(&view, &by_round, Some(r)) != ClaimDecision::Done
         })
     }
 
@@ -733,6 +736,13 @@ mod tests {
         }
         assert_eq!(p.decide(&finished), ClaimDecision::Done);
         assert_eq!(p.current_round(&finished), None, "every round has finished");
+        // A round-1 trial waiting for its retry keeps round 1 open, not round 0.
+        let mut retry = finished.clone();
+        let last = retry.trials.len() - 1;
+        retry.trials[last].state = TrialState::Waiting;
+        retry.rungs.last_mut().unwrap().state = TrialState::Waiting;
+        retry.oldest_waiting = Some(retry.trials[last].clone());
+        assert_eq!(p.current_round(&retry), Some(1));
     }
 
     #[test]

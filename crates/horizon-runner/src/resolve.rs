@@ -11,6 +11,8 @@ use crate::{RunError, io_err};
 
 /// The database file inside a study directory.
 pub const DATABASE_FILE: &str = "horizon.db";
+/// In a study directory whose database is elsewhere (`--storage`): that database's URL.
+pub const STORAGE_MARKER: &str = "storage.url";
 
 /// A checked study spec with its paths resolved.
 #[derive(Debug, Clone)]
@@ -121,8 +123,34 @@ impl ResolvedStudy {
     }
 
     /// Open (creating if needed) the study's database: `<dir>/horizon.db`, or its storage URL.
+    ///
+    /// A study directory belongs to one database: its trial directories are named by trial
+    /// number, so two databases numbering trials into one directory would overwrite each other's
+    /// files. A directory used with `--storage` records the database in [`STORAGE_MARKER`]; a
+    /// run with another database (or the default one) is refused there.
     pub fn open_storage(&self) -> Result<std::sync::Arc<dyn Storage>, RunError> {
         std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let marker = self.dir.join(STORAGE_MARKER);
+        let recorded = std::fs::read_to_string(&marker).ok().map(|t| t.trim().to_string());
+        let wanted = self.storage.as_ref().map(StorageUrl::redacted);
+        let local = self.db_path();
+        let clash = match (&wanted, &recorded) {
+            (Some(w), Some(r)) if w != r => Some(r.clone()),
+            (None, Some(r)) => Some(r.clone()),
+            (Some(_), None) if local.exists() => Some(local.display().to_string()),
+            _ => None,
+        };
+        if let Some(other) = clash {
+            return Err(RunError::Incompatible(format!(
+                "the study directory {} belongs to the database {other}; {} would number trials into the same trial directories
+                   fix: use that database (--storage {other}), or give the study another [study] directory",
+                self.dir.display(),
+                wanted.unwrap_or_else(|| local.display().to_string())
+            )));
+        }
+        if let (Some(w), None) = (&wanted, &recorded) {
+            std::fs::write(&marker, format!("{w}\n")).map_err(io_err(&marker))?;
+        }
         Ok(horizon_store::open(&self.storage_url(), Access::ReadWrite)?)
     }
 

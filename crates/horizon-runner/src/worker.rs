@@ -359,7 +359,14 @@ impl Worker {
                 if !draining && self.reclaim_abandoned()? > 0 {
                     continue;
                 }
-                break;
+                // Nothing left to claim, but other workers' trials still run: stay until they
+                // finish, so that one of them dying (its lease expiring) does not leave its trial
+                // unfinished with every worker gone.
+                if !draining && !self.storage.trials_in_state(self.record.id, TrialState::Running)?.is_empty() {
+                    waiting = true;
+                } else {
+                    break;
+                }
             }
             // With a scheduler, wake at least once per consultation; told to wait with nothing
             // of our own running, ask again soon.

@@ -911,10 +911,13 @@ fn create_trial(
 }
 
 /// Allocate `count` consecutive trial numbers of `study` in one update of its row; returns the
-/// first.
+/// first. The counter never falls behind the numbers stored (an older horizon still running on
+/// a database this one upgraded numbers trials by `MAX(number) + 1` without advancing it).
 fn next_numbers(tx: &Transaction<'_>, study: StudyId, count: u64) -> rusqlite::Result<u64> {
     tx.prepare_cached(
-        "UPDATE studies SET next_trial_number = next_trial_number + ?2 WHERE id = ?1 RETURNING next_trial_number - ?2",
+        "UPDATE studies SET next_trial_number =
+            MAX(next_trial_number, (SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1)) + ?2
+         WHERE id = ?1 RETURNING next_trial_number - ?2",
     )?
     .query_row(params![study, count], |r| r.get(0))
 }
@@ -1434,6 +1437,39 @@ mod tests {
         let name: String = conn.query_row("SELECT name FROM studies", [], |r| r.get(0)).unwrap();
         assert_eq!(name, "odd");
         assert_eq!(probe(&conn).unwrap(), MIGRATIONS.len() as i64);
+    }
+
+    /// An older horizon still running on a database this one upgraded numbers its trials by
+    /// `MAX(number) + 1` without the counter: the next number allocated here still comes after
+    /// them, never a duplicate.
+    #[test]
+    fn trial_numbers_stay_past_trials_numbered_without_the_counter() {
+        let store = SqliteStorage::open_in_memory().unwrap();
+        let study = store
+            .open_or_create_study(&NewStudy { name: "s".into(), spec_json: "{}".into(), identity_json: "{}".into() })
+            .unwrap();
+        store
+            .lock()
+            .execute(
+                "INSERT INTO trials (study_id, number, sample_index, params_json, max_train_steps, state, attempt, failures, created_at)
+                 VALUES (?1, 4, NULL, '{}', 10, 'complete', 1, 0, 0)",
+                [study.id],
+            )
+            .unwrap();
+        let run = ImportedTrial {
+            params: Params::default(),
+            max_train_steps: 10,
+            state: TrialState::Complete,
+            message: None,
+            selection: None,
+            metrics: vec![],
+            run_key: "k".into(),
+            origin: "o:1".into(),
+            source: None,
+            at: 1.0,
+        };
+        let stored = store.import_trials(study.id, &[run]).unwrap();
+        assert_eq!(stored[0].number, 5);
     }
 
     #[test]

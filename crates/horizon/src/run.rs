@@ -107,7 +107,7 @@ pub fn run_resolved(study: ResolvedStudy, args: &RunOptions) -> Result<ExitCode>
         // The run's last line: how it ended and the best trial.
         let finished = trials.iter().filter(|t| t.state.is_finished()).count() as u64;
         let unfinished = horizon_core::trial::planned_total(spec.trials, &trials) - finished;
-        let stopped = driven == Driven::Stopped && unfinished > 0;
+        let stopped = driven == Driven::Stopped && (unfinished > 0 || work_remains(&study, storage.as_ref(), &record)?);
         let doc = serde_json::json!({
             "schema": horizon_runner::worker::EVENT_SCHEMA,
             "event": "finished",
@@ -158,16 +158,27 @@ pub fn run_resolved(study: ResolvedStudy, args: &RunOptions) -> Result<ExitCode>
     }
     let finished = trials.iter().filter(|t| t.state.is_finished()).count() as u64;
     let unfinished = horizon_core::trial::planned_total(spec.trials, &trials) - finished;
-    if driven == Driven::Stopped && unfinished > 0 {
-        writeln!(
-            out,
-            "stopped with {} left; `{}` resumes the study",
-            horizon_analysis::text::plural(unfinished as usize, "trial"),
-            args.again
-        )?;
+    if driven == Driven::Stopped && (unfinished > 0 || work_remains(&study, storage.as_ref(), &record)?) {
+        let left = if unfinished > 0 {
+            horizon_analysis::text::plural(unfinished as usize, "trial")
+        } else {
+            "its later rungs or rounds".to_string()
+        };
+        writeln!(out, "stopped with {left} left; `{}` resumes the study", args.again)?;
         return Ok(ExitCode::from(crate::EXIT_STOPPED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the study's claim policy still has work to hand out (a later round, a promotion),
+/// whatever the trial count says: a stop between rounds leaves the study unfinished.
+fn work_remains(study: &ResolvedStudy, storage: &dyn Storage, record: &horizon_store::StudyRecord) -> Result<bool> {
+    let view = horizon_core::claim::ClaimView::of_records(
+        record.next_sample_index,
+        storage.trials(record.id)?,
+        storage.rungs(record.id)?,
+    );
+    Ok(horizon_core::claim::for_study(&study.spec).decide(&view) != horizon_core::claim::ClaimDecision::Done)
 }
 
 /// Rounds carry schedules to longer budgets by the method's rules; for the families it expects

@@ -131,6 +131,17 @@ fn four_workers_two_killed_finish_the_study_as_one_run_does() {
         .map(Result::unwrap)
         .collect();
     assert!(complete.iter().all(|(_, n)| *n == 1), "{complete:?}");
+
+    // The study directory now belongs to that database: a run with another one (or the
+    // default) would number trials into the same trial directories, and is refused.
+    for other in [vec!["run", "study.toml"], vec!["run", "study.toml", "--storage", "elsewhere.db"]] {
+        let out = s.horizon(&other);
+        assert!(!out.status.success(), "{other:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("belongs to the database") && err.contains("fix:"), "{err}");
+    }
+    assert!(!s.study_dir().join("horizon.db").exists(), "nothing was created");
+    assert_eq!(results(&db), expected, "nothing was touched");
 }
 
 #[test]

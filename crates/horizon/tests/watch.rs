@@ -75,3 +75,26 @@ fn watch_shows_a_study_another_process_runs_and_stops_cleanly_on_ctrl_c() {
         trials.iter().min_by(|a, b| a["best_value"].as_f64().unwrap().total_cmp(&b["best_value"].as_f64().unwrap())).unwrap();
     assert_eq!(last["best"]["number"], best["number"]);
 }
+
+#[test]
+fn a_study_in_rounds_stopped_between_rounds_says_it_is_unfinished() {
+    let extra = "[[round]]\nmax_train_steps = 50\ntrials = 1\n\n[[round]]\nmax_train_steps = 100\ncarry = 1\ntrials = 0\n";
+    let s = TestStudy::new(StudyOptions { trials: 1, mode: "gate", extra: extra.into(), ..Default::default() });
+    let gate = s.path().join("gate");
+    let mut run = s
+        .cmd(&["run", "study.toml", "--no-progress"])
+        .env("GATE", &gate)
+        .stdout(std::fs::File::create(s.path().join("run.stdout")).unwrap())
+        .stderr(std::fs::File::create(s.path().join("run.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("round 1's trial to start", LONG, || s.started_markers() == 1);
+    // Ctrl-C once: round 1's trial finishes, round 2 does not start.
+    send_signal(&run, libc::SIGINT);
+    wait_for("the drain to be announced", LONG, || s.output_of("run").contains("stopping: no new trials"));
+    std::fs::write(&gate, "").unwrap();
+    let status = run.wait().unwrap();
+    let out = s.output_of("run");
+    assert_eq!(status.code(), Some(130), "round 2 never ran: the study is not finished\n{out}");
+    assert!(out.contains("stopped with its later rungs or rounds left; `horizon run study.toml` resumes the study"), "{out}");
+}
