@@ -550,7 +550,7 @@ impl Worker {
             }
             if is_abandoned(lease, now, &self.lease.host, pid_alive, self.options.lease_timeout.as_secs_f64()) {
                 let reason = format!("requeued: worker {} ({}, pid {}) is gone", lease.worker, lease.host, lease.pid);
-                if self.storage.requeue_abandoned(t.id, t.attempt, &lease.worker, &reason, now)? {
+                if self.storage.requeue_abandoned(t.id, t.attempt, &lease.worker, Some(lease.heartbeat_at), &reason, now)? {
                     count += 1;
                     if lease.host == self.lease.host {
                         self.kill_leftovers(t.number, t.attempt);

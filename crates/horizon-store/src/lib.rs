@@ -359,8 +359,18 @@ pub trait Storage: Send + Sync {
     /// End a running attempt: the trial moves to `finish.state`.
     fn finish_attempt(&self, trial: TrialId, attempt: u32, finish: &Finish) -> Result<()>;
     /// Move a running trial whose worker is gone back to `Waiting`, if its attempt and worker
-    /// are still `attempt` and `worker`. Returns whether it did.
-    fn requeue_abandoned(&self, trial: TrialId, attempt: u32, worker: &str, reason: &str, at: f64) -> Result<bool>;
+    /// are still `attempt` and `worker` and (when given) its lease was last renewed at
+    /// `heartbeat`, the time the caller judged it by: a heartbeat since then keeps the lease.
+    /// Returns whether it did.
+    fn requeue_abandoned(
+        &self,
+        trial: TrialId,
+        attempt: u32,
+        worker: &str,
+        heartbeat: Option<f64>,
+        reason: &str,
+        at: f64,
+    ) -> Result<bool>;
 
     /// Put trials back in the queue (see the contract: all or none; running and imported trials
     /// named by number are refused). Returns the requeued trials, by number.

@@ -1058,14 +1058,25 @@ fn end_attempt(tx: &Transaction<'_>, trial: TrialId, attempt: u32, finish: &Fini
     close_attempt(tx, trial, attempt, finish.at, finish.state, finish.message.as_deref(), finish.exit_code)
 }
 
-fn requeue(tx: &Transaction<'_>, trial: TrialId, attempt: u32, worker: &str, reason: &str, at: f64) -> rusqlite::Result<bool> {
+fn requeue(
+    tx: &Transaction<'_>,
+    trial: TrialId,
+    attempt: u32,
+    worker: &str,
+    heartbeat: Option<f64>,
+    reason: &str,
+    at: f64,
+) -> rusqlite::Result<bool> {
+    // The whole judgement is in the write: the attempt, the worker, and (given) the heartbeat
+    // the caller saw, so a lease renewed since is kept.
     let changed = tx
         .prepare_cached(
             "UPDATE trials SET state = 'waiting', message = ?4,
                 lease_worker = NULL, lease_host = NULL, lease_pid = NULL, heartbeat_at = NULL
-             WHERE id = ?1 AND state = 'running' AND attempt = ?2 AND lease_worker = ?3",
+             WHERE id = ?1 AND state = 'running' AND attempt = ?2 AND lease_worker = ?3
+               AND (?5 IS NULL OR heartbeat_at = ?5)",
         )?
-        .execute(params![trial, attempt, worker, reason])?;
+        .execute(params![trial, attempt, worker, reason, heartbeat])?;
     if changed == 0 {
         return Ok(false);
     }
@@ -1271,10 +1282,18 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn requeue_abandoned(&self, trial: TrialId, attempt: u32, worker: &str, reason: &str, at: f64) -> Result<bool> {
+    fn requeue_abandoned(
+        &self,
+        trial: TrialId,
+        attempt: u32,
+        worker: &str,
+        heartbeat: Option<f64>,
+        reason: &str,
+        at: f64,
+    ) -> Result<bool> {
         self.write(|tx| {
             ensure_trial(tx, trial)?;
-            Ok(requeue(tx, trial, attempt, worker, reason, at)?)
+            Ok(requeue(tx, trial, attempt, worker, heartbeat, reason, at)?)
         })
     }
 

@@ -215,7 +215,7 @@ mod suite {
         assert!(matches!(s.record_checkpoint(t, 1, 1, "/c"), Err(StoreError::NoTrial(_))));
         assert!(matches!(s.mark_checkpoint_deleted(t, 1), Err(StoreError::NoTrial(_))));
         assert!(matches!(s.finish_attempt(t, 1, &finish(TrialState::Complete)), Err(StoreError::NoTrial(_))));
-        assert!(matches!(s.requeue_abandoned(t, 1, "w", "gone", 1.0), Err(StoreError::NoTrial(_))));
+        assert!(matches!(s.requeue_abandoned(t, 1, "w", None, "gone", 1.0), Err(StoreError::NoTrial(_))));
         assert!(matches!(s.metrics(t), Err(StoreError::NoTrial(_))));
         assert!(matches!(s.checkpoints(t), Err(StoreError::NoTrial(_))));
         assert!(matches!(s.warnings(t), Err(StoreError::NoTrial(_))));
@@ -368,7 +368,7 @@ mod suite {
             s.finish_attempt(t.id, 1, &finish(state)).unwrap();
             assert_all_writes_refused(s, t.id, 1, state, 1);
             assert_all_writes_refused(s, t.id, 2, state, 1);
-            assert!(!s.requeue_abandoned(t.id, 1, "w1", "gone", 1.0).unwrap(), "a finished trial is not requeued");
+            assert!(!s.requeue_abandoned(t.id, 1, "w1", None, "gone", 1.0).unwrap(), "a finished trial is not requeued");
             let after = s.trial(t.id).unwrap();
             assert_eq!((after.state, after.attempt, after.finished_at), (state, 1, Some(500.0)));
             assert!(s.metrics(t.id).unwrap().is_empty() && s.warnings(t.id).unwrap().is_empty());
@@ -391,7 +391,7 @@ mod suite {
         assert_eq!((again.id, again.attempt), (t.id, 2));
         assert_all_writes_refused(s, t.id, 1, TrialState::Running, 2);
         assert_all_writes_refused(s, t.id, 3, TrialState::Running, 2);
-        assert!(!s.requeue_abandoned(t.id, 1, "w1", "stale", 1.0).unwrap(), "a stale attempt cannot requeue");
+        assert!(!s.requeue_abandoned(t.id, 1, "w1", None, "stale", 1.0).unwrap(), "a stale attempt cannot requeue");
 
         // The current attempt can still do everything.
         let before = s.now().unwrap();
@@ -472,16 +472,26 @@ mod suite {
     pub fn requeue_abandoned_is_compare_and_set(s: &dyn Storage) {
         let st = study(s, "s");
         let t = claim(s, &st, 10).unwrap();
-        assert!(!s.requeue_abandoned(t.id, 1, "someone-else", "dead", 600.0).unwrap(), "wrong worker");
-        assert!(!s.requeue_abandoned(t.id, 2, "w1", "dead", 600.0).unwrap(), "wrong attempt");
+        assert!(!s.requeue_abandoned(t.id, 1, "someone-else", None, "dead", 600.0).unwrap(), "wrong worker");
+        assert!(!s.requeue_abandoned(t.id, 2, "w1", None, "dead", 600.0).unwrap(), "wrong attempt");
         assert_eq!(s.trial(t.id).unwrap(), t, "a failed compare changes nothing");
+        // Judged by a heartbeat the worker has renewed since: the lease stands.
+        let seen = t.lease.as_ref().unwrap().heartbeat_at;
+        s.heartbeat(t.id, 1).unwrap();
+        let renewed = s.trial(t.id).unwrap().lease.unwrap().heartbeat_at;
+        if renewed != seen {
+            assert!(!s.requeue_abandoned(t.id, 1, "w1", Some(seen), "expired?", 600.0).unwrap(), "renewed since");
+        }
+        assert!(!s.requeue_abandoned(t.id, 1, "w1", Some(renewed + 1.0), "expired?", 600.0).unwrap(), "not the one seen");
+        assert_eq!(s.trial(t.id).unwrap().state, TrialState::Running);
+        let t = s.trial(t.id).unwrap();
 
-        assert!(s.requeue_abandoned(t.id, 1, "w1", "worker w1 is gone", 600.0).unwrap());
+        assert!(s.requeue_abandoned(t.id, 1, "w1", Some(renewed), "worker w1 is gone", 600.0).unwrap(), "the heartbeat seen");
         let requeued = s.trial(t.id).unwrap();
         assert_eq!((requeued.state, requeued.attempt, requeued.lease.as_ref()), (TrialState::Waiting, 1, None));
         assert_eq!(requeued.message.as_deref(), Some("worker w1 is gone"));
         assert_eq!(requeued.failures, 0, "abandonment is not a failure");
-        assert!(!s.requeue_abandoned(t.id, 1, "w1", "again", 601.0).unwrap(), "the second requeue does nothing");
+        assert!(!s.requeue_abandoned(t.id, 1, "w1", None, "again", 601.0).unwrap(), "the second requeue does nothing");
         assert_eq!(s.trial(t.id).unwrap().message.as_deref(), Some("worker w1 is gone"));
 
         let attempts = s.attempts(t.id).unwrap();
@@ -494,8 +504,8 @@ mod suite {
         assert_all_writes_refused(s, t.id, 1, TrialState::Waiting, 1);
         let again = claim_as(s, &st, &lease("w2", 700.0), 10).unwrap();
         assert_eq!((again.id, again.attempt), (t.id, 2));
-        assert!(!s.requeue_abandoned(t.id, 1, "w1", "stale view", 701.0).unwrap());
-        assert!(!s.requeue_abandoned(t.id, 2, "w1", "wrong worker", 701.0).unwrap());
+        assert!(!s.requeue_abandoned(t.id, 1, "w1", None, "stale view", 701.0).unwrap());
+        assert!(!s.requeue_abandoned(t.id, 2, "w1", None, "wrong worker", 701.0).unwrap());
         assert_eq!(s.trial(t.id).unwrap().state, TrialState::Running);
     }
 
@@ -851,7 +861,7 @@ mod suite {
             for attempt in [0, 1, 2] {
                 assert_all_writes_refused(s, t.id, attempt, t.state, 1);
             }
-            assert!(!s.requeue_abandoned(t.id, 1, "w1", "gone", 1.0).unwrap(), "an imported trial is not requeued");
+            assert!(!s.requeue_abandoned(t.id, 1, "w1", None, "gone", 1.0).unwrap(), "an imported trial is not requeued");
             assert_eq!(s.trial(t.id).unwrap(), t, "unchanged");
             assert!(s.warnings(t.id).unwrap().is_empty() && s.checkpoints(t.id).unwrap().is_empty());
         }
@@ -1045,7 +1055,7 @@ fn races(open: &(dyn Fn() -> Arc<dyn Storage> + Sync), rounds: usize) {
             let a = scope.spawn(|| {
                 let s = open();
                 start.wait();
-                s.requeue_abandoned(t.id, t.attempt, "w1", "gone", 2.0).unwrap()
+                s.requeue_abandoned(t.id, t.attempt, "w1", None, "gone", 2.0).unwrap()
             });
             let b = scope.spawn(|| {
                 let s = open();
@@ -1147,7 +1157,7 @@ fn races(open: &(dyn Fn() -> Arc<dyn Storage> + Sync), rounds: usize) {
             let taker = scope.spawn(|| {
                 let s = open();
                 start.wait();
-                assert!(s.requeue_abandoned(t.id, t.attempt, "slow", "lease expired", 2.0).unwrap());
+                assert!(s.requeue_abandoned(t.id, t.attempt, "slow", None, "lease expired", 2.0).unwrap());
                 let again = claim_as(&*s, &st, &lease("fast", 3.0), u64::MAX).unwrap();
                 claimed.store(true, std::sync::atomic::Ordering::SeqCst);
                 assert_eq!((again.id, again.attempt), (t.id, t.attempt + 1));
