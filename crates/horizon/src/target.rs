@@ -73,19 +73,24 @@ fn open_with(
     name: Option<&str>,
     open_db: impl FnOnce(&Path) -> horizon_store::Result<std::sync::Arc<dyn Storage>>,
 ) -> Result<Target> {
+    // A database file itself (a study run with `--storage`): its study directory is the one its
+    // stored study file names.
+    let database_file = path.is_file() && is_sqlite_file(path);
     let (dir, spec_name, spec_path) = if path.is_dir() {
         (path.to_path_buf(), None, None)
+    } else if database_file {
+        (path.parent().unwrap_or(Path::new(".")).to_path_buf(), None, None)
     } else if path.is_file() {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let spec = StudySpec::parse(&text, &path.display().to_string())?;
         (study_dir(&spec, path), Some(spec.name), std::path::absolute(path).ok())
     } else {
         bail!(
-            "{} is neither a study file nor a study directory\n  fix: give the study's .toml file, or the directory that holds its {DATABASE_FILE}",
+            "{} is neither a study file nor a study directory\n  fix: give the study's .toml file, the directory that holds its {DATABASE_FILE}, or the database file",
             path.display()
         );
     };
-    let db = dir.join(DATABASE_FILE);
+    let db = if database_file { path.to_path_buf() } else { dir.join(DATABASE_FILE) };
     if !db.is_file() {
         bail!(
             "no study database at {}\n  fix: run the study first (`horizon run STUDY.toml`), or point at the directory that holds {DATABASE_FILE}",
@@ -110,9 +115,28 @@ fn open_with(
         }
     };
     let spec = stored_spec(&study)?;
+    let dir = match (database_file, stored_study_dir(&spec)) {
+        (true, Some(d)) => d,
+        _ => dir,
+    };
     let objective = spec.objective.as_ref().map_or("objective", |o| o.metric.as_str()).to_string();
     let direction = spec.objective.as_ref().map_or(Direction::Minimize, |o| o.direction);
     Ok(Target { storage, study, dir, objective, direction, spec, spec_path })
+}
+
+/// Whether `path` is a SQLite database (its 16-byte header).
+fn is_sqlite_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == b"SQLite format 3\0"
+}
+
+/// The study directory the study file stored with a study names (where its trials are).
+fn stored_study_dir(spec: &StoredSpec) -> Option<PathBuf> {
+    let source = &spec.raw["source"];
+    let path = Path::new(source["path"].as_str()?);
+    let parsed = StudySpec::parse(source["text"].as_str()?, &path.display().to_string()).ok()?;
+    Some(study_dir(&parsed, path))
 }
 
 /// The spec a study was last stored with, typed; a field that does not read is an error that

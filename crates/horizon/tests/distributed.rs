@@ -132,6 +132,19 @@ fn four_workers_two_killed_finish_the_study_as_one_run_does() {
         .collect();
     assert!(complete.iter().all(|(_, n)| *n == 1), "{complete:?}");
 
+    // The reading commands take the database file itself, and find the trials where the
+    // stored study file puts them.
+    let status = s.horizon(&["status", "shared.db", "--json"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!((status["trials"].as_u64(), status["states"]["complete"].as_u64()), (Some(10), Some(10)));
+    let trial = s.horizon(&["trial", "shared.db", "3", "--json"]);
+    assert!(trial.status.success(), "{}", text(&trial));
+    let trial: serde_json::Value = serde_json::from_slice(&trial.stdout).unwrap();
+    assert_eq!(trial["trial_dir"].as_str(), Some(s.study_dir().join("trials/00003").to_str().unwrap()));
+    let watch = s.horizon(&["watch", "shared.db", "--once"]);
+    assert!(String::from_utf8_lossy(&watch.stdout).starts_with("study shared: 10 of 10 trials: 10 complete"), "{}", text(&watch));
+
     // The study directory now belongs to that database: a run with another one (or the
     // default) would number trials into the same trial directories, and is refused.
     for other in [vec!["run", "study.toml"], vec!["run", "study.toml", "--storage", "elsewhere.db"]] {
