@@ -182,16 +182,21 @@ fn a_replay_study_refuses_the_trainers_parameters_and_a_missing_file_fails_the_t
     );
 }
 
-#[test]
-fn replay_in_rounds_says_nothing_about_a_learning_rate_it_does_not_have() {
+/// The replay study in two rounds, 3 steps then `last` (carrying the best 2), run once: its
+/// output.
+fn run_in_rounds(last: u64) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::create_dir(dir.join("data")).unwrap();
     std::fs::write(dir.join("data/runs.jsonl"), runs_file()).unwrap();
-    let rounds = STUDY.replace(
-        "[ladder]\nrungs = [3, 9]\neta = 3\n",
-        "[[round]]\nmax_train_steps = 3\ntrials = 6\n\n[[round]]\nmax_train_steps = 9\ncarry = 2\ntrials = 0\n",
-    );
+    let rounds = STUDY
+        .replace(
+            "[ladder]\nrungs = [3, 9]\neta = 3\n",
+            &format!(
+                "[[round]]\nmax_train_steps = 3\ntrials = 6\n\n[[round]]\nmax_train_steps = {last}\ncarry = 2\ntrials = 0\n"
+            ),
+        )
+        .replace("max_train_steps = 9\n", &format!("max_train_steps = {last}\n"));
     assert!(rounds.contains("[[round]]"));
     std::fs::write(dir.join("study.toml"), rounds).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_horizon"))
@@ -201,30 +206,19 @@ fn replay_in_rounds_says_nothing_about_a_learning_rate_it_does_not_have() {
         .unwrap();
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
+    shown
+}
+
+#[test]
+fn replay_in_rounds_says_nothing_about_a_learning_rate_it_does_not_have() {
+    let shown = run_in_rounds(9);
     assert!(shown.contains("round 2 of 2: 9 steps per trial, the best 2 of round 1 carried on"), "{shown}");
     assert!(!shown.contains("learning rate"), "a replay has no learning rate to re-tune: {shown}");
 }
 
 #[test]
 fn a_best_from_an_earlier_round_says_it_is_not_a_result_at_the_studys_budget() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::create_dir(dir.join("data")).unwrap();
-    std::fs::write(dir.join("data/runs.jsonl"), runs_file()).unwrap();
     // The recorded runs are 9 steps long: none can finish a round of 12.
-    let rounds = STUDY
-        .replace(
-            "[ladder]\nrungs = [3, 9]\neta = 3\n",
-            "[[round]]\nmax_train_steps = 3\ntrials = 6\n\n[[round]]\nmax_train_steps = 12\ncarry = 2\ntrials = 0\n",
-        )
-        .replace("max_train_steps = 9\n", "max_train_steps = 12\n");
-    std::fs::write(dir.join("study.toml"), rounds).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_horizon"))
-        .args(["run", "study.toml", "--no-progress"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let shown = text(&out);
-    assert!(out.status.success(), "{shown}");
+    let shown = run_in_rounds(12);
     assert!(shown.contains("no trial finished a later round: this is the best at round 1, not at 12 steps"), "{shown}");
 }
