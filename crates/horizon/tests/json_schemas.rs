@@ -31,6 +31,29 @@ fn documented(heading: &str) -> BTreeSet<String> {
     out
 }
 
+/// The keys docs/json.md lists for each event of `horizon run --json`: per row of its table,
+/// the event names (first column) and the backquoted keys of the second.
+fn documented_events() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/json.md")).unwrap();
+    let heading = "## `horizon run --json`";
+    let section = &doc[doc.find(heading).expect("the events section") + heading.len()..];
+    let mut out = std::collections::BTreeMap::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cols: Vec<&str> = line.split('|').collect();
+        let names = cols[1].split('`').skip(1).step_by(2);
+        // Keys are the backquoted words before any parenthesis's explanation.
+        let keys: BTreeSet<String> = cols[2]
+            .split(", ")
+            .filter_map(|part| part.trim().strip_prefix('`').and_then(|p| p.split('`').next()))
+            .map(str::to_string)
+            .collect();
+        for name in names {
+            out.insert(name.to_string(), keys.clone());
+        }
+    }
+    out
+}
+
 fn json(s: &TestStudy, args: &[&str]) -> Value {
     let out = s.horizon(args);
     assert!(out.status.success(), "{args:?}: {}", text(&out));
@@ -72,4 +95,25 @@ fn every_json_output_has_its_schema_and_its_documented_keys() {
     let analysis = json(&s, &["analyze", "study.toml", "--json"]);
     assert_eq!(analysis["schema"], "horizon.analysis/1");
     assert!(keys(&analysis).is_superset(&set(&["schema", "budget", "curves", "space", "trials"])));
+}
+
+#[test]
+fn every_run_event_has_its_documented_keys() {
+    let s = TestStudy::new(StudyOptions { trials: 2, max_train_steps: 30, ..Default::default() });
+    let out = s.horizon(&["run", "study.toml", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let documented = documented_events();
+    let mut seen = BTreeSet::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(event["schema"], "horizon.event/1");
+        let kind = event["event"].as_str().unwrap().to_string();
+        let mut want = documented.get(&kind).unwrap_or_else(|| panic!("docs/json.md does not document event {kind}")).clone();
+        want.extend(["schema".to_string(), "event".to_string()]);
+        assert_eq!(keys(&event), want, "event {kind}");
+        seen.insert(kind);
+    }
+    for kind in ["started", "trial_started", "progress", "trial_finished", "finished"] {
+        assert!(seen.contains(kind), "a run streams {kind}: {seen:?}");
+    }
 }
