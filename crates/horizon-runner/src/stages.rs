@@ -118,8 +118,9 @@ impl StudyPlan {
     pub fn current_round(&self) -> Result<Option<usize>, RunError> {
         let Some(policy) = &self.rounds else { return Ok(None) };
         let Some(record) = self.storage.study(&self.study.spec.name)? else { return Ok(Some(0)) };
-        let view =
-            ClaimView::of_records(record.next_sample_index, self.storage.trials(record.id)?, self.storage.rungs(record.id)?);
+        // One consistent read: a promotion between two reads could show a round half-moved.
+        let (record, trials, rungs) = self.storage.snapshot(record.id)?;
+        let view = ClaimView::of_records(record.next_sample_index, trials, rungs);
         Ok(policy.current_round(&view))
     }
 }

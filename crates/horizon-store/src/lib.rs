@@ -399,6 +399,9 @@ pub trait Storage: Send + Sync {
     fn rung_metrics(&self, trial: TrialId, rung: u32) -> Result<Vec<MetricPoint>>;
     /// Every rung of every trial of a study, by trial number then rung.
     fn rungs(&self, study: StudyId) -> Result<Vec<RungRecord>>;
+    /// The study, its trials and their rungs, read in one transaction (a consistent view for a
+    /// policy asked outside a claim, such as which round a study is in).
+    fn snapshot(&self, study: StudyId) -> Result<(StudyRecord, Vec<TrialRecord>, Vec<RungRecord>)>;
     /// One metric of every trial of a study at its current rung, as `(trial, step, value)` by
     /// trial then step.
     fn study_metric(&self, study: StudyId, name: &str) -> Result<Vec<(TrialId, u64, f64)>>;

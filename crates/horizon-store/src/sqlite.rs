@@ -1346,6 +1346,17 @@ impl Storage for SqliteStorage {
         })
     }
 
+    fn snapshot(&self, study: StudyId) -> Result<(StudyRecord, Vec<TrialRecord>, Vec<RungRecord>)> {
+        self.read(|tx| {
+            let record = tx
+                .prepare_cached("SELECT * FROM studies WHERE id = ?1")?
+                .query_row([study], study_from_row)
+                .optional()?
+                .ok_or(Fail::Store(StoreError::NoStudy(study)))?;
+            Ok((record, study_trials(tx, study)?, study_rungs(tx, study)?))
+        })
+    }
+
     fn rung_metrics(&self, trial: TrialId, rung: u32) -> Result<Vec<MetricPoint>> {
         self.read(|tx| {
             ensure_trial(tx, trial)?;

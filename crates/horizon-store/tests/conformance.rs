@@ -204,6 +204,7 @@ mod suite {
         let request = ClaimRequest { lease: &l, policy: &policy, sample: &sample };
         assert!(matches!(s.claim_trial(missing_study, &request), Err(StoreError::NoStudy(id)) if id == missing_study));
         assert!(matches!(s.trials(missing_study), Err(StoreError::NoStudy(_))));
+        assert!(matches!(s.snapshot(missing_study), Err(StoreError::NoStudy(_))));
         assert!(matches!(s.study_metric(missing_study, "m"), Err(StoreError::NoStudy(_))));
         assert!(s.trials(st.id).unwrap().is_empty());
 
@@ -964,6 +965,11 @@ mod suite {
         let curve: Vec<(u64, f64)> =
             s.study_metric(st.id, "loss").unwrap().into_iter().filter(|(t, ..)| *t == id).map(|(_, st, v)| (st, v)).collect();
         assert_eq!(curve.iter().map(|c| c.0).collect::<Vec<_>>(), [40, 80, 300]);
+        // The one-transaction snapshot is what the separate reads give on a quiet study.
+        let (record, trials, rungs) = s.snapshot(st.id).unwrap();
+        assert_eq!(Some(record), s.study(&st.name).unwrap());
+        assert_eq!(trials, s.trials(st.id).unwrap());
+        assert_eq!(rungs, s.rungs(st.id).unwrap());
     }
 
     pub fn a_promotion_without_a_checkpoint_restarts(s: &dyn Storage) {

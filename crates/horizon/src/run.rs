@@ -173,11 +173,8 @@ pub fn run_resolved(study: ResolvedStudy, args: &RunOptions) -> Result<ExitCode>
 /// Whether the study's claim policy still has work to hand out (a later round, a promotion),
 /// whatever the trial count says: a stop between rounds leaves the study unfinished.
 fn work_remains(study: &ResolvedStudy, storage: &dyn Storage, record: &horizon_store::StudyRecord) -> Result<bool> {
-    let view = horizon_core::claim::ClaimView::of_records(
-        record.next_sample_index,
-        storage.trials(record.id)?,
-        storage.rungs(record.id)?,
-    );
+    let (record, trials, rungs) = storage.snapshot(record.id)?;
+    let view = horizon_core::claim::ClaimView::of_records(record.next_sample_index, trials, rungs);
     Ok(horizon_core::claim::for_study(&study.spec).decide(&view) != horizon_core::claim::ClaimDecision::Done)
 }
 
