@@ -114,6 +114,10 @@ pub struct WorkerArgs {
     /// Trials to run at once in this worker.
     #[arg(short, long, default_value_t = 1)]
     pub jobs: usize,
+    /// A worker on another machine whose lease was last renewed longer ago than this is
+    /// presumed dead and its trial requeued (seconds).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub lease_timeout: f64,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,

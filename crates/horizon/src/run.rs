@@ -33,13 +33,22 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
         None => format!("horizon run {}", args.study.display()),
     };
-    let options = RunOptions { jobs: args.jobs, no_progress: args.no_progress, json: args.json, again };
+    let options = RunOptions {
+        jobs: args.jobs,
+        lease_timeout: WorkerOptions::default().lease_timeout,
+        no_progress: args.no_progress,
+        json: args.json,
+        again,
+    };
     run_resolved(study, &options)
 }
 
 /// How a study is run, whoever asked (`horizon run`, `horizon worker`).
 pub struct RunOptions {
     pub jobs: usize,
+    /// A worker on another host whose lease was last renewed longer ago than this is presumed
+    /// dead, and its trial requeued.
+    pub lease_timeout: std::time::Duration,
     pub no_progress: bool,
     pub json: bool,
     /// The command that resumes the study, for the message when it is stopped.
@@ -65,7 +74,8 @@ pub fn run_resolved(study: ResolvedStudy, args: &RunOptions) -> Result<ExitCode>
             eprintln!("{}", stage.headline);
         }
         let round = stage.round;
-        let (summary, _) = run_stage(stage, storage.clone(), args.jobs, reporting, &relay)?;
+        let options = WorkerOptions { jobs: args.jobs.max(1), lease_timeout: args.lease_timeout, ..WorkerOptions::default() };
+        let (summary, _) = run_stage(stage, storage.clone(), options, reporting, &relay)?;
         if summary.stopped_early {
             return Ok(StageEnd::Stopped);
         }
@@ -239,12 +249,11 @@ fn note_lowered_trials(study: &ResolvedStudy, storage: &dyn Storage, path: &Path
 pub fn run_stage(
     stage: Stage,
     storage: Arc<dyn Storage>,
-    jobs: usize,
+    options: WorkerOptions,
     reporting: Reporting,
     relay: &SignalRelay,
 ) -> Result<(WorkerSummary, StudyId)> {
     let (events_tx, events_rx) = channel();
-    let options = WorkerOptions { jobs: jobs.max(1), ..WorkerOptions::default() };
     let study = stage.study;
     let mut worker = Worker::new(study.clone(), storage, options, events_tx)?;
     if let Some(scheduler) = stage.scheduler {

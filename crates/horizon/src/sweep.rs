@@ -64,9 +64,14 @@ pub fn sweep_lr(args: SweepArgs) -> Result<ExitCode> {
         eprintln!("{}", stage.headline);
         crate::run::check_study_dir(&stage.study.dir)?;
         let storage = stage.study.open_storage()?;
-        let (summary, _) =
-            crate::run::run_stage(stage, storage, args.jobs, crate::progress::Reporting::Human { bar: show_bar }, &relay)
-                .map_err(|e| explain_incompatible(e, &root))?;
+        let (summary, _) = crate::run::run_stage(
+            stage,
+            storage,
+            horizon_runner::worker::WorkerOptions { jobs: args.jobs.max(1), ..Default::default() },
+            crate::progress::Reporting::Human { bar: show_bar },
+            &relay,
+        )
+        .map_err(|e| explain_incompatible(e, &root))?;
         Ok(if summary.stopped_early || relay.stopped() { StageEnd::Stopped } else { StageEnd::Ran })
     })?;
     let report = match driven {

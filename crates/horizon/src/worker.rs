@@ -23,7 +23,16 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
         (None, Some(name)) => (stored_study(&url, name)?, format!("horizon worker --storage {} --study {name}", url.redacted())),
         (None, None) => bail!("give the study: --study NAME (stored in the database) or a study file"),
     };
-    let options = RunOptions { jobs: args.jobs, no_progress: args.no_progress, json: args.json, again };
+    if !(args.lease_timeout.is_finite() && args.lease_timeout > 0.0) {
+        bail!("--lease-timeout {} is not a positive number of seconds", args.lease_timeout);
+    }
+    let options = RunOptions {
+        jobs: args.jobs,
+        lease_timeout: std::time::Duration::from_secs_f64(args.lease_timeout),
+        no_progress: args.no_progress,
+        json: args.json,
+        again,
+    };
     run_resolved(study, &options)
 }
 

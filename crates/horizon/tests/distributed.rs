@@ -167,3 +167,32 @@ fn a_worker_names_what_is_missing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("holds no study named \"shared\" (it holds none yet)") && err.contains("fix:"), "{err}");
 }
+
+#[test]
+fn a_lease_not_renewed_within_the_timeout_is_requeued_by_the_databases_clock() {
+    let s = TestStudy::new(StudyOptions::default());
+    std::fs::write(&s.spec, STUDY.replace("trials = 10", "trials = 2")).unwrap();
+    let db = s.path().join("shared.db");
+    let url = format!("sqlite://{}", db.display());
+    assert!(s.horizon(&["run", "study.toml", "--storage", &url, "--no-progress"]).status.success());
+    // Trial 1 as a worker on another machine left it: running, its lease last renewed 30 s ago
+    // by the database's clock.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "UPDATE trials SET state = 'running', attempt = attempt + 1, lease_worker = 'ghost', lease_host = 'elsewhere',
+            lease_pid = 1, heartbeat_at = (julianday('now') - 2440587.5) * 86400.0 - 30, finished_at = NULL
+         WHERE number = 1;
+         UPDATE rungs SET state = 'running' WHERE trial_id = (SELECT id FROM trials WHERE number = 1);",
+    )
+    .unwrap();
+    drop(c);
+    // 30 s is past a 10 s timeout: the worker requeues the trial and runs it again.
+    let out = s.horizon(&["worker", "--storage", &url, "--study", "shared", "--no-progress", "--lease-timeout", "10"]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("requeued: worker ghost (elsewhere, pid 1) is gone"), "{shown}");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let (state, attempt): (String, u32) =
+        c.query_row("SELECT state, attempt FROM trials WHERE number = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((state.as_str(), attempt), ("complete", 3), "requeued, then run again as attempt 3");
+}

@@ -113,7 +113,9 @@ fn every_run_event_has_its_documented_keys() {
         assert_eq!(keys(&event), want, "event {kind}");
         seen.insert(kind);
     }
-    for kind in ["started", "trial_started", "progress", "trial_finished", "finished"] {
+    // (A fast trainer may end between two reads of its metrics and stream no `progress`; the
+    // live-view test's gated trainer always does, and checks it.)
+    for kind in ["started", "trial_started", "trial_finished", "finished"] {
         assert!(seen.contains(kind), "a run streams {kind}: {seen:?}");
     }
 }
