@@ -185,6 +185,7 @@ pub fn for_study(spec: &crate::StudySpec) -> Box<dyn ClaimPolicy> {
 ///
 /// With [`RoundsPolicy::through`] the claims stop at one round: that round's stage of a
 /// multi-stage run ([`crate::stages`]) is done when the capped policy says [`ClaimDecision::Done`].
+#[derive(Clone)]
 pub struct RoundsPolicy {
     pub rounds: Vec<crate::spec::RoundSpec>,
     pub space: crate::space::SearchSpace,
@@ -224,16 +225,7 @@ impl RoundsPolicy {
 
     /// The same policy, claiming nothing past round `r`.
     pub fn through(&self, r: usize) -> RoundsPolicy {
-        RoundsPolicy {
-            rounds: self.rounds.clone(),
-            space: self.space.clone(),
-            sampler: self.sampler.clone(),
-            seed: self.seed,
-            direction: self.direction,
-            roles: self.roles.clone(),
-            workload: self.workload.clone(),
-            last: Some(r),
-        }
+        RoundsPolicy { last: Some(r), ..self.clone() }
     }
 
     /// The first round that has not finished (claims still to make, or trials still running),

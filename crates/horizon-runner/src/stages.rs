@@ -86,7 +86,7 @@ where
         };
         if ran.as_deref() == Some(stage.name.as_str()) {
             return Err(RunError::Stage(format!(
-                "stage {} ran to its end but has not finished (its trials could not all finish); nothing new would come of running it again",
+                "stage {} ran to its end but has not finished (its trials could not all finish); nothing new would come of running it again\n  fix: see `horizon status` for trials still waiting or running (another process may hold them), then run the command again",
                 stage.name
             ))
             .into());
@@ -96,6 +96,13 @@ where
             return Ok(Driven::Stopped);
         }
     }
+}
+
+/// What a claim policy would see of a study now, read in one transaction (a promotion between
+/// two reads could show a round half-moved): for asking a policy outside a claim.
+pub fn stored_view(storage: &dyn Storage, study: horizon_store::StudyId) -> Result<ClaimView, RunError> {
+    let (record, trials, rungs) = storage.snapshot(study)?;
+    Ok(ClaimView::of_records(record.next_sample_index, trials, rungs))
 }
 
 /// A study file's stages: one per round for a study in rounds (each round's claims capped at
@@ -118,10 +125,7 @@ impl StudyPlan {
     pub fn current_round(&self) -> Result<Option<usize>, RunError> {
         let Some(policy) = &self.rounds else { return Ok(None) };
         let Some(record) = self.storage.study(&self.study.spec.name)? else { return Ok(Some(0)) };
-        // One consistent read: a promotion between two reads could show a round half-moved.
-        let (record, trials, rungs) = self.storage.snapshot(record.id)?;
-        let view = ClaimView::of_records(record.next_sample_index, trials, rungs);
-        Ok(policy.current_round(&view))
+        Ok(policy.current_round(&stored_view(self.storage.as_ref(), record.id)?))
     }
 }
 

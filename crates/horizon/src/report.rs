@@ -45,10 +45,7 @@ pub fn report(args: ReportArgs) -> Result<()> {
         _ => Vec::new(),
     };
     let sweep = stored_sweep(&t)?;
-    let title = read.ladder.as_ref().map(|l| match t.spec.ladder_rungs {
-        Some(_) => format!("Ladder of {}", horizon_analysis::text::plural(l.rungs.len(), "rung")),
-        None => horizon_analysis::text::plural(l.rungs.len(), "round"),
-    });
+    let title = read.ladder.as_ref().map(|l| crate::show::stages_title(l, t.spec.ladder_rungs.is_none()));
     let input = ReportInput {
         card,
         data: &read.data,

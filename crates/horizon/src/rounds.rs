@@ -6,7 +6,7 @@
 use anyhow::Result;
 use horizon_analysis::rounds::{RoundData, RoundFindings, round_findings};
 use horizon_analysis::{AnalysisConfig, TrialData};
-use horizon_core::claim::{ClaimView, RoundsPolicy};
+use horizon_core::claim::RoundsPolicy;
 use horizon_core::rounds::Transfer;
 use horizon_core::trial::RungEntry;
 use horizon_core::{Direction, TrialRecord};
@@ -22,12 +22,10 @@ pub fn findings(
     direction: Direction,
     config: &AnalysisConfig,
 ) -> Result<Vec<RoundFindings>> {
-    let trials = storage.trials(record.id)?;
-    let rungs = storage.rungs(record.id)?;
+    let view = horizon_runner::stages::stored_view(storage, record.id)?;
     let budgets: Vec<u64> = policy.rounds.iter().map(|r| r.max_train_steps).collect();
-    let ladder = horizon_analysis::ladder::ladder_report(&rungs, &budgets, direction);
-    let reached = rungs.iter().map(|g| g.rung as usize + 1).max().unwrap_or(0).min(policy.rounds.len());
-    let view = ClaimView::of_records(record.next_sample_index, trials, rungs);
+    let ladder = horizon_analysis::ladder::ladder_report(&view.rungs, &budgets, direction);
+    let reached = view.rungs.iter().map(|g| g.rung as usize + 1).max().unwrap_or(0).min(policy.rounds.len());
     let mut out: Vec<RoundFindings> = Vec::new();
     for r in 0..reached {
         let space = policy.space_for(&view, r);

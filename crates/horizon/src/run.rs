@@ -112,12 +112,13 @@ pub fn run_resolved(study: ResolvedStudy, args: &RunOptions) -> Result<ExitCode>
     let spec = &study.spec;
 
     let trials = storage.trials(study_id)?;
+    // Stopped with work left: trials not yet finished, or rungs and rounds not yet run.
+    let finished = trials.iter().filter(|t| t.state.is_finished()).count() as u64;
+    let unfinished = horizon_core::trial::planned_total(spec.trials, &trials) - finished;
+    let stopped = driven == Driven::Stopped && (unfinished > 0 || work_remains(&study, storage.as_ref(), &record)?);
     let mut out = std::io::stdout().lock();
     if args.json {
         // The run's last line: how it ended and the best trial.
-        let finished = trials.iter().filter(|t| t.state.is_finished()).count() as u64;
-        let unfinished = horizon_core::trial::planned_total(spec.trials, &trials) - finished;
-        let stopped = driven == Driven::Stopped && (unfinished > 0 || work_remains(&study, storage.as_ref(), &record)?);
         let doc = serde_json::json!({
             "schema": horizon_runner::worker::EVENT_SCHEMA,
             "event": "finished",
@@ -166,9 +167,7 @@ pub fn run_resolved(study: ResolvedStudy, args: &RunOptions) -> Result<ExitCode>
             (100.0 * s.best_step as f64 / t.max_train_steps as f64).round()
         )?;
     }
-    let finished = trials.iter().filter(|t| t.state.is_finished()).count() as u64;
-    let unfinished = horizon_core::trial::planned_total(spec.trials, &trials) - finished;
-    if driven == Driven::Stopped && (unfinished > 0 || work_remains(&study, storage.as_ref(), &record)?) {
+    if stopped {
         let left = if unfinished > 0 {
             horizon_analysis::text::plural(unfinished as usize, "trial")
         } else {
@@ -183,8 +182,7 @@ pub fn run_resolved(study: ResolvedStudy, args: &RunOptions) -> Result<ExitCode>
 /// Whether the study's claim policy still has work to hand out (a later round, a promotion),
 /// whatever the trial count says: a stop between rounds leaves the study unfinished.
 fn work_remains(study: &ResolvedStudy, storage: &dyn Storage, record: &horizon_store::StudyRecord) -> Result<bool> {
-    let (record, trials, rungs) = storage.snapshot(record.id)?;
-    let view = horizon_core::claim::ClaimView::of_records(record.next_sample_index, trials, rungs);
+    let view = horizon_runner::stages::stored_view(storage, record.id)?;
     Ok(horizon_core::claim::for_study(&study.spec).decide(&view) != horizon_core::claim::ClaimDecision::Done)
 }
 

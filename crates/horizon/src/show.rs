@@ -109,7 +109,17 @@ pub fn ladder_report(t: &target::Target) -> Result<Option<horizon_analysis::ladd
 
 /// The report of a ladder, or of a study's rounds (the same records, one rung per round).
 pub fn render_stages(report: &horizon_analysis::ladder::LadderReport, rounds: bool) -> String {
-    if rounds { report.render_as(&horizon_analysis::text::plural(report.rungs.len(), "round")) } else { report.render() }
+    report.render_as(&stages_title(report, rounds))
+}
+
+/// The heading of a ladder's or a study's rounds' report: "Ladder of 4 rungs", "2 rounds".
+pub fn stages_title(report: &horizon_analysis::ladder::LadderReport, rounds: bool) -> String {
+    let n = report.rungs.len();
+    if rounds {
+        horizon_analysis::text::plural(n, "round")
+    } else {
+        format!("Ladder of {}", horizon_analysis::text::plural(n, "rung"))
+    }
 }
 
 pub fn ladder_report_of(
