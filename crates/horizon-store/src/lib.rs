@@ -66,6 +66,8 @@
 //! assert!(store.trials(study.id).unwrap().is_empty());
 //! ```
 
+mod postgres;
+mod sql;
 mod sqlite;
 mod url;
 
@@ -74,6 +76,9 @@ use horizon_core::selection::Selection;
 use horizon_core::trial::{Lease, RungRecord, TrialRecord, TrialState};
 use horizon_core::{MetricPoint, Params};
 
+#[doc(hidden)]
+pub use postgres::testing;
+pub use postgres::{CONNECT_TIMEOUT, PostgresStorage, STATEMENT_TIMEOUT};
 pub use sqlite::SqliteStorage;
 pub use url::{Access, StorageUrl, open};
 
@@ -93,6 +98,9 @@ pub enum BackendErrorKind {
     Busy,
     /// A write was refused as read-only (a database opened for reading).
     ReadOnly,
+    /// The server did not answer in time, or the connection to it was lost (a network cut, a
+    /// restart): worth trying again.
+    Unavailable,
     Other,
 }
 
@@ -158,6 +166,15 @@ impl StoreError {
                 kind: BackendErrorKind::Permission | BackendErrorKind::ReadOnly | BackendErrorKind::CannotOpen,
                 ..
             }
+        )
+    }
+
+    /// Whether trying again later may succeed: the database was unreachable, busy, or lost the
+    /// connection (a network cut, a server restart), as opposed to a refusal of the contract.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.backend_kind(),
+            Some(BackendErrorKind::Unavailable | BackendErrorKind::Busy | BackendErrorKind::CannotOpen)
         )
     }
 

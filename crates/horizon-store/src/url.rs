@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::{BackendErrorKind, Result, SqliteStorage, Storage, StoreError};
+use crate::{BackendErrorKind, PostgresStorage, Result, SqliteStorage, Storage, StoreError};
 
 /// Where a study's database is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl StorageUrl {
 }
 
 /// `scheme://user:secret@host/db` as `scheme://user:***@host/db`.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let (authority, tail) = match rest.find(['/', '?']) {
         Some(i) => rest.split_at(i),
@@ -86,12 +86,7 @@ pub fn open(url: &StorageUrl, access: Access) -> Result<Arc<dyn Storage>> {
     match (url, access) {
         (StorageUrl::Sqlite(path), Access::ReadWrite) => Ok(Arc::new(SqliteStorage::open(path)?)),
         (StorageUrl::Sqlite(path), Access::ReadOnly) => Ok(Arc::new(SqliteStorage::open_read_only(path)?)),
-        (StorageUrl::Postgres(_), _) => Err(StoreError::Backend {
-            backend: "postgres",
-            target: url.redacted(),
-            kind: BackendErrorKind::CannotOpen,
-            message: "this build of horizon has no PostgreSQL backend yet\n  fix: use SQLite storage (a path) for now".into(),
-        }),
+        (StorageUrl::Postgres(url), access) => Ok(Arc::new(PostgresStorage::open(url, access)?)),
     }
 }
 
