@@ -112,6 +112,9 @@ pub struct AttemptInput {
     /// Where this attempt starts: from scratch, or (a ladder's promotion) from a checkpoint of
     /// the trial's previous rung.
     pub start: AttemptStart,
+    /// The workers' lease timeout: an attempt none of whose writes succeeded for this long stops
+    /// (another worker may have taken the trial over).
+    pub lease_timeout: Duration,
 }
 
 /// Where an attempt starts, and what it is asked to checkpoint.
@@ -181,6 +184,7 @@ fn recorder_for(input: &AttemptInput) -> AttemptRecorder {
         input.trial.max_train_steps,
     )
     .with_stop_when(input.spec.trainer.stop_when.clone())
+    .with_lease_timeout(input.lease_timeout)
     .keeping(&input.start.checkpoint_steps)
     .with_earlier(&earlier)
 }
@@ -193,7 +197,8 @@ enum StopKind {
     /// `trainer.stop_when` held, or a policy concluded the trial: it is complete.
     Reached,
     TimedOut(Duration),
-    LeaseLost,
+    /// Another worker took the trial over, or may have (the database unreachable too long).
+    LeaseLost(String),
 }
 
 fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<AttemptMsg>)) -> Result<AttemptResult, StoreError> {
@@ -293,14 +298,18 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
             signal_group(pgid, libc::SIGKILL);
             killed = true;
         }
-        match recorder.flush() {
-            Ok(()) => {}
-            Err(StoreError::NotWritable { .. }) => {
+        match recorder.sync() {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                // Two workers never run one trial: stop at once, without the grace period.
                 signal_group(pgid, libc::SIGKILL);
                 killed = true;
-                stopping = Some((StopKind::LeaseLost, Instant::now()));
+                stopping = Some((StopKind::LeaseLost(why), Instant::now()));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                signal_group(pgid, libc::SIGKILL);
+                return Err(e);
+            }
         }
         if recorder.last_step() != last_progress {
             last_progress = recorder.last_step();
@@ -333,10 +342,10 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
             ));
             break;
         }
-        match recorder.flush() {
-            Ok(()) => {}
-            Err(StoreError::NotWritable { .. }) => {
-                stopping = Some((StopKind::LeaseLost, Instant::now()));
+        match recorder.sync() {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                stopping = Some((StopKind::LeaseLost(why), Instant::now()));
                 break;
             }
             Err(e) => return Err(e),
@@ -347,8 +356,8 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
     }
 
     let kind = stopping.map(|(k, _)| k);
-    if kind == Some(StopKind::LeaseLost) {
-        return Ok(lost(input, recorder, started));
+    if let Some(StopKind::LeaseLost(why)) = kind {
+        return Ok(lost(&input, &recorder, started, why));
     }
     let status = exit.ok();
     let exit_code = status.and_then(|s| s.code());
@@ -359,7 +368,7 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         Some(StopKind::Diverged) => Some(StopCause::Diverged),
         Some(StopKind::Reached) => Some(StopCause::Reached),
         Some(StopKind::TimedOut(limit)) => Some(StopCause::TimedOut(humanize(limit))),
-        Some(StopKind::LeaseLost) | None => None,
+        Some(StopKind::LeaseLost(_)) | None => None,
     };
     let outcome = attempt_outcome(&AttemptEnd {
         stopped,
@@ -407,7 +416,6 @@ fn finish(
     started: Instant,
     concluded: Option<&str>,
 ) -> Result<AttemptResult, StoreError> {
-    recorder.finish()?;
     let trial = &input.trial;
     let state = state_after(&outcome, trial.failures, input.spec.trainer.retries);
     let selection = recorder.selection();
@@ -426,20 +434,35 @@ fn finish(
             None => format!("stopped at step {last} of {}", trial.max_train_steps),
         });
     }
-    input.storage.finish_attempt(
-        trial.id,
-        trial.attempt,
-        &Finish {
-            state,
-            message: message.clone(),
-            selection,
-            counts_as_failure: matches!(outcome, AttemptOutcome::Failed { .. }),
-            exit_code,
-            at: crate::now(),
-            steps_run: recorder.last_step().map_or(0, |s| s.saturating_sub(input.start.step)),
-            budget_independent_until: recorder.budget_independent_until(),
-        },
-    )?;
+    let end = Finish {
+        state,
+        message: message.clone(),
+        selection,
+        counts_as_failure: matches!(outcome, AttemptOutcome::Failed { .. }),
+        exit_code,
+        at: crate::now(),
+        steps_run: recorder.last_step().map_or(0, |s| s.saturating_sub(input.start.step)),
+        budget_independent_until: recorder.budget_independent_until(),
+    };
+    // The end is written once the database answers, while the lease may still be ours; past
+    // the lease timeout another worker may have taken the trial, and this attempt's end is moot.
+    loop {
+        match recorder.finish().and_then(|()| input.storage.finish_attempt(trial.id, trial.attempt, &end)) {
+            Ok(()) => break,
+            Err(StoreError::NotWritable { .. }) => {
+                return Ok(lost(input, recorder, started, "another worker took the trial over".into()));
+            }
+            Err(e) if e.is_transient() && recorder.lease_may_hold() => {
+                tracing::warn!("trial {}: writing how the attempt ended: {e}; trying again", trial.number);
+                std::thread::sleep(crate::recorder::RETRY_AFTER_OUTAGE);
+            }
+            Err(e) if e.is_transient() => {
+                let why = format!("its end could not be written ({e}) within the lease timeout");
+                return Ok(lost(input, recorder, started, why));
+            }
+            Err(e) => return Err(e),
+        }
+    }
     Ok(AttemptResult {
         trial: trial.clone(),
         outcome,
@@ -455,10 +478,12 @@ fn finish(
     })
 }
 
-fn lost(input: AttemptInput, recorder: AttemptRecorder, started: Instant) -> AttemptResult {
+/// The result of an attempt that lost its lease, for `why` (nothing more is written for it).
+fn lost(input: &AttemptInput, recorder: &AttemptRecorder, started: Instant, why: String) -> AttemptResult {
+    tracing::warn!("trial {} attempt {}: stopped: {why}", input.trial.number, input.trial.attempt);
     AttemptResult {
-        trial: input.trial,
-        outcome: AttemptOutcome::Interrupted { reason: "another worker took the trial over".into() },
+        trial: input.trial.clone(),
+        outcome: AttemptOutcome::Interrupted { reason: why },
         state: TrialState::Waiting,
         selection: recorder.selection(),
         exit_code: None,
@@ -489,7 +514,8 @@ pub struct InProcessTrial<'a> {
     recorder: &'a mut AttemptRecorder,
     stop: Arc<AtomicBool>,
     conclusion: Arc<Mutex<Option<String>>>,
-    lease_lost: bool,
+    /// Why the attempt lost its lease, if it did.
+    lease_lost: Option<String>,
     /// `trainer.stop_on_divergence`: a non-finite loss ends the trial at once.
     stop_on_divergence: bool,
     /// `trainer.timeout` from the start of the attempt; set once should_stop saw it pass.
@@ -512,11 +538,10 @@ impl InProcessTrial<'_> {
     pub fn report(&mut self, step: u64, split: &str, metrics: &[(&str, f64)]) {
         let values = metrics.iter().map(|(n, v)| (format!("{split}/{n}"), *v)).collect();
         self.recorder.report(Report::Metrics { step, values });
-        if let Err(e) = self.recorder.flush_if_due(TICK) {
-            if matches!(e, StoreError::NotWritable { .. }) {
-                self.lease_lost = true;
-            }
-            tracing::warn!("trial {}: {e}", self.number);
+        match self.recorder.sync_if_due(TICK) {
+            Ok(None) => {}
+            Ok(Some(why)) => self.lease_lost = Some(why),
+            Err(e) => tracing::warn!("trial {}: {e}", self.number),
         }
     }
 
@@ -532,7 +557,7 @@ impl InProcessTrial<'_> {
             || (self.stop_on_divergence && self.recorder.divergence().is_some())
             || self.recorder.stop_when_done()
             || (self.recorder.selection().is_some() && self.conclusion.lock().expect("conclusion lock").is_some())
-            || self.lease_lost
+            || self.lease_lost.is_some()
     }
 }
 
@@ -560,17 +585,17 @@ fn run_in_process(
             recorder: &mut recorder,
             stop: stop.clone(),
             conclusion: conclusion.clone(),
-            lease_lost: false,
+            lease_lost: None,
             stop_on_divergence: input.spec.trainer.stop_on_divergence,
             deadline: input.spec.trainer.timeout.map(|t| started + t),
             timed_out: std::cell::Cell::new(false),
         };
         let ret = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut handle)))
             .unwrap_or_else(|_| Err("the training function panicked".into()));
-        (ret, handle.lease_lost, handle.timed_out.get())
+        (ret, handle.lease_lost.take(), handle.timed_out.get())
     };
-    if lease_lost {
-        return Ok(lost(input, recorder, started));
+    if let Some(why) = lease_lost {
+        return Ok(lost(&input, &recorder, started, why));
     }
     let concluded = conclusion.lock().expect("conclusion lock").clone().filter(|_| recorder.selection().is_some());
     // The same causes, in the same order, as a subprocess's (the rule is one function).

@@ -21,6 +21,8 @@ use horizon_store::{Storage, StoreError, TrialId};
 pub const MAX_STORED_WARNINGS: usize = 100;
 /// How often a running attempt renews its lease.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// After a write failed because the database was unreachable, how long until the next try.
+pub const RETRY_AFTER_OUTAGE: Duration = Duration::from_secs(1);
 
 /// Records one attempt. Every report costs O(log n) (the objective's selection is kept up to
 /// date incrementally), and memory is bounded by the limits in `horizon_core::protocol::limits`
@@ -52,6 +54,13 @@ pub struct AttemptRecorder {
     kept: Vec<u64>,
     last_heartbeat: Instant,
     last_flush: Instant,
+    /// When a write last succeeded (each renews the lease), by this machine's monotonic clock.
+    last_renewed: Instant,
+    /// Past this without a renewal, the lease may have expired: another worker may run the trial.
+    lease_timeout: Duration,
+    /// The database is unreachable: since when, and when to try again.
+    outage: Option<(Instant, Instant)>,
+    finished: bool,
 }
 
 impl AttemptRecorder {
@@ -93,7 +102,18 @@ impl AttemptRecorder {
             kept: Vec::new(),
             last_heartbeat: Instant::now(),
             last_flush: Instant::now(),
+            last_renewed: Instant::now(),
+            lease_timeout: Duration::from_secs(60),
+            outage: None,
+            finished: false,
         }
+    }
+
+    /// The lease timeout of the study's workers: a trial whose writes have all failed for half
+    /// that long (the database unreachable) is given up before another worker may take it.
+    pub fn with_lease_timeout(mut self, timeout: Duration) -> AttemptRecorder {
+        self.lease_timeout = timeout;
+        self
     }
 
     /// Watch for a criterion that ends the attempt early as complete (`trainer.stop_when`).
@@ -288,39 +308,108 @@ impl AttemptRecorder {
         if !self.pending_metrics.is_empty() {
             self.storage.append_metrics(self.trial, self.attempt, &self.pending_metrics)?;
             self.pending_metrics.clear();
+            self.renewed();
         }
         if !self.pending_warnings.is_empty() {
             self.storage.append_warnings(self.trial, self.attempt, &self.pending_warnings)?;
             self.pending_warnings.clear();
+            self.renewed();
         }
-        if self.last_heartbeat.elapsed() >= HEARTBEAT_EVERY {
+        // A short lease timeout needs more frequent renewals than the default.
+        if self.last_heartbeat.elapsed() >= HEARTBEAT_EVERY.min(self.lease_timeout / 4) {
             self.storage.heartbeat(self.trial, self.attempt)?;
-            self.last_heartbeat = Instant::now();
+            self.renewed();
         }
         Ok(())
     }
 
-    /// Flush when the last flush is older than `interval` (batches the writes of a trainer that
-    /// reports faster than storage needs to hear about it).
-    pub fn flush_if_due(&mut self, interval: Duration) -> Result<(), StoreError> {
+    fn renewed(&mut self) {
+        self.last_renewed = Instant::now();
+        self.last_heartbeat = self.last_renewed;
+        if let Some((since, _)) = self.outage.take() {
+            tracing::warn!(
+                "trial {}: the database answers again after {:.0}s; nothing recorded was lost",
+                self.trial,
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    /// [`Self::flush`], riding out a database that is briefly unreachable: what is pending stays
+    /// pending and is tried again ([`RETRY_AFTER_OUTAGE`]). `Ok(Some(why))` when the attempt
+    /// must stop because it lost its lease: another worker requeued it, or no write has
+    /// succeeded for half the lease timeout (stopped before another worker may take it over).
+    /// Other errors are returned.
+    pub fn sync(&mut self) -> Result<Option<String>, StoreError> {
+        if self.outage.is_some_and(|(_, retry)| Instant::now() < retry) {
+            return Ok(self.lease_gone());
+        }
+        match self.flush() {
+            Ok(()) => Ok(None),
+            Err(StoreError::NotWritable { .. }) => Ok(Some("another worker took the trial over".into())),
+            Err(e) if e.is_transient() => {
+                if self.outage.is_none() {
+                    tracing::warn!(
+                        "trial {}: cannot write to the database ({e}); the trial runs on and horizon keeps trying \
+                         (it gives the trial up after {:.0}s without a write, half the lease timeout)",
+                        self.trial,
+                        self.lease_timeout.as_secs_f64() / 2.0
+                    );
+                }
+                let since = self.outage.map_or_else(Instant::now, |(since, _)| since);
+                self.outage = Some((since, Instant::now() + RETRY_AFTER_OUTAGE));
+                Ok(self.lease_gone())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Why the lease must be given up, if no write renewed it for half the lease timeout: the
+    /// trial stops before any other worker may judge the lease expired and take it over (half
+    /// leaves room for the call that noticed, bounded by `Storage::limit_call_time`).
+    fn lease_gone(&self) -> Option<String> {
+        let silent = self.last_renewed.elapsed();
+        (silent >= self.lease_timeout / 2).then(|| {
+            format!(
+                "the database could not be reached for {:.0}s, half the lease timeout ({:.0}s): stopped before another \
+                 worker may take the trial over",
+                silent.as_secs_f64(),
+                self.lease_timeout.as_secs_f64()
+            )
+        })
+    }
+
+    /// [`Self::sync`] when the last flush is older than `interval` (batches the writes of a
+    /// trainer that reports faster than storage needs to hear about it).
+    pub fn sync_if_due(&mut self, interval: Duration) -> Result<Option<String>, StoreError> {
         if self.last_flush.elapsed() >= interval {
-            self.flush()?;
+            return self.sync();
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// Flush, noting malformed lines beyond the stored ones.
+    /// Note what was not stored (once), and write everything pending.
     pub fn finish(&mut self) -> Result<(), StoreError> {
-        if self.values_dropped > 0 {
-            // Stored even past the warning limit: it says what is missing.
-            self.pending_warnings
-                .push(format!("{} metric values were not stored (limits in docs/protocol.md section 9)", self.values_dropped));
+        if !self.finished {
+            self.finished = true;
+            if self.values_dropped > 0 {
+                // Stored even past the warning limit: it says what is missing.
+                self.pending_warnings.push(format!(
+                    "{} metric values were not stored (limits in docs/protocol.md section 9)",
+                    self.values_dropped
+                ));
+            }
+            if self.warnings_seen > MAX_STORED_WARNINGS {
+                self.pending_warnings.push(format!("{} more warnings were not stored", self.warnings_seen - MAX_STORED_WARNINGS));
+            }
+            self.apply_retention();
         }
-        if self.warnings_seen > MAX_STORED_WARNINGS {
-            self.pending_warnings.push(format!("{} more warnings were not stored", self.warnings_seen - MAX_STORED_WARNINGS));
-        }
-        self.apply_retention();
         self.flush()
+    }
+
+    /// Whether the lease may still be ours: a write succeeded within the lease timeout.
+    pub fn lease_may_hold(&self) -> bool {
+        self.lease_gone().is_none()
     }
 
     /// Why the attempt diverged: the first non-finite loss.

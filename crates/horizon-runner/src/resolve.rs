@@ -55,6 +55,15 @@ impl ResolvedStudy {
         self
     }
 
+    /// Run trials on these GPUs (`CUDA_VISIBLE_DEVICES`, one per running trial) instead of the
+    /// study file's `trainer.gpus`: each machine has its own.
+    pub fn with_gpus(mut self, gpus: Vec<String>) -> ResolvedStudy {
+        let mut spec = (*self.spec).clone();
+        spec.trainer.gpus = gpus;
+        self.spec = Arc::new(spec);
+        self
+    }
+
     /// Where the study's database is.
     pub fn storage_url(&self) -> StorageUrl {
         self.storage.clone().unwrap_or_else(|| StorageUrl::sqlite(&self.db_path()))
@@ -131,12 +140,24 @@ impl ResolvedStudy {
     pub fn open_storage(&self) -> Result<std::sync::Arc<dyn Storage>, RunError> {
         std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let marker = self.dir.join(STORAGE_MARKER);
-        let recorded = std::fs::read_to_string(&marker).ok().map(|t| t.trim().to_string());
+        // The database's URL (without a password) and, since this horizon, its identity.
+        let recorded = std::fs::read_to_string(&marker).ok().map(|t| {
+            let mut lines = t.lines().map(str::trim);
+            (lines.next().unwrap_or("").to_string(), lines.next().filter(|l| !l.is_empty()).map(String::from))
+        });
+        let url = self.storage_url();
         let wanted = self.storage.as_ref().map(StorageUrl::redacted);
         let local = self.db_path();
         let clash = match (&wanted, &recorded) {
-            (Some(w), Some(r)) if w != r => Some(r.clone()),
-            (None, Some(r)) => Some(r.clone()),
+            (Some(w), Some((r, id))) if w != r => {
+                // Another name for the same database (a host and its address, a proxy)? Its
+                // recorded identity tells; a database that is not there yet is not it.
+                let same = id.as_ref().is_some_and(|id| {
+                    horizon_store::open(&url, Access::ReadOnly).and_then(|s| s.database_id()).is_ok_and(|got| &got == id)
+                });
+                (!same).then(|| r.clone())
+            }
+            (None, Some((r, _))) => Some(r.clone()),
             (Some(_), None) if local.exists() => Some(local.display().to_string()),
             _ => None,
         };
@@ -148,10 +169,16 @@ impl ResolvedStudy {
                 wanted.unwrap_or_else(|| local.display().to_string())
             )));
         }
-        if let (Some(w), None) = (&wanted, &recorded) {
-            std::fs::write(&marker, format!("{w}\n")).map_err(io_err(&marker))?;
+        let storage = horizon_store::open(&url, Access::ReadWrite)?;
+        let unrecorded = match &recorded {
+            None => true,
+            Some((r, id)) => id.is_none() && wanted.as_ref() == Some(r),
+        };
+        if let (Some(w), true) = (&wanted, unrecorded) {
+            let id = storage.database_id()?;
+            std::fs::write(&marker, format!("{w}\n{id}\n")).map_err(io_err(&marker))?;
         }
-        Ok(horizon_store::open(&self.storage_url(), Access::ReadWrite)?)
+        Ok(storage)
     }
 
     /// Create the study in storage, or check that the stored one was started from a compatible

@@ -279,6 +279,9 @@ impl Worker {
     /// Run until the study has no trial left for this worker, or the user stops it.
     pub fn run(mut self) -> Result<WorkerSummary, RunError> {
         let spec = self.study.spec.clone();
+        // A call to an unreachable database fails in time for a trial to notice it lost its
+        // lease (after half the lease timeout without a write) and stop.
+        self.storage.limit_call_time((self.options.lease_timeout / 8).clamp(Duration::from_millis(500), Duration::from_secs(30)));
         let trials = self.storage.trials(self.record.id)?;
         let staged = !spec.rounds.is_empty();
         let (total, finished) = match &spec.ladder {
@@ -320,14 +323,23 @@ impl Worker {
         let mut waiting_announced = false;
         // When the scheduler was last consulted, and whether an attempt stored new metrics since.
         let mut consulted: (Option<Instant>, bool) = (None, false);
+        let mut outage = Outage::default();
         loop {
             let mut exhausted = false;
             while !draining && running.len() < self.slots() {
                 if last_reclaim.is_none_or(|t| t.elapsed() >= self.options.reclaim_every) {
-                    self.reclaim_abandoned()?;
                     last_reclaim = Some(Instant::now());
+                    if outage.ride(self.reclaim_abandoned())?.is_none() {
+                        waiting = true;
+                        break;
+                    }
                 }
-                let claimed = match self.claim()? {
+                let Some(claim) = outage.ride(self.claim())? else {
+                    // The database is unreachable: ask again soon (running trials ride it out).
+                    waiting = true;
+                    break;
+                };
+                let claimed = match claim {
                     Claim::Run(claimed) => *claimed,
                     Claim::Wait => {
                         // Results still to come (here or in another process) may promote a
@@ -362,7 +374,14 @@ impl Worker {
                 // Nothing left to claim, but other workers' trials still run: stay until they
                 // finish, so that one of them dying (its lease expiring) does not leave its trial
                 // unfinished with every worker gone.
-                if !draining && !self.storage.trials_in_state(self.record.id, TrialState::Running)?.is_empty() {
+                let others = if draining {
+                    Some(false)
+                } else {
+                    outage
+                        .ride(self.storage.trials_in_state(self.record.id, TrialState::Running).map_err(RunError::from))?
+                        .map(|r| !r.is_empty())
+                };
+                if others != Some(false) {
                     waiting = true;
                 } else {
                     break;
@@ -505,6 +524,7 @@ impl Worker {
                 let _ = progress_tx.send(Msg::Progress { number, step, max_train_steps, best });
             }),
             start,
+            lease_timeout: self.options.lease_timeout,
         };
         let program = self.program.clone();
         let handle = stop.clone();
@@ -560,6 +580,38 @@ impl Worker {
             }
         }
         Ok(count)
+    }
+}
+
+/// How long a worker rides out a database it cannot reach before it gives up (its running
+/// trials give theirs up after the lease timeout, since another worker may take them over).
+pub const STORAGE_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Since when the worker's own storage calls (claims, the abandoned-trial scan) have failed for
+/// an unreachable database.
+#[derive(Default)]
+struct Outage(Option<Instant>);
+
+impl Outage {
+    /// The call's value; `None` (try again later) when the database was unreachable, up to
+    /// [`STORAGE_PATIENCE`]; the error past it, or for any other failure.
+    fn ride<T>(&mut self, result: Result<T, RunError>) -> Result<Option<T>, RunError> {
+        match result {
+            Ok(value) => {
+                if let Some(since) = self.0.take() {
+                    tracing::warn!("the database answers again after {:.0}s", since.elapsed().as_secs_f64());
+                }
+                Ok(Some(value))
+            }
+            Err(RunError::Store(e)) if e.is_transient() => {
+                let since = *self.0.get_or_insert_with(|| {
+                    tracing::warn!("cannot reach the database ({e}); trying again for up to {}s", STORAGE_PATIENCE.as_secs());
+                    Instant::now()
+                });
+                if since.elapsed() >= STORAGE_PATIENCE { Err(RunError::Store(e)) } else { Ok(None) }
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -172,10 +172,7 @@ impl StoreError {
     /// Whether trying again later may succeed: the database was unreachable, busy, or lost the
     /// connection (a network cut, a server restart), as opposed to a refusal of the contract.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self.backend_kind(),
-            Some(BackendErrorKind::Unavailable | BackendErrorKind::Busy | BackendErrorKind::CannotOpen)
-        )
+        matches!(self.backend_kind(), Some(BackendErrorKind::Unavailable | BackendErrorKind::Busy | BackendErrorKind::CannotOpen))
     }
 
     /// The kind of a backend failure, `None` for the errors of the contract.
@@ -425,4 +422,14 @@ pub trait Storage: Send + Sync {
     fn checkpoints(&self, trial: TrialId) -> Result<Vec<CheckpointRecord>>;
     fn warnings(&self, trial: TrialId) -> Result<Vec<WarningRecord>>;
     fn attempts(&self, trial: TrialId) -> Result<Vec<AttemptRecord>>;
+
+    /// The database's identity, made when its schema was created: the same whatever name or
+    /// route reaches it (a study directory records it).
+    fn database_id(&self) -> Result<String>;
+
+    /// Bound how long one call may wait on the database (a server behind a cut network link):
+    /// past it the call fails with a transient error ([`StoreError::is_transient`]). Workers set
+    /// it below their lease timeout, so that a cut-off worker notices in time to stop its trials.
+    /// Backends whose calls cannot hang on a network (SQLite) ignore it.
+    fn limit_call_time(&self, _limit: std::time::Duration) {}
 }

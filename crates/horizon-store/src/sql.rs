@@ -412,6 +412,12 @@ fn db_now(tx: &mut dyn Tx) -> Result<f64> {
 // ---------------------------------------------------------------------------------------------
 // Studies
 
+pub(crate) fn database_id(tx: &mut dyn Tx) -> Result<String> {
+    query_opt(tx, "SELECT value FROM horizon_meta WHERE key = 'database_id'", &[])?
+        .ok_or_else(|| StoreError::Corrupt("the database has no identity (horizon_meta)".into()))?
+        .at(0)
+}
+
 pub(crate) fn open_or_create_study(tx: &mut dyn Tx, new: &NewStudy) -> Result<StudyRecord> {
     let sql = format!(
         "INSERT INTO studies (name, spec_json, identity_json, created_at) VALUES (?1, ?2, ?3, ?4)
@@ -1222,6 +1228,12 @@ macro_rules! impl_storage {
             }
             fn attempts(&self, trial: $crate::TrialId) -> $crate::Result<Vec<$crate::AttemptRecord>> {
                 self.read(|tx| $crate::sql::attempts(tx, trial))
+            }
+            fn database_id(&self) -> $crate::Result<String> {
+                self.read($crate::sql::database_id)
+            }
+            fn limit_call_time(&self, limit: std::time::Duration) {
+                self.set_call_limit(limit)
             }
         }
     };

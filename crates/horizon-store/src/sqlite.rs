@@ -215,6 +215,12 @@ ALTER TABLE rungs ADD COLUMN params_json TEXT;
 ALTER TABLE studies ADD COLUMN next_trial_number INTEGER NOT NULL DEFAULT 0;
 UPDATE studies SET next_trial_number = COALESCE((SELECT MAX(number) + 1 FROM trials WHERE study_id = studies.id), 0);
 "#,
+    r#"
+-- The database's identity, made once: a study directory records it, so that one database
+-- reached by two names (a host and its address, a proxy) is known to be the same one.
+CREATE TABLE horizon_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO horizon_meta (key, value) VALUES ('database_id', lower(hex(randomblob(16))));
+"#,
 ];
 
 const MEMORY_PATH: &str = ":memory:";
@@ -324,6 +330,11 @@ impl SqliteStorage {
         tx.commit().map_err(|e| sqlite_error(path, e))?;
         Ok(value)
     }
+}
+
+impl SqliteStorage {
+    /// A local file: calls do not hang on a network (a busy writer waits [`BUSY_TIMEOUT`]).
+    fn set_call_limit(&self, _limit: Duration) {}
 }
 
 impl_storage!(SqliteStorage);

@@ -94,15 +94,16 @@ pub struct RunArgs {
     /// and the final table.
     #[arg(long)]
     pub json: bool,
-    /// The study's database, instead of horizon.db in its study directory: a path or a
-    /// sqlite:// URL (docs/distributed.md).
+    /// The study's database, instead of horizon.db in its study directory: a postgres:// URL,
+    /// a path or a sqlite:// URL (docs/distributed.md).
     #[arg(long, value_name = "URL")]
     pub storage: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct WorkerArgs {
-    /// The database holding the study: a path or a sqlite:// URL (docs/distributed.md).
+    /// The database holding the study: a postgres:// URL, a path or a sqlite:// URL
+    /// (docs/distributed.md).
     #[arg(long, value_name = "URL")]
     pub storage: String,
     /// The study to work on, by name, as stored (its study file is stored with it).
@@ -114,6 +115,11 @@ pub struct WorkerArgs {
     /// Trials to run at once in this worker.
     #[arg(short, long, default_value_t = 1)]
     pub jobs: usize,
+    /// This machine's GPUs (comma-separated indices or UUIDs), instead of the study file's
+    /// `trainer.gpus`: each running trial gets one as CUDA_VISIBLE_DEVICES, and --jobs is capped
+    /// at their number.
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub gpus: Vec<String>,
     /// A worker on another machine whose lease was last renewed longer ago than this is
     /// presumed dead and its trial requeued (seconds).
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]

@@ -54,29 +54,35 @@ impl Target {
 /// database whose schema is older than this horizon's is upgraded in place (read-write) when
 /// the user may write it, and refused with a fix otherwise.
 pub fn open(path: &Path, name: Option<&str>) -> Result<Target> {
-    open_with(path, name, |db| {
-        let url = StorageUrl::sqlite(db);
-        match horizon_store::open(&url, Access::ReadOnly) {
-            Err(old @ StoreError::SchemaTooOld { .. }) => horizon_store::open(&url, Access::ReadWrite).map_err(|_| old),
-            other => other,
-        }
+    open_with(path, name, |url| match horizon_store::open(url, Access::ReadOnly) {
+        Err(old @ StoreError::SchemaTooOld { .. }) => horizon_store::open(url, Access::ReadWrite).map_err(|_| old),
+        other => other,
     })
 }
 
 /// Open a study to change it (read-write; the schema is upgraded if needed).
 pub fn open_writable(path: &Path, name: Option<&str>) -> Result<Target> {
-    open_with(path, name, |db| horizon_store::open(&StorageUrl::sqlite(db), Access::ReadWrite))
+    open_with(path, name, |url| horizon_store::open(url, Access::ReadWrite))
+}
+
+/// A database URL given where a study file or directory may be (`postgres://...`, `sqlite://...`).
+fn database_url(path: &Path) -> Option<StorageUrl> {
+    let text = path.to_str()?;
+    text.contains("://").then(|| StorageUrl::parse(text).ok()).flatten()
 }
 
 fn open_with(
     path: &Path,
     name: Option<&str>,
-    open_db: impl FnOnce(&Path) -> horizon_store::Result<std::sync::Arc<dyn Storage>>,
+    open_db: impl FnOnce(&StorageUrl) -> horizon_store::Result<std::sync::Arc<dyn Storage>>,
 ) -> Result<Target> {
-    // A database file itself (a study run with `--storage`): its study directory is the one its
-    // stored study file names.
-    let database_file = path.is_file() && is_sqlite_file(path);
-    let (dir, spec_name, spec_path) = if path.is_dir() {
+    // A database itself (a study run with `--storage`: its file, or its URL): its study
+    // directory is the one its stored study file names.
+    let url = database_url(path);
+    let database_file = url.is_some() || (path.is_file() && is_sqlite_file(path));
+    let (dir, spec_name, spec_path) = if url.is_some() {
+        (PathBuf::from("."), None, None)
+    } else if path.is_dir() {
         (path.to_path_buf(), None, None)
     } else if database_file {
         (path.parent().unwrap_or(Path::new(".")).to_path_buf(), None, None)
@@ -86,29 +92,35 @@ fn open_with(
         (study_dir(&spec, path), Some(spec.name), std::path::absolute(path).ok())
     } else {
         bail!(
-            "{} is neither a study file nor a study directory\n  fix: give the study's .toml file, the directory that holds its {DATABASE_FILE}, or the database file",
+            "{} is neither a study file nor a study directory\n  fix: give the study's .toml file, the directory that holds its {DATABASE_FILE}, the database file, or its postgres:// URL",
             path.display()
         );
     };
-    let db = if database_file { path.to_path_buf() } else { dir.join(DATABASE_FILE) };
-    if !db.is_file() {
-        bail!(
-            "no study database at {}\n  fix: run the study first (`horizon run STUDY.toml`), or point at the directory that holds {DATABASE_FILE}",
-            db.display()
-        );
-    }
-    let storage = open_db(&db)?;
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let db = if database_file { path.to_path_buf() } else { dir.join(DATABASE_FILE) };
+            if !db.is_file() {
+                bail!(
+                    "no study database at {}\n  fix: run the study first (`horizon run STUDY.toml`), or point at the directory that holds {DATABASE_FILE}",
+                    db.display()
+                );
+            }
+            StorageUrl::sqlite(&db)
+        }
+    };
+    let db = url.redacted();
+    let storage = open_db(&url)?;
     let wanted = name.map(str::to_string).or(spec_name);
     let study = match wanted {
-        Some(n) => storage.study(&n)?.with_context(|| format!("{} holds no study named {n:?}", db.display()))?,
+        Some(n) => storage.study(&n)?.with_context(|| format!("{db} holds no study named {n:?}"))?,
         None => {
             let mut all = storage.studies()?;
             match all.len() {
                 1 => all.remove(0),
-                0 => bail!("{} holds no study yet", db.display()),
+                0 => bail!("{db} holds no study yet"),
                 _ => bail!(
-                    "{} holds several studies ({}); choose one with --name",
-                    db.display(),
+                    "{db} holds several studies ({}); choose one with --name",
                     all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
                 ),
             }

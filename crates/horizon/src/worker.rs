@@ -23,6 +23,14 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
         (None, Some(name)) => (stored_study(&url, name)?, format!("horizon worker --storage {} --study {name}", url.redacted())),
         (None, None) => bail!("give the study: --study NAME (stored in the database) or a study file"),
     };
+    let study = if args.gpus.is_empty() {
+        study
+    } else {
+        if let Some(bad) = args.gpus.iter().find(|g| g.trim().is_empty() || g.contains(char::is_whitespace)) {
+            bail!("--gpus: {bad:?} is not a GPU index or UUID\n  fix: --gpus 0,1,2,3");
+        }
+        study.with_gpus(args.gpus.clone())
+    };
     if !(args.lease_timeout.is_finite() && args.lease_timeout > 0.0) {
         bail!("--lease-timeout {} is not a positive number of seconds", args.lease_timeout);
     }

@@ -6,8 +6,14 @@
 mod util;
 
 use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use horizon_core::trial::TrialState;
+use horizon_store::{Access, Storage, StorageUrl};
 
 use util::*;
 
@@ -38,19 +44,45 @@ value = 32
 "#;
 
 /// Per trial number: (params, state, best step, best value bits, metric rows).
-type Results = BTreeMap<u64, (String, String, i64, u64, i64)>;
+type Results = BTreeMap<u64, (String, String, Option<u64>, Option<u64>, usize)>;
 
-fn results(db: &std::path::Path) -> Results {
-    let db = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = db
-        .prepare(
-            "SELECT number, params_json, state, best_step, best_value, (SELECT COUNT(*) FROM metrics m WHERE m.trial_id = t.id)
-             FROM trials t ORDER BY number",
-        )
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get::<_, u64>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, f64>(4)?.to_bits(), r.get(5)?))))
+fn open(url: &str) -> Option<Arc<dyn Storage>> {
+    horizon_store::open(&StorageUrl::parse(url).unwrap(), Access::ReadOnly).ok()
+}
+
+/// The study "shared" as stored at `url`, read through the storage interface (any backend).
+fn results(url: &str) -> Results {
+    let s = open(url).expect("the database opens");
+    let study = s.study("shared").unwrap().expect("the study is stored");
+    s.trials(study.id)
         .unwrap()
-        .map(Result::unwrap)
+        .into_iter()
+        .map(|t| {
+            let rows = s.rung_metrics(t.id, 0).unwrap().len();
+            let value = t.params.to_json_string();
+            (t.number, (value, t.state.as_str().to_string(), t.best_step, t.best_value.map(f64::to_bits), rows))
+        })
+        .collect()
+}
+
+/// Per trial number: how many of its attempts completed it.
+fn completions(url: &str) -> Vec<(u64, usize)> {
+    let s = open(url).unwrap();
+    let study = s.study("shared").unwrap().unwrap();
+    s.trials(study.id)
+        .unwrap()
+        .iter()
+        .map(|t| (t.number, s.attempts(t.id).unwrap().iter().filter(|a| a.outcome == Some(TrialState::Complete)).count()))
+        .collect()
+}
+
+fn running_pids(url: &str) -> Vec<u32> {
+    let Some(s) = open(url) else { return Vec::new() };
+    let Ok(Some(study)) = s.study("shared") else { return Vec::new() };
+    s.trials_in_state(study.id, TrialState::Running)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| t.lease.as_ref().map(|l| l.pid))
         .collect()
 }
 
@@ -64,36 +96,29 @@ fn worker(s: &TestStudy, url: &str, args: &[&str], tag: &str) -> Child {
         .unwrap()
 }
 
-#[test]
-fn four_workers_two_killed_finish_the_study_as_one_run_does() {
-    // The reference: one `horizon run` of the file.
+/// The reference: one `horizon run` of the file.
+fn one_run() -> Results {
     let reference = TestStudy::new(StudyOptions::default());
     std::fs::write(&reference.spec, STUDY).unwrap();
     assert!(reference.run(&["--jobs", "2"]).status.success());
-    let expected = results(&reference.study_dir().join("horizon.db"));
+    let expected = results(reference.study_dir().join("horizon.db").to_str().unwrap());
     assert_eq!(expected.len(), 10);
+    expected
+}
 
-    let s = TestStudy::new(StudyOptions::default());
-    std::fs::write(&s.spec, STUDY).unwrap();
-    let db = s.path().join("shared.db");
-    let url = format!("sqlite://{}", db.display());
+/// Four workers on the study at `url`, two killed with SIGKILL while each holds a trial: the
+/// survivors finish it, every trial completes once, and the results equal `expected`.
+fn four_workers_two_killed(s: &TestStudy, url: &str, expected: &Results) {
     // The first worker creates the study from the file; the others find it by name.
-    let mut workers = vec![worker(&s, &url, &["study.toml"], "w0")];
-    wait_for("the study to be stored", LONG, || {
-        rusqlite::Connection::open(&db)
-            .and_then(|c| c.query_row("SELECT COUNT(*) FROM studies", [], |r| r.get::<_, i64>(0)))
-            .unwrap_or(0)
-            == 1
-    });
+    let mut workers = vec![worker(s, url, &["study.toml"], "w0")];
+    wait_for("the study to be stored", LONG, || open(url).is_some_and(|st| st.study("shared").is_ok_and(|x| x.is_some())));
     for w in 1..4 {
-        workers.push(worker(&s, &url, &["--study", "shared"], &format!("w{w}")));
+        workers.push(worker(s, url, &["--study", "shared"], &format!("w{w}")));
     }
     // Kill two workers while each holds a running trial.
     let mut holders: Vec<u32> = Vec::new();
     wait_for("two workers to hold running trials", LONG, || {
-        let Ok(c) = rusqlite::Connection::open(&db) else { return false };
-        let Ok(mut stmt) = c.prepare("SELECT DISTINCT lease_pid FROM trials WHERE state = 'running'") else { return false };
-        holders = stmt.query_map([], |r| r.get::<_, u32>(0)).unwrap().filter_map(Result::ok).collect();
+        holders = running_pids(url);
         holders.iter().filter(|pid| workers.iter().any(|w| w.id() == **pid)).count() >= 2
     });
     let mut killed = 0;
@@ -114,23 +139,24 @@ fn four_workers_two_killed_finish_the_study_as_one_run_does() {
             assert!(status.success(), "worker {i}: {status:?}\n{err}");
         }
     }
-
-    let got = results(&db);
-    assert_eq!(got, expected, "the same trials, parameters, results and metric rows as one run");
-    let c = rusqlite::Connection::open(&db).unwrap();
-    let requeued: i64 = c.query_row("SELECT COUNT(*) FROM trials WHERE attempt > 1", [], |r| r.get(0)).unwrap();
+    assert_eq!(&results(url), expected, "the same trials, parameters, results and metric rows as one run");
+    let st = open(url).unwrap();
+    let study = st.study("shared").unwrap().unwrap();
+    let requeued = st.trials(study.id).unwrap().iter().filter(|t| t.attempt > 1).count();
     assert!(requeued >= 2, "the killed workers' trials ran again ({requeued})");
     // Each trial completed exactly once: one attempt with a complete outcome.
-    let complete: Vec<(u64, i64)> = c
-        .prepare(
-            "SELECT t.number, (SELECT COUNT(*) FROM attempts a WHERE a.trial_id = t.id AND a.outcome = 'complete') FROM trials t ORDER BY t.number",
-        )
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let complete = completions(url);
     assert!(complete.iter().all(|(_, n)| *n == 1), "{complete:?}");
+}
+
+#[test]
+fn four_workers_two_killed_finish_the_study_as_one_run_does() {
+    let expected = one_run();
+    let s = TestStudy::new(StudyOptions::default());
+    std::fs::write(&s.spec, STUDY).unwrap();
+    let db = s.path().join("shared.db");
+    let url = format!("sqlite://{}", db.display());
+    four_workers_two_killed(&s, &url, &expected);
 
     // The reading commands take the database file itself, and find the trials where the
     // stored study file puts them.
@@ -154,7 +180,32 @@ fn four_workers_two_killed_finish_the_study_as_one_run_does() {
         assert!(err.contains("belongs to the database") && err.contains("fix:"), "{err}");
     }
     assert!(!s.study_dir().join("horizon.db").exists(), "nothing was created");
-    assert_eq!(results(&db), expected, "nothing was touched");
+    assert_eq!(results(&url), expected, "nothing was touched");
+}
+
+/// The same on PostgreSQL: four workers, two killed, the study as one run.
+#[test]
+fn four_workers_on_postgres_two_killed_finish_the_study_as_one_run_does() {
+    let expected = one_run();
+    let db = horizon_store::testing::scratch_database();
+    let s = TestStudy::new(StudyOptions::default());
+    std::fs::write(&s.spec, STUDY).unwrap();
+    four_workers_two_killed(&s, &db.url, &expected);
+    // What the worker shows never holds a password, and the study directory records the
+    // database it belongs to by its URL.
+    // Reading commands take the database's URL, and find the trials where the stored study
+    // file puts them.
+    let status = s.horizon(&["status", &db.url, "--json"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!((status["trials"].as_u64(), status["states"]["complete"].as_u64()), (Some(10), Some(10)));
+    let trial = s.horizon(&["trial", &db.url, "3", "--json"]);
+    assert!(trial.status.success(), "{}", text(&trial));
+    let trial: serde_json::Value = serde_json::from_slice(&trial.stdout).unwrap();
+    assert_eq!(trial["trial_dir"].as_str(), Some(s.study_dir().join("trials/00003").to_str().unwrap()));
+    let marker = std::fs::read_to_string(s.study_dir().join("storage.url")).unwrap();
+    let id = open(&db.url).unwrap().database_id().unwrap();
+    assert_eq!(marker, format!("{}\n{id}\n", db.url));
 }
 
 #[test]
@@ -195,4 +246,147 @@ fn a_lease_not_renewed_within_the_timeout_is_requeued_by_the_databases_clock() {
     let (state, attempt): (String, u32) =
         c.query_row("SELECT state, attempt FROM trials WHERE number = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!((state.as_str(), attempt), ("complete", 3), "requeued, then run again as attempt 3");
+}
+
+/// A TCP proxy to the database whose forwarding can be cut (both directions stop, connections
+/// stay open, new ones are accepted and go nowhere: a network partition) and healed.
+struct Proxy {
+    port: u16,
+    open: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(upstream: (String, u16)) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(true));
+        let flag = open.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect((upstream.0.as_str(), upstream.1)) else { continue };
+                for (from, to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || pump(from, to, &flag));
+                }
+            }
+        });
+        Proxy { port, open }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+    }
+
+    fn heal(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Forward `from` to `to` while the link is open; while it is cut, read nothing (what is sent
+/// waits in the kernel's buffers, unanswered).
+fn pump(mut from: TcpStream, mut to: TcpStream, open: &AtomicBool) {
+    use std::io::{Read, Write};
+    from.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if !open.load(Ordering::SeqCst) {
+            std::thread::park_timeout(Duration::from_millis(20));
+            continue;
+        }
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// `postgres://user@host:port/db` as its host and port, and with another port.
+fn host_port(url: &str) -> ((String, u16), impl Fn(u16) -> String + '_) {
+    let (head, rest) = url.split_once('@').unwrap();
+    let (authority, tail) = rest.split_once('/').unwrap();
+    let (host, port) = authority.rsplit_once(':').unwrap();
+    let host = host.to_string();
+    let with_port = move |p: u16| format!("{head}@{}:{p}/{tail}", authority.rsplit_once(':').unwrap().0);
+    ((host, port.parse().unwrap()), with_port)
+}
+
+/// A network partition between a worker and PostgreSQL: the cut-off worker stops its trial
+/// before its lease expires, another worker requeues the trial once it has and runs it, the two
+/// never run it at once, and once the link heals the cut-off worker finishes cleanly.
+#[test]
+fn a_worker_cut_off_from_the_database_stops_its_trial_before_another_takes_it_over() {
+    let db = horizon_store::testing::scratch_database();
+    let (upstream, with_port) = host_port(&db.url);
+    let proxy = Proxy::start(upstream);
+    let via_proxy = with_port(proxy.port);
+    let s = TestStudy::new(StudyOptions {
+        name: "shared",
+        trials: 1,
+        max_train_steps: 20,
+        eval_every: 10,
+        mode: "slow",
+        ..StudyOptions::default()
+    });
+    let gate = s.path().join("gate");
+    let started = s.study_dir().join("trials/00000/started");
+    let spawn = |url: &str, args: &[&str], tag: &str| {
+        let mut all = vec!["worker", "--storage", url, "--no-progress", "--lease-timeout", "8"];
+        all.extend_from_slice(args);
+        s.cmd(&all)
+            .env("GATE", &gate)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(s.path().join(format!("{tag}.stderr"))).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    // Worker A reaches the database through the proxy; its trainer waits at step 10.
+    let mut a = spawn(&via_proxy, &["study.toml"], "a");
+    wait_for("worker A's trial to start", LONG, || started.exists() && running_pids(&db.url) == [a.id()]);
+    let argv: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.study_dir().join("trials/00000/argv.json")).unwrap()).unwrap();
+    let first_trainer = argv["pid"].as_i64().unwrap();
+    assert!(pid_alive(first_trainer));
+
+    proxy.cut();
+    // Worker B, on a working link, requeues the trial once its lease has expired (8 s without a
+    // renewal, by the database's clock) and runs it again.
+    let mut b = spawn(&db.url, &["--study", "shared"], "b");
+    let store = open(&db.url).unwrap();
+    let study = store.study("shared").unwrap().unwrap();
+    wait_for("worker B to take the trial over", Duration::from_secs(120), || {
+        store.trials(study.id).unwrap()[0].lease.as_ref().is_some_and(|l| l.pid == b.id())
+    });
+    // A stopped its trainer before the takeover: the two never ran the trial at once.
+    assert!(!pid_alive(first_trainer), "worker A's trainer still runs while B runs the trial");
+    let attempts = store.attempts(store.trials(study.id).unwrap()[0].id).unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0].outcome, Some(TrialState::Waiting), "attempt 1 was requeued: {attempts:?}");
+
+    // B finishes the trial; the link heals and A, finding nothing left, exits cleanly.
+    std::fs::write(&gate, "go").unwrap();
+    proxy.heal();
+    for (w, tag) in [(&mut b, "b"), (&mut a, "a")] {
+        wait_for("a worker to finish", Duration::from_secs(120), || w.try_wait().unwrap().is_some());
+        let err = std::fs::read_to_string(s.path().join(format!("{tag}.stderr"))).unwrap_or_default();
+        assert!(w.wait().unwrap().success(), "worker {tag}:\n{err}");
+    }
+    let err = std::fs::read_to_string(s.path().join("a.stderr")).unwrap();
+    assert!(err.contains("stopped before another worker may take the trial over"), "{err}");
+    let trial = &store.trials(study.id).unwrap()[0];
+    assert_eq!((trial.state, trial.attempt), (TrialState::Complete, 2));
+    let attempts = store.attempts(trial.id).unwrap();
+    assert_eq!(attempts.iter().filter(|a| a.outcome == Some(TrialState::Complete)).count(), 1);
+    // Every evaluation once: train and valid at steps 10 and 20.
+    let points = store.metrics(trial.id).unwrap();
+    assert_eq!(
+        points.iter().map(|p| (p.step, p.name.as_str())).collect::<Vec<_>>(),
+        [(10, "train/loss"), (10, "valid/loss"), (20, "train/loss"), (20, "valid/loss")]
+    );
 }
