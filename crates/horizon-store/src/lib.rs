@@ -342,6 +342,34 @@ pub struct AttemptRecord {
     pub rung: u32,
 }
 
+/// A study as [`Storage::dump_study`] read it: every row of it, to store in another database.
+#[derive(Clone)]
+pub struct StudyDump {
+    record: StudyRecord,
+    next_trial_number: u64,
+    trials: Vec<sql::Row>,
+    /// Per table (rungs, metrics, ...), its rows of the study's trials.
+    tables: Vec<(String, Vec<sql::Row>)>,
+}
+
+impl StudyDump {
+    /// The study as stored where it was read.
+    pub fn study(&self) -> &StudyRecord {
+        &self.record
+    }
+
+    /// Its trials.
+    pub fn trials(&self) -> usize {
+        self.trials.len()
+    }
+
+    /// Rows of one of its tables (`metrics`, `rungs`, `attempts`, `checkpoints`, `warnings`,
+    /// `imports`).
+    pub fn rows(&self, table: &str) -> usize {
+        self.tables.iter().find(|(t, _)| t == table).map_or(0, |(_, rows)| rows.len())
+    }
+}
+
 /// The storage interface. Every method is one transaction; see the crate docs for the contract.
 pub trait Storage: Send + Sync {
     /// The study with this name, created if it does not exist. An existing study is returned as
@@ -422,6 +450,17 @@ pub trait Storage: Send + Sync {
     fn checkpoints(&self, trial: TrialId) -> Result<Vec<CheckpointRecord>>;
     fn warnings(&self, trial: TrialId) -> Result<Vec<WarningRecord>>;
     fn attempts(&self, trial: TrialId) -> Result<Vec<AttemptRecord>>;
+
+    /// Everything stored of a study, read in one transaction, to move it to another database
+    /// ([`Storage::restore_study`]). Refused while a trial runs ([`StoreError::Policy`]): its
+    /// worker would go on writing to this database.
+    fn dump_study(&self, study: StudyId) -> Result<StudyDump>;
+    /// Store a study dumped from another database (any backend), in one transaction: its
+    /// trials keep their numbers, sample indices, attempts, rungs, metrics, checkpoints,
+    /// warnings and imports, and the study its counters. A study of that name here is
+    /// [`StoreError::StudyExists`], or with `replace` deleted first in the same transaction
+    /// (never while one of its trials runs).
+    fn restore_study(&self, dump: &StudyDump, replace: bool) -> Result<StudyRecord>;
 
     /// The database's identity, made when its schema was created: the same whatever name or
     /// route reaches it (a study directory records it).

@@ -169,6 +169,7 @@ impl<T: FromValue> FromValue for Option<T> {
 }
 
 /// One result row, its columns by name.
+#[derive(Clone)]
 pub(crate) struct Row {
     pub(crate) columns: Arc<[String]>,
     pub(crate) values: Vec<Value>,
@@ -1020,6 +1021,128 @@ pub(crate) fn imports(tx: &mut dyn Tx, study: StudyId) -> Result<Vec<ImportRecor
 }
 
 // ---------------------------------------------------------------------------------------------
+// Moving a study between databases
+
+/// The tables that hold a study's trials, each with how its rows are found: by `trial_id`, or
+/// (imports) by `study_id` too. Every column is copied as stored, the trial id mapped.
+const TRIAL_TABLES: &[&str] = &["rungs", "metrics", "checkpoints", "warnings", "attempts", "imports"];
+
+/// The ordering of each table's rows in a dump (the same on every backend).
+fn order_of(table: &str) -> &'static str {
+    match table {
+        "rungs" => "trial_id, rung",
+        "metrics" => "trial_id, rung, step, name",
+        "checkpoints" => "trial_id, step",
+        "warnings" => "trial_id, id",
+        "attempts" => "trial_id, attempt",
+        _ => "trial_id",
+    }
+}
+
+pub(crate) fn dump_study(tx: &mut dyn Tx, study: StudyId) -> Result<crate::StudyDump> {
+    let record = study_by_id(tx, study)?;
+    let next_trial_number: u64 = query_one(tx, "SELECT next_trial_number FROM studies WHERE id = ?1", p![study])?.at(0)?;
+    let trials = tx.query("SELECT * FROM trials WHERE study_id = ?1 ORDER BY number", p![study])?;
+    if let Some(running) = trials.iter().find(|r| r.get::<String>("state").is_ok_and(|s| s == "running")) {
+        return Err(StoreError::Policy(format!(
+            "trial {} of study {:?} is running: a study is moved between databases while no worker runs it\n  \
+             fix: stop its workers (Ctrl-C), or let them finish, then copy it",
+            running.get::<u64>("number")?,
+            record.name
+        )));
+    }
+    let mut tables = Vec::new();
+    for table in TRIAL_TABLES {
+        let sql = format!(
+            "SELECT x.* FROM {table} x JOIN trials t ON t.id = x.trial_id WHERE t.study_id = ?1 ORDER BY {}",
+            order_of(table).split(", ").map(|c| format!("x.{c}")).collect::<Vec<_>>().join(", ")
+        );
+        tables.push((table.to_string(), tx.query(&sql, p![study])?));
+    }
+    Ok(crate::StudyDump { record, next_trial_number, trials, tables })
+}
+
+/// Insert `row` into `table` without the columns in `skip`, with `set` columns given.
+fn insert_row(
+    tx: &mut dyn Tx,
+    table: &str,
+    row: &Row,
+    skip: &[&str],
+    set: &[(&str, Value)],
+    returning: bool,
+) -> Result<Option<Row>> {
+    let mut columns = Vec::new();
+    let mut values = Vec::new();
+    for (c, v) in row.columns.iter().zip(&row.values) {
+        if skip.contains(&c.as_str()) || set.iter().any(|(s, _)| s == c) {
+            continue;
+        }
+        columns.push(c.clone());
+        values.push(v.clone());
+    }
+    for (c, v) in set {
+        columns.push(c.to_string());
+        values.push(v.clone());
+    }
+    let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "INSERT INTO {table} ({}) VALUES ({}){}",
+        columns.join(", "),
+        placeholders.join(", "),
+        if returning { " RETURNING id" } else { "" }
+    );
+    if returning { query_opt(tx, &sql, &values) } else { tx.execute(&sql, &values).map(|_| None) }
+}
+
+pub(crate) fn restore_study(tx: &mut dyn Tx, dump: &crate::StudyDump, replace: bool) -> Result<StudyRecord> {
+    let r = &dump.record;
+    if replace && let Some(existing) = study_named(tx, &r.name)? {
+        lock_study(tx, existing.id)?;
+        let running = query_opt(tx, "SELECT number FROM trials WHERE study_id = ?1 AND state = 'running'", p![existing.id])?;
+        if let Some(row) = running {
+            return Err(StoreError::Policy(format!(
+                "trial {} of the study {:?} being replaced is running\n  fix: stop its workers first",
+                row.at::<u64>(0)?,
+                r.name
+            )));
+        }
+        // Every row of the study goes with it (foreign keys cascade).
+        tx.execute("DELETE FROM studies WHERE id = ?1", p![existing.id])?;
+    }
+    let sql = format!(
+        "INSERT INTO studies (name, spec_json, identity_json, created_at, next_sample_index, next_trial_number)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO NOTHING RETURNING {STUDY_COLUMNS}"
+    );
+    let params = p![&r.name, &r.spec_json, &r.identity_json, r.created_at, r.next_sample_index, dump.next_trial_number];
+    let Some(row) = query_opt(tx, &sql, params)? else {
+        return Err(StoreError::StudyExists { name: r.name.clone() });
+    };
+    let study = study_from_row(&row)?;
+    let mut ids: HashMap<i64, i64> = HashMap::with_capacity(dump.trials.len());
+    for trial in &dump.trials {
+        let old: i64 = trial.get("id")?;
+        let new = insert_row(tx, "trials", trial, &["id"], &[("study_id", Value::Int(study.id))], true)?
+            .ok_or_else(|| StoreError::Corrupt("an inserted trial returned no id".into()))?
+            .at(0)?;
+        ids.insert(old, new);
+    }
+    for (table, rows) in &dump.tables {
+        for row in rows {
+            let old: i64 = row.get("trial_id")?;
+            let new = *ids.get(&old).ok_or_else(|| StoreError::Corrupt(format!("{table}: a row of no trial of the study")))?;
+            let mut set = vec![("trial_id", Value::Int(new))];
+            if table == "imports" {
+                set.push(("study_id", Value::Int(study.id)));
+            }
+            // Warnings are numbered by the database they are in.
+            let skip: &[&str] = if table == "warnings" { &["id"] } else { &[] };
+            insert_row(tx, table, row, skip, &set, false)?;
+        }
+    }
+    Ok(study)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reads
 
 pub(crate) fn trials(tx: &mut dyn Tx, study: StudyId) -> Result<Vec<TrialRecord>> {
@@ -1228,6 +1351,12 @@ macro_rules! impl_storage {
             }
             fn attempts(&self, trial: $crate::TrialId) -> $crate::Result<Vec<$crate::AttemptRecord>> {
                 self.read(|tx| $crate::sql::attempts(tx, trial))
+            }
+            fn dump_study(&self, study: $crate::StudyId) -> $crate::Result<$crate::StudyDump> {
+                self.read(|tx| $crate::sql::dump_study(tx, study))
+            }
+            fn restore_study(&self, dump: &$crate::StudyDump, replace: bool) -> $crate::Result<$crate::StudyRecord> {
+                self.write(|tx| $crate::sql::restore_study(tx, dump, replace))
             }
             fn database_id(&self) -> $crate::Result<String> {
                 self.read($crate::sql::database_id)

@@ -1520,3 +1520,107 @@ fn sqlite_separate_connections_run_one_guarded_ladder() {
     let open = || Arc::new(SqliteStorage::open(&path).unwrap()) as Arc<dyn Storage>;
     concurrent_ladder(&open, 3, 170);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Moving a study between databases (and backends)
+
+/// Everything stored of study `name`, with ids replaced by trial numbers (ids are each
+/// database's own).
+fn everything(s: &dyn Storage, name: &str) -> Vec<String> {
+    let st = s.study(name).unwrap().unwrap();
+    let trials = s.trials(st.id).unwrap();
+    let number = |id: TrialId| trials.iter().find(|t| t.id == id).unwrap().number;
+    let mut out = vec![format!("{:?}", StudyRecord { id: 0, ..st.clone() })];
+    for t in &trials {
+        out.push(format!("{:?}", TrialRecord { id: 0, ..t.clone() }));
+        for r in s.rungs(st.id).unwrap().iter().filter(|r| r.trial == t.id) {
+            out.push(format!(
+                "rung {:?} {:?}",
+                {
+                    let mut r = r.clone();
+                    r.trial = 0;
+                    r
+                },
+                s.rung_metrics(t.id, r.rung).unwrap()
+            ));
+        }
+        for c in s.checkpoints(t.id).unwrap() {
+            out.push(format!("checkpoint {} {} {} {} {}", t.number, c.attempt, c.step, c.path, c.deleted));
+        }
+        for w in s.warnings(t.id).unwrap() {
+            out.push(format!("warning {} {} {}", t.number, w.attempt, w.message));
+        }
+        for a in s.attempts(t.id).unwrap() {
+            out.push(format!("{:?}", horizon_store::AttemptRecord { trial: number(a.trial) as i64, ..a }));
+        }
+    }
+    for i in s.imports(st.id).unwrap() {
+        out.push(format!("import {} {} {:?}", number(i.trial), i.origin, i.source));
+    }
+    out
+}
+
+/// A study with a bit of everything: a ladder's promotion (metrics per rung, checkpoints), a
+/// retry, a failure, warnings, a NaN, an import.
+fn rich_study(s: &dyn Storage) {
+    let st = study(s, "moved");
+    s.import_trials(st.id, &[imported(1, TrialState::Complete, vec![point(100, "loss", 0.9), point(300, "loss", 0.8)])]).unwrap();
+    let policy = ladder_policy(3, &[100, 300], Some(20));
+    for (i, value) in [0.5, 0.2, f64::NAN].into_iter().enumerate() {
+        let c = claim_with(s, &st, &policy, &lease("w1", 100.0 + i as f64)).unwrap();
+        let t = &c.trial;
+        s.append_metrics(t.id, 1, &[point(80, "loss", value + 0.1), point(100, "loss", value)]).unwrap();
+        s.append_warnings(t.id, 1, &[format!("warning of trial {}", t.number)]).unwrap();
+        s.record_checkpoint(t.id, 1, 80, "ckpt-80").unwrap();
+        let state = if value.is_nan() { TrialState::Failed } else { TrialState::Complete };
+        let done = Finish { selection: Some(selection((100, value), (100, value))), steps_run: 100, ..finish(state) };
+        s.finish_attempt(t.id, 1, &done).unwrap();
+    }
+    let c = claim_with(s, &st, &policy, &lease("w2", 200.0)).expect("a promotion");
+    s.append_metrics(c.trial.id, c.trial.attempt, &[point(300, "loss", 0.1)]).unwrap();
+    let done = Finish { selection: Some(selection((300, 0.1), (300, 0.1))), steps_run: 220, ..finish(TrialState::Complete) };
+    s.finish_attempt(c.trial.id, c.trial.attempt, &done).unwrap();
+}
+
+/// SQLite -> PostgreSQL -> SQLite: every row of the study arrives as it was, the copy goes on
+/// numbering trials and samples where the original would, and a running study is not moved.
+#[test]
+fn a_study_moves_between_sqlite_and_postgres_whole() {
+    let sqlite = SqliteStorage::open_in_memory().unwrap();
+    rich_study(&sqlite);
+    let original = everything(&sqlite, "moved");
+    assert!(original.len() > 15, "{original:#?}");
+
+    let db = horizon_store::testing::scratch_database();
+    let pg = PostgresStorage::open(&db.url, Access::ReadWrite).unwrap();
+    let dump = sqlite.dump_study(sqlite.study("moved").unwrap().unwrap().id).unwrap();
+    assert_eq!((dump.trials(), dump.rows("metrics") > 0), (4, true));
+    pg.restore_study(&dump, false).unwrap();
+    assert_eq!(everything(&pg, "moved"), original, "on PostgreSQL");
+    // Once there, it is the study's only home: a second copy of the name is refused.
+    assert!(matches!(pg.restore_study(&dump, false), Err(StoreError::StudyExists { .. })));
+    // Replacing it puts the same study there again, not a second one.
+    pg.restore_study(&dump, true).unwrap();
+    assert_eq!(everything(&pg, "moved"), original, "replaced on PostgreSQL");
+    assert_eq!(pg.studies().unwrap().len(), 1);
+
+    let back = SqliteStorage::open_in_memory().unwrap();
+    back.restore_study(&pg.dump_study(pg.study("moved").unwrap().unwrap().id).unwrap(), false).unwrap();
+    assert_eq!(everything(&back, "moved"), original, "back on SQLite");
+
+    // The copy continues as the original: the next claim is the same trial, sample and number.
+    let policy = FixedBudget { trials: 10, max_train_steps: 100 };
+    let next = |s: &dyn Storage| {
+        let st = s.study("moved").unwrap().unwrap();
+        match s.claim_trial(st.id, &request(&policy, &lease("w3", 400.0))).unwrap() {
+            Claim::Run(c) => (c.trial.number, c.trial.sample_index, c.trial.params),
+            other => panic!("{other:?}"),
+        }
+    };
+    let expected = next(&sqlite);
+    assert_eq!(next(&pg), expected);
+    assert_eq!(next(&back), expected);
+    // Now a trial runs there: it is not moved while a worker may write it.
+    let err = pg.dump_study(pg.study("moved").unwrap().unwrap().id).err().unwrap().to_string();
+    assert!(err.contains("is running") && err.contains("fix:"), "{err}");
+}

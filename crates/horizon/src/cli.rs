@@ -58,11 +58,40 @@ pub enum Command {
     /// Pick an initial max_train_steps: a constant-learning-rate grid sweep, regularization off,
     /// to the step of a perfect fit of the training set, extended past its edges (docs/method.md section 2).
     SweepLr(SweepArgs),
+    /// Move studies between databases: from SQLite on a laptop to PostgreSQL on a cluster, and
+    /// back (docs/distributed.md).
+    Storage {
+        #[command(subcommand)]
+        command: StorageCommand,
+    },
     /// Built-in workloads: list them, or run one as a trial (what `horizon run` launches).
     Workload {
         #[command(subcommand)]
         command: WorkloadCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StorageCommand {
+    /// Copy a study, every row of it, to another database (any backend), in one transaction;
+    /// its study directory then belongs to the new database.
+    Copy(StorageCopyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StorageCopyArgs {
+    /// Where the study is: its study file, its study directory, its SQLite database file, or a
+    /// postgres:// URL.
+    pub from: PathBuf,
+    /// The database to copy it to: a postgres:// URL, a path or a sqlite:// URL.
+    pub to: String,
+    /// The study, when FROM holds several.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace a study of the same name in the destination (its rows are deleted first, in
+    /// the same transaction): moving a study back where it came from.
+    #[arg(long)]
+    pub replace: bool,
 }
 
 #[derive(Subcommand, Debug)]

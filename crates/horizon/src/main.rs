@@ -16,6 +16,7 @@ mod requeue;
 mod rounds;
 mod run;
 mod show;
+mod storage;
 mod sweep;
 mod table;
 mod target;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         cli::Command::Worker(a) => worker::worker(a),
         cli::Command::Import(a) => import::import(a).map(|()| ExitCode::SUCCESS),
         cli::Command::SweepLr(a) => sweep::sweep_lr(a),
+        cli::Command::Storage { command: cli::StorageCommand::Copy(a) } => storage::copy(a).map(|()| ExitCode::SUCCESS),
         cli::Command::Workload { command } => workload::workload(command),
     };
     match result {
