@@ -1,12 +1,14 @@
 //! Storage for horizon studies.
 //!
-//! [`Storage`] is the one interface the runner, the CLI and the analyses use; [`SqliteStorage`]
-//! implements it on an embedded SQLite database (bundled, WAL, versioned migrations). The trait
-//! is written so that a PostgreSQL backend and many workers on many machines can implement and
-//! share it without changes to callers: every method is a single transaction, claims are atomic,
-//! and nothing depends on a process-local cache.
+//! [`Storage`] is the one interface the runner, the CLI and the analyses use, opened by URL with
+//! [`open`]. Two backends implement it from the same SQL (the `sql` module: the contract written
+//! once over a small transaction interface and a dialect): [`SqliteStorage`], an embedded SQLite
+//! database (bundled, WAL, versioned migrations), and [`PostgresStorage`], a PostgreSQL server
+//! shared by workers on many machines (tokio-postgres, every call bounded in time, row locks on
+//! the study). Every method is a single transaction, claims are atomic, and nothing depends on a
+//! process-local cache, so any number of workers can share one database.
 //!
-//! # Contract (every backend, checked by `tests/conformance.rs`)
+//! # Contract (every backend, checked by `tests/conformance.rs` against both)
 //! - **Atomic claim.** [`Storage::claim_trial`] reads the study into a
 //!   [`ClaimView`](horizon_core::claim::ClaimView), asks the request's
 //!   [`ClaimPolicy`](horizon_core::claim::ClaimPolicy) and applies its decision, all in one

@@ -390,3 +390,25 @@ fn a_worker_cut_off_from_the_database_stops_its_trial_before_another_takes_it_ov
         [(10, "train/loss"), (10, "valid/loss"), (20, "train/loss"), (20, "valid/loss")]
     );
 }
+
+/// `--gpus` gives a worker's trials this machine's GPUs, one each (CUDA_VISIBLE_DEVICES), in
+/// place of the study file's, and caps the slots at their number.
+#[test]
+fn a_workers_gpus_pin_each_trial_to_one_of_them() {
+    let s =
+        TestStudy::new(StudyOptions { name: "shared", trials: 3, trainer: "gpus = [\"0\"]".into(), ..StudyOptions::default() });
+    let url = format!("sqlite://{}", s.path().join("shared.db").display());
+    let out = s.horizon(&["worker", "--storage", &url, "study.toml", "--jobs", "8", "--gpus", "7,GPU-9f2c", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut seen = Vec::new();
+    for n in 0..3 {
+        let argv: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(s.study_dir().join(format!("trials/{n:05}/argv.json"))).unwrap())
+                .unwrap();
+        seen.push(argv["cuda"].as_str().unwrap().to_string());
+    }
+    assert!(seen.iter().all(|g| g == "7" || g == "GPU-9f2c"), "{seen:?}");
+    let out = s.horizon(&["worker", "--storage", &url, "--study", "shared", "--gpus", "0,,1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--gpus"), "{}", text(&out));
+}
