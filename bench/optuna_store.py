@@ -1,5 +1,10 @@
 """Storage throughput of Optuna's RDBStorage on SQLite with several processes (issue 14), the
-peer of bench/src/bin/store_throughput.rs; the driver is bench/run-store-throughput.
+peer of bench/src/bin/store_throughput.rs; the driver is bench/run-store-throughput. With --url
+(an SQLAlchemy URL, e.g. postgresql+psycopg2://user@host:port/db, of an empty database the caller
+has created) the same on that database instead of a SQLite file: the PostgreSQL driver is
+bench/run-store-throughput-pg. On PostgreSQL the result line has the server's settings the
+workers' connections saw ("postgres": server_version, fsync, synchronous_commit, ...) instead of
+"sqlite", and the psycopg2 version; the workers connect with application_name=optuna-bench-worker.
 
 The parent creates a fresh SQLite database in a temporary directory (or --dir) with one study
 (optuna.storages.RDBStorage("sqlite:///<dir>/optuna.db"), Optuna's defaults: no engine_kwargs),
@@ -19,7 +24,8 @@ counts trials: a trial's creation is Optuna's claim), with the SQLite settings t
 connections had (journal_mode, synchronous, busy_timeout), and exits 2 if a check failed or a
 worker raised.
 
-usage: python optuna_store.py [--workers K] [--trials T] [--points N] [--dir DIR]   (needs optuna)
+usage: python optuna_store.py [--workers K] [--trials T] [--points N] [--dir DIR | --url URL]
+       (needs optuna; psycopg2 for PostgreSQL)
 """
 import argparse
 import json
@@ -46,9 +52,22 @@ def loss(x, step):
     return (x - 2.0) ** 2 + 1.0 / step
 
 
+PG_SETTINGS = ("server_version", "fsync", "synchronous_commit", "wal_sync_method", "full_page_writes",
+               "default_transaction_isolation", "shared_buffers", "max_connections")
+
+
+def pg_settings(storage):
+    import sqlalchemy
+
+    with storage.engine.connect() as conn:
+        return {name: conn.execute(sqlalchemy.text(f"SHOW {name}")).scalar() for name in PG_SETTINGS}
+
+
 def pragmas(storage):
     import sqlalchemy
 
+    if storage.engine.dialect.name != "sqlite":
+        return None
     with storage.engine.connect() as conn:
         return {
             name: conn.execute(sqlalchemy.text(f"PRAGMA {name}")).scalar()
@@ -56,9 +75,17 @@ def pragmas(storage):
         } | {"sqlite_version": conn.execute(sqlalchemy.text("select sqlite_version()")).scalar()}
 
 
+def worker_url(url):
+    """A worker's connection to a server says who it is (application_name, passed by SQLAlchemy
+    to psycopg2), so that the driver can tell the workers' sessions from the parent's."""
+    if url.startswith("sqlite") or "application_name=" in url:
+        return url
+    return url + ("&" if "?" in url else "?") + "application_name=optuna-bench-worker"
+
+
 def worker(args):
     quiet()
-    storage = optuna.storages.RDBStorage(f"sqlite:///{args.db}")
+    storage = optuna.storages.RDBStorage(worker_url(args.url) if args.url else f"sqlite:///{args.db}")
     sampler = optuna.samplers.RandomSampler(seed=args.worker)
     study = optuna.load_study(study_name=STUDY, storage=storage, sampler=sampler)
     n_trials = args.trials // args.workers + (1 if args.worker < args.trials % args.workers else 0)
@@ -107,10 +134,20 @@ def worker(args):
         "claimed": numbers,
         "sqlite": pragmas(storage),
     }
+    if storage.engine.dialect.name == "postgresql":
+        out["postgres"] = pg_settings(storage)
     if error:
         out["error"] = error
     print(json.dumps(out), flush=True)
     sys.exit(1 if error else 0)
+
+
+def psycopg2_version():
+    try:
+        import psycopg2
+    except ImportError:
+        return None
+    return psycopg2.__version__
 
 
 def check(study, trials, points, reports):
@@ -136,23 +173,31 @@ def check(study, trials, points, reports):
 def parent(args):
     quiet()
     tmp = None
-    if args.dir:
+    if args.url:
+        directory = None
+    elif args.dir:
         directory = args.dir
         os.makedirs(directory, exist_ok=True)
     else:
         tmp = tempfile.TemporaryDirectory(prefix="optuna-store-throughput-")
         directory = tmp.name
-    db = os.path.join(directory, "optuna.db")
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        if os.path.exists(db + suffix):
-            os.remove(db + suffix)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
+    db = None
+    if args.url:
+        url = args.url
+    else:
+        db = os.path.join(directory, "optuna.db")
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+        url = f"sqlite:///{db}"
+    storage = optuna.storages.RDBStorage(url)
     optuna.create_study(study_name=STUDY, storage=storage, direction="minimize")
 
     children = [
         subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", str(i), "--db", db,
-             "--workers", str(args.workers), "--trials", str(args.trials), "--points", str(args.points)],
+            [sys.executable, os.path.abspath(__file__), "--worker", str(i)]
+            + (["--url", args.url] if args.url else ["--db", db])
+            + ["--workers", str(args.workers), "--trials", str(args.trials), "--points", str(args.points)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         for i in range(args.workers)
@@ -199,10 +244,15 @@ def parent(args):
     def total(key):
         return sum(r[key] for r in reports)
 
-    db_bytes = sum(os.path.getsize(db + s) for s in ("", "-journal", "-wal", "-shm") if os.path.exists(db + s))
+    backend = storage.engine.dialect.name
+    if db:
+        db_bytes = sum(os.path.getsize(db + s) for s in ("", "-journal", "-wal", "-shm") if os.path.exists(db + s))
+    else:
+        db_bytes = None
     out = {
         "tool": "optuna",
-        "variant": "rdb-sqlite",
+        "backend": backend,
+        "variant": f"rdb-{backend}",
         "batch": 1,
         "workers": args.workers,
         "trials": args.trials,
@@ -219,8 +269,10 @@ def parent(args):
         "busy_share": total("optimize_s") / len(reports) / wall_s if reports else 0.0,
         "claims_per_worker": [r["claims"] for r in reports],
         "sqlite": reports[0]["sqlite"] if reports else None,
+        "postgres": reports[0].get("postgres") if reports else None,
         "db_bytes": db_bytes,
         "optuna": optuna.__version__,
+        "psycopg2": psycopg2_version(),
         "ok": not problems,
         "problems": problems,
     }
@@ -238,7 +290,10 @@ def main():
     p.add_argument("--trials", type=int, default=320)
     p.add_argument("--points", type=int, default=20)
     p.add_argument("--dir")
+    p.add_argument("--url")
     args = p.parse_args()
+    if args.url and args.dir:
+        p.error("--dir is for a SQLite file in a directory; --url names the database: give one of them")
     if args.worker is not None:
         worker(args)
     else:

@@ -1,14 +1,18 @@
-//! Storage throughput with several processes on one SQLite database (issue 14): claims per
-//! second and metric points per second of `SqliteStorage` when K worker processes share one file.
-//! The Optuna side is `bench/optuna_store.py`; the driver is `bench/run-store-throughput`.
+//! Storage throughput with several processes on one database (issue 14): claims per second and
+//! metric points per second of `SqliteStorage` when K worker processes share one file, or of
+//! `PostgresStorage` when they share one PostgreSQL database (`--url postgres://...`). The
+//! Optuna side is `bench/optuna_store.py`; the drivers are `bench/run-store-throughput`
+//! (SQLite) and `bench/run-store-throughput-pg` (PostgreSQL).
 //!
 //! ```text
-//! store_throughput --workers 4 --trials 320 --points 20 [--batch 0] [--dir DIR]
+//! store_throughput --workers 4 --trials 320 --points 20 [--batch 0] [--dir DIR | --url URL]
 //! ```
 //!
-//! The parent creates a fresh database in a temporary directory (or `--dir`) with one study,
-//! then starts K copies of itself (`--worker`), each of which opens the database on its own
-//! (`horizon_store::open(StorageUrl, Access::ReadWrite)`), looks the study up, prints `ready`
+//! The parent creates a fresh SQLite database in a temporary directory (or `--dir`), or opens
+//! the database at `--url` (any storage URL; for PostgreSQL an empty database the caller has
+//! created: the parent creates the schema and the study, and never drops anything), with one
+//! study, then starts K copies of itself (`--worker`), each of which opens the database on its
+//! own (`horizon_store::open(StorageUrl, Access::ReadWrite)`), looks the study up, prints `ready`
 //! and waits on its stdin. When all K are ready the parent starts the clock and tells them to go
 //! (one line to each stdin). Each worker loops until the study is done:
 //!
@@ -24,6 +28,9 @@
 //!   Optuna's `trial.report` costs, for comparison only;
 //! - `finish_attempt` as `Complete` with the curve's selection.
 //!
+//! On PostgreSQL the workers connect with `application_name=horizon-bench-worker` (the parent
+//! with horizon's default, `horizon`).
+//!
 //! The clock stops when the last worker has printed its result line (process exit is not
 //! timed; neither are start-up and opening the database). The parent prints one JSON line:
 //! wall time, claims/s, points/s, write transactions/s, each worker's mean call latencies, and
@@ -34,7 +41,7 @@
 //! error is reported in `problems` and the exit status is 2; nothing is retried.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -58,10 +65,11 @@ struct Args {
     batch: u64,
     db: Option<PathBuf>,
     dir: Option<PathBuf>,
+    url: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut a = Args { worker: None, workers: 1, trials: 320, points: 20, batch: 0, db: None, dir: None };
+    let mut a = Args { worker: None, workers: 1, trials: 320, points: 20, batch: 0, db: None, dir: None, url: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -73,13 +81,17 @@ fn parse_args() -> Result<Args> {
             "--batch" => a.batch = value()?.parse()?,
             "--db" => a.db = Some(value()?.into()),
             "--dir" => a.dir = Some(value()?.into()),
+            "--url" => a.url = Some(value()?),
             _ => bail!(
-                "usage: store_throughput [--workers K (1)] [--trials T (320)] [--points N (20)] [--batch B (0: all N in one call)] [--dir DIR]"
+                "usage: store_throughput [--workers K (1)] [--trials T (320)] [--points N (20)] [--batch B (0: all N in one call)] [--dir DIR | --url URL]"
             ),
         }
     }
     if a.workers == 0 || a.trials == 0 || a.points == 0 {
         bail!("--workers, --trials and --points must be positive");
+    }
+    if a.url.is_some() && a.dir.is_some() {
+        bail!("--dir is for a SQLite file in a directory; --url names the database: give one of them");
     }
     Ok(a)
 }
@@ -88,8 +100,8 @@ fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn open(db: &Path) -> Result<Arc<dyn Storage>> {
-    Ok(horizon_store::open(&StorageUrl::sqlite(db), Access::ReadWrite)?)
+fn open(url: &StorageUrl) -> Result<Arc<dyn Storage>> {
+    Ok(horizon_store::open(url, Access::ReadWrite)?)
 }
 
 fn loss(x: f64, step: u64) -> f64 {
@@ -97,8 +109,20 @@ fn loss(x: f64, step: u64) -> f64 {
 }
 
 /// One worker process: open, report ready, wait for the go, claim and record until done.
-fn worker(index: usize, db: &Path, trials: u64, points: u64, batch: u64) -> Result<()> {
-    let storage = open(db)?;
+/// A worker's connection to a server says who it is (`application_name`), so that the driver
+/// can tell the workers' sessions from the parent's in `pg_stat_activity`.
+fn worker_url(url: &StorageUrl) -> StorageUrl {
+    match url {
+        StorageUrl::Postgres(text) if !text.contains("application_name=") => {
+            let sep = if text.contains('?') { '&' } else { '?' };
+            StorageUrl::Postgres(format!("{text}{sep}application_name=horizon-bench-worker"))
+        }
+        other => other.clone(),
+    }
+}
+
+fn worker(index: usize, url: &StorageUrl, trials: u64, points: u64, batch: u64) -> Result<()> {
+    let storage = open(&worker_url(url))?;
     let study = storage.study(STUDY)?.context("no study")?;
     let lease = Lease {
         worker: format!("bench:{}:{index}", std::process::id()),
@@ -244,25 +268,48 @@ fn check(storage: &dyn Storage, trials: u64, points: u64, reports: &[Value]) -> 
 }
 
 fn parent(a: &Args) -> Result<()> {
-    let tmp = match &a.dir {
-        Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("horizon-store-throughput-").tempdir()?),
+    // The temporary directory lives until the end of the run (a SQLite file in it).
+    let mut tmp = None;
+    let (url, db) = match &a.url {
+        Some(text) => {
+            let url = StorageUrl::parse(text)?;
+            let db = match &url {
+                StorageUrl::Sqlite(path) => Some(path.clone()),
+                StorageUrl::Postgres(_) => None,
+            };
+            (url, db)
+        }
+        None => {
+            let dir = match &a.dir {
+                Some(dir) => dir.clone(),
+                None => tmp.insert(tempfile::Builder::new().prefix("horizon-store-throughput-").tempdir()?).path().to_path_buf(),
+            };
+            std::fs::create_dir_all(&dir)?;
+            let db = dir.join("horizon.db");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+            (StorageUrl::sqlite(&db), Some(db))
+        }
     };
-    let dir = a.dir.clone().unwrap_or_else(|| tmp.as_ref().unwrap().path().to_path_buf());
-    std::fs::create_dir_all(&dir)?;
-    let db = dir.join("horizon.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
-    let storage = open(&db)?;
+    let backend = match url {
+        StorageUrl::Sqlite(_) => "sqlite",
+        StorageUrl::Postgres(_) => "postgres",
+    };
+    let storage = open(&url)?;
     storage.open_or_create_study(&NewStudy { name: STUDY.into(), spec_json: "{}".into(), identity_json: "{}".into() })?;
 
     let exe = std::env::current_exe()?;
     let mut children: Vec<Child> = Vec::new();
     for i in 0..a.workers {
-        let child = Command::new(&exe)
-            .args(["--worker", &i.to_string(), "--db"])
-            .arg(&db)
+        let mut command = Command::new(&exe);
+        command.args(["--worker", &i.to_string()]);
+        match (&a.url, &db) {
+            (Some(text), _) => command.args(["--url", text]),
+            (None, Some(db)) => command.arg("--db").arg(db),
+            (None, None) => unreachable!("a run without --url has a SQLite file"),
+        };
+        let child = command
             .args(["--trials", &a.trials.to_string(), "--points", &a.points.to_string(), "--batch", &a.batch.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -328,12 +375,15 @@ fn parent(a: &Args) -> Result<()> {
     let write_tx = claims + a.workers as u64 + appends + claims;
     let total = |key: &str| -> f64 { reports.iter().filter_map(|r| r[key].as_f64()).sum() };
     let claim_ms_max = reports.iter().filter_map(|r| r["claim_ms_max"].as_f64()).fold(0.0, f64::max);
-    let db_bytes: u64 =
-        ["", "-wal", "-shm"].iter().filter_map(|s| std::fs::metadata(format!("{}{s}", db.display())).ok()).map(|m| m.len()).sum();
+    // The SQLite file's size (with its WAL); null on a server (the driver asks the server).
+    let db_bytes: Option<u64> = db.as_ref().map(|db| {
+        ["", "-wal", "-shm"].iter().filter_map(|s| std::fs::metadata(format!("{}{s}", db.display())).ok()).map(|m| m.len()).sum()
+    });
     let ok = problems.is_empty();
     let per_worker: Vec<u64> = reports.iter().filter_map(|r| r["claims"].as_u64()).collect();
     let out = json!({
         "tool": "horizon",
+        "backend": backend,
         "variant": if a.batch == 0 || a.batch >= a.points { "batched" } else if a.batch == 1 { "per-point" } else { "batch" },
         "batch": if a.batch == 0 { a.points } else { a.batch },
         "workers": a.workers,
@@ -370,7 +420,14 @@ fn parent(a: &Args) -> Result<()> {
 fn main() -> Result<()> {
     let a = parse_args()?;
     match a.worker {
-        Some(i) => worker(i, a.db.as_deref().context("--worker needs --db")?, a.trials, a.points, a.batch),
+        Some(i) => {
+            let url = match (&a.url, &a.db) {
+                (Some(text), _) => StorageUrl::parse(text)?,
+                (None, Some(db)) => StorageUrl::sqlite(db),
+                (None, None) => bail!("--worker needs --db or --url"),
+            };
+            worker(i, &url, a.trials, a.points, a.batch)
+        }
         None => parent(&a),
     }
 }
