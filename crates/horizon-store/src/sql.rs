@@ -374,12 +374,14 @@ fn lock_study(tx: &mut dyn Tx, study: StudyId) -> Result<()> {
     query_opt(tx, "SELECT id FROM studies WHERE id = ?1 FOR UPDATE", p![study])?.map(|_| ()).ok_or(StoreError::NoStudy(study))
 }
 
-/// [`lock_study`] for the study of `trial`.
+/// [`lock_study`] for the study of `trial`, shared: the writes of one trial's attempt (its
+/// finish, checkpoints, a requeue) exclude claims but not each other, since each changes only
+/// its own trial's rows (none of them writes the study's row, so no lock is ever upgraded).
 fn lock_study_of(tx: &mut dyn Tx, trial: TrialId) -> Result<()> {
     if !tx.dialect().row_locks {
         return ensure_trial(tx, trial);
     }
-    let sql = "SELECT s.id FROM studies s JOIN trials t ON t.study_id = s.id WHERE t.id = ?1 FOR UPDATE OF s";
+    let sql = "SELECT s.id FROM studies s JOIN trials t ON t.study_id = s.id WHERE t.id = ?1 FOR SHARE OF s";
     query_opt(tx, sql, p![trial])?.map(|_| ()).ok_or(StoreError::NoTrial(trial))
 }
 
