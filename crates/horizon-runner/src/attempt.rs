@@ -112,9 +112,11 @@ pub struct AttemptInput {
     /// Where this attempt starts: from scratch, or (a ladder's promotion) from a checkpoint of
     /// the trial's previous rung.
     pub start: AttemptStart,
-    /// The workers' lease timeout: an attempt none of whose writes succeeded for this long stops
-    /// (another worker may have taken the trial over).
+    /// The workers' lease timeout: an attempt none of whose writes succeeded for half this long
+    /// stops (before another worker may take the trial over).
     pub lease_timeout: Duration,
+    /// When the claim that gave this attempt its lease was asked for.
+    pub claimed_at: Instant,
 }
 
 /// Where an attempt starts, and what it is asked to checkpoint.
@@ -185,6 +187,7 @@ fn recorder_for(input: &AttemptInput) -> AttemptRecorder {
     )
     .with_stop_when(input.spec.trainer.stop_when.clone())
     .with_lease_timeout(input.lease_timeout)
+    .renewed_at(input.claimed_at)
     .keeping(&input.start.checkpoint_steps)
     .with_earlier(&earlier)
 }
@@ -253,6 +256,35 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         })
         .expect("spawning a waiter thread");
 
+    // The lease's watchdog: stops the trainer on time (half the lease timeout without a
+    // renewal) whatever a storage call on this thread is doing, so that no other worker can
+    // take the trial over while it still runs.
+    let watch = recorder.lease_watch();
+    let watchdog_fired = Arc::new(AtomicBool::new(false));
+    let attempt_over = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let (fired, over) = (watchdog_fired.clone(), attempt_over.clone());
+        std::thread::Builder::new()
+            .name(format!("lease-{pgid}"))
+            .spawn(move || {
+                while !over.load(Ordering::SeqCst) {
+                    let left = watch.remaining();
+                    if left.is_zero() {
+                        fired.store(true, Ordering::SeqCst);
+                        signal_group(pgid, libc::SIGKILL);
+                        return;
+                    }
+                    std::thread::park_timeout(left.min(Duration::from_millis(200)));
+                }
+            })
+            .expect("spawning a lease watchdog")
+    };
+    let lease_given_up = || {
+        format!(
+            "no write reached the database for half the lease timeout ({:.0}s): stopped before another worker may take the trial over",
+            input.lease_timeout.as_secs_f64()
+        )
+    };
     let mut tail = LineTail::new(metrics_file.expect("opened before the launch"));
     let mut stopping: Option<(StopKind, Instant)> = None;
     // A policy's reason to end the trial as complete, once it has reported its objective.
@@ -318,6 +350,9 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
     };
     // The leader is gone; take down whatever it left in its group.
     signal_group(pgid, libc::SIGKILL);
+    if watchdog_fired.load(Ordering::SeqCst) && !matches!(stopping, Some((StopKind::LeaseLost(_), _))) {
+        stopping = Some((StopKind::LeaseLost(lease_given_up()), Instant::now()));
+    }
     // Read what is left. The file is finite now, but may be large: when the user stopped horizon
     // (now or during the drain), the drain ends with the grace period and the trial, which runs
     // again anyway, keeps what was read.
@@ -327,6 +362,10 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
     };
     let mut drained = false;
     loop {
+        // A lost lease writes nothing more.
+        if matches!(stopping, Some((StopKind::LeaseLost(_), _))) {
+            break;
+        }
         if !tail.read_lines(&mut recorder, READ_PER_LOOK) {
             drained = true;
             break;
@@ -355,6 +394,12 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
         tail.read_rest(&mut recorder);
     }
 
+    attempt_over.store(true, Ordering::SeqCst);
+    watchdog.thread().unpark();
+    let _ = watchdog.join();
+    if watchdog_fired.load(Ordering::SeqCst) && !matches!(stopping, Some((StopKind::LeaseLost(_), _))) {
+        stopping = Some((StopKind::LeaseLost(lease_given_up()), Instant::now()));
+    }
     let kind = stopping.map(|(k, _)| k);
     if let Some(StopKind::LeaseLost(why)) = kind {
         return Ok(lost(&input, &recorder, started, why));

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use horizon_core::MetricPoint;
@@ -23,6 +24,22 @@ pub const MAX_STORED_WARNINGS: usize = 100;
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// After a write failed because the database was unreachable, how long until the next try.
 pub const RETRY_AFTER_OUTAGE: Duration = Duration::from_secs(1);
+
+/// When an attempt's lease was last renewed, for a watchdog on another thread.
+#[derive(Clone)]
+pub struct LeaseWatch {
+    clock: Arc<AtomicU64>,
+    base: Instant,
+    half: Duration,
+}
+
+impl LeaseWatch {
+    /// How long until the lease must be given up (zero: now).
+    pub fn remaining(&self) -> Duration {
+        let renewed = self.base + Duration::from_millis(self.clock.load(Ordering::SeqCst));
+        (renewed + self.half).saturating_duration_since(Instant::now())
+    }
+}
 
 /// Records one attempt. Every report costs O(log n) (the objective's selection is kept up to
 /// date incrementally), and memory is bounded by the limits in `horizon_core::protocol::limits`
@@ -56,6 +73,10 @@ pub struct AttemptRecorder {
     last_flush: Instant,
     /// When a write last succeeded (each renews the lease), by this machine's monotonic clock.
     last_renewed: Instant,
+    /// The same, shared with a watchdog that stops the trainer on time whatever a storage call
+    /// is doing: milliseconds since `clock_base`.
+    lease_clock: Arc<AtomicU64>,
+    clock_base: Instant,
     /// Past this without a renewal, the lease may have expired: another worker may run the trial.
     lease_timeout: Duration,
     /// The database is unreachable: since when, and when to try again.
@@ -103,6 +124,8 @@ impl AttemptRecorder {
             last_heartbeat: Instant::now(),
             last_flush: Instant::now(),
             last_renewed: Instant::now(),
+            lease_clock: Arc::new(AtomicU64::new(0)),
+            clock_base: Instant::now(),
             lease_timeout: Duration::from_secs(60),
             outage: None,
             finished: false,
@@ -114,6 +137,20 @@ impl AttemptRecorder {
     pub fn with_lease_timeout(mut self, timeout: Duration) -> AttemptRecorder {
         self.lease_timeout = timeout;
         self
+    }
+
+    /// The lease was last renewed at `at` (the claim: taken before it was asked for).
+    pub fn renewed_at(mut self, at: Instant) -> AttemptRecorder {
+        self.last_renewed = at;
+        self.clock_base = at;
+        self.lease_clock.store(0, Ordering::SeqCst);
+        self
+    }
+
+    /// A watchdog of the lease: `Some(why)` once no write has renewed it for half the lease
+    /// timeout, read from another thread (a storage call may block this one).
+    pub fn lease_watch(&self) -> LeaseWatch {
+        LeaseWatch { clock: self.lease_clock.clone(), base: self.clock_base, half: self.lease_timeout / 2 }
     }
 
     /// Watch for a criterion that ends the attempt early as complete (`trainer.stop_when`).
@@ -325,6 +362,7 @@ impl AttemptRecorder {
 
     fn renewed(&mut self) {
         self.last_renewed = Instant::now();
+        self.lease_clock.store(self.clock_base.elapsed().as_millis() as u64, Ordering::SeqCst);
         self.last_heartbeat = self.last_renewed;
         if let Some((since, _)) = self.outage.take() {
             tracing::warn!(

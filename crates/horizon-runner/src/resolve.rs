@@ -170,6 +170,21 @@ impl ResolvedStudy {
             )));
         }
         let storage = horizon_store::open(&url, Access::ReadWrite)?;
+        // The same name, another database (dropped and made again, restored elsewhere): its
+        // trial numbers would start over in the directories of the one recorded.
+        if let Some((r, Some(id))) = &recorded
+            && wanted.as_ref() == Some(r)
+            && storage.database_id()? != *id
+        {
+            return Err(RunError::Incompatible(format!(
+                "the database at {r} is not the one the study directory {} belongs to (it was made again, or restored): \
+                 its trials would be numbered into the directories of the other's
+                   fix: point at the database the directory belongs to, or give the study another [study] directory \
+                 (or delete {} if that database is gone for good)",
+                self.dir.display(),
+                marker.display()
+            )));
+        }
         let unrecorded = match &recorded {
             None => true,
             Some((r, id)) => id.is_none() && wanted.as_ref() == Some(r),

@@ -329,11 +329,13 @@ impl Worker {
             while !draining && running.len() < self.slots() {
                 if last_reclaim.is_none_or(|t| t.elapsed() >= self.options.reclaim_every) {
                     last_reclaim = Some(Instant::now());
-                    if outage.ride(self.reclaim_abandoned())?.is_none() {
+                    if outage.ride(self.reclaim_abandoned(&running))?.is_none() {
                         waiting = true;
                         break;
                     }
                 }
+                // The lease dates from before the claim was asked for (its answer may come late).
+                let claimed_at = Instant::now();
                 let Some(claim) = outage.ride(self.claim())? else {
                     // The database is unreachable: ask again soon (running trials ride it out).
                     waiting = true;
@@ -364,11 +366,11 @@ impl Worker {
                     entry: claimed.rung.entry,
                 });
                 let key = (t.id, t.attempt);
-                running.insert(key, self.launch(claimed, gpu));
+                running.insert(key, self.launch(claimed, gpu, claimed_at));
             }
             if running.is_empty() && (draining || exhausted) {
                 // Before leaving, make sure no trial was abandoned by a worker that died meanwhile.
-                if !draining && self.reclaim_abandoned()? > 0 {
+                if !draining && self.reclaim_abandoned(&running)? > 0 {
                     continue;
                 }
                 // Nothing left to claim, but other workers' trials still run: stay until they
@@ -504,7 +506,7 @@ impl Worker {
             .claim_trial(self.record.id, &ClaimRequest { lease: &lease, policy: self.policy.as_ref(), sample: &sample })?)
     }
 
-    fn launch(&self, claimed: ClaimedTrial, gpu: Option<String>) -> Running {
+    fn launch(&self, claimed: ClaimedTrial, gpu: Option<String>, claimed_at: Instant) -> Running {
         let ClaimedTrial { trial, rung, resume_from } = claimed;
         let start =
             AttemptStart { resume_from, step: rung.entry.start_step(), checkpoint_steps: self.policy.checkpoint_steps(&trial) };
@@ -525,6 +527,7 @@ impl Worker {
             }),
             start,
             lease_timeout: self.options.lease_timeout,
+            claimed_at,
         };
         let program = self.program.clone();
         let handle = stop.clone();
@@ -558,18 +561,25 @@ impl Worker {
         }
     }
 
-    /// Requeue running trials whose worker is gone. Returns how many were requeued.
-    fn reclaim_abandoned(&self) -> Result<usize, RunError> {
+    /// Requeue running trials whose worker is gone, and this worker's own that it no longer runs
+    /// (an attempt it gave up while the database was unreachable, a claim whose answer was
+    /// lost). Returns how many were requeued.
+    fn reclaim_abandoned(&self, running: &HashMap<(TrialId, u32), Running>) -> Result<usize, RunError> {
         // Heartbeats are the database's time: compare them with its clock, not this machine's.
         let now = self.storage.now()?;
         let mut count = 0;
         for t in self.storage.trials_in_state(self.record.id, TrialState::Running)? {
             let Some(lease) = t.lease.as_ref() else { continue };
-            if lease.worker == self.lease.worker {
+            let orphan = lease.worker == self.lease.worker && !running.contains_key(&(t.id, t.attempt));
+            if lease.worker == self.lease.worker && !orphan {
                 continue;
             }
-            if is_abandoned(lease, now, &self.lease.host, pid_alive, self.options.lease_timeout.as_secs_f64()) {
-                let reason = format!("requeued: worker {} ({}, pid {}) is gone", lease.worker, lease.host, lease.pid);
+            if orphan || is_abandoned(lease, now, &self.lease.host, pid_alive, self.options.lease_timeout.as_secs_f64()) {
+                let reason = if orphan {
+                    format!("requeued: this worker ({}) lost the attempt while the database was unreachable", lease.worker)
+                } else {
+                    format!("requeued: worker {} ({}, pid {}) is gone", lease.worker, lease.host, lease.pid)
+                };
                 if self.storage.requeue_abandoned(t.id, t.attempt, &lease.worker, Some(lease.heartbeat_at), &reason, now)? {
                     count += 1;
                     if lease.host == self.lease.host {

@@ -188,6 +188,16 @@ struct Connection {
     statements: HashMap<String, Statement>,
 }
 
+impl Connection {
+    /// Close it without waiting on anything (its runtime's blocking pool may hold a name
+    /// lookup that a cut network never answers).
+    fn discard(self) {
+        let Connection { runtime, client, statements } = self;
+        drop((statements, client));
+        runtime.shutdown_background();
+    }
+}
+
 impl PostgresStorage {
     /// Connect to the database at `url` (settings it lacks from `PG*` variables). With
     /// [`Access::ReadWrite`] the schema is created or brought up to date; with
@@ -217,7 +227,9 @@ impl PostgresStorage {
     fn set_call_limit(&self, limit: Duration) {
         self.limit_ms.store(limit.as_millis().max(1) as u64, Ordering::Relaxed);
         // The next call connects again, with the server told the new limits.
-        *self.lock() = None;
+        if let Some(conn) = self.lock().take() {
+            conn.discard();
+        }
     }
 
     fn call_limit(&self) -> Duration {
@@ -269,19 +281,21 @@ impl PostgresStorage {
     /// otherwise. A connection that failed or timed out is dropped (the next call opens one).
     fn transaction<T>(&self, begin: &str, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T> {
         let mut guard = self.lock();
-        if guard.as_ref().is_some_and(|c| c.client.is_closed()) {
-            *guard = None;
-        }
-        if guard.is_none() {
-            *guard = Some(self.connect()?);
-        }
-        let conn = guard.as_mut().expect("connected above");
-        let mut tx = PgTx { conn, store: self, broken: false };
+        // The connection is taken out for the transaction and put back only when it ended (a
+        // commit or a rollback): a panic inside (a sampler's, a policy's) drops it, and the
+        // server rolls the half-done transaction back, instead of the next call committing it.
+        let mut conn = match guard.take().filter(|c| !c.client.is_closed()) {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let mut tx = PgTx { conn: &mut conn, store: self, broken: false };
         let result = tx.simple(begin).and_then(|()| f(&mut tx)).and_then(|value| tx.simple("COMMIT").map(|()| value));
         // A failed or timed-out connection, or one that cannot even roll back, is dropped.
         let broken = tx.broken || (result.is_err() && tx.simple("ROLLBACK").is_err());
         if broken {
-            *guard = None;
+            conn.discard();
+        } else {
+            *guard = Some(conn);
         }
         result
     }
@@ -363,13 +377,28 @@ impl PostgresStorage {
             Some(c)
                 if *c == SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == SqlState::T_R_DEADLOCK_DETECTED
-                    || *c == SqlState::LOCK_NOT_AVAILABLE =>
+                    || *c == SqlState::LOCK_NOT_AVAILABLE
+                    || *c == SqlState::TOO_MANY_CONNECTIONS =>
             {
                 K::Busy
             }
-            Some(c) if *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CANNOT_CONNECT_NOW => K::Unavailable,
+            // The server gave up a statement or a session (its timeouts, a shutdown, a lost
+            // connection): worth trying again.
+            Some(c)
+                if *c == SqlState::QUERY_CANCELED
+                    || *c == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+                    || *c == SqlState::ADMIN_SHUTDOWN
+                    || *c == SqlState::CRASH_SHUTDOWN
+                    || *c == SqlState::CANNOT_CONNECT_NOW
+                    || c.code().starts_with("08") =>
+            {
+                K::Unavailable
+            }
             Some(_) => K::Other,
-            None => K::Unavailable,
+            // No SQLSTATE: the connection (closed, or an I/O error) is worth trying again; a
+            // client-side error (a type mismatch, a missing password) is not.
+            None if e.is_closed() || io_error(e) => K::Unavailable,
+            None => K::Other,
         };
         let message = match e.as_db_error() {
             Some(db) => match db.detail() {
@@ -396,6 +425,19 @@ impl PostgresStorage {
 }
 
 impl_storage!(PostgresStorage);
+
+/// Whether an error without a SQLSTATE came from the network (an I/O error somewhere in its
+/// chain).
+fn io_error(e: &tokio_postgres::Error) -> bool {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
 
 /// Parse `url` and fill in what it leaves out from libpq's environment variables.
 fn config_from(url: &str, target: &str) -> Result<Config> {
@@ -455,7 +497,7 @@ fn run<T>(
     match runtime.block_on(async { tokio::time::timeout(limit, fut).await }) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => {
-            if e.is_closed() || e.code().is_none() {
+            if e.is_closed() || e.code().is_none() || e.code().is_some_and(|c| c.code().starts_with("08")) {
                 *broken = true;
             }
             Err(store.pg_error(&e))

@@ -374,14 +374,13 @@ fn lock_study(tx: &mut dyn Tx, study: StudyId) -> Result<()> {
     query_opt(tx, "SELECT id FROM studies WHERE id = ?1 FOR UPDATE", p![study])?.map(|_| ()).ok_or(StoreError::NoStudy(study))
 }
 
-/// [`lock_study`] for the study of `trial`, shared: the writes of one trial's attempt (its
-/// finish, checkpoints, a requeue) exclude claims but not each other, since each changes only
-/// its own trial's rows (none of them writes the study's row, so no lock is ever upgraded).
+/// [`lock_study`] for the study of `trial`. Exclusive, as a claim's: PostgreSQL lets shared
+/// lockers pass a waiting exclusive one, so a stream of finishes could starve claims.
 fn lock_study_of(tx: &mut dyn Tx, trial: TrialId) -> Result<()> {
     if !tx.dialect().row_locks {
         return ensure_trial(tx, trial);
     }
-    let sql = "SELECT s.id FROM studies s JOIN trials t ON t.study_id = s.id WHERE t.id = ?1 FOR SHARE OF s";
+    let sql = "SELECT s.id FROM studies s JOIN trials t ON t.study_id = s.id WHERE t.id = ?1 FOR UPDATE OF s";
     query_opt(tx, sql, p![trial])?.map(|_| ()).ok_or(StoreError::NoTrial(trial))
 }
 
@@ -1064,6 +1063,74 @@ pub(crate) fn dump_study(tx: &mut dyn Tx, study: StudyId) -> Result<crate::Study
     Ok(crate::StudyDump { record, next_trial_number, trials, tables })
 }
 
+/// The columns a dump may carry, per table (the schema's): a column name read from a source
+/// database goes into SQL text, so only these are accepted.
+fn known_columns(table: &str) -> &'static [&'static str] {
+    match table {
+        "trials" => &[
+            "id",
+            "study_id",
+            "number",
+            "sample_index",
+            "params_json",
+            "max_train_steps",
+            "state",
+            "attempt",
+            "failures",
+            "best_step",
+            "best_value",
+            "final_step",
+            "final_value",
+            "message",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "lease_worker",
+            "lease_host",
+            "lease_pid",
+            "heartbeat_at",
+            "rung",
+        ],
+        "rungs" => &[
+            "trial_id",
+            "rung",
+            "budget",
+            "state",
+            "entry",
+            "resumed_step",
+            "resume_path",
+            "best_step",
+            "best_value",
+            "final_step",
+            "final_value",
+            "budget_independent_until",
+            "steps_run",
+            "message",
+            "started_at",
+            "finished_at",
+            "params_json",
+        ],
+        "metrics" => &["trial_id", "rung", "step", "name", "value"],
+        "checkpoints" => &["trial_id", "attempt", "step", "path", "deleted", "rung"],
+        "warnings" => &["id", "trial_id", "attempt", "message"],
+        "attempts" => &[
+            "trial_id",
+            "attempt",
+            "worker",
+            "host",
+            "pid",
+            "started_at",
+            "finished_at",
+            "outcome",
+            "message",
+            "exit_code",
+            "rung",
+        ],
+        "imports" => &["trial_id", "study_id", "run_key", "origin", "source"],
+        _ => &[],
+    }
+}
+
 /// Insert `row` into `table` without the columns in `skip`, with `set` columns given.
 fn insert_row(
     tx: &mut dyn Tx,
@@ -1076,6 +1143,11 @@ fn insert_row(
     let mut columns = Vec::new();
     let mut values = Vec::new();
     for (c, v) in row.columns.iter().zip(&row.values) {
+        if !known_columns(table).contains(&c.as_str()) {
+            return Err(StoreError::Corrupt(format!(
+                "the source database's table {table} has a column {c:?} that horizon does not know; nothing was copied"
+            )));
+        }
         if skip.contains(&c.as_str()) || set.iter().any(|(s, _)| s == c) {
             continue;
         }

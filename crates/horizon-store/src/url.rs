@@ -65,20 +65,41 @@ impl StorageUrl {
     }
 }
 
-/// `scheme://user:secret@host/db` as `scheme://user:***@host/db`.
+/// `scheme://user:secret@host/db?password=secret` as `scheme://user:***@host/db?password=***`:
+/// everything between the user's name and the last `@` of the authority (a password may hold
+/// `/`, `:` or `?`), and any `password` query parameter.
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let (authority, tail) = match rest.find(['/', '?']) {
+    let (mut authority, mut tail) = match rest.find(['/', '?']) {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    match authority.rsplit_once('@') {
-        Some((user, host)) => {
-            let user = user.split_once(':').map_or(user.to_string(), |(name, _)| format!("{name}:***"));
-            format!("{scheme}://{user}@{host}{tail}")
-        }
-        None => url.to_string(),
+    // With a user part, the authority ends at the first `/` or `?` after its last `@`.
+    if let Some(at) = rest.rfind('@').filter(|&at| !rest[..at].contains(['?']) || rest[..at].contains(':')) {
+        let end = rest[at..].find(['/', '?']).map_or(rest.len(), |i| at + i);
+        (authority, tail) = rest.split_at(end);
     }
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => format!("{user}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Open the storage at `url`.
@@ -106,6 +127,12 @@ mod tests {
         let err = StorageUrl::parse("mysql://root:pw@h/db").unwrap_err().to_string();
         assert!(err.contains("unknown storage scheme \"mysql\"") && !err.contains("pw@"), "{err}");
         assert_eq!(redact("postgres://db.internal/studies"), "postgres://db.internal/studies");
+        assert_eq!(
+            redact("postgres://horizon@h/db?password=S3CRET&sslmode=disable"),
+            "postgres://horizon@h/db?password=***&sslmode=disable"
+        );
+        assert_eq!(redact("postgres://u:pa/ss@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u:p@ss?x@h/db"), "postgres://u:***@h/db");
     }
 
     #[test]

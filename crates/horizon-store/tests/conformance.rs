@@ -510,6 +510,22 @@ mod suite {
         assert_eq!(s.trial(t.id).unwrap().state, TrialState::Running);
     }
 
+    /// A panic inside a claim's transaction (a sampler's, a policy's bug) leaves nothing behind:
+    /// the next claim allocates the same sample index, and nothing stays locked.
+    pub fn a_panic_inside_a_claim_commits_nothing(s: &dyn Storage) {
+        let st = study(s, "panics");
+        let policy = FixedBudget { trials: 5, max_train_steps: 10 };
+        let panicking = |_: u64| -> Result<Params, String> { panic!("a sampler bug") };
+        let l = lease("w1", 1.0);
+        let request = ClaimRequest { lease: &l, policy: &policy, sample: &panicking };
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.claim_trial(st.id, &request)));
+        assert!(unwound.is_err(), "the panic reached the caller");
+        let t = claim(s, &st, 5).expect("the study claims on");
+        assert_eq!((t.number, t.sample_index), (0, Some(0)));
+        assert_eq!(s.study("panics").unwrap().unwrap().next_sample_index, 1);
+        assert_eq!(s.trials(st.id).unwrap().len(), 1);
+    }
+
     pub fn a_sampler_error_creates_nothing(s: &dyn Storage) {
         let st = study(s, "s");
         assert_eq!(claim(s, &st, 10).unwrap().sample_index, Some(0));
@@ -1216,6 +1232,7 @@ every_backend!(
     non_finite_values_round_trip,
     requeue_abandoned_is_compare_and_set,
     a_sampler_error_creates_nothing,
+    a_panic_inside_a_claim_commits_nothing,
     attempts_are_recorded,
     a_later_finish_clears_an_earlier_selection,
     checkpoints_and_warnings_are_kept,

@@ -35,8 +35,29 @@ pub fn copy(args: StorageCopyArgs) -> Result<()> {
     );
     // The study directory follows the study: runs there now use the new database (a run with
     // the old one is refused, so the two copies cannot number trials into the same directories).
+    // Only a directory that is this study's (it records the source database, or holds it as its
+    // own horizon.db) is re-pointed: one named by what a database holds is not trusted.
     let dir = &source.dir;
-    if dir.is_dir() {
+    let marker_of_source = std::fs::read_to_string(dir.join(STORAGE_MARKER))
+        .ok()
+        .and_then(|t| t.lines().nth(1).map(|id| id.trim().to_string()))
+        .is_some_and(|id| source.storage.database_id().is_ok_and(|src| src == id));
+    let holds_source = match StorageUrl::parse(&args.from.display().to_string()) {
+        Ok(StorageUrl::Sqlite(p)) if p.is_file() && same_file(&p, &dir.join(DATABASE_FILE)) => true,
+        _ => {
+            dir.join(DATABASE_FILE).is_file()
+                && !dir.join(STORAGE_MARKER).exists()
+                && !args.from.display().to_string().contains("://")
+        }
+    };
+    if !(marker_of_source || holds_source) {
+        println!(
+            "its study directory was not re-pointed ({} does not record the source database)\n  \
+             runs there still use the source: give them --storage {} once the study directory is this study's",
+            dir.display(),
+            to.redacted()
+        );
+    } else if dir.is_dir() {
         let marker = dir.join(STORAGE_MARKER);
         let default = matches!(&to, StorageUrl::Sqlite(p) if same_file(p, &dir.join(DATABASE_FILE)));
         if default {

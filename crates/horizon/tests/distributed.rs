@@ -360,14 +360,20 @@ fn a_worker_cut_off_from_the_database_stops_its_trial_before_another_takes_it_ov
     let mut b = spawn(&db.url, &["--study", "shared"], "b");
     let store = open(&db.url).unwrap();
     let study = store.study("shared").unwrap().unwrap();
+    // When A's trainer was first seen gone (this machine's clock, which is the database's here).
+    let mut first_seen_dead: Option<f64> = None;
     wait_for("worker B to take the trial over", Duration::from_secs(120), || {
+        if first_seen_dead.is_none() && !pid_alive(first_trainer) {
+            first_seen_dead = Some(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64());
+        }
         store.trials(study.id).unwrap()[0].lease.as_ref().is_some_and(|l| l.pid == b.id())
     });
-    // A stopped its trainer before the takeover: the two never ran the trial at once.
-    assert!(!pid_alive(first_trainer), "worker A's trainer still runs while B runs the trial");
     let attempts = store.attempts(store.trials(study.id).unwrap()[0].id).unwrap();
     assert_eq!(attempts.len(), 2, "{attempts:?}");
     assert_eq!(attempts[0].outcome, Some(TrialState::Waiting), "attempt 1 was requeued: {attempts:?}");
+    // A stopped its trainer before B's attempt began: the two never ran the trial at once.
+    let dead = first_seen_dead.expect("worker A's trainer still runs while B runs the trial");
+    assert!(dead < attempts[1].started_at, "A's trainer was gone at {dead}, B's attempt began at {}", attempts[1].started_at);
 
     // B finishes the trial; the link heals and A, finding nothing left, exits cleanly.
     std::fs::write(&gate, "go").unwrap();
