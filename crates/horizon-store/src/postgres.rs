@@ -711,14 +711,27 @@ pub mod testing {
         admin_command(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .and_then(|()| admin_command(&admin, &format!("CREATE DATABASE {name}")))
             .unwrap_or_else(|e| panic!("creating a test database on {}: {e}", crate::url::redact(&admin)));
-        let url = match admin.rsplit_once('/') {
-            Some((server, tail)) if !tail.contains('@') => {
-                let query = tail.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
-                format!("{server}/{name}{query}")
-            }
-            _ => format!("{}/{name}", admin.trim_end_matches('/')),
-        };
+        let url = database_url(&admin, &name);
         ScratchDatabase { admin, name, url }
+    }
+
+    /// `admin` (a server's URL) with its database replaced by `name`, options kept.
+    fn database_url(admin: &str, name: &str) -> String {
+        let (scheme, rest) = admin.split_once("://").unwrap_or(("postgres", admin));
+        let after_user = rest.rfind('@').map_or(0, |i| i + 1);
+        let (authority, tail) = match rest[after_user..].find(['/', '?']) {
+            Some(i) => rest.split_at(after_user + i),
+            None => (rest, ""),
+        };
+        let query = tail.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+        format!("{scheme}://{authority}/{name}{query}")
+    }
+
+    #[test]
+    fn a_scratch_database_is_on_the_given_server() {
+        assert_eq!(database_url("postgres://u@h:5/postgres", "t"), "postgres://u@h:5/t");
+        assert_eq!(database_url("postgres://h:5432", "t"), "postgres://h:5432/t");
+        assert_eq!(database_url("postgres://u:p/w@h/db?sslmode=disable", "t"), "postgres://u:p/w@h/t?sslmode=disable");
     }
 
     impl Drop for ScratchDatabase {
