@@ -40,7 +40,8 @@ fn store(dir: &Path, trials: u64, batched: bool) -> Result<f64> {
     let storage = SqliteStorage::open(&dir.join("floor.db"))?;
     let study =
         storage.open_or_create_study(&NewStudy { name: "floor".into(), spec_json: "{}".into(), identity_json: "{}".into() })?;
-    let lease = Lease { worker: "bench:1:1".into(), host: "bench".into(), pid: std::process::id(), heartbeat_at: 0.0 };
+    let lease =
+        Lease { worker: "bench:1:1".into(), host: "bench".into(), pid: std::process::id(), heartbeat_at: 0.0, timeout: None };
     let sample = |i: u64| -> Result<Params, String> {
         Ok(Params(vec![("x".into(), ParamValue::Float(i as f64 / 1000.0)), ("y".into(), ParamValue::Float(0.5))]))
     };

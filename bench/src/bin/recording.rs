@@ -356,7 +356,8 @@ fn floors(dir: &Path, source: &Path, n: u64) -> Result<(f64, f64, u64)> {
     let storage = SqliteStorage::open(&dir.join("floor.db"))?;
     let study =
         storage.open_or_create_study(&NewStudy { name: "floor".into(), spec_json: "{}".into(), identity_json: "{}".into() })?;
-    let lease = Lease { worker: "bench:1:1".into(), host: "bench".into(), pid: std::process::id(), heartbeat_at: 0.0 };
+    let lease =
+        Lease { worker: "bench:1:1".into(), host: "bench".into(), pid: std::process::id(), heartbeat_at: 0.0, timeout: None };
     let sample = |_: u64| -> Result<Params, String> { Ok(Params(vec![("x".into(), ParamValue::Float(0.0))])) };
     let policy = horizon_core::claim::FixedBudget { trials: 1, max_train_steps: n };
     let request = ClaimRequest { lease: &lease, policy: &policy, sample: &sample };

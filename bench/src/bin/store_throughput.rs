@@ -129,6 +129,7 @@ fn worker(index: usize, url: &StorageUrl, trials: u64, points: u64, batch: u64) 
         host: "bench".into(),
         pid: std::process::id(),
         heartbeat_at: 0.0,
+        timeout: None,
     };
     let policy = FixedBudget { trials, max_train_steps: points };
     let sample =

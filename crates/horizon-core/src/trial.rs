@@ -80,6 +80,10 @@ pub struct Lease {
     pub pid: u32,
     /// Seconds since the Unix epoch.
     pub heartbeat_at: f64,
+    /// The holder's lease timeout (seconds): its lease is judged expired by it, whatever the
+    /// judging worker's own (`None` for a lease recorded by an older horizon).
+    #[serde(default)]
+    pub timeout: Option<f64>,
 }
 
 /// A trial as stored.
@@ -352,12 +356,14 @@ pub fn reached_budget(progress: Option<u64>, max_train_steps: u64) -> bool {
 ///
 /// On the same host the worker's process is checked directly (`pid_alive`), so a study killed
 /// with `kill -9` resumes at once; a worker on another host is presumed dead once its heartbeat
-/// is older than `lease_timeout` seconds.
+/// is older than its holder's lease timeout (`lease_timeout`, the judge's own, for a lease that
+/// does not say): the holder stops its trial after half of its own, so a worker with a shorter
+/// timeout cannot take over a trial that still runs.
 pub fn is_abandoned(lease: &Lease, now: f64, this_host: &str, pid_alive: impl FnOnce(u32) -> bool, lease_timeout: f64) -> bool {
     if lease.host == this_host && !pid_alive(lease.pid) {
         return true;
     }
-    now - lease.heartbeat_at > lease_timeout
+    now - lease.heartbeat_at > lease.timeout.unwrap_or(lease_timeout)
 }
 
 #[cfg(test)]
@@ -451,11 +457,18 @@ mod tests {
 
     #[test]
     fn abandoned_leases() {
-        let lease = Lease { worker: "w".into(), host: "a".into(), pid: 10, heartbeat_at: 100.0 };
+        let lease = Lease { worker: "w".into(), host: "a".into(), pid: 10, heartbeat_at: 100.0, timeout: None };
         assert!(is_abandoned(&lease, 101.0, "a", |_| false, 60.0), "dead pid on this host");
         assert!(!is_abandoned(&lease, 101.0, "a", |_| true, 60.0), "live pid, fresh heartbeat");
         assert!(!is_abandoned(&lease, 150.0, "b", |_| panic!("other hosts are not probed"), 60.0));
         assert!(is_abandoned(&lease, 161.0, "b", |_| true, 60.0), "stale heartbeat");
+        // The holder's own timeout decides, not the judge's: a judge with 60 s does not take
+        // over from a holder with 600 s (which gives its trial up only after 300 s).
+        let patient = Lease { timeout: Some(600.0), ..lease.clone() };
+        assert!(!is_abandoned(&patient, 161.0, "b", |_| true, 60.0));
+        assert!(is_abandoned(&patient, 701.0, "b", |_| true, 60.0));
+        let brief = Lease { timeout: Some(10.0), ..lease };
+        assert!(is_abandoned(&brief, 111.0, "b", |_| true, 60.0));
     }
 
     #[test]

@@ -227,6 +227,7 @@ impl Worker {
         let host = hostname();
         let pid = std::process::id();
         let worker = format!("{host}:{pid}:{}", (crate::now() * 1e6) as u64);
+        let timeout = Some(options.lease_timeout.as_secs_f64());
         let policy = Arc::from(horizon_core::claim::for_study(&study.spec));
         Ok(Worker {
             study,
@@ -237,7 +238,7 @@ impl Worker {
             record,
             sampler,
             program: Program::Subprocess,
-            lease: Lease { worker, host, pid, heartbeat_at: 0.0 },
+            lease: Lease { worker, host, pid, heartbeat_at: 0.0, timeout },
             scheduler: None,
             policy,
         })

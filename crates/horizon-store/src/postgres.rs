@@ -163,6 +163,10 @@ CREATE TABLE imports (
 CREATE TABLE horizon_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT INTO horizon_meta (key, value) VALUES ('database_id', md5(random()::text || clock_timestamp()::text));
 "#,
+    r#"
+-- A lease carries its holder's timeout: other workers judge it by that, not by their own.
+ALTER TABLE trials ADD COLUMN lease_timeout DOUBLE PRECISION;
+"#,
 ];
 
 /// Serializes migrations of one database between processes (`pg_advisory_xact_lock`).

@@ -230,7 +230,7 @@ fn query_all<T>(tx: &mut dyn Tx, sql: &str, params: &[Value], f: impl Fn(&Row) -
 
 const TRIAL_COLUMNS: &str = "id, number, sample_index, params_json, max_train_steps, state, attempt, failures, \
     best_step, best_value, final_step, final_value, message, created_at, started_at, finished_at, \
-    lease_worker, lease_host, lease_pid, heartbeat_at, rung";
+    lease_worker, lease_host, lease_pid, heartbeat_at, lease_timeout, rung";
 
 const RUNG_COLUMNS: &str = "r.trial_id, t.number, r.rung, r.budget, r.state, r.entry, r.resumed_step, r.best_step, r.best_value, \
     r.final_step, r.final_value, r.budget_independent_until, r.steps_run, r.message, r.started_at, r.finished_at, \
@@ -268,6 +268,7 @@ fn trial_from_row(row: &Row) -> Result<TrialRecord> {
             host: row.get("lease_host")?,
             pid: row.get("lease_pid")?,
             heartbeat_at: row.get("heartbeat_at")?,
+            timeout: row.get("lease_timeout")?,
         }),
         None => None,
     };
@@ -565,9 +566,9 @@ fn restart(tx: &mut dyn Tx, trial: TrialId, lease: &Lease) -> Result<()> {
     let changed = tx.execute(
         "UPDATE trials SET state = 'running', attempt = attempt + 1, started_at = ?2, finished_at = NULL,
             best_step = NULL, best_value = NULL, final_step = NULL, final_value = NULL,
-            lease_worker = ?3, lease_host = ?4, lease_pid = ?5, heartbeat_at = ?2
+            lease_worker = ?3, lease_host = ?4, lease_pid = ?5, heartbeat_at = ?2, lease_timeout = ?6
          WHERE id = ?1 AND state = 'waiting'",
-        p![trial, lease.heartbeat_at, &lease.worker, &lease.host, lease.pid],
+        p![trial, lease.heartbeat_at, &lease.worker, &lease.host, lease.pid, lease.timeout],
     )?;
     if changed == 0 {
         return Err(StoreError::Policy(format!("trial {trial} is not waiting: it cannot be run again")));
@@ -602,9 +603,9 @@ fn promote(tx: &mut dyn Tx, trial: TrialId, rung: u32, budget: u64, resume_step:
         "UPDATE trials SET rung = ?2, max_train_steps = ?3, state = 'running', attempt = attempt + 1, failures = 0,
             message = NULL, started_at = ?4, finished_at = NULL,
             best_step = NULL, best_value = NULL, final_step = NULL, final_value = NULL,
-            lease_worker = ?5, lease_host = ?6, lease_pid = ?7, heartbeat_at = ?4
+            lease_worker = ?5, lease_host = ?6, lease_pid = ?7, heartbeat_at = ?4, lease_timeout = ?9
          WHERE id = ?1 AND rung = ?8 AND state = 'complete'",
-        p![trial, rung, budget, lease.heartbeat_at, &lease.worker, &lease.host, lease.pid, from],
+        p![trial, rung, budget, lease.heartbeat_at, &lease.worker, &lease.host, lease.pid, from, lease.timeout],
     )?;
     if changed == 0 {
         return Err(StoreError::Policy(format!(
@@ -712,8 +713,8 @@ fn insert_trial(tx: &mut dyn Tx, study: StudyId, row: &TrialRow<'_>) -> Result<T
         tx,
         "INSERT INTO trials (study_id, number, sample_index, params_json, max_train_steps, state, attempt, failures,
             best_step, best_value, final_step, final_value, message, created_at, started_at, finished_at,
-            lease_worker, lease_host, lease_pid, heartbeat_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+            lease_worker, lease_host, lease_pid, heartbeat_at, lease_timeout)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
          RETURNING id",
         p![
             study,
@@ -735,6 +736,7 @@ fn insert_trial(tx: &mut dyn Tx, study: StudyId, row: &TrialRow<'_>) -> Result<T
             lease.map(|l| &l.host),
             lease.map(|l| l.pid),
             lease.map(|l| l.heartbeat_at),
+            lease.and_then(|l| l.timeout),
         ],
     )?
     .at(0)?;
@@ -860,7 +862,8 @@ pub(crate) fn finish_attempt(tx: &mut dyn Tx, trial: TrialId, attempt: u32, fini
             lease_worker = CASE WHEN ?10 = 1 THEN lease_worker END,
             lease_host   = CASE WHEN ?10 = 1 THEN lease_host END,
             lease_pid    = CASE WHEN ?10 = 1 THEN lease_pid END,
-            heartbeat_at = CASE WHEN ?10 = 1 THEN heartbeat_at END
+            heartbeat_at = CASE WHEN ?10 = 1 THEN heartbeat_at END,
+            lease_timeout = CASE WHEN ?10 = 1 THEN lease_timeout END
          WHERE id = ?1",
         p![
             trial,
@@ -899,7 +902,7 @@ pub(crate) fn requeue_abandoned(
     // the caller saw, so a lease renewed since is kept.
     let changed = tx.execute(
         "UPDATE trials SET state = 'waiting', message = ?4,
-            lease_worker = NULL, lease_host = NULL, lease_pid = NULL, heartbeat_at = NULL
+            lease_worker = NULL, lease_host = NULL, lease_pid = NULL, heartbeat_at = NULL, lease_timeout = NULL
          WHERE id = ?1 AND state = 'running' AND attempt = ?2 AND lease_worker = ?3
            AND (CAST(?5 AS DOUBLE PRECISION) IS NULL OR heartbeat_at = CAST(?5 AS DOUBLE PRECISION))",
         p![trial, attempt, worker, reason, heartbeat],
@@ -1089,6 +1092,7 @@ fn known_columns(table: &str) -> &'static [&'static str] {
             "lease_host",
             "lease_pid",
             "heartbeat_at",
+            "lease_timeout",
             "rung",
         ],
         "rungs" => &[

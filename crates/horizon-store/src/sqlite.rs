@@ -221,6 +221,10 @@ UPDATE studies SET next_trial_number = COALESCE((SELECT MAX(number) + 1 FROM tri
 CREATE TABLE horizon_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT INTO horizon_meta (key, value) VALUES ('database_id', lower(hex(randomblob(16))));
 "#,
+    r#"
+-- A lease carries its holder's timeout: other workers judge it by that, not by their own.
+ALTER TABLE trials ADD COLUMN lease_timeout REAL;
+"#,
 ];
 
 const MEMORY_PATH: &str = ":memory:";

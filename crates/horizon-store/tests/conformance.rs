@@ -24,7 +24,7 @@ use horizon_store::{
 // Helpers
 
 fn lease(worker: &str, at: f64) -> Lease {
-    Lease { worker: worker.into(), host: format!("host-of-{worker}"), pid: 4242, heartbeat_at: at }
+    Lease { worker: worker.into(), host: format!("host-of-{worker}"), pid: 4242, heartbeat_at: at, timeout: Some(60.0) }
 }
 
 fn params_for(index: u64) -> Params {
@@ -568,7 +568,7 @@ mod suite {
         let after = s.trial(t.id).unwrap();
         assert_eq!((after.state, after.failures, after.finished_at), (TrialState::Waiting, 1, None));
 
-        let l2 = Lease { worker: "w2".into(), host: "other".into(), pid: 7, heartbeat_at: 200.0 };
+        let l2 = Lease { worker: "w2".into(), host: "other".into(), pid: 7, heartbeat_at: 200.0, timeout: None };
         let before = s.now().unwrap();
         claim_as(s, &st, &l2, 10).unwrap();
         let after = s.now().unwrap();
