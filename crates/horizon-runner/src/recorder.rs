@@ -25,6 +25,12 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// After a write failed because the database was unreachable, how long until the next try.
 pub const RETRY_AFTER_OUTAGE: Duration = Duration::from_secs(1);
 
+/// A checkpoint write waiting for the database.
+enum CheckpointWrite {
+    Announced { step: u64, path: String },
+    Deleted { step: u64 },
+}
+
 /// When an attempt's lease was last renewed, for a watchdog on another thread.
 #[derive(Clone)]
 pub struct LeaseWatch {
@@ -55,6 +61,9 @@ pub struct AttemptRecorder {
     max_train_steps: u64,
     pending_metrics: Vec<MetricPoint>,
     pending_warnings: Vec<String>,
+    /// Checkpoints announced and deleted, in order, not yet written (written with the metrics,
+    /// so a database that is briefly unreachable loses none of them).
+    pending_checkpoints: Vec<CheckpointWrite>,
     warnings_seen: usize,
     lines: u64,
     objective: SelectionTracker,
@@ -107,6 +116,7 @@ impl AttemptRecorder {
             max_train_steps,
             pending_metrics: Vec::new(),
             pending_warnings: Vec::new(),
+            pending_checkpoints: Vec::new(),
             warnings_seen: 0,
             lines: 0,
             objective: SelectionTracker::new(direction),
@@ -290,12 +300,8 @@ impl AttemptRecorder {
                     return;
                 }
                 self.live_checkpoints.retain(|(s, _)| *s != step);
-                self.live_checkpoints.push((step, path));
-                if let Err(e) =
-                    self.storage.record_checkpoint(self.trial, self.attempt, step, &self.live_checkpoints.last().unwrap().1)
-                {
-                    self.warn(format!("checkpoint at step {step} not recorded: {e}"));
-                }
+                self.live_checkpoints.push((step, path.clone()));
+                self.pending_checkpoints.push(CheckpointWrite::Announced { step, path });
                 self.apply_retention();
             }
             Report::BudgetIndependent { step } => self.budget_independent = Some(step.min(self.max_train_steps)),
@@ -325,9 +331,7 @@ impl AttemptRecorder {
                 ));
                 continue;
             }
-            if let Err(e) = self.storage.mark_checkpoint_deleted(self.trial, step) {
-                tracing::warn!("trial {}: marking checkpoint {step} deleted: {e}", self.trial);
-            }
+            self.pending_checkpoints.push(CheckpointWrite::Deleted { step });
         }
     }
 
@@ -351,6 +355,17 @@ impl AttemptRecorder {
             self.storage.append_warnings(self.trial, self.attempt, &self.pending_warnings)?;
             self.pending_warnings.clear();
             self.renewed();
+        }
+        // In order: a checkpoint is recorded before it is marked deleted.
+        while let Some(write) = self.pending_checkpoints.first() {
+            match write {
+                CheckpointWrite::Announced { step, path } => {
+                    self.storage.record_checkpoint(self.trial, self.attempt, *step, path)?;
+                    self.renewed();
+                }
+                CheckpointWrite::Deleted { step } => self.storage.mark_checkpoint_deleted(self.trial, *step)?,
+            }
+            self.pending_checkpoints.remove(0);
         }
         // A short lease timeout needs more frequent renewals than the default.
         if self.last_heartbeat.elapsed() >= HEARTBEAT_EVERY.min(self.lease_timeout / 4) {
