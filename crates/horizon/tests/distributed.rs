@@ -418,3 +418,60 @@ fn a_workers_gpus_pin_each_trial_to_one_of_them() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--gpus"), "{}", text(&out));
 }
+
+/// A database briefly unreachable while a trial reports and checkpoints: the trial runs on,
+/// nothing it recorded is lost (its checkpoints, and retention's deletions, are written once
+/// the database answers), and it completes in its first attempt.
+#[test]
+fn a_brief_outage_loses_no_metric_and_no_checkpoint() {
+    let db = horizon_store::testing::scratch_database();
+    let (upstream, with_port) = host_port(&db.url);
+    let proxy = Proxy::start(upstream);
+    let via_proxy = with_port(proxy.port);
+    let s = TestStudy::new(StudyOptions {
+        name: "shared",
+        trials: 1,
+        max_train_steps: 20,
+        eval_every: 10,
+        mode: "slow-checkpoint",
+        ..StudyOptions::default()
+    });
+    let gate = s.path().join("gate");
+    let trial_dir = s.study_dir().join("trials/00000");
+    let mut worker = s
+        .cmd(&["worker", "--storage", &via_proxy, "study.toml", "--no-progress", "--lease-timeout", "40"])
+        .env("GATE", &gate)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(s.path().join("w.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the trial to start", LONG, || trial_dir.join("started").exists() && running_pids(&db.url) == [worker.id()]);
+    let argv: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(trial_dir.join("argv.json")).unwrap()).unwrap();
+    let trainer = argv["pid"].as_i64().unwrap();
+    // Cut the link; the trainer reports both evaluations, announces both checkpoints and exits.
+    proxy.cut();
+    std::fs::write(&gate, "go").unwrap();
+    wait_for("the trainer to finish", LONG, || !pid_alive(trainer));
+    // The worker found the database unreachable while it had them to write.
+    let met = |s: &TestStudy| std::fs::read_to_string(s.path().join("w.stderr")).unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !met(&s).contains("(is the server") {
+        assert!(std::time::Instant::now() < deadline, "the worker never met the outage:\n{}", met(&s));
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+    proxy.heal();
+    wait_for("the worker to finish", Duration::from_secs(120), || worker.try_wait().unwrap().is_some());
+    let err = std::fs::read_to_string(s.path().join("w.stderr")).unwrap();
+    assert!(worker.wait().unwrap().success(), "{err}");
+
+    let store = open(&db.url).unwrap();
+    let study = store.study("shared").unwrap().unwrap();
+    let trial = &store.trials(study.id).unwrap()[0];
+    assert_eq!((trial.state, trial.attempt), (TrialState::Complete, 1), "{err}");
+    assert_eq!(store.metrics(trial.id).unwrap().len(), 4, "train and valid at steps 10 and 20");
+    let checkpoints = store.checkpoints(trial.id).unwrap();
+    assert_eq!(checkpoints.iter().map(|c| c.step).collect::<Vec<_>>(), [10, 20], "{err}");
+    for c in &checkpoints {
+        assert_eq!(c.deleted, !trial_dir.join(&c.path).exists(), "the database says of {} what the disk says", c.path);
+    }
+}
