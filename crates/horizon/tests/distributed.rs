@@ -317,23 +317,23 @@ fn host_port(url: &str) -> ((String, u16), impl Fn(u16) -> String + '_) {
     ((host, port.parse().unwrap()), with_port)
 }
 
+/// A scratch PostgreSQL database, a proxy to it (and its URL through the proxy), and a study
+/// "shared" of one trial of 20 steps with the fixture in `mode`, waiting at its gate.
+fn behind_a_proxy(mode: &'static str) -> (horizon_store::testing::ScratchDatabase, Proxy, String, TestStudy) {
+    let db = horizon_store::testing::scratch_database();
+    let (upstream, _) = host_port(&db.url);
+    let proxy = Proxy::start(upstream);
+    let via_proxy = host_port(&db.url).1(proxy.port);
+    let study = StudyOptions { name: "shared", trials: 1, max_train_steps: 20, eval_every: 10, mode, ..StudyOptions::default() };
+    (db, proxy, via_proxy, TestStudy::new(study))
+}
+
 /// A network partition between a worker and PostgreSQL: the cut-off worker stops its trial
 /// before its lease expires, another worker requeues the trial once it has and runs it, the two
 /// never run it at once, and once the link heals the cut-off worker finishes cleanly.
 #[test]
 fn a_worker_cut_off_from_the_database_stops_its_trial_before_another_takes_it_over() {
-    let db = horizon_store::testing::scratch_database();
-    let (upstream, with_port) = host_port(&db.url);
-    let proxy = Proxy::start(upstream);
-    let via_proxy = with_port(proxy.port);
-    let s = TestStudy::new(StudyOptions {
-        name: "shared",
-        trials: 1,
-        max_train_steps: 20,
-        eval_every: 10,
-        mode: "slow",
-        ..StudyOptions::default()
-    });
+    let (db, proxy, via_proxy, s) = behind_a_proxy("slow");
     let gate = s.path().join("gate");
     let started = s.study_dir().join("trials/00000/started");
     let spawn = |url: &str, args: &[&str], tag: &str| {
@@ -424,18 +424,7 @@ fn a_workers_gpus_pin_each_trial_to_one_of_them() {
 /// the database answers), and it completes in its first attempt.
 #[test]
 fn a_brief_outage_loses_no_metric_and_no_checkpoint() {
-    let db = horizon_store::testing::scratch_database();
-    let (upstream, with_port) = host_port(&db.url);
-    let proxy = Proxy::start(upstream);
-    let via_proxy = with_port(proxy.port);
-    let s = TestStudy::new(StudyOptions {
-        name: "shared",
-        trials: 1,
-        max_train_steps: 20,
-        eval_every: 10,
-        mode: "slow-checkpoint",
-        ..StudyOptions::default()
-    });
+    let (db, proxy, via_proxy, s) = behind_a_proxy("slow-checkpoint");
     let gate = s.path().join("gate");
     let trial_dir = s.study_dir().join("trials/00000");
     let mut worker = s
