@@ -279,11 +279,16 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
             })
             .expect("spawning a lease watchdog")
     };
-    let lease_given_up = || {
-        format!(
-            "no write reached the database for half the lease timeout ({:.0}s): stopped before another worker may take the trial over",
-            input.lease_timeout.as_secs_f64()
-        )
+    // Once the watchdog fired, the attempt ended for its lease (checked before the drain, which
+    // then writes nothing, and after it).
+    let note_watchdog = |stopping: &mut Option<(StopKind, Instant)>| {
+        if watchdog_fired.load(Ordering::SeqCst) && !matches!(stopping, Some((StopKind::LeaseLost(_), _))) {
+            let why = format!(
+                "no write reached the database for half the lease timeout ({:.0}s): stopped before another worker may take the trial over",
+                input.lease_timeout.as_secs_f64()
+            );
+            *stopping = Some((StopKind::LeaseLost(why), Instant::now()));
+        }
     };
     let mut tail = LineTail::new(metrics_file.expect("opened before the launch"));
     let mut stopping: Option<(StopKind, Instant)> = None;
@@ -350,9 +355,7 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
     };
     // The leader is gone; take down whatever it left in its group.
     signal_group(pgid, libc::SIGKILL);
-    if watchdog_fired.load(Ordering::SeqCst) && !matches!(stopping, Some((StopKind::LeaseLost(_), _))) {
-        stopping = Some((StopKind::LeaseLost(lease_given_up()), Instant::now()));
-    }
+    note_watchdog(&mut stopping);
     // Read what is left. The file is finite now, but may be large: when the user stopped horizon
     // (now or during the drain), the drain ends with the grace period and the trial, which runs
     // again anyway, keeps what was read.
@@ -397,9 +400,7 @@ fn run_subprocess(input: AttemptInput, (handle, rx): (StopHandle, Receiver<Attem
     attempt_over.store(true, Ordering::SeqCst);
     watchdog.thread().unpark();
     let _ = watchdog.join();
-    if watchdog_fired.load(Ordering::SeqCst) && !matches!(stopping, Some((StopKind::LeaseLost(_), _))) {
-        stopping = Some((StopKind::LeaseLost(lease_given_up()), Instant::now()));
-    }
+    note_watchdog(&mut stopping);
     let kind = stopping.map(|(k, _)| k);
     if let Some(StopKind::LeaseLost(why)) = kind {
         return Ok(lost(&input, &recorder, started, why));

@@ -40,10 +40,14 @@ pub struct LeaseWatch {
 }
 
 impl LeaseWatch {
+    /// How long since the lease was last renewed.
+    pub fn silent(&self) -> Duration {
+        self.base.elapsed().saturating_sub(Duration::from_millis(self.clock.load(Ordering::SeqCst)))
+    }
+
     /// How long until the lease must be given up (zero: now).
     pub fn remaining(&self) -> Duration {
-        let renewed = self.base + Duration::from_millis(self.clock.load(Ordering::SeqCst));
-        (renewed + self.half).saturating_duration_since(Instant::now())
+        self.half.saturating_sub(self.silent())
     }
 }
 
@@ -80,10 +84,9 @@ pub struct AttemptRecorder {
     kept: Vec<u64>,
     last_heartbeat: Instant,
     last_flush: Instant,
-    /// When a write last succeeded (each renews the lease), by this machine's monotonic clock.
-    last_renewed: Instant,
-    /// The same, shared with a watchdog that stops the trainer on time whatever a storage call
-    /// is doing: milliseconds since `clock_base`.
+    /// When a write last succeeded (each renews the lease), by this machine's monotonic clock:
+    /// milliseconds since `clock_base`, shared with a watchdog that stops the trainer on time
+    /// whatever a storage call is doing.
     lease_clock: Arc<AtomicU64>,
     clock_base: Instant,
     /// Past this without a renewal, the lease may have expired: another worker may run the trial.
@@ -133,7 +136,6 @@ impl AttemptRecorder {
             kept: Vec::new(),
             last_heartbeat: Instant::now(),
             last_flush: Instant::now(),
-            last_renewed: Instant::now(),
             lease_clock: Arc::new(AtomicU64::new(0)),
             clock_base: Instant::now(),
             lease_timeout: Duration::from_secs(60),
@@ -151,7 +153,6 @@ impl AttemptRecorder {
 
     /// The lease was last renewed at `at` (the claim: taken before it was asked for).
     pub fn renewed_at(mut self, at: Instant) -> AttemptRecorder {
-        self.last_renewed = at;
         self.clock_base = at;
         self.lease_clock.store(0, Ordering::SeqCst);
         self
@@ -376,9 +377,8 @@ impl AttemptRecorder {
     }
 
     fn renewed(&mut self) {
-        self.last_renewed = Instant::now();
         self.lease_clock.store(self.clock_base.elapsed().as_millis() as u64, Ordering::SeqCst);
-        self.last_heartbeat = self.last_renewed;
+        self.last_heartbeat = Instant::now();
         if let Some((since, _)) = self.outage.take() {
             tracing::warn!(
                 "trial {}: the database answers again after {:.0}s; nothing recorded was lost",
@@ -421,8 +421,9 @@ impl AttemptRecorder {
     /// trial stops before any other worker may judge the lease expired and take it over (half
     /// leaves room for the call that noticed, bounded by `Storage::limit_call_time`).
     fn lease_gone(&self) -> Option<String> {
-        let silent = self.last_renewed.elapsed();
-        (silent >= self.lease_timeout / 2).then(|| {
+        let watch = self.lease_watch();
+        let silent = watch.silent();
+        watch.remaining().is_zero().then(|| {
             format!(
                 "the database could not be reached for {:.0}s, half the lease timeout ({:.0}s): stopped before another \
                  worker may take the trial over",
